@@ -1,0 +1,113 @@
+//! The per-request checks in order, as pure functions over already-read inputs.
+
+use crate::config::{Settings, Tenant};
+use crate::crypto::SignatureVerifier;
+use crate::jwks::KeySet;
+use crate::jwt::{self, Claims, TokenError, UntrustedJwt};
+use crate::policy;
+use crate::reply::Deny;
+
+/// The one bearer token of a request, from all its `Authorization` values. The scheme is
+/// case-insensitive (RFC 7235); exactly one space separates it from a token68 value.
+pub fn bearer_token(values: &[&[u8]]) -> Result<String, Deny> {
+    let value = match values {
+        [] => return Err(Deny::MissingToken),
+        [one] => *one,
+        _ => {
+            return Err(Deny::InvalidRequest(
+                "Send exactly one Authorization header.",
+            ))
+        }
+    };
+    let bad = || Deny::InvalidRequest("The Authorization header must be 'Bearer <token>'.");
+    let value = std::str::from_utf8(value).map_err(|_| bad())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(bad());
+    }
+    if token.is_empty() || !token.bytes().all(is_token68_char) {
+        return Err(bad());
+    }
+    Ok(token.to_string())
+}
+
+fn is_token68_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
+}
+
+/// Everything that can be checked without keys: structure, algorithm allow-list, issuer,
+/// audience and lifetime. Cheap refusals come first so forged tokens cost little.
+pub fn precheck<'t>(
+    tenant: &Tenant,
+    token: &'t str,
+    settings: &Settings,
+    now: i64,
+) -> Result<UntrustedJwt<'t>, TokenError> {
+    let jwt = jwt::parse(
+        token,
+        settings.max_token_bytes,
+        tenant.vault.login_hint_claim.as_deref(),
+    )?;
+    if !tenant.algorithms.contains(&jwt.alg) {
+        return Err(TokenError::AlgNotAllowed);
+    }
+    jwt::check_claims(&jwt.claims, tenant, now, settings.clock_skew_seconds as i64)?;
+    Ok(jwt)
+}
+
+/// Signature check with the tenant's keys.
+pub fn verify(
+    jwt: UntrustedJwt<'_>,
+    keys: &KeySet,
+    verifier: &dyn SignatureVerifier,
+) -> Result<Claims, TokenError> {
+    keys.verify(&jwt, verifier)?;
+    Ok(jwt.claims)
+}
+
+/// Scopes for the method.
+pub fn authorize(tenant: &Tenant, method: &str, claims: &Claims) -> Result<(), Deny> {
+    match policy::missing_scope(&tenant.scopes, method, claims) {
+        None => Ok(()),
+        Some(needed) => Err(Deny::InsufficientScope(needed.to_vec())),
+    }
+}
+
+/// The downstream credential header value.
+pub fn downstream_value(tenant: &Tenant, token: &str) -> String {
+    tenant.downstream.format.replacen("{token}", token, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_extraction() {
+        assert_eq!(bearer_token(&[]), Err(Deny::MissingToken));
+        assert_eq!(
+            bearer_token(&[b"Bearer abc.def.ghi"]),
+            Ok("abc.def.ghi".into())
+        );
+        assert_eq!(bearer_token(&[b"bearer abc"]), Ok("abc".into()));
+        assert_eq!(bearer_token(&[b"BEARER abc"]), Ok("abc".into()));
+        for bad in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer  abc",
+            b"Basic abc",
+            b"Bearer a b",
+            b"Bearer a\tb",
+            b"Bearer \xff",
+        ] {
+            assert!(
+                matches!(bearer_token(&[bad]), Err(Deny::InvalidRequest(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            bearer_token(&[b"Bearer a", b"Bearer a"]),
+            Err(Deny::InvalidRequest(_))
+        ));
+    }
+}

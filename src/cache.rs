@@ -1,0 +1,226 @@
+//! Cache layouts: shared-data keys and values (one copy across Envoy workers) and the
+//! per-worker verified-token cache that makes the warm path cheap.
+
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+use crate::config::Tenant;
+use crate::jwt::Claims;
+use crate::secret::{hex, sha256, Secret};
+
+const FORMAT_VERSION: u8 = 1;
+const KIND_TOKEN: u8 = 0;
+const KIND_NOT_CONNECTED: u8 = 1;
+
+/// Shared-data key of a user's downstream token. Hashed: raw identifiers and tokens never
+/// become keys. The issuer and client are part of it so a config change cannot reuse a token.
+pub fn downstream_key(tenant: &Tenant, claims: &Claims) -> String {
+    let v = &tenant.vault;
+    let parts: [&str; 7] = [
+        &tenant.id,
+        &claims.iss,
+        &claims.sub,
+        &v.connection,
+        &v.client_id,
+        &v.domain,
+        claims.login_hint.as_deref().unwrap_or(""),
+    ];
+    format!(
+        "tvp/v1/dt/{}",
+        hex(&sha256(parts.join("\u{0}").as_bytes())[..16])
+    )
+}
+
+/// Shared-data key of a tenant's JWKS, tied to where the keys come from.
+pub fn jwks_key(tenant: &Tenant) -> String {
+    let source = format!("{}\u{0}{}\u{0}{:?}", tenant.id, tenant.issuer, tenant.jwks);
+    format!("tvp/v1/jwks/{}", hex(&sha256(source.as_bytes())[..16]))
+}
+
+/// A cached vault answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Downstream {
+    Token(Secret),
+    /// The vault said "not connected": remembered briefly so a retry storm does not hit it.
+    NotConnected,
+}
+
+pub fn encode_downstream(value: &Downstream, expires_at_ms: u64) -> Vec<u8> {
+    let (kind, payload) = match value {
+        Downstream::Token(t) => (KIND_TOKEN, t.expose().as_bytes()),
+        Downstream::NotConnected => (KIND_NOT_CONNECTED, &b""[..]),
+    };
+    let mut out = Vec::with_capacity(10 + payload.len());
+    out.push(FORMAT_VERSION);
+    out.push(kind);
+    out.extend_from_slice(&expires_at_ms.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The cached value if it is well-formed and still fresh at `now_ms`. Anything else (expired,
+/// an older format, a tombstone) is a miss.
+pub fn decode_downstream(bytes: &[u8], now_ms: u64) -> Option<Downstream> {
+    let (&version, rest) = bytes.split_first()?;
+    let (&kind, rest) = rest.split_first()?;
+    if version != FORMAT_VERSION || rest.len() < 8 {
+        return None;
+    }
+    let (expiry, payload) = rest.split_at(8);
+    let expires_at = u64::from_be_bytes(expiry.try_into().ok()?);
+    if now_ms >= expires_at {
+        return None;
+    }
+    match kind {
+        KIND_TOKEN => Some(Downstream::Token(Secret::new(
+            std::str::from_utf8(payload).ok()?,
+        ))),
+        KIND_NOT_CONNECTED => Some(Downstream::NotConnected),
+        _ => None,
+    }
+}
+
+/// Shared JWKS entry: when it was fetched, and the raw document.
+pub fn encode_jwks(fetched_at_ms: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + body.len());
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&fetched_at_ms.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+pub fn decode_jwks(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != FORMAT_VERSION || rest.len() < 8 {
+        return None;
+    }
+    let (fetched, body) = rest.split_at(8);
+    Some((u64::from_be_bytes(fetched.try_into().ok()?), body))
+}
+
+/// A token that passed signature and claim checks for one tenant.
+#[derive(Debug)]
+pub struct Verified {
+    pub tenant: String,
+    pub claims: Rc<Claims>,
+}
+
+/// Bounded per-worker cache keyed by SHA-256 of the token. Lifetime is re-checked on every
+/// hit by the caller; eviction is oldest-inserted first, which is enough for a set of hot
+/// tokens that each live minutes.
+pub struct VerifiedTokens {
+    capacity: usize,
+    entries: HashMap<[u8; 32], Verified>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl VerifiedTokens {
+    pub fn new(capacity: usize) -> Self {
+        VerifiedTokens {
+            capacity,
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    pub fn get(&self, token_hash: &[u8; 32]) -> Option<&Verified> {
+        self.entries.get(token_hash)
+    }
+
+    pub fn insert(&mut self, token_hash: [u8; 32], value: Verified) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.entries.insert(token_hash, value).is_none() {
+            self.order.push_back(token_hash);
+        }
+        while self.entries.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.entries.remove(&old);
+                }
+                None => break,
+            }
+        }
+    }
+
+    pub fn remove(&mut self, token_hash: &[u8; 32]) {
+        if self.entries.remove(token_hash).is_some() {
+            self.order.retain(|h| h != token_hash);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downstream_round_trip_and_expiry() {
+        let v = Downstream::Token(Secret::new("gho_abc"));
+        let bytes = encode_downstream(&v, 2_000);
+        assert_eq!(decode_downstream(&bytes, 1_999), Some(v));
+        assert_eq!(decode_downstream(&bytes, 2_000), None);
+        let nc = encode_downstream(&Downstream::NotConnected, 10);
+        assert_eq!(decode_downstream(&nc, 5), Some(Downstream::NotConnected));
+    }
+
+    #[test]
+    fn garbage_and_tombstones_are_misses() {
+        for bad in [
+            &b""[..],
+            b"\x01",
+            b"\x02\x00\x00\x00\x00\x00\x00\x00\x00\xff",
+            b"\x01\x07\x00\x00\x00\x00\x00\x00\x00\xff",
+        ] {
+            assert_eq!(decode_downstream(bad, 0), None);
+        }
+    }
+
+    #[test]
+    fn jwks_round_trip() {
+        let bytes = encode_jwks(42, b"{\"keys\":[]}");
+        assert_eq!(decode_jwks(&bytes), Some((42, &b"{\"keys\":[]}"[..])));
+        assert_eq!(decode_jwks(b"\x01\x00"), None);
+    }
+
+    #[test]
+    fn verified_cache_is_bounded() {
+        let mut c = VerifiedTokens::new(2);
+        let claims = Rc::new(Claims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: vec![],
+            exp: 0,
+            nbf: None,
+            scope: vec![],
+            scp: vec![],
+            permissions: vec![],
+            client_id: None,
+            login_hint: None,
+        });
+        for i in 0..5u8 {
+            c.insert(
+                [i; 32],
+                Verified {
+                    tenant: "t".into(),
+                    claims: claims.clone(),
+                },
+            );
+        }
+        assert_eq!(c.len(), 2);
+        assert!(
+            c.get(&[4; 32]).is_some() && c.get(&[3; 32]).is_some() && c.get(&[0; 32]).is_none()
+        );
+        c.remove(&[4; 32]);
+        assert_eq!(c.len(), 1);
+    }
+}

@@ -1,0 +1,779 @@
+//! Plugin configuration: a strict serde schema, validated once into an immutable [`Config`].
+//!
+//! Every rejection is one line naming the tenant and the field, because that line is all an
+//! operator sees in Envoy's log when the plugin refuses to start.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::jwt::Alg;
+use crate::secret::Secret;
+
+/// Path segments the filter answers itself; a tenant may not shadow them.
+pub const RESERVED_TENANT_IDS: &[&str] = &["health", "tenants", ".well-known", "connect"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn at(tenant: Option<&str>, field: &str, message: impl fmt::Display) -> Self {
+        match tenant {
+            Some(id) => ConfigError(format!("tenant '{id}': field '{field}': {message}")),
+            None => ConfigError(format!("field '{field}': {message}")),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid plugin configuration: {}", self.0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw schema: exactly what the JSON may contain.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    settings: RawSettings,
+    tenants: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSettings {
+    clock_skew_seconds: u64,
+    jwks_refresh_seconds: u64,
+    jwks_min_refetch_seconds: u64,
+    jwks_max_stale_seconds: u64,
+    downstream_expiry_margin_seconds: u64,
+    not_connected_cache_seconds: u64,
+    verified_token_cache_size: usize,
+    max_token_bytes: usize,
+    callout_timeout_ms: u64,
+    max_callout_response_bytes: usize,
+}
+
+impl Default for RawSettings {
+    fn default() -> Self {
+        let s = Settings::default();
+        RawSettings {
+            clock_skew_seconds: s.clock_skew_seconds,
+            jwks_refresh_seconds: s.jwks_refresh_seconds,
+            jwks_min_refetch_seconds: s.jwks_min_refetch_seconds,
+            jwks_max_stale_seconds: s.jwks_max_stale_seconds,
+            downstream_expiry_margin_seconds: s.downstream_expiry_margin_seconds,
+            not_connected_cache_seconds: s.not_connected_cache_seconds,
+            verified_token_cache_size: s.verified_token_cache_size,
+            max_token_bytes: s.max_token_bytes,
+            callout_timeout_ms: s.callout_timeout_ms,
+            max_callout_response_bytes: s.max_callout_response_bytes,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    id: String,
+    name: String,
+    issuer: String,
+    audience: String,
+    jwks: RawJwks,
+    algorithms: Vec<String>,
+    scopes: RawScopes,
+    backend: String,
+    vault: RawVault,
+    #[serde(default)]
+    downstream: Option<RawDownstream>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwks {
+    cluster: String,
+    /// Either the JWKS URL, or absent to use OIDC discovery from the issuer.
+    #[serde(default)]
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScopes {
+    read: Vec<String>,
+    write: Vec<String>,
+    #[serde(default)]
+    write_implies_read: bool,
+    #[serde(default)]
+    read_methods: Option<Vec<String>>,
+    #[serde(default)]
+    claims: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    #[serde(rename = "type")]
+    kind: String,
+    cluster: String,
+    domain: String,
+    client_id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_secret_env: Option<String>,
+    connection: String,
+    #[serde(default)]
+    subject_token_type: Option<String>,
+    #[serde(default)]
+    subject_token_header: Option<String>,
+    #[serde(default)]
+    login_hint_claim: Option<String>,
+    #[serde(default)]
+    connect_required_errors: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDownstream {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated configuration.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub clock_skew_seconds: u64,
+    /// How long fetched keys are fresh; refreshed in the background before this.
+    pub jwks_refresh_seconds: u64,
+    /// Lower bound between two fetches of one tenant's JWKS (unknown-`kid` refetch).
+    pub jwks_min_refetch_seconds: u64,
+    /// How long keys may still be used after their refresh failed.
+    pub jwks_max_stale_seconds: u64,
+    pub downstream_expiry_margin_seconds: u64,
+    pub not_connected_cache_seconds: u64,
+    pub verified_token_cache_size: usize,
+    pub max_token_bytes: usize,
+    pub callout_timeout_ms: u64,
+    pub max_callout_response_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            clock_skew_seconds: 60,
+            jwks_refresh_seconds: 600,
+            jwks_min_refetch_seconds: 30,
+            jwks_max_stale_seconds: 86_400,
+            downstream_expiry_margin_seconds: 60,
+            not_connected_cache_seconds: 5,
+            verified_token_cache_size: 10_000,
+            max_token_bytes: 8 * 1024,
+            callout_timeout_ms: 5_000,
+            max_callout_response_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Where a tenant's signing keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// Fetch the JWKS at this authority and path through the cluster.
+    Direct {
+        cluster: String,
+        authority: String,
+        path: String,
+    },
+    /// Read `jwks_uri` from `{issuer}/.well-known/openid-configuration` first.
+    Discovery {
+        cluster: String,
+        authority: String,
+        path: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeClaim {
+    Scope,
+    Scp,
+    Permissions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopePolicy {
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+    pub write_implies_read: bool,
+    pub read_methods: Vec<String>,
+    pub claims: Vec<ScopeClaim>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectTokenType {
+    AccessToken,
+    RefreshToken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultConfig {
+    pub cluster: String,
+    /// Auth0 domain (host[:port]), used as `:authority` of the exchange.
+    pub domain: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub connection: String,
+    pub subject_token_type: SubjectTokenType,
+    /// Request header carrying the Auth0 refresh token (refresh-token exchanges only).
+    pub subject_token_header: Option<String>,
+    pub login_hint_claim: Option<String>,
+    pub connect_required_errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownstreamConfig {
+    /// Lower-case header name the downstream credential is written to.
+    pub header: String,
+    /// Value template; `{token}` is replaced by the downstream token.
+    pub format: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub issuer: String,
+    pub audience: String,
+    pub jwks: JwksSource,
+    pub algorithms: Vec<Alg>,
+    pub scopes: ScopePolicy,
+    pub backend: String,
+    pub vault: VaultConfig,
+    pub downstream: DownstreamConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub settings: Settings,
+    pub tenants: Vec<Tenant>,
+}
+
+impl Config {
+    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.id == id)
+    }
+}
+
+/// Parse and validate the plugin configuration. `env` resolves `client_secret_env` names.
+pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_json::from_slice(json)
+        .map_err(|e| ConfigError(format!("not a valid configuration document: {e}")))?;
+    let settings = validate_settings(raw.settings)?;
+    if raw.tenants.is_empty() {
+        return Err(ConfigError::at(
+            None,
+            "tenants",
+            "must list at least one tenant",
+        ));
+    }
+    let mut tenants = Vec::with_capacity(raw.tenants.len());
+    let mut seen = HashSet::new();
+    for (index, value) in raw.tenants.into_iter().enumerate() {
+        // Name the tenant in schema errors too, so "unknown field" points somewhere useful.
+        let label = value
+            .get("id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("#{index}"));
+        let raw_tenant: RawTenant = serde_json::from_value(value)
+            .map_err(|e| ConfigError(format!("tenant '{label}': {e}")))?;
+        let tenant = validate_tenant(raw_tenant, env)?;
+        if !seen.insert(tenant.id.clone()) {
+            return Err(ConfigError::at(
+                Some(&tenant.id),
+                "id",
+                "duplicate tenant id",
+            ));
+        }
+        tenants.push(tenant);
+    }
+    Ok(Config { settings, tenants })
+}
+
+fn validate_settings(raw: RawSettings) -> Result<Settings, ConfigError> {
+    let positive = |field: &str, v: u64| {
+        if v == 0 {
+            Err(ConfigError::at(
+                None,
+                &format!("settings.{field}"),
+                "must be greater than 0",
+            ))
+        } else {
+            Ok(v)
+        }
+    };
+    positive("jwks_refresh_seconds", raw.jwks_refresh_seconds)?;
+    positive("jwks_min_refetch_seconds", raw.jwks_min_refetch_seconds)?;
+    positive("callout_timeout_ms", raw.callout_timeout_ms)?;
+    if raw.clock_skew_seconds > 600 {
+        return Err(ConfigError::at(
+            None,
+            "settings.clock_skew_seconds",
+            "must be at most 600",
+        ));
+    }
+    if !(1024..=65_536).contains(&raw.max_token_bytes) {
+        return Err(ConfigError::at(
+            None,
+            "settings.max_token_bytes",
+            "must be between 1024 and 65536",
+        ));
+    }
+    if raw.callout_timeout_ms > 60_000 {
+        return Err(ConfigError::at(
+            None,
+            "settings.callout_timeout_ms",
+            "must be at most 60000",
+        ));
+    }
+    if raw.max_callout_response_bytes < 1024 {
+        return Err(ConfigError::at(
+            None,
+            "settings.max_callout_response_bytes",
+            "must be at least 1024",
+        ));
+    }
+    Ok(Settings {
+        clock_skew_seconds: raw.clock_skew_seconds,
+        jwks_refresh_seconds: raw.jwks_refresh_seconds,
+        jwks_min_refetch_seconds: raw.jwks_min_refetch_seconds,
+        jwks_max_stale_seconds: raw.jwks_max_stale_seconds,
+        downstream_expiry_margin_seconds: raw.downstream_expiry_margin_seconds,
+        not_connected_cache_seconds: raw.not_connected_cache_seconds,
+        verified_token_cache_size: raw.verified_token_cache_size,
+        max_token_bytes: raw.max_token_bytes,
+        callout_timeout_ms: raw.callout_timeout_ms,
+        max_callout_response_bytes: raw.max_callout_response_bytes,
+    })
+}
+
+fn validate_tenant(
+    raw: RawTenant,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Tenant, ConfigError> {
+    let id = raw.id;
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ConfigError::at(
+            Some(&id),
+            "id",
+            "must be 1-64 characters of [A-Za-z0-9_-] (it is a URL path segment)",
+        ));
+    }
+    let err = |field: &str, message: &str| ConfigError::at(Some(&id), field, message);
+    if RESERVED_TENANT_IDS.contains(&id.as_str()) {
+        return Err(err("id", "is reserved for an endpoint of the filter"));
+    }
+    require_text(&raw.name).map_err(|m| err("name", m))?;
+    let issuer_url = Url::parse(&raw.issuer).map_err(|m| err("issuer", m))?;
+    require_text(&raw.audience).map_err(|m| err("audience", m))?;
+
+    let jwks = match raw.jwks.url {
+        Some(url) => {
+            let url = Url::parse(&url).map_err(|m| err("jwks.url", m))?;
+            JwksSource::Direct {
+                cluster: cluster_name(&raw.jwks.cluster).map_err(|m| err("jwks.cluster", m))?,
+                authority: url.authority,
+                path: url.path_and_query,
+            }
+        }
+        None => {
+            let mut path = issuer_url.path_and_query.clone();
+            if !path.ends_with('/') {
+                path.push('/');
+            }
+            path.push_str(".well-known/openid-configuration");
+            JwksSource::Discovery {
+                cluster: cluster_name(&raw.jwks.cluster).map_err(|m| err("jwks.cluster", m))?,
+                authority: issuer_url.authority,
+                path,
+            }
+        }
+    };
+
+    if raw.algorithms.is_empty() {
+        return Err(err("algorithms", "must list at least one algorithm"));
+    }
+    let mut algorithms = Vec::new();
+    for name in &raw.algorithms {
+        let alg = Alg::from_name(name).ok_or_else(|| {
+            err(
+                "algorithms",
+                &format!(
+                    "'{}' is not supported (use RS256, RS384, RS512, PS256, PS384, PS512, ES256, EdDSA)",
+                    printable(name)
+                ),
+            )
+        })?;
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+
+    let scopes = validate_scopes(raw.scopes).map_err(|(field, m)| err(&field, &m))?;
+    Url::parse(&raw.backend).map_err(|m| err("backend", m))?;
+    let vault = validate_vault(raw.vault, env).map_err(|(field, m)| err(&field, &m))?;
+    let downstream = validate_downstream(raw.downstream).map_err(|(field, m)| err(&field, &m))?;
+    if vault.subject_token_header.as_deref() == Some(downstream.header.as_str())
+        || downstream.header == "host"
+        || downstream.header.starts_with(':')
+    {
+        return Err(err(
+            "downstream.header",
+            "cannot be a pseudo-header, host or the subject token header",
+        ));
+    }
+
+    Ok(Tenant {
+        id: id.clone(),
+        name: raw.name,
+        issuer: raw.issuer,
+        audience: raw.audience,
+        jwks,
+        algorithms,
+        scopes,
+        backend: raw.backend,
+        vault,
+        downstream,
+    })
+}
+
+type FieldError = (String, String);
+
+fn validate_scopes(raw: RawScopes) -> Result<ScopePolicy, FieldError> {
+    let check = |field: &str, list: &[String]| -> Result<(), FieldError> {
+        if list.is_empty() {
+            return Err((field.into(), "must list at least one scope".into()));
+        }
+        for s in list {
+            if s.is_empty() || !s.bytes().all(is_scope_char) {
+                return Err((
+                    field.into(),
+                    format!("'{}' is not a valid scope token", printable(s)),
+                ));
+            }
+        }
+        Ok(())
+    };
+    check("scopes.read", &raw.read)?;
+    check("scopes.write", &raw.write)?;
+    let read_methods = match raw.read_methods {
+        None => vec!["GET".into(), "HEAD".into(), "OPTIONS".into()],
+        Some(list) => {
+            if list.is_empty() {
+                return Err(("scopes.read_methods".into(), "must not be empty".into()));
+            }
+            for m in &list {
+                if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                    return Err((
+                        "scopes.read_methods".into(),
+                        format!("'{}' is not an upper-case HTTP method", printable(m)),
+                    ));
+                }
+            }
+            list
+        }
+    };
+    let claims = match raw.claims {
+        None => vec![ScopeClaim::Scope, ScopeClaim::Scp, ScopeClaim::Permissions],
+        Some(list) => {
+            if list.is_empty() {
+                return Err(("scopes.claims".into(), "must not be empty".into()));
+            }
+            let mut out = Vec::new();
+            for c in &list {
+                out.push(match c.as_str() {
+                    "scope" => ScopeClaim::Scope,
+                    "scp" => ScopeClaim::Scp,
+                    "permissions" => ScopeClaim::Permissions,
+                    other => {
+                        return Err((
+                            "scopes.claims".into(),
+                            format!(
+                                "'{}' is not one of scope, scp, permissions",
+                                printable(other)
+                            ),
+                        ))
+                    }
+                });
+            }
+            out
+        }
+    };
+    Ok(ScopePolicy {
+        read: raw.read,
+        write: raw.write,
+        write_implies_read: raw.write_implies_read,
+        read_methods,
+        claims,
+    })
+}
+
+fn validate_vault(
+    raw: RawVault,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<VaultConfig, FieldError> {
+    let field = |f: &str, m: &str| (format!("vault.{f}"), m.to_string());
+    if raw.kind != "auth0" {
+        return Err(field("type", "must be \"auth0\""));
+    }
+    let cluster = cluster_name(&raw.cluster).map_err(|m| field("cluster", m))?;
+    if !is_authority(&raw.domain) {
+        return Err(field(
+            "domain",
+            "must be a host name with an optional port, without scheme or path",
+        ));
+    }
+    require_text(&raw.client_id).map_err(|m| field("client_id", m))?;
+    let client_secret = match (raw.client_secret, raw.client_secret_env) {
+        (Some(_), Some(_)) => {
+            return Err(field("client_secret", "give client_secret or client_secret_env, not both"))
+        }
+        (None, None) => {
+            return Err(field("client_secret", "missing (give client_secret or client_secret_env)"))
+        }
+        (Some(s), None) => {
+            if s.is_empty() {
+                return Err(field("client_secret", "must not be empty"));
+            }
+            Secret::new(s)
+        }
+        (None, Some(name)) => match env(&name) {
+            Some(v) if !v.is_empty() => Secret::new(v),
+            _ => {
+                return Err(field(
+                    "client_secret_env",
+                    &format!(
+                        "environment variable '{}' is not set for the Wasm VM (vm_config.environment_variables)",
+                        printable(&name)
+                    ),
+                ))
+            }
+        },
+    };
+    require_text(&raw.connection).map_err(|m| field("connection", m))?;
+    let subject_token_type = match raw.subject_token_type.as_deref() {
+        None | Some("access_token") => SubjectTokenType::AccessToken,
+        Some("refresh_token") => SubjectTokenType::RefreshToken,
+        Some(_) => {
+            return Err(field(
+                "subject_token_type",
+                "must be access_token or refresh_token",
+            ))
+        }
+    };
+    let subject_token_header = match (subject_token_type, raw.subject_token_header) {
+        (SubjectTokenType::RefreshToken, Some(h)) => {
+            Some(header_name(&h).map_err(|m| field("subject_token_header", m))?)
+        }
+        (SubjectTokenType::RefreshToken, None) => {
+            return Err(field(
+                "subject_token_header",
+                "required when subject_token_type is refresh_token",
+            ))
+        }
+        (SubjectTokenType::AccessToken, Some(_)) => {
+            return Err(field(
+                "subject_token_header",
+                "only used with subject_token_type refresh_token",
+            ))
+        }
+        (SubjectTokenType::AccessToken, None) => None,
+    };
+    if let Some(claim) = &raw.login_hint_claim {
+        require_text(claim).map_err(|m| field("login_hint_claim", m))?;
+    }
+    let connect_required_errors = match raw.connect_required_errors {
+        None => vec![
+            "federated_connection_refresh_token_not_found".into(),
+            "tokenset_not_found".into(),
+        ],
+        Some(list) if list.is_empty() => {
+            return Err(field("connect_required_errors", "must not be empty"))
+        }
+        Some(list) => list,
+    };
+    Ok(VaultConfig {
+        cluster,
+        domain: raw.domain,
+        client_id: raw.client_id,
+        client_secret,
+        connection: raw.connection,
+        subject_token_type,
+        subject_token_header,
+        login_hint_claim: raw.login_hint_claim,
+        connect_required_errors,
+    })
+}
+
+fn validate_downstream(raw: Option<RawDownstream>) -> Result<DownstreamConfig, FieldError> {
+    let raw = raw.unwrap_or(RawDownstream {
+        header: None,
+        format: None,
+    });
+    let header = header_name(raw.header.as_deref().unwrap_or("authorization"))
+        .map_err(|m| ("downstream.header".to_string(), m.to_string()))?;
+    let format = raw.format.unwrap_or_else(|| "Bearer {token}".into());
+    if format.matches("{token}").count() != 1 {
+        return Err((
+            "downstream.format".into(),
+            "must contain {token} exactly once".into(),
+        ));
+    }
+    if format.bytes().any(|b| b.is_ascii_control()) {
+        return Err((
+            "downstream.format".into(),
+            "must not contain control characters".into(),
+        ));
+    }
+    Ok(DownstreamConfig { header, format })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small syntax checks.
+
+fn require_text(s: &str) -> Result<(), &'static str> {
+    if s.trim().is_empty() {
+        Err("must not be empty")
+    } else if s.chars().any(char::is_control) {
+        Err("must not contain control characters")
+    } else {
+        Ok(())
+    }
+}
+
+fn cluster_name(s: &str) -> Result<String, &'static str> {
+    if s.is_empty() || s.len() > 255 || s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Err("must be an Envoy cluster name")
+    } else {
+        Ok(s.to_string())
+    }
+}
+
+fn header_name(s: &str) -> Result<String, &'static str> {
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+    {
+        Err("must be an HTTP header name")
+    } else {
+        Ok(s.to_ascii_lowercase())
+    }
+}
+
+/// RFC 6749 scope-token characters: printable ASCII except space, `"` and `\`.
+fn is_scope_char(b: u8) -> bool {
+    b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+}
+
+fn is_authority(s: &str) -> bool {
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
+    host_ok && port_ok
+}
+
+/// Echo user input into an error line without letting it forge log lines.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The parts of an absolute http(s) URL the filter needs to address a call through a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub scheme: String,
+    pub authority: String,
+    pub path_and_query: String,
+}
+
+impl Url {
+    pub fn parse(s: &str) -> Result<Url, &'static str> {
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or("must be an absolute http(s) URL")?;
+        if scheme != "https" && scheme != "http" {
+            return Err("must be an absolute http(s) URL");
+        }
+        if s.bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b == b'#')
+        {
+            return Err("must not contain spaces, control characters or a fragment");
+        }
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.contains('@') || !is_authority(authority) {
+            return Err("must have a host (and optional port) and no user info");
+        }
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
+        Ok(Url {
+            scheme: scheme.to_string(),
+            authority: authority.to_string(),
+            path_and_query: path,
+        })
+    }
+}
+
+/// Public, secret-free view of a tenant for `/tenants` and `/{tenant}/info`.
+pub fn public_view(t: &Tenant) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id,
+        "name": t.name,
+        "issuer": t.issuer,
+        "audience": t.audience,
+        "algorithms": t.algorithms.iter().map(|a| a.name()).collect::<Vec<_>>(),
+        "scopes": {
+            "read": t.scopes.read,
+            "write": t.scopes.write,
+            "write_implies_read": t.scopes.write_implies_read,
+            "read_methods": t.scopes.read_methods,
+        },
+        "connection": t.vault.connection,
+        "backend": t.backend,
+    })
+}
+
+/// Environment lookup used in production: the Wasm VM's WASI environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+//! What a request path means, and the filter's own read-only endpoints.
+
+use serde_json::json;
+
+use crate::config::{public_view, Config};
+use crate::reply::Reply;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'p> {
+    Health,
+    Tenants,
+    TenantInfo(&'p str),
+    /// A request for the tenant's backend.
+    Proxy(&'p str),
+    NoTenant,
+}
+
+/// Route by path: the first segment names the tenant (Envoy's route strips it afterwards).
+pub fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let (first, tail) = match rest.split_once('/') {
+        Some((f, t)) => (f, Some(t)),
+        None => (rest, None),
+    };
+    let read = method == "GET" || method == "HEAD";
+    match (first, tail) {
+        ("", _) => Route::NoTenant,
+        ("health", None) if read => Route::Health,
+        ("tenants", None) if read => Route::Tenants,
+        (tenant, Some("info")) if read => Route::TenantInfo(tenant),
+        (tenant, _) => Route::Proxy(tenant),
+    }
+}
+
+/// `GET /health`: per tenant, whether signing keys are loaded (`keys_loaded` is told by the
+/// caller, which can see shared data).
+pub fn health(config: &Config, keys_loaded: &dyn Fn(usize) -> bool) -> Reply {
+    let mut all = true;
+    let tenants: serde_json::Map<String, serde_json::Value> = config
+        .tenants
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let loaded = keys_loaded(i);
+            all &= loaded;
+            (t.id.clone(), json!({"keys_loaded": loaded}))
+        })
+        .collect();
+    let status = if all { "ok" } else { "degraded" };
+    Reply::json(200, &json!({"status": status, "tenants": tenants}))
+}
+
+pub fn tenants(config: &Config) -> Reply {
+    Reply::json(
+        200,
+        &json!({"tenants": config.tenants.iter().map(public_view).collect::<Vec<_>>()}),
+    )
+}
+
+pub fn tenant_info(config: &Config, id: &str) -> Option<Reply> {
+    config.tenant(id).map(|t| Reply::json(200, &public_view(t)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("GET", "/health"), Route::Health);
+        assert_eq!(route("GET", "/tenants?x=1"), Route::Tenants);
+        assert_eq!(route("GET", "/github/info"), Route::TenantInfo("github"));
+        assert_eq!(route("POST", "/github/info"), Route::Proxy("github"));
+        assert_eq!(route("GET", "/github/user"), Route::Proxy("github"));
+        assert_eq!(route("GET", "/github"), Route::Proxy("github"));
+        assert_eq!(route("GET", "/"), Route::NoTenant);
+        assert_eq!(route("GET", "//x"), Route::NoTenant);
+        assert_eq!(route("POST", "/health"), Route::Proxy("health"));
+    }
+}

@@ -1,0 +1,206 @@
+//! One HTTP request: gather its inputs, run the pipeline, apply the outcome. Nothing is
+//! resumed unless the pipeline returned `Forward`; every other path ends in one local reply.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use log::{info, warn};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::{handle_response, send};
+use crate::auth;
+use crate::endpoints::{self, Route};
+use crate::flow::{RequestInput, Step, Worker};
+use crate::host::{self, ProxyWasmHost};
+use crate::reply::{deny_reply, Deny, Reply};
+
+pub struct Request {
+    id: u32,
+    worker: Option<Rc<RefCell<Worker>>>,
+}
+
+impl Request {
+    pub fn new(id: u32, worker: Option<Rc<RefCell<Worker>>>) -> Self {
+        Request { id, worker }
+    }
+
+    fn reply(&self, reply: &Reply) -> Action {
+        host::send_reply(reply);
+        Action::Pause
+    }
+
+    fn start(&mut self, worker: &Rc<RefCell<Worker>>) -> Action {
+        let method = host::request_header(":method").unwrap_or_default();
+        let path = host::request_header(":path").unwrap_or_default();
+        let config = Rc::clone(&worker.borrow().config);
+        let tenant_id = match endpoints::route(&method, &path) {
+            Route::Health => {
+                let reply = endpoints::health(&config, &|i| {
+                    worker.borrow_mut().keys_loaded(&ProxyWasmHost, i)
+                });
+                return self.reply(&reply);
+            }
+            Route::Tenants => return self.reply(&endpoints::tenants(&config)),
+            Route::TenantInfo(id) => {
+                return match endpoints::tenant_info(&config, id) {
+                    Some(reply) => self.reply(&reply),
+                    None => self.deny(None, &Deny::UnknownTenant),
+                }
+            }
+            Route::NoTenant => return self.deny(None, &Deny::NoTenant),
+            Route::Proxy(id) => id,
+        };
+        let Some(tenant) = config.tenants.iter().position(|t| t.id == tenant_id) else {
+            return self.deny(None, &Deny::UnknownTenant);
+        };
+        let values = host::request_header_values("authorization");
+        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        let token = match auth::bearer_token(&refs) {
+            Ok(t) => t,
+            Err(d) => return self.deny(Some(tenant), &d),
+        };
+        let subject_token = config.tenants[tenant]
+            .vault
+            .subject_token_header
+            .as_deref()
+            .and_then(host::request_header);
+        let input = RequestInput {
+            tenant,
+            method,
+            token,
+            subject_token,
+        };
+        let step = worker.borrow_mut().begin(&ProxyWasmHost, self.id, input);
+        match step {
+            Step::Wait { flight, start } => {
+                if let Some(request) = start {
+                    send(worker, &flight, &request, self.id);
+                }
+                // `send` may have failed the flight and answered this request already.
+                Action::Pause
+            }
+            done => {
+                if apply_final(worker, self.id, done) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
+        }
+    }
+
+    fn deny(&self, tenant: Option<usize>, deny: &Deny) -> Action {
+        let realm = match (tenant, &self.worker) {
+            (Some(i), Some(w)) => w.borrow().config.tenants[i].id.clone(),
+            _ => "token-vault-proxy".to_string(),
+        };
+        info!(
+            "#{} tenant={} decision=deny reason={}",
+            self.id,
+            realm,
+            deny.code()
+        );
+        self.reply(&deny_reply(deny, &realm))
+    }
+
+    fn hold_while_waiting(&self) -> Action {
+        // Body and trailers must not slip past headers still under check: Envoy would
+        // forward the stopped headers along with them.
+        match &self.worker {
+            Some(w) if w.borrow().is_waiting(self.id) => Action::Pause,
+            _ => Action::Continue,
+        }
+    }
+}
+
+/// Apply a final step to the request whose context is active. True when it may be forwarded.
+pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: Step) -> bool {
+    let config = Rc::clone(&worker.borrow().config);
+    match step {
+        Step::Forward(f) => {
+            let tenant = &config.tenants[f.tenant];
+            let mut ok = true;
+            for name in &f.strip {
+                ok &= host::remove_request_header(name);
+            }
+            ok &= host::set_request_header(&f.header, &f.value);
+            if !ok {
+                // Fail closed: never forward a request whose credentials were not replaced.
+                warn!(
+                    "#{context_id} tenant={} could not rewrite request headers",
+                    tenant.id
+                );
+                host::send_reply(&deny_reply(
+                    &Deny::VaultFailed(crate::callout::DependencyFailure::BadAnswer),
+                    &tenant.id,
+                ));
+                return false;
+            }
+            info!(
+                "#{context_id} tenant={} decision=allow reason=ok sub={}",
+                tenant.id, f.sub_hash
+            );
+            true
+        }
+        Step::Deny {
+            deny,
+            tenant,
+            sub_hash,
+        } => {
+            let id = &config.tenants[tenant].id;
+            info!(
+                "#{context_id} tenant={id} decision=deny reason={} sub={}",
+                deny.code(),
+                sub_hash.as_deref().unwrap_or("-")
+            );
+            host::send_reply(&deny_reply(&deny, id));
+            false
+        }
+        Step::Wait { .. } => false,
+    }
+}
+
+impl Context for Request {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if let Some(worker) = &self.worker {
+            handle_response(worker, token, body_size, self.id);
+        }
+    }
+}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.worker.clone() {
+            Some(worker) => self.start(&worker),
+            None => self.reply(&Reply::json(
+                500,
+                &serde_json::json!({"error": "server_error", "error_description": "The filter is not configured."}),
+            )),
+        }
+    }
+
+    fn on_http_request_body(&mut self, _size: usize, _end_of_stream: bool) -> Action {
+        self.hold_while_waiting()
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.hold_while_waiting()
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(worker) = &self.worker {
+            if let Ok(mut w) = worker.try_borrow_mut() {
+                w.forget(self.id);
+            }
+        }
+    }
+}

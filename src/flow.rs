@@ -1,0 +1,729 @@
+//! The per-worker request pipeline: what to do with a request now, and with the requests that
+//! were waiting when a call-out answers. Host access goes through [`Host`], so this runs and is
+//! tested on the host target; `filter/` only applies the returned [`Step`]s.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use crate::auth;
+use crate::cache::{self, Downstream, Verified, VerifiedTokens};
+use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
+use crate::config::{Config, JwksSource, SubjectTokenType, Tenant};
+use crate::crypto::SignatureVerifier;
+use crate::jwks::{self, KeySet, RefetchPolicy};
+use crate::jwt::{Claims, TokenError};
+use crate::reply::Deny;
+use crate::secret::{sha256, short_hash};
+use crate::vault::{auth0, VaultOutcome};
+
+/// The few host services the pipeline needs.
+pub trait Host {
+    fn now_ms(&self) -> u64;
+    /// Value and CAS token of a shared-data entry.
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Write a shared-data entry; false if the CAS check failed or the host refused.
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+}
+
+/// How often a worker looks at shared data for keys another worker fetched.
+const KEY_SYNC_INTERVAL_MS: u64 = 1_000;
+
+/// What a request needs next.
+#[derive(Debug)]
+pub enum Step {
+    /// Refuse with this reason (the request goes no further).
+    Deny {
+        deny: Deny,
+        tenant: usize,
+        sub_hash: Option<String>,
+    },
+    /// Every check passed: rewrite headers and forward.
+    Forward(Forward),
+    /// Wait for a call-out; `start` is set when this request must dispatch it.
+    Wait {
+        flight: String,
+        start: Option<CalloutRequest>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub tenant: usize,
+    pub sub_hash: String,
+    /// Headers to remove before setting the downstream credential.
+    pub strip: Vec<String>,
+    pub header: String,
+    pub value: String,
+}
+
+/// A request's inputs, kept while it waits so any context can finish it.
+#[derive(Debug, Clone)]
+pub struct RequestInput {
+    pub tenant: usize,
+    pub method: String,
+    pub token: String,
+    /// The refresh token for refresh-token exchanges (from the configured header).
+    pub subject_token: Option<String>,
+}
+
+#[derive(Debug)]
+enum Stage {
+    NeedKeys,
+    NeedDownstream(Rc<Claims>),
+}
+
+#[derive(Debug)]
+struct Waiting {
+    input: RequestInput,
+    stage: Stage,
+}
+
+#[derive(Debug, Clone)]
+enum Purpose {
+    Discovery { tenant: usize },
+    Jwks { tenant: usize },
+    Vault { tenant: usize },
+}
+
+struct Flight {
+    purpose: Purpose,
+    request: CalloutRequest,
+    waiters: Vec<u32>,
+    /// The context whose call-out is in flight; `None` once it went away before the answer.
+    owner: Option<u32>,
+}
+
+#[derive(Default)]
+struct TenantKeys {
+    keys: Option<Rc<KeySet>>,
+    cas: Option<u32>,
+    fetched_at_ms: u64,
+    synced_at_ms: Option<u64>,
+    last_attempt_ms: Option<u64>,
+    last_failure: Option<DependencyFailure>,
+}
+
+/// Per-worker state shared by the root context and every HTTP context of one VM.
+pub struct Worker {
+    pub config: Rc<Config>,
+    verifier: Box<dyn SignatureVerifier>,
+    verified: VerifiedTokens,
+    keys: Vec<TenantKeys>,
+    flights: HashMap<String, Flight>,
+    callouts: HashMap<u32, String>,
+    waiting: HashMap<u32, Waiting>,
+    orphans: HashSet<String>,
+}
+
+/// A request that a call-out answer has decided, to be applied in its own context.
+pub type Resolution = (u32, Step);
+
+impl Worker {
+    pub fn new(config: Rc<Config>, verifier: Box<dyn SignatureVerifier>) -> Self {
+        let n = config.tenants.len();
+        Worker {
+            verified: VerifiedTokens::new(config.settings.verified_token_cache_size),
+            config,
+            verifier,
+            keys: (0..n).map(|_| TenantKeys::default()).collect(),
+            flights: HashMap::new(),
+            callouts: HashMap::new(),
+            waiting: HashMap::new(),
+            orphans: HashSet::new(),
+        }
+    }
+
+    fn policy(&self) -> RefetchPolicy {
+        let s = &self.config.settings;
+        RefetchPolicy {
+            refresh_ms: s.jwks_refresh_seconds * 1000,
+            min_refetch_ms: s.jwks_min_refetch_seconds * 1000,
+            max_stale_ms: s.jwks_max_stale_seconds * 1000,
+        }
+    }
+
+    pub fn is_waiting(&self, context_id: u32) -> bool {
+        self.waiting.contains_key(&context_id)
+    }
+
+    /// Start on a new request for `context_id`.
+    pub fn begin(&mut self, host: &dyn Host, context_id: u32, input: RequestInput) -> Step {
+        self.run(host, context_id, input, Stage::NeedKeys)
+    }
+
+    fn run(&mut self, host: &dyn Host, context_id: u32, input: RequestInput, stage: Stage) -> Step {
+        let config = Rc::clone(&self.config);
+        let tenant = &config.tenants[input.tenant];
+        let now_ms = host.now_ms();
+        let now = (now_ms / 1000) as i64;
+        let skew = config.settings.clock_skew_seconds as i64;
+        let deny = |deny: Deny, sub: Option<&str>| Step::Deny {
+            deny,
+            tenant: input.tenant,
+            sub_hash: sub.map(short_hash),
+        };
+
+        let claims = match stage {
+            Stage::NeedDownstream(claims) => claims,
+            Stage::NeedKeys => {
+                let token_hash = sha256(input.token.as_bytes());
+                let cached = self
+                    .verified
+                    .get(&token_hash)
+                    .filter(|v| v.tenant == tenant.id)
+                    .map(|v| Rc::clone(&v.claims));
+                match cached {
+                    Some(claims) => {
+                        if let Err(e) = crate::jwt::check_lifetime(&claims, now, skew) {
+                            self.verified.remove(&token_hash);
+                            return deny(Deny::InvalidToken(e), Some(&claims.sub));
+                        }
+                        claims
+                    }
+                    None => {
+                        let jwt = match auth::precheck(tenant, &input.token, &config.settings, now)
+                        {
+                            Ok(jwt) => jwt,
+                            Err(e) => return deny(Deny::InvalidToken(e), None),
+                        };
+                        let keys = match self.keys_for(host, input.tenant, now_ms) {
+                            Some(keys) if keys.knows(&jwt) => keys,
+                            known => {
+                                // Cold start, or a `kid` we have not seen: maybe a rotation.
+                                // Either way fetch at most once per interval per worker.
+                                let state = &self.keys[input.tenant];
+                                if self.flights.contains_key(&jwks_flight(tenant))
+                                    || self
+                                        .policy()
+                                        .may_refetch_for_unknown_kid(state.last_attempt_ms, now_ms)
+                                {
+                                    return self.wait_for_keys(context_id, input);
+                                }
+                                return match (known, state.last_failure) {
+                                    (None, failure) => deny(
+                                        Deny::KeysUnavailable(
+                                            failure.unwrap_or(DependencyFailure::Unavailable),
+                                        ),
+                                        None,
+                                    ),
+                                    (Some(_), _) => {
+                                        deny(Deny::InvalidToken(TokenError::UnknownKey), None)
+                                    }
+                                };
+                            }
+                        };
+                        let claims = match auth::verify(jwt, &keys, self.verifier.as_ref()) {
+                            Ok(c) => Rc::new(c),
+                            Err(e) => return deny(Deny::InvalidToken(e), None),
+                        };
+                        // Oversized tokens are refused earlier, so every cached key is bounded.
+                        self.verified.insert(
+                            token_hash,
+                            Verified {
+                                tenant: tenant.id.clone(),
+                                claims: Rc::clone(&claims),
+                            },
+                        );
+                        claims
+                    }
+                }
+            }
+        };
+
+        if let Err(d) = auth::authorize(tenant, &input.method, &claims) {
+            return deny(d, Some(&claims.sub));
+        }
+
+        let key = cache::downstream_key(tenant, &claims);
+        match host
+            .shared_get(&key)
+            .0
+            .and_then(|b| cache::decode_downstream(&b, now_ms))
+        {
+            Some(Downstream::Token(t)) => {
+                Step::Forward(forward(input.tenant, tenant, &claims, t.expose()))
+            }
+            Some(Downstream::NotConnected) => deny(connect_required(tenant), Some(&claims.sub)),
+            None => {
+                let subject = match tenant.vault.subject_token_type {
+                    SubjectTokenType::AccessToken => input.token.clone(),
+                    SubjectTokenType::RefreshToken => match &input.subject_token {
+                        Some(t) => t.clone(),
+                        None => {
+                            return deny(
+                                Deny::InvalidRequest(
+                                    "This resource needs the user's refresh token header.",
+                                ),
+                                Some(&claims.sub),
+                            )
+                        }
+                    },
+                };
+                let request =
+                    auth0::exchange_request(&tenant.vault, &subject, claims.login_hint.as_deref());
+                let tenant_index = input.tenant;
+                self.wait(
+                    context_id,
+                    key,
+                    Purpose::Vault {
+                        tenant: tenant_index,
+                    },
+                    request,
+                    Waiting {
+                        input,
+                        stage: Stage::NeedDownstream(claims),
+                    },
+                )
+            }
+        }
+    }
+
+    fn wait_for_keys(&mut self, context_id: u32, input: RequestInput) -> Step {
+        let tenant = &self.config.tenants[input.tenant];
+        let (purpose, request) = match &tenant.jwks {
+            JwksSource::Direct {
+                cluster,
+                authority,
+                path,
+            } => (
+                Purpose::Jwks {
+                    tenant: input.tenant,
+                },
+                CalloutRequest::get(cluster, authority, path),
+            ),
+            JwksSource::Discovery {
+                cluster,
+                authority,
+                path,
+            } => (
+                Purpose::Discovery {
+                    tenant: input.tenant,
+                },
+                CalloutRequest::get(cluster, authority, path),
+            ),
+        };
+        let flight = jwks_flight(tenant);
+        self.wait(
+            context_id,
+            flight,
+            purpose,
+            request,
+            Waiting {
+                input,
+                stage: Stage::NeedKeys,
+            },
+        )
+    }
+
+    /// Join the flight for `key`, or start it.
+    fn wait(
+        &mut self,
+        context_id: u32,
+        key: String,
+        purpose: Purpose,
+        request: CalloutRequest,
+        waiting: Waiting,
+    ) -> Step {
+        self.waiting.insert(context_id, waiting);
+        if let Some(flight) = self.flights.get_mut(&key) {
+            flight.waiters.push(context_id);
+            return Step::Wait {
+                flight: key,
+                start: None,
+            };
+        }
+        self.flights.insert(
+            key.clone(),
+            Flight {
+                purpose,
+                request: request.clone(),
+                waiters: vec![context_id],
+                owner: Some(context_id),
+            },
+        );
+        Step::Wait {
+            flight: key,
+            start: Some(request),
+        }
+    }
+
+    /// The call-out for `flight` was dispatched as `token` by `owner`.
+    pub fn dispatched(&mut self, flight: &str, token: u32, owner: u32, now_ms: u64) {
+        if let Some(f) = self.flights.get_mut(flight) {
+            f.owner = Some(owner);
+            if let Purpose::Jwks { tenant } | Purpose::Discovery { tenant } = f.purpose {
+                self.keys[tenant].last_attempt_ms = Some(now_ms);
+            }
+        }
+        self.orphans.remove(flight);
+        self.callouts.insert(token, flight.to_string());
+    }
+
+    /// A waiting request went away (client closed). Its flight carries on for the others; if
+    /// it owned the call-out, the answer will not come to us and the root must redo it.
+    pub fn forget(&mut self, context_id: u32) {
+        self.waiting.remove(&context_id);
+        let mut orphaned = Vec::new();
+        for (key, f) in self.flights.iter_mut() {
+            f.waiters.retain(|w| *w != context_id);
+            if f.owner == Some(context_id) {
+                f.owner = None;
+                orphaned.push(key.clone());
+            }
+        }
+        for key in orphaned {
+            let empty = self.flights.get(&key).is_some_and(|f| f.waiters.is_empty());
+            if empty {
+                self.flights.remove(&key);
+            } else {
+                self.orphans.insert(key);
+            }
+        }
+        self.callouts
+            .retain(|_, flight| self.flights.contains_key(flight));
+    }
+
+    /// Flights whose owner went away and that others still wait for: redispatch them.
+    pub fn take_orphans(&mut self) -> Vec<(String, CalloutRequest)> {
+        let keys: Vec<String> = self.orphans.drain().collect();
+        keys.into_iter()
+            .filter_map(|k| self.flights.get(&k).map(|f| (k.clone(), f.request.clone())))
+            .collect()
+    }
+
+    /// A dispatch failed before anything was sent (e.g. the cluster does not exist).
+    pub fn dispatch_failed(&mut self, host: &dyn Host, flight: &str) -> Vec<Resolution> {
+        let response = CalloutResponse {
+            status: Some(503),
+            retry_after: None,
+            body: Some(Vec::new()),
+        };
+        self.complete_flight(host, flight, &response)
+    }
+
+    /// A call-out answered. Returns the requests it decided; the caller dispatches any new
+    /// `Step::Wait { start: Some(..) }` among them.
+    pub fn on_response(
+        &mut self,
+        host: &dyn Host,
+        token: u32,
+        response: &CalloutResponse,
+    ) -> Vec<Resolution> {
+        match self.callouts.remove(&token) {
+            Some(flight) => self.complete_flight(host, &flight, response),
+            None => Vec::new(),
+        }
+    }
+
+    fn complete_flight(
+        &mut self,
+        host: &dyn Host,
+        key: &str,
+        response: &CalloutResponse,
+    ) -> Vec<Resolution> {
+        let Some(flight) = self.flights.remove(key) else {
+            return Vec::new();
+        };
+        self.orphans.remove(key);
+        let now_ms = host.now_ms();
+        let mut out = Vec::new();
+        let mut finish =
+            |worker: &mut Worker, decide: &mut dyn FnMut(&mut Worker, u32, Waiting) -> Step| {
+                for ctx in &flight.waiters {
+                    if let Some(w) = worker.waiting.remove(ctx) {
+                        let step = decide(worker, *ctx, w);
+                        out.push((*ctx, step));
+                    }
+                }
+            };
+        match flight.purpose {
+            Purpose::Discovery { tenant } => {
+                let authority = match &self.config.tenants[tenant].jwks {
+                    JwksSource::Discovery { authority, .. }
+                    | JwksSource::Direct { authority, .. } => authority.clone(),
+                };
+                let path = (response.status == Some(200))
+                    .then(|| {
+                        response
+                            .body
+                            .as_deref()
+                            .and_then(|b| jwks::jwks_path_from_discovery(b, &authority))
+                    })
+                    .flatten();
+                match path {
+                    Some(path) => {
+                        // Second leg: the same waiters now wait for the JWKS itself.
+                        let request =
+                            CalloutRequest::get(&flight.request.cluster, &authority, &path);
+                        self.flights.insert(
+                            key.to_string(),
+                            Flight {
+                                purpose: Purpose::Jwks { tenant },
+                                request: request.clone(),
+                                waiters: flight.waiters,
+                                owner: None,
+                            },
+                        );
+                        // Dispatched at once by the caller through `take_orphans`.
+                        self.orphans.insert(key.to_string());
+                        return Vec::new();
+                    }
+                    None => {
+                        let failure = failure_of(response);
+                        self.keys[tenant].last_failure = Some(failure);
+                        finish(self, &mut |w, ctx, waiting| {
+                            w.after_keys(host, ctx, waiting, Some(failure))
+                        });
+                    }
+                }
+            }
+            Purpose::Jwks { tenant } => {
+                let failure = self.store_jwks(host, tenant, response, now_ms);
+                finish(self, &mut |w, ctx, waiting| {
+                    w.after_keys(host, ctx, waiting, failure)
+                });
+            }
+            Purpose::Vault { tenant } => {
+                let t = &self.config.tenants[tenant];
+                let outcome = match &response.body {
+                    Some(_) => auth0::parse_exchange(&t.vault, response),
+                    None => VaultOutcome::Failed(DependencyFailure::BadAnswer),
+                };
+                self.store_downstream(host, key, &outcome, now_ms);
+                let config = Rc::clone(&self.config);
+                finish(self, &mut |_, _, waiting| {
+                    let t = &config.tenants[waiting.input.tenant];
+                    let Stage::NeedDownstream(claims) = &waiting.stage else {
+                        return Step::Deny {
+                            deny: Deny::VaultFailed(DependencyFailure::BadAnswer),
+                            tenant: waiting.input.tenant,
+                            sub_hash: None,
+                        };
+                    };
+                    vault_step(t, waiting.input.tenant, claims, &outcome)
+                });
+            }
+        }
+        out
+    }
+
+    fn after_keys(
+        &mut self,
+        host: &dyn Host,
+        ctx: u32,
+        waiting: Waiting,
+        failure: Option<DependencyFailure>,
+    ) -> Step {
+        let tenant = waiting.input.tenant;
+        let have_keys = self.keys[tenant].keys.is_some();
+        if !have_keys {
+            return Step::Deny {
+                deny: Deny::KeysUnavailable(failure.unwrap_or(DependencyFailure::BadAnswer)),
+                tenant,
+                sub_hash: None,
+            };
+        }
+        // Keys are present now (fresh or still-usable stale ones): rerun. A still-unknown
+        // `kid` is refused there because the refetch interval has not passed.
+        self.run(host, ctx, waiting.input, Stage::NeedKeys)
+    }
+
+    /// Keep a fetched JWKS, or record why it failed. Old keys stay in use after a failure.
+    fn store_jwks(
+        &mut self,
+        host: &dyn Host,
+        tenant: usize,
+        response: &CalloutResponse,
+        now_ms: u64,
+    ) -> Option<DependencyFailure> {
+        let parsed = match (response.status, &response.body) {
+            (Some(200), Some(body)) => jwks::parse_jwks(body).ok().map(|k| (k, body)),
+            _ => None,
+        };
+        let Some((keys, body)) = parsed else {
+            let failure = failure_of(response);
+            self.keys[tenant].last_failure = Some(failure);
+            return Some(failure);
+        };
+        let key = cache::jwks_key(&self.config.tenants[tenant]);
+        let cas = host.shared_get(&key).1;
+        host.shared_set(&key, &cache::encode_jwks(now_ms, body), cas);
+        let state = &mut self.keys[tenant];
+        state.keys = Some(Rc::new(keys));
+        state.fetched_at_ms = now_ms;
+        state.cas = host.shared_get(&key).1;
+        state.synced_at_ms = Some(now_ms);
+        state.last_failure = None;
+        None
+    }
+
+    /// The tenant's usable keys, refreshed from shared data at most once per sync interval.
+    fn keys_for(&mut self, host: &dyn Host, tenant: usize, now_ms: u64) -> Option<Rc<KeySet>> {
+        let policy = self.policy();
+        let state = &mut self.keys[tenant];
+        let due = state
+            .synced_at_ms
+            .is_none_or(|t| now_ms.saturating_sub(t) >= KEY_SYNC_INTERVAL_MS);
+        if due {
+            state.synced_at_ms = Some(now_ms);
+            let key = cache::jwks_key(&self.config.tenants[tenant]);
+            if let (Some(bytes), cas) = host.shared_get(&key) {
+                if cas != state.cas || state.keys.is_none() {
+                    if let Some((fetched_at, body)) = cache::decode_jwks(&bytes) {
+                        if let Ok(keys) = jwks::parse_jwks(body) {
+                            state.keys = Some(Rc::new(keys));
+                            state.fetched_at_ms = fetched_at;
+                            state.cas = cas;
+                        }
+                    }
+                }
+            }
+        }
+        let state = &self.keys[tenant];
+        state
+            .keys
+            .as_ref()
+            .filter(|_| policy.usable(state.fetched_at_ms, now_ms))
+            .cloned()
+    }
+
+    /// Tenants whose keys should be refreshed in the background now, with the request to send.
+    pub fn refresh_due(&mut self, host: &dyn Host) -> Vec<(String, CalloutRequest)> {
+        let now_ms = host.now_ms();
+        let policy = self.policy();
+        let mut due = Vec::new();
+        for i in 0..self.config.tenants.len() {
+            self.keys_for(host, i, now_ms);
+            let state = &self.keys[i];
+            let tenant = &self.config.tenants[i];
+            let flight = jwks_flight(tenant);
+            if self.flights.contains_key(&flight) {
+                continue;
+            }
+            let never = state.keys.is_none();
+            let last_attempt = state.last_attempt_ms.unwrap_or(0);
+            let retry_ok = now_ms.saturating_sub(last_attempt) >= policy.min_refetch_ms;
+            if (never && (state.last_attempt_ms.is_none() || retry_ok))
+                || (!never && policy.due_for_refresh(state.fetched_at_ms, last_attempt, now_ms))
+            {
+                let (purpose, request) = match &tenant.jwks {
+                    JwksSource::Direct {
+                        cluster,
+                        authority,
+                        path,
+                    } => (
+                        Purpose::Jwks { tenant: i },
+                        CalloutRequest::get(cluster, authority, path),
+                    ),
+                    JwksSource::Discovery {
+                        cluster,
+                        authority,
+                        path,
+                    } => (
+                        Purpose::Discovery { tenant: i },
+                        CalloutRequest::get(cluster, authority, path),
+                    ),
+                };
+                self.flights.insert(
+                    flight.clone(),
+                    Flight {
+                        purpose,
+                        request: request.clone(),
+                        waiters: Vec::new(),
+                        owner: None,
+                    },
+                );
+                due.push((flight, request));
+            }
+        }
+        due
+    }
+
+    /// Whether signing keys are loaded for tenant `i` (for `/health`).
+    pub fn keys_loaded(&mut self, host: &dyn Host, i: usize) -> bool {
+        let now = host.now_ms();
+        self.keys_for(host, i, now).is_some()
+    }
+
+    fn store_downstream(&self, host: &dyn Host, key: &str, outcome: &VaultOutcome, now_ms: u64) {
+        let s = &self.config.settings;
+        let (value, ttl_s) = match outcome {
+            VaultOutcome::Token {
+                access_token,
+                expires_in,
+            } => (
+                Downstream::Token(access_token.clone()),
+                expires_in.saturating_sub(s.downstream_expiry_margin_seconds),
+            ),
+            VaultOutcome::ConnectRequired { .. } => {
+                (Downstream::NotConnected, s.not_connected_cache_seconds)
+            }
+            _ => return,
+        };
+        if ttl_s == 0 {
+            return;
+        }
+        let cas = host.shared_get(key).1;
+        host.shared_set(
+            key,
+            &cache::encode_downstream(&value, now_ms + ttl_s * 1000),
+            cas,
+        );
+    }
+}
+
+fn jwks_flight(tenant: &Tenant) -> String {
+    cache::jwks_key(tenant)
+}
+
+fn failure_of(response: &CalloutResponse) -> DependencyFailure {
+    match response.status {
+        Some(200) => DependencyFailure::BadAnswer,
+        other => DependencyFailure::from_status(other),
+    }
+}
+
+fn connect_required(tenant: &Tenant) -> Deny {
+    Deny::ConnectRequired {
+        connection: tenant.vault.connection.clone(),
+        tenant_name: tenant.name.clone(),
+    }
+}
+
+fn forward(index: usize, tenant: &Tenant, claims: &Claims, token: &str) -> Forward {
+    let mut strip = vec!["authorization".to_string()];
+    if tenant.downstream.header != "authorization" {
+        strip.push(tenant.downstream.header.clone());
+    }
+    if let Some(h) = &tenant.vault.subject_token_header {
+        strip.push(h.clone());
+    }
+    Forward {
+        tenant: index,
+        sub_hash: short_hash(&claims.sub),
+        strip,
+        header: tenant.downstream.header.clone(),
+        value: auth::downstream_value(tenant, token),
+    }
+}
+
+fn vault_step(tenant: &Tenant, index: usize, claims: &Claims, outcome: &VaultOutcome) -> Step {
+    let deny = |deny: Deny| Step::Deny {
+        deny,
+        tenant: index,
+        sub_hash: Some(short_hash(&claims.sub)),
+    };
+    match outcome {
+        VaultOutcome::Token { access_token, .. } => {
+            Step::Forward(forward(index, tenant, claims, access_token.expose()))
+        }
+        VaultOutcome::ConnectRequired { .. } => deny(connect_required(tenant)),
+        VaultOutcome::Misconfigured { .. } => deny(Deny::VaultMisconfigured),
+        VaultOutcome::RateLimited {
+            retry_after_seconds,
+        } => deny(Deny::VaultRateLimited {
+            retry_after_seconds: *retry_after_seconds,
+        }),
+        VaultOutcome::Failed(f) => deny(Deny::VaultFailed(*f)),
+    }
+}

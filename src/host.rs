@@ -1,0 +1,127 @@
+//! The proxy-wasm implementation of [`Host`] and thin, panic-free wrappers over the host calls
+//! the filter makes. Every host status is turned into a value here; nothing unwraps.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MapType, Status};
+
+use crate::callout::{CalloutRequest, CalloutResponse};
+use crate::flow::Host;
+use crate::reply::Reply;
+
+pub struct ProxyWasmHost;
+
+impl Host for ProxyWasmHost {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    }
+}
+
+/// Send a call-out. The SDK routes the answer to the context that is active now.
+pub fn dispatch(request: &CalloutRequest, timeout_ms: u64) -> Result<u32, Status> {
+    let mut headers: Vec<(&str, &str)> = vec![
+        (":method", request.method),
+        (":path", &request.path),
+        (":authority", &request.authority),
+        (":scheme", "https"),
+    ];
+    for (name, value) in &request.headers {
+        headers.push((name, value));
+    }
+    hostcalls::dispatch_http_call(
+        &request.cluster,
+        headers,
+        request.body.as_deref(),
+        vec![],
+        Duration::from_millis(timeout_ms),
+    )
+}
+
+/// Read the answer of the call-out being delivered now, refusing bodies over `max_body`.
+pub fn callout_response(body_size: usize, max_body: usize) -> CalloutResponse {
+    let header = |name: &str| {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok())
+    };
+    let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+    let body = if body_size > max_body {
+        None
+    } else if body_size == 0 {
+        Some(Vec::new())
+    } else {
+        hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::HttpCallResponseBody,
+            0,
+            body_size,
+        )
+        .ok()
+        .map(Option::unwrap_or_default)
+    };
+    CalloutResponse {
+        status,
+        retry_after: header("retry-after"),
+        body,
+    }
+}
+
+/// All values of a request header, as bytes (values need not be UTF-8).
+pub fn request_header_values(name: &str) -> Vec<Vec<u8>> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+pub fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8(v).ok())
+}
+
+pub fn remove_request_header(name: &str) -> bool {
+    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_ok()
+}
+
+pub fn set_request_header(name: &str, value: &str) -> bool {
+    hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()))
+        .is_ok()
+}
+
+pub fn send_reply(reply: &Reply) -> bool {
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(n, v)| (*n, v.as_str()))
+        .collect();
+    hostcalls::send_http_response(reply.status, headers, Some(&reply.body)).is_ok()
+}
+
+pub fn resume_request() -> bool {
+    hostcalls::resume_http_request().is_ok()
+}
+
+/// Make later host calls act on `context_id`'s request; false if it is gone.
+pub fn act_on(context_id: u32) -> bool {
+    hostcalls::set_effective_context(context_id).is_ok()
+}
+
+pub fn set_tick_period(ms: u64) -> bool {
+    hostcalls::set_tick_period(Duration::from_millis(ms)).is_ok()
+}

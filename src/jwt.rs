@@ -1,0 +1,402 @@
+//! Untrusted JWS compact parsing and the claim checks of RFC 7519 / RFC 8725.
+//!
+//! Nothing here trusts the token: the header picks neither the key source nor the algorithm
+//! family (the tenant's allow-list and JWKS do), and every field has one accepted type.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{ScopeClaim, Tenant};
+
+/// Strict base64url: no padding, no `+`/`/`, canonical trailing bits.
+pub const B64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+);
+
+/// Signature algorithms the filter can verify. HMAC and `none` are deliberately absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    Rs256,
+    Rs384,
+    Rs512,
+    Ps256,
+    Ps384,
+    Ps512,
+    Es256,
+    EdDsa,
+}
+
+impl Alg {
+    /// Exact, case-sensitive match on the JOSE name (RFC 8725 3.1).
+    pub fn from_name(name: &str) -> Option<Alg> {
+        Some(match name {
+            "RS256" => Alg::Rs256,
+            "RS384" => Alg::Rs384,
+            "RS512" => Alg::Rs512,
+            "PS256" => Alg::Ps256,
+            "PS384" => Alg::Ps384,
+            "PS512" => Alg::Ps512,
+            "ES256" => Alg::Es256,
+            "EdDSA" => Alg::EdDsa,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::Rs256 => "RS256",
+            Alg::Rs384 => "RS384",
+            Alg::Rs512 => "RS512",
+            Alg::Ps256 => "PS256",
+            Alg::Ps384 => "PS384",
+            Alg::Ps512 => "PS512",
+            Alg::Es256 => "ES256",
+            Alg::EdDsa => "EdDSA",
+        }
+    }
+}
+
+/// Why a token was refused. The variant is the stable reason code in logs; the description
+/// sent to the client is fixed text and never echoes token content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    TooLarge,
+    Malformed,
+    UnsupportedHeader,
+    AlgNotAllowed,
+    UnknownKey,
+    BadSignature,
+    WrongIssuer,
+    WrongAudience,
+    Expired,
+    NotYetValid,
+    MissingSubject,
+}
+
+impl TokenError {
+    pub fn code(self) -> &'static str {
+        match self {
+            TokenError::TooLarge => "token_too_large",
+            TokenError::Malformed => "token_malformed",
+            TokenError::UnsupportedHeader => "token_header_unsupported",
+            TokenError::AlgNotAllowed => "alg_not_allowed",
+            TokenError::UnknownKey => "unknown_kid",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::Expired => "token_expired",
+            TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::MissingSubject => "missing_sub",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            TokenError::TooLarge => "The access token is too large.",
+            TokenError::Malformed => "The access token is malformed.",
+            TokenError::UnsupportedHeader => "The access token uses an unsupported JOSE header.",
+            TokenError::AlgNotAllowed => {
+                "The access token is signed with an algorithm this resource does not accept."
+            }
+            TokenError::UnknownKey => "The access token is signed with an unknown key.",
+            TokenError::BadSignature => "The access token signature is invalid.",
+            TokenError::WrongIssuer => {
+                "The access token was not issued by the trusted issuer for this resource."
+            }
+            TokenError::WrongAudience => "The access token is not intended for this resource.",
+            TokenError::Expired => "The access token has expired.",
+            TokenError::NotYetValid => "The access token is not yet valid.",
+            TokenError::MissingSubject => "The access token has no subject.",
+        }
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A structurally valid, not yet verified JWS.
+#[derive(Debug)]
+pub struct UntrustedJwt<'a> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    /// `base64url(header) . base64url(payload)`: the bytes the signature covers.
+    pub signing_input: &'a [u8],
+    pub signature: Vec<u8>,
+    pub claims: Claims,
+}
+
+/// The claims the filter uses, with their types already enforced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Vec<String>,
+    pub exp: i64,
+    pub nbf: Option<i64>,
+    /// Scope tokens per claim they came from, so tenants choose which claims count.
+    pub scope: Vec<String>,
+    pub scp: Vec<String>,
+    pub permissions: Vec<String>,
+    /// `azp` or `client_id`: the agent's OAuth client, for audit logs.
+    pub client_id: Option<String>,
+    /// Every other top-level string claim is dropped, except the one a tenant names as its
+    /// `login_hint_claim`, which is looked up by [`Claims::string_claim`] before parsing ends.
+    pub login_hint: Option<String>,
+}
+
+impl Claims {
+    /// Scope tokens from the claims the tenant trusts.
+    pub fn scopes<'c>(&'c self, which: &'c [ScopeClaim]) -> impl Iterator<Item = &'c str> + 'c {
+        which.iter().flat_map(move |c| {
+            match c {
+                ScopeClaim::Scope => &self.scope,
+                ScopeClaim::Scp => &self.scp,
+                ScopeClaim::Permissions => &self.permissions,
+            }
+            .iter()
+            .map(String::as_str)
+        })
+    }
+}
+
+/// Parse a compact JWS without verifying it. `login_hint_claim` names an optional string claim
+/// to keep for the vault exchange.
+pub fn parse<'a>(
+    token: &'a str,
+    max_len: usize,
+    login_hint_claim: Option<&str>,
+) -> Result<UntrustedJwt<'a>, TokenError> {
+    if token.len() > max_len {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed);
+    };
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        return Err(TokenError::Malformed);
+    }
+    let header_bytes = B64URL.decode(h).map_err(|_| TokenError::Malformed)?;
+    let payload_bytes = B64URL.decode(p).map_err(|_| TokenError::Malformed)?;
+    let signature = B64URL.decode(s).map_err(|_| TokenError::Malformed)?;
+
+    let header = unique_object(&header_bytes)?;
+    let (alg, kid) = check_header(&header)?;
+    let claims = claims_from(unique_object(&payload_bytes)?, login_hint_claim)?;
+    Ok(UntrustedJwt {
+        alg,
+        kid,
+        signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
+        signature,
+        claims,
+    })
+}
+
+fn check_header(header: &[(String, Value)]) -> Result<(Alg, Option<String>), TokenError> {
+    let mut alg = None;
+    let mut kid = None;
+    for (name, value) in header {
+        match name.as_str() {
+            "alg" => {
+                let name = value.as_str().ok_or(TokenError::Malformed)?;
+                alg = Some(Alg::from_name(name).ok_or(TokenError::AlgNotAllowed)?);
+            }
+            "kid" => {
+                let k = value.as_str().ok_or(TokenError::Malformed)?;
+                if k.len() > 256 {
+                    return Err(TokenError::Malformed);
+                }
+                kid = Some(k.to_string());
+            }
+            "typ" => {
+                value.as_str().ok_or(TokenError::Malformed)?;
+            }
+            // Extensions we do not implement make the JWS invalid (RFC 7515 4.1.11); b64=false
+            // (RFC 7797), compression and encryption headers change what the signature covers.
+            "crit" | "b64" | "zip" | "enc" | "cty" => return Err(TokenError::UnsupportedHeader),
+            // jku, x5u, jwk, x5c and anything else: never dereferenced, never used.
+            _ => {}
+        }
+    }
+    Ok((alg.ok_or(TokenError::Malformed)?, kid))
+}
+
+fn claims_from(
+    object: Vec<(String, Value)>,
+    login_hint_claim: Option<&str>,
+) -> Result<Claims, TokenError> {
+    let mut iss = None;
+    let mut sub = None;
+    let mut aud = None;
+    let mut exp = None;
+    let mut nbf = None;
+    let mut scope = Vec::new();
+    let mut scp = Vec::new();
+    let mut permissions = Vec::new();
+    let mut azp = None;
+    let mut client_id = None;
+    let mut login_hint = None;
+    for (name, value) in object {
+        if Some(name.as_str()) == login_hint_claim {
+            login_hint = Some(value.as_str().ok_or(TokenError::Malformed)?.to_string());
+        }
+        match name.as_str() {
+            "iss" => iss = Some(string(value)?),
+            "sub" => sub = Some(string(value)?),
+            "aud" => {
+                aud = Some(match value {
+                    Value::String(s) => vec![s],
+                    Value::Array(items) => {
+                        items.into_iter().map(string).collect::<Result<_, _>>()?
+                    }
+                    _ => return Err(TokenError::Malformed),
+                })
+            }
+            "exp" => exp = Some(numeric_date(&value)?),
+            "nbf" => nbf = Some(numeric_date(&value)?),
+            "iat" => {
+                numeric_date(&value)?;
+            }
+            "scope" => scope = split_scope(&string(value)?),
+            "scp" => {
+                scp = match value {
+                    Value::String(s) => split_scope(&s),
+                    Value::Array(items) => {
+                        items.into_iter().map(string).collect::<Result<_, _>>()?
+                    }
+                    _ => return Err(TokenError::Malformed),
+                }
+            }
+            "permissions" => {
+                let Value::Array(items) = value else {
+                    return Err(TokenError::Malformed);
+                };
+                permissions = items.into_iter().map(string).collect::<Result<_, _>>()?;
+            }
+            "azp" => azp = Some(string(value)?),
+            "client_id" => client_id = Some(string(value)?),
+            _ => {}
+        }
+    }
+    let sub = sub.ok_or(TokenError::MissingSubject)?;
+    if sub.is_empty() {
+        return Err(TokenError::MissingSubject);
+    }
+    Ok(Claims {
+        iss: iss.ok_or(TokenError::WrongIssuer)?,
+        sub,
+        aud: aud.ok_or(TokenError::WrongAudience)?,
+        // A token without `exp` would be valid forever: refuse it (B3).
+        exp: exp.ok_or(TokenError::Malformed)?,
+        nbf,
+        scope,
+        scp,
+        permissions,
+        client_id: azp.or(client_id),
+        login_hint,
+    })
+}
+
+fn string(value: Value) -> Result<String, TokenError> {
+    match value {
+        Value::String(s) => Ok(s),
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+/// NumericDate as an integer number of seconds; floats and strings are refused so that every
+/// verifier reading this token agrees on its lifetime.
+fn numeric_date(value: &Value) -> Result<i64, TokenError> {
+    match value {
+        Value::Number(n) => n.as_i64().ok_or(TokenError::Malformed),
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+fn split_scope(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Check the claims against a tenant at time `now` (seconds). Signature checks happen elsewhere.
+pub fn check_claims(
+    claims: &Claims,
+    tenant: &Tenant,
+    now: i64,
+    skew: i64,
+) -> Result<(), TokenError> {
+    if claims.iss != tenant.issuer {
+        return Err(TokenError::WrongIssuer);
+    }
+    if !claims.aud.iter().any(|a| *a == tenant.audience) {
+        return Err(TokenError::WrongAudience);
+    }
+    check_lifetime(claims, now, skew)
+}
+
+/// `exp` and `nbf` with clock skew; re-run on every verified-cache hit.
+pub fn check_lifetime(claims: &Claims, now: i64, skew: i64) -> Result<(), TokenError> {
+    if now >= claims.exp.saturating_add(skew) {
+        return Err(TokenError::Expired);
+    }
+    if let Some(nbf) = claims.nbf {
+        if now.saturating_add(skew) < nbf {
+            return Err(TokenError::NotYetValid);
+        }
+    }
+    Ok(())
+}
+
+/// Decode a JSON object, refusing duplicate member names (RFC 7515 5.2: reject, so that we and
+/// every other parser see the same token) and anything that is not an object.
+fn unique_object(bytes: &[u8]) -> Result<Vec<(String, Value)>, TokenError> {
+    struct Unique(Vec<(String, Value)>);
+
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Unique;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+                    let mut seen = HashSet::new();
+                    let mut out = Vec::new();
+                    while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                        if !seen.insert(k.clone()) {
+                            return Err(serde::de::Error::custom("duplicate member"));
+                        }
+                        out.push((k, v));
+                    }
+                    Ok(Unique(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    serde_json::from_slice::<Unique>(bytes)
+        .map(|u| u.0)
+        .map_err(|_| TokenError::Malformed)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,290 @@
+//! Every refusal the filter can give, and its HTTP form, in one place.
+
+use serde_json::json;
+
+use crate::callout::DependencyFailure;
+use crate::jwt::TokenError;
+
+/// Why a request was not forwarded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deny {
+    NoTenant,
+    UnknownTenant,
+    /// No `Authorization` header at all: a bare challenge (RFC 6750 3.1).
+    MissingToken,
+    /// More than one credential, or a header that is not `Bearer <token>`.
+    InvalidRequest(&'static str),
+    InvalidToken(TokenError),
+    InsufficientScope(Vec<String>),
+    ConnectRequired {
+        connection: String,
+        tenant_name: String,
+    },
+    /// Signing keys could not be obtained.
+    KeysUnavailable(DependencyFailure),
+    VaultFailed(DependencyFailure),
+    VaultMisconfigured,
+    VaultRateLimited {
+        retry_after_seconds: Option<u64>,
+    },
+}
+
+impl Deny {
+    /// Stable reason code for the decision log and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Deny::NoTenant => "no_tenant",
+            Deny::UnknownTenant => "unknown_tenant",
+            Deny::MissingToken => "missing_token",
+            Deny::InvalidRequest(_) => "invalid_request",
+            Deny::InvalidToken(e) => e.code(),
+            Deny::InsufficientScope(_) => "insufficient_scope",
+            Deny::ConnectRequired { .. } => "connect_required",
+            Deny::KeysUnavailable(DependencyFailure::Unavailable) => "jwks_unavailable",
+            Deny::KeysUnavailable(DependencyFailure::Timeout) => "jwks_timeout",
+            Deny::KeysUnavailable(DependencyFailure::BadAnswer) => "jwks_bad_answer",
+            Deny::VaultFailed(DependencyFailure::Unavailable) => "vault_unavailable",
+            Deny::VaultFailed(DependencyFailure::Timeout) => "vault_timeout",
+            Deny::VaultFailed(DependencyFailure::BadAnswer) => "vault_bad_answer",
+            Deny::VaultMisconfigured => "vault_misconfigured",
+            Deny::VaultRateLimited { .. } => "vault_rate_limited",
+        }
+    }
+}
+
+/// A local reply, ready for `send_http_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(status: u32, body: &serde_json::Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("cache-control", "no-store".into()),
+            ],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    fn with_header(mut self, name: &'static str, value: String) -> Reply {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+/// The HTTP answer for a refusal. `realm` is the tenant id (or the filter's name without one).
+pub fn deny_reply(deny: &Deny, realm: &str) -> Reply {
+    let error = |status: u32, error: &str, description: &str| {
+        Reply::json(
+            status,
+            &json!({"error": error, "error_description": description}),
+        )
+    };
+    let dependency = |failure: DependencyFailure, what: &str| {
+        let (status, text) = match failure {
+            DependencyFailure::Unavailable => (503, "is unavailable"),
+            DependencyFailure::Timeout => (504, "did not answer in time"),
+            DependencyFailure::BadAnswer => (502, "gave an invalid answer"),
+        };
+        error(
+            status,
+            "temporarily_unavailable",
+            &format!("The {what} {text}."),
+        )
+    };
+    match deny {
+        Deny::NoTenant => error(
+            400,
+            "invalid_request",
+            "The first path segment must name a tenant.",
+        ),
+        Deny::UnknownTenant => error(404, "not_found", "No such tenant."),
+        Deny::MissingToken => error(401, "unauthorized", "A bearer token is required.")
+            .with_header("www-authenticate", challenge(realm, None)),
+        Deny::InvalidRequest(why) => error(400, "invalid_request", why).with_header(
+            "www-authenticate",
+            challenge(realm, Some(("invalid_request", why, None))),
+        ),
+        Deny::InvalidToken(e) => error(401, "invalid_token", e.description()).with_header(
+            "www-authenticate",
+            challenge(realm, Some(("invalid_token", e.description(), None))),
+        ),
+        Deny::InsufficientScope(scopes) => {
+            let scope = scopes.join(" ");
+            let description = "The access token lacks a scope this request needs.";
+            Reply::json(
+                403,
+                &json!({"error": "insufficient_scope", "error_description": description, "scope": scope}),
+            )
+            .with_header(
+                "www-authenticate",
+                challenge(realm, Some(("insufficient_scope", description, Some(&scope)))),
+            )
+        }
+        // Deliberately no Bearer challenge: `invalid_token` would send a standard client back to
+        // its authorization server in a loop, while the fix is connecting the account.
+        Deny::ConnectRequired {
+            connection,
+            tenant_name,
+        } => Reply::json(
+            403,
+            &json!({
+                "error": "connected_account_required",
+                "error_description": format!(
+                    "The user has not connected their {connection} account for {tenant_name}."
+                ),
+                "connection": connection,
+                "name": "AUTH0_AI_INTERRUPT",
+                "code": "TOKEN_VAULT_ERROR",
+                "behavior": "resume",
+            }),
+        )
+        .with_header("x-connect-required", connection.clone()),
+        Deny::KeysUnavailable(f) => dependency(*f, "token issuer's key set"),
+        Deny::VaultFailed(f) => dependency(*f, "token vault"),
+        Deny::VaultMisconfigured => error(
+            502,
+            "server_error",
+            "The token vault refused this gateway's credentials.",
+        ),
+        Deny::VaultRateLimited {
+            retry_after_seconds,
+        } => {
+            let reply = error(
+                503,
+                "temporarily_unavailable",
+                "The token vault is rate limiting requests.",
+            );
+            match retry_after_seconds {
+                Some(s) => reply.with_header("retry-after", s.to_string()),
+                None => reply,
+            }
+        }
+    }
+}
+
+/// An RFC 6750 `WWW-Authenticate: Bearer` challenge with every value quote-escaped.
+pub fn challenge(realm: &str, error: Option<(&str, &str, Option<&str>)>) -> String {
+    let mut out = format!("Bearer realm=\"{}\"", quote(realm));
+    if let Some((code, description, scope)) = error {
+        out.push_str(&format!(
+            ", error=\"{}\", error_description=\"{}\"",
+            quote(code),
+            quote(description)
+        ));
+        if let Some(scope) = scope {
+            out.push_str(&format!(", scope=\"{}\"", quote(scope)));
+        }
+    }
+    out
+}
+
+/// Make text safe inside a quoted-string: escape `"` and `\`, drop control characters and
+/// anything outside printable ASCII so no header can be split or forged.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'r>(r: &'r Reply, name: &str) -> Option<&'r str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn missing_token_gets_a_challenge_without_error() {
+        let r = deny_reply(&Deny::MissingToken, "github");
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer realm=\"github\"")
+        );
+    }
+
+    #[test]
+    fn invalid_token_challenge_names_the_error() {
+        let r = deny_reply(&Deny::InvalidToken(TokenError::Expired), "github");
+        assert_eq!(r.status, 401);
+        let h = header(&r, "www-authenticate").unwrap_or_default();
+        assert!(
+            h.starts_with("Bearer realm=\"github\", error=\"invalid_token\""),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn insufficient_scope_names_the_scope() {
+        let r = deny_reply(
+            &Deny::InsufficientScope(vec!["github:write".into()]),
+            "github",
+        );
+        assert_eq!(r.status, 403);
+        assert!(header(&r, "www-authenticate")
+            .unwrap_or_default()
+            .contains("scope=\"github:write\""));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert_eq!(body["scope"], "github:write");
+    }
+
+    #[test]
+    fn connect_required_has_no_bearer_challenge() {
+        let r = deny_reply(
+            &Deny::ConnectRequired {
+                connection: "github".into(),
+                tenant_name: "GitHub".into(),
+            },
+            "github",
+        );
+        assert_eq!(r.status, 403);
+        assert!(header(&r, "www-authenticate").is_none());
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert_eq!(body["error"], "connected_account_required");
+        assert_eq!(body["connection"], "github");
+    }
+
+    #[test]
+    fn dependency_failures_map_to_5xx() {
+        use DependencyFailure::*;
+        for (f, status) in [(Unavailable, 503), (Timeout, 504), (BadAnswer, 502)] {
+            assert_eq!(deny_reply(&Deny::VaultFailed(f), "t").status, status);
+            assert_eq!(deny_reply(&Deny::KeysUnavailable(f), "t").status, status);
+        }
+        let r = deny_reply(
+            &Deny::VaultRateLimited {
+                retry_after_seconds: Some(7),
+            },
+            "t",
+        );
+        assert_eq!((r.status, header(&r, "retry-after")), (503, Some("7")));
+    }
+
+    #[test]
+    fn quoting_blocks_header_injection() {
+        assert_eq!(quote("a\"b\\c\r\nd\u{7f}é"), "a\\\"b\\\\cd");
+        let c = challenge("x\"\r\nSet-Cookie: y", None);
+        assert!(!c.contains('\r') && !c.contains('\n'));
+        assert_eq!(c, "Bearer realm=\"x\\\"Set-Cookie: y\"");
+    }
+}
