@@ -1,1 +1,684 @@
+//! The sim: every outside party of token-vault-proxy, on loopback.
+//!
+//! - tenant issuers: OIDC discovery, JWKS (with rotation) and a dev endpoint that mints agent
+//!   tokens with chosen claims;
+//! - the Auth0 Token Vault exchange (`POST /oauth/token`), checking every literal;
+//! - an echo backend (its own port) that answers with what it received.
+//!
+//! It counts calls per endpoint, records what the vault and the backend saw, and can be told to
+//! fail, so tests can assert "the vault was called once" or "the backend never saw the agent
+//! token". Demo users: `alice` has connected accounts, `bob` has none.
 
+pub mod envoy;
+pub mod http;
+pub mod keys;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use http::{Request, Response};
+use keys::IssuerKeys;
+
+pub const FEDERATED_GRANT: &str =
+    "urn:auth0:params:oauth:grant-type:token-exchange:federated-connection-access-token";
+pub const FEDERATED_TOKEN_TYPE: &str =
+    "http://auth0.com/oauth/token-type/federated-connection-access-token";
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const REFRESH_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+
+/// What the sim must know about a tenant to play its issuer and vault.
+#[derive(Debug, Clone)]
+pub struct SimTenant {
+    pub id: String,
+    pub issuer: String,
+    pub audience: String,
+    pub read_scopes: Vec<String>,
+    pub write_scopes: Vec<String>,
+    pub default_alg: String,
+    pub vault_client_id: String,
+    pub vault_client_secret: String,
+    pub connection: String,
+}
+
+impl SimTenant {
+    /// Read the tenants of a filter configuration document. A secret given by environment
+    /// variable is read from the sim's own environment, as Envoy reads it from its own.
+    pub fn from_filter_config(doc: &Value) -> Result<Vec<SimTenant>, String> {
+        let tenants = doc["tenants"].as_array().ok_or("no tenants array")?;
+        tenants
+            .iter()
+            .map(|t| {
+                let s = |v: &Value| v.as_str().map(str::to_string);
+                let list = |v: &Value| -> Vec<String> {
+                    v.as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(str::to_string))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let vault = &t["vault"];
+                let secret = match (s(&vault["client_secret"]), s(&vault["client_secret_env"])) {
+                    (Some(v), _) => v,
+                    (None, Some(name)) => std::env::var(&name)
+                        .map_err(|_| format!("environment variable {name} is not set"))?,
+                    _ => return Err("tenant without a vault client secret".into()),
+                };
+                Ok(SimTenant {
+                    id: s(&t["id"]).ok_or("tenant without id")?,
+                    issuer: s(&t["issuer"]).ok_or("tenant without issuer")?,
+                    audience: s(&t["audience"]).ok_or("tenant without audience")?,
+                    read_scopes: list(&t["scopes"]["read"]),
+                    write_scopes: list(&t["scopes"]["write"]),
+                    default_alg: list(&t["algorithms"])
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "RS256".into()),
+                    vault_client_id: s(&vault["client_id"])
+                        .ok_or("tenant without vault.client_id")?,
+                    vault_client_secret: secret,
+                    connection: s(&vault["connection"]).ok_or("tenant without vault.connection")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// How a dependency misbehaves for its next calls.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Answer normally, but only after this long.
+    Delay(Duration),
+    /// Close the connection without an answer.
+    Drop,
+}
+
+impl Fault {
+    pub fn status(status: u16) -> Fault {
+        Fault::Respond {
+            status,
+            headers: vec![],
+            body: Vec::new(),
+        }
+    }
+
+    pub fn body(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Fault {
+        Fault::Respond {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+}
+
+/// Endpoints that can be counted and faulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    Discovery,
+    Jwks,
+    Vault,
+    Backend,
+}
+
+impl Endpoint {
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Discovery => "discovery",
+            Endpoint::Jwks => "jwks",
+            Endpoint::Vault => "vault",
+            Endpoint::Backend => "backend",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Endpoint> {
+        [
+            Endpoint::Discovery,
+            Endpoint::Jwks,
+            Endpoint::Vault,
+            Endpoint::Backend,
+        ]
+        .into_iter()
+        .find(|e| e.name() == name)
+    }
+}
+
+struct FaultRule {
+    fault: Fault,
+    /// Calls left to fault; `None` until cleared.
+    remaining: Option<u32>,
+}
+
+struct State {
+    tenants: Vec<SimTenant>,
+    keys: HashMap<String, IssuerKeys>,
+    /// sub -> connections the user has connected.
+    connected: HashMap<String, HashSet<String>>,
+    counts: BTreeMap<Endpoint, u64>,
+    faults: HashMap<Endpoint, FaultRule>,
+    vault_requests: Vec<Value>,
+    backend_requests: Vec<Request>,
+    issued: u64,
+    token_lifetime: u64,
+}
+
+/// Options for minting an agent token.
+#[derive(Debug, Clone, Default)]
+pub struct Mint {
+    pub tenant: String,
+    pub sub: String,
+    /// Space-separated scopes; `None` gives the tenant's read and write scopes.
+    pub scope: Option<String>,
+    /// Merged over the default claims; a `null` value removes the claim.
+    pub claims: Option<Value>,
+    /// Merged over the default header (`alg`, `kid`, `typ`); `null` removes a member.
+    pub header: Option<Value>,
+    /// Signing algorithm; default is the tenant's first.
+    pub alg: Option<String>,
+    /// "current" (default), "retired" or a kid.
+    pub key: Option<String>,
+}
+
+pub struct Sim {
+    state: Arc<Mutex<State>>,
+    pub port: u16,
+    pub backend_port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sim {
+    /// Start on the given ports (0 = any free port).
+    pub fn start(tenants: Vec<SimTenant>, port: u16, backend_port: u16) -> std::io::Result<Sim> {
+        let keys = tenants
+            .iter()
+            .map(|t| (t.id.clone(), IssuerKeys::generate(&t.id)))
+            .collect();
+        let connected = HashMap::from([
+            (
+                "alice".to_string(),
+                tenants.iter().map(|t| t.connection.clone()).collect(),
+            ),
+            ("bob".to_string(), HashSet::new()),
+        ]);
+        let state = Arc::new(Mutex::new(State {
+            tenants,
+            keys,
+            connected,
+            counts: BTreeMap::new(),
+            faults: HashMap::new(),
+            vault_requests: Vec::new(),
+            backend_requests: Vec::new(),
+            issued: 0,
+            token_lifetime: 3600,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let control = http::bind(port)?;
+        let backend = http::bind(backend_port)?;
+        let ports = (control.local_addr()?.port(), backend.local_addr()?.port());
+        let s = Arc::clone(&state);
+        http::serve(
+            control,
+            Arc::new(move |r| control_handler(&s, r)),
+            Arc::clone(&stop),
+        );
+        let s = Arc::clone(&state);
+        http::serve(
+            backend,
+            Arc::new(move |r| backend_handler(&s, r)),
+            Arc::clone(&stop),
+        );
+        Ok(Sim {
+            state,
+            port: ports.0,
+            backend_port: ports.1,
+            stop,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub fn mint(&self, m: &Mint) -> Result<String, String> {
+        mint(&self.lock(), m)
+    }
+
+    /// Calls seen per endpoint since start (or the last reset).
+    pub fn count(&self, e: Endpoint) -> u64 {
+        self.lock().counts.get(&e).copied().unwrap_or(0)
+    }
+
+    /// Fault the next `times` calls of `e` (`None`: until cleared).
+    pub fn fail(&self, e: Endpoint, fault: Fault, times: Option<u32>) {
+        self.lock().faults.insert(
+            e,
+            FaultRule {
+                fault,
+                remaining: times,
+            },
+        );
+    }
+
+    pub fn heal(&self, e: Endpoint) {
+        self.lock().faults.remove(&e);
+    }
+
+    /// Rotate a tenant's RSA key; returns the new kid.
+    pub fn rotate(&self, tenant: &str, keep_old: bool) -> String {
+        let mut st = self.lock();
+        st.keys
+            .get_mut(tenant)
+            .map(|k| k.rotate(tenant, keep_old))
+            .unwrap_or_default()
+    }
+
+    pub fn connect(&self, sub: &str, connection: &str) {
+        self.lock()
+            .connected
+            .entry(sub.into())
+            .or_default()
+            .insert(connection.into());
+    }
+
+    pub fn disconnect(&self, sub: &str, connection: &str) {
+        self.lock()
+            .connected
+            .entry(sub.into())
+            .or_default()
+            .remove(connection);
+    }
+
+    /// Lifetime (`expires_in`) of downstream tokens the vault issues from now on.
+    pub fn set_token_lifetime(&self, seconds: u64) {
+        self.lock().token_lifetime = seconds;
+    }
+
+    /// JSON bodies the vault received.
+    pub fn vault_requests(&self) -> Vec<Value> {
+        self.lock().vault_requests.clone()
+    }
+
+    /// Requests the echo backend received.
+    pub fn backend_requests(&self) -> Vec<Request> {
+        self.lock().backend_requests.clone()
+    }
+
+    pub fn jwks(&self, tenant: &str) -> Value {
+        self.lock()
+            .keys
+            .get(tenant)
+            .map(IssuerKeys::jwks)
+            .unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        http::wake(self.port);
+        http::wake(self.backend_port);
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn mint(st: &State, m: &Mint) -> Result<String, String> {
+    let tenant = st
+        .tenants
+        .iter()
+        .find(|t| t.id == m.tenant)
+        .ok_or_else(|| format!("unknown tenant '{}'", m.tenant))?;
+    let keys = st.keys.get(&tenant.id).ok_or("no keys")?;
+    let alg = m.alg.clone().unwrap_or_else(|| tenant.default_alg.clone());
+    let key = m.key.clone().unwrap_or_else(|| "current".into());
+    let scope = m.scope.clone().unwrap_or_else(|| {
+        [tenant.read_scopes.clone(), tenant.write_scopes.clone()]
+            .concat()
+            .join(" ")
+    });
+    let now = now();
+    let mut claims = json!({
+        "iss": tenant.issuer, "sub": m.sub, "aud": tenant.audience,
+        "iat": now, "exp": now + 3600, "scope": scope, "azp": "sim-agent",
+    });
+    merge(&mut claims, m.claims.as_ref());
+    let mut header = json!({"alg": alg, "typ": "JWT", "kid": keys.kid_for(&alg, &key)});
+    merge(&mut header, m.header.as_ref());
+    keys.sign(&alg, &key, &header, &claims)
+}
+
+fn merge(target: &mut Value, overlay: Option<&Value>) {
+    if let (Some(t), Some(Value::Object(o))) = (target.as_object_mut(), overlay) {
+        for (k, v) in o {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Count the call and return the fault to apply, if any.
+fn enter(state: &Mutex<State>, e: Endpoint) -> Option<Fault> {
+    let mut st = lock(state);
+    *st.counts.entry(e).or_default() += 1;
+    let rule = st.faults.get_mut(&e)?;
+    let fault = rule.fault.clone();
+    if let Some(n) = rule.remaining.as_mut() {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            st.faults.remove(&e);
+        }
+    }
+    Some(fault)
+}
+
+/// Apply a fault; `Ok(())` means "answer normally" (possibly after a delay).
+fn faulted(fault: Option<Fault>) -> Result<(), Response> {
+    match fault {
+        None => Ok(()),
+        Some(Fault::Delay(d)) => {
+            std::thread::sleep(d);
+            Ok(())
+        }
+        Some(Fault::Drop) => Err(Response::Drop),
+        Some(Fault::Respond {
+            status,
+            headers,
+            body,
+        }) => Err(Response::Full {
+            status,
+            headers,
+            body,
+        }),
+    }
+}
+
+fn control_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
+    let segments: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
+    match (r.method.as_str(), segments.as_slice()) {
+        ("GET", ["issuers", tenant, ".well-known", "openid-configuration"]) => {
+            if let Err(resp) = faulted(enter(state, Endpoint::Discovery)) {
+                return resp;
+            }
+            let st = lock(state);
+            match st.tenants.iter().find(|t| t.id == *tenant) {
+                Some(t) => {
+                    let host = r.header("host").unwrap_or("127.0.0.1");
+                    Response::json(
+                        200,
+                        &json!({
+                            "issuer": t.issuer,
+                            "jwks_uri": format!("http://{host}/issuers/{tenant}/jwks.json"),
+                            "token_endpoint": format!("http://{host}/oauth/token"),
+                        }),
+                    )
+                }
+                None => Response::json(404, &json!({"error": "not_found"})),
+            }
+        }
+        ("GET", ["issuers", tenant, "jwks.json"]) => {
+            if let Err(resp) = faulted(enter(state, Endpoint::Jwks)) {
+                return resp;
+            }
+            match lock(state).keys.get(*tenant) {
+                Some(k) => Response::json(200, &k.jwks()),
+                None => Response::json(404, &json!({"error": "not_found"})),
+            }
+        }
+        ("POST", ["oauth", "token"]) => {
+            if let Err(resp) = faulted(enter(state, Endpoint::Vault)) {
+                return resp;
+            }
+            vault_exchange(state, &r)
+        }
+        ("POST", ["dev", "token"]) => {
+            let Ok(body) = serde_json::from_slice::<Value>(&r.body) else {
+                return Response::json(400, &json!({"error": "body must be JSON"}));
+            };
+            let s = |k: &str| body[k].as_str().map(str::to_string);
+            let m = Mint {
+                tenant: s("tenant").unwrap_or_else(|| "github".into()),
+                sub: s("sub").unwrap_or_else(|| "alice".into()),
+                scope: s("scope").filter(|v| !v.is_empty()),
+                claims: body.get("claims").cloned(),
+                header: body.get("header").cloned(),
+                alg: s("alg"),
+                key: s("key"),
+            };
+            match mint(&lock(state), &m) {
+                Ok(token) => Response::json(200, &json!({"access_token": token})),
+                Err(e) => Response::json(400, &json!({"error": e})),
+            }
+        }
+        ("GET", ["_sim", "stats"]) => {
+            let st = lock(state);
+            let counts: serde_json::Map<String, Value> = st
+                .counts
+                .iter()
+                .map(|(k, v)| (k.name().to_string(), json!(v)))
+                .collect();
+            Response::json(200, &Value::Object(counts))
+        }
+        ("POST", ["_sim", "fail", endpoint]) => {
+            let Some(e) = Endpoint::from_name(endpoint) else {
+                return Response::json(404, &json!({"error": "no such endpoint"}));
+            };
+            let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let fault = match body["mode"].as_str() {
+                Some("drop") => Fault::Drop,
+                Some("delay") => {
+                    Fault::Delay(Duration::from_millis(body["ms"].as_u64().unwrap_or(10_000)))
+                }
+                _ => Fault::body(
+                    body["status"].as_u64().unwrap_or(500) as u16,
+                    "text/plain",
+                    body["body"].as_str().unwrap_or("sim fault"),
+                ),
+            };
+            lock(state).faults.insert(
+                e,
+                FaultRule {
+                    fault,
+                    remaining: body["times"].as_u64().map(|n| n as u32),
+                },
+            );
+            Response::json(200, &json!({"ok": true}))
+        }
+        ("POST", ["_sim", "heal"]) => {
+            lock(state).faults.clear();
+            Response::json(200, &json!({"ok": true}))
+        }
+        ("POST", ["_sim", "connect", sub, connection]) => {
+            lock(state)
+                .connected
+                .entry(sub.to_string())
+                .or_default()
+                .insert(connection.to_string());
+            Response::json(200, &json!({"ok": true}))
+        }
+        _ => Response::json(404, &json!({"error": "not_found"})),
+    }
+}
+
+/// The Auth0 federated-connection access-token exchange, strict about every literal.
+fn vault_exchange(state: &Arc<Mutex<State>>, r: &Request) -> Response {
+    let err = |status: u16, error: &str, description: &str| {
+        Response::json(
+            status,
+            &json!({"error": error, "error_description": description}),
+        )
+    };
+    if !r
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        return err(
+            400,
+            "invalid_request",
+            "Content-Type must be application/json",
+        );
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&r.body) else {
+        return err(400, "invalid_request", "body is not JSON");
+    };
+    let mut st = lock(state);
+    st.vault_requests.push(body.clone());
+    let s = |k: &str| body[k].as_str().unwrap_or_default();
+    if s("grant_type") != FEDERATED_GRANT {
+        return err(400, "unsupported_grant_type", "grant type not supported");
+    }
+    if s("requested_token_type") != FEDERATED_TOKEN_TYPE {
+        return err(400, "invalid_request", "requested_token_type is invalid");
+    }
+    if body.get("scope").is_some() {
+        return err(
+            400,
+            "invalid_request",
+            "scope is not accepted for this grant",
+        );
+    }
+    let Some(tenant) = st
+        .tenants
+        .iter()
+        .find(|t| t.vault_client_id == s("client_id"))
+        .cloned()
+    else {
+        return err(401, "invalid_client", "Client authentication failed");
+    };
+    if tenant.vault_client_secret != s("client_secret") {
+        return err(401, "invalid_client", "Client authentication failed");
+    }
+    if s("connection") != tenant.connection {
+        return err(
+            400,
+            "invalid_request",
+            "connection is not enabled for this client",
+        );
+    }
+    let sub = match s("subject_token_type") {
+        ACCESS_TOKEN_TYPE => {
+            let token = s("subject_token");
+            let keys = st.keys.get(&tenant.id);
+            let claims = token
+                .split('.')
+                .nth(1)
+                .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+            let valid = keys.is_some_and(|k| k.verifies(token))
+                && claims.as_ref().is_some_and(|c| {
+                    c["aud"] == json!(tenant.audience)
+                        || c["aud"]
+                            .as_array()
+                            .is_some_and(|a| a.contains(&json!(tenant.audience)))
+                })
+                && claims
+                    .as_ref()
+                    .is_some_and(|c| c["exp"].as_u64().is_some_and(|e| e > now()));
+            if !valid {
+                return err(401, "invalid_grant", "Invalid subject token");
+            }
+            claims
+                .and_then(|c| c["sub"].as_str().map(str::to_string))
+                .unwrap_or_default()
+        }
+        // The sim's refresh tokens are "rt-<sub>".
+        REFRESH_TOKEN_TYPE => match s("subject_token").strip_prefix("rt-") {
+            Some(sub) if !sub.is_empty() => sub.to_string(),
+            _ => return err(401, "invalid_grant", "Invalid refresh token"),
+        },
+        _ => return err(400, "invalid_request", "subject_token_type is invalid"),
+    };
+    let connected = st
+        .connected
+        .get(&sub)
+        .is_some_and(|c| c.contains(&tenant.connection));
+    if !connected {
+        return err(
+            401,
+            "federated_connection_refresh_token_not_found",
+            "Federated connection Refresh Token not found.",
+        );
+    }
+    st.issued += 1;
+    let token = format!(
+        "sim_{}_{}_{}",
+        tenant
+            .connection
+            .replace(|c: char| !c.is_ascii_alphanumeric(), ""),
+        sub,
+        st.issued
+    );
+    Response::json(
+        200,
+        &json!({
+            "access_token": token,
+            "expires_in": st.token_lifetime,
+            "scope": "repo read:user",
+            "issued_token_type": FEDERATED_TOKEN_TYPE,
+            "token_type": "Bearer",
+        }),
+    )
+}
+
+/// The echo backend: reports what it received. `/stream` streams the answer in chunks.
+fn backend_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
+    if let Err(resp) = faulted(enter(state, Endpoint::Backend)) {
+        return resp;
+    }
+    lock(state).backend_requests.push(r.clone());
+    if r.path.ends_with("/stream") {
+        let chunks = (1..=3)
+            .map(|i| format!("data: event {i}\n\n").into_bytes())
+            .collect();
+        return Response::Stream {
+            status: 200,
+            content_type: "text/event-stream".into(),
+            chunks,
+            pause: Duration::from_millis(150),
+        };
+    }
+    let headers: Vec<Value> = r.headers.iter().map(|(n, v)| json!([n, v])).collect();
+    let mut response_headers = vec![("content-type".to_string(), "application/json".to_string())];
+    // Let MCP session headers round-trip, as an MCP server would.
+    for name in ["mcp-session-id", "mcp-protocol-version"] {
+        if let Some(v) = r.header(name) {
+            response_headers.push((name.to_string(), v.to_string()));
+        }
+    }
+    let body = json!({
+        "method": r.method,
+        "path": r.path,
+        "query": r.query,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&r.body),
+    });
+    Response::Full {
+        status: 200,
+        headers: response_headers,
+        body: body.to_string().into_bytes(),
+    }
+}

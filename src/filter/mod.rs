@@ -17,10 +17,12 @@ use crate::host::{self, ProxyWasmHost};
 
 /// How often the root context refreshes keys and re-sends orphaned call-outs.
 const TICK_MS: u64 = 1_000;
+const FIRST_TICK_MS: u64 = 50;
 
 pub struct Root {
     context_id: u32,
     worker: Option<Rc<RefCell<Worker>>>,
+    ticks: u32,
 }
 
 impl Root {
@@ -28,6 +30,7 @@ impl Root {
         Root {
             context_id,
             worker: None,
+            ticks: 0,
         }
     }
 }
@@ -80,6 +83,10 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let Some(worker) = &self.worker else { return };
+        if self.ticks == 0 {
+            host::set_tick_period(TICK_MS);
+        }
+        self.ticks = self.ticks.saturating_add(1);
         let due = worker.borrow_mut().refresh_due(&ProxyWasmHost);
         for (flight, request) in due {
             send(worker, &flight, &request, self.context_id);

@@ -1,0 +1,474 @@
+//! End-to-end harness: a real Envoy (ENVOY_BIN or `.tools/envoy`) running the release wasm
+//! module, against an in-process sim, all on free loopback ports.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+pub use sim::{Endpoint, Fault, Mint, Sim, SimTenant};
+
+pub const GITHUB_SECRET: &str = "github-e2e-secret-value";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn envoy_bin() -> PathBuf {
+    match std::env::var("ENVOY_BIN") {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => root().join(".tools/envoy"),
+    }
+}
+
+pub fn wasm_path() -> PathBuf {
+    let p = root().join("target/wasm32-wasip1/release/token_vault_proxy.wasm");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make wasm` (make test does it)",
+        p.display()
+    );
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// The example tenants re-pointed at this sim, with `settings` merged over its settings.
+pub fn plugin_config(sim: &Sim, settings: Value) -> Value {
+    let example = std::fs::read_to_string(root().join("tenants.example.json")).unwrap_or_default();
+    let ports = sim::envoy::Ports {
+        listen: 0,
+        admin: 0,
+        sim: sim.port,
+        backend: sim.backend_port,
+    };
+    let mut doc: Value =
+        serde_json::from_str(&sim::envoy::plugin_config_for(&example, &ports)).unwrap_or_default();
+    if let (Some(target), Some(overlay)) = (doc["settings"].as_object_mut(), settings.as_object()) {
+        for (k, v) in overlay {
+            target.insert(k.clone(), v.clone());
+        }
+    }
+    doc
+}
+
+/// Settings that make tests fast: short refetch interval and call-out timeout.
+pub fn test_settings() -> Value {
+    json!({"jwks_min_refetch_seconds": 1, "callout_timeout_ms": 1500})
+}
+
+pub struct Options {
+    pub settings: Value,
+    /// Replace the whole plugin configuration (after ports are filled in).
+    pub config: Option<Value>,
+    pub concurrency: u32,
+    pub wait_for_keys: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            settings: test_settings(),
+            config: None,
+            concurrency: 1,
+            wait_for_keys: true,
+        }
+    }
+}
+
+pub struct Stack {
+    pub sim: Sim,
+    pub port: u16,
+    pub admin: u16,
+    envoy: Child,
+    pub log: PathBuf,
+    dir: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn sim_tenants(sim_port: u16, backend_port: u16) -> Vec<SimTenant> {
+    let example = std::fs::read_to_string(root().join("tenants.example.json")).unwrap_or_default();
+    let ports = sim::envoy::Ports {
+        listen: 0,
+        admin: 0,
+        sim: sim_port,
+        backend: backend_port,
+    };
+    let mut doc: Value =
+        serde_json::from_str(&sim::envoy::plugin_config_for(&example, &ports)).unwrap_or_default();
+    // Envoy reads the secret from its environment; hand the sim the same value directly.
+    for t in doc["tenants"].as_array_mut().into_iter().flatten() {
+        if t["vault"].get("client_secret_env").is_some() {
+            t["vault"]["client_secret"] = json!(GITHUB_SECRET);
+        }
+    }
+    SimTenant::from_filter_config(&doc).expect("example tenants")
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        Stack::with(Options::default())
+    }
+
+    pub fn with(opts: Options) -> Stack {
+        // The sim's issuer URLs contain its port, so pick ports first.
+        let (sim_port, backend_port) = (free_port(), free_port());
+        let sim = Sim::start(sim_tenants(sim_port, backend_port), sim_port, backend_port)
+            .expect("sim starts");
+        let config = opts
+            .config
+            .clone()
+            .unwrap_or_else(|| plugin_config(&sim, opts.settings.clone()));
+        Stack::launch(sim, &config, opts)
+    }
+
+    fn launch(sim: Sim, config: &Value, opts: Options) -> Stack {
+        let (port, admin) = (free_port(), free_port());
+        let ports = sim::envoy::Ports {
+            listen: port,
+            admin,
+            sim: sim.port,
+            backend: sim.backend_port,
+        };
+        let dir = root().join("target/e2e").join(format!("envoy-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let yaml = render(&ports, &config.to_string());
+        let cfg_path = dir.join("envoy.yaml");
+        std::fs::write(&cfg_path, yaml).expect("write envoy.yaml");
+        let log = dir.join("envoy.log");
+        let envoy = spawn_envoy(&cfg_path, &log, opts.concurrency);
+        let stack = Stack {
+            sim,
+            port,
+            admin,
+            envoy,
+            log,
+            dir,
+        };
+        stack.wait_ready(opts.wait_for_keys);
+        stack
+    }
+
+    fn wait_ready(&self, keys: bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = http(self.admin, "GET", "/ready", &[], b"") {
+                if r.status == 200 {
+                    if !keys {
+                        return;
+                    }
+                    if let Ok(h) = self.get("/health", &[]) {
+                        let tenants = h.json()["tenants"].clone();
+                        let all = tenants
+                            .as_object()
+                            .is_some_and(|t| t.values().all(|v| v["keys_loaded"] == true));
+                        if h.status == 200 && all {
+                            return;
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("Envoy did not become ready; log:\n{}", self.log_text());
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        http(self.port, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_tail()))
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+        http(self.port, "GET", path, headers, b"")
+    }
+
+    /// GET with `Authorization: Bearer <token>`.
+    pub fn call(&self, method: &str, path: &str, token: &str) -> Response {
+        let auth = format!("Bearer {token}");
+        self.request(method, path, &[("authorization", &auth)], b"")
+    }
+
+    pub fn token(&self, tenant: &str, sub: &str) -> String {
+        self.mint(Mint {
+            tenant: tenant.into(),
+            sub: sub.into(),
+            ..Mint::default()
+        })
+    }
+
+    pub fn mint(&self, m: Mint) -> String {
+        self.sim.mint(&m).expect("mint")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Decision lines the filter logged, in order.
+    pub fn decisions(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| l.contains("decision="))
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        let r = http(
+            self.admin,
+            "GET",
+            &format!("/stats?filter=^{name}$"),
+            &[],
+            b"",
+        )
+        .expect("admin stats");
+        r.text()
+            .lines()
+            .find_map(|l| {
+                l.split_once(": ")
+                    .and_then(|(n, v)| (n == name).then(|| v.trim().parse().ok()))
+                    .flatten()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.envoy.kill();
+        let _ = self.envoy.wait();
+        let text = self.log_text();
+        // A trapped VM or a panic is a failure even if every assertion passed.
+        let bad = text
+            .lines()
+            .find(|l| l.contains("panic") || (l.contains("[critical]") && l.contains("wasm")));
+        if let Some(line) = bad {
+            if !std::thread::panicking() {
+                panic!("Envoy log shows a filter failure: {line}");
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn render(ports: &sim::envoy::Ports, plugin_config: &str) -> String {
+    let template =
+        std::fs::read_to_string(root().join("envoy/envoy.template.yaml")).expect("template");
+    sim::envoy::render(
+        &template,
+        ports,
+        &wasm_path().display().to_string(),
+        plugin_config,
+    )
+    .expect("render")
+}
+
+pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
+    let bin = envoy_bin();
+    assert!(
+        bin.exists(),
+        "Envoy not found at {}: run `make setup` or set ENVOY_BIN",
+        bin.display()
+    );
+    let log_file = std::fs::File::create(log).expect("log file");
+    Command::new(bin)
+        .args([
+            "-c",
+            &config.display().to_string(),
+            "--concurrency",
+            &concurrency.to_string(),
+        ])
+        .args([
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+            "--component-log-level",
+            "wasm:debug",
+        ])
+        .env("GITHUB_VAULT_CLIENT_SECRET", GITHUB_SECRET)
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .expect("start envoy")
+}
+
+/// Run Envoy until it exits (for configurations that must be refused), returning its log.
+pub fn envoy_refuses(plugin_config: &str) -> (bool, String) {
+    let ports = sim::envoy::Ports {
+        listen: free_port(),
+        admin: free_port(),
+        sim: 1,
+        backend: 1,
+    };
+    let dir = root()
+        .join("target/e2e")
+        .join(format!("refuse-{}", ports.listen));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let template =
+        std::fs::read_to_string(root().join("envoy/envoy.template.yaml")).expect("template");
+    // Embed the document as is, even if it is not JSON.
+    let indented: Vec<String> = plugin_config
+        .lines()
+        .map(|l| format!("                    {l}"))
+        .collect();
+    let yaml = template
+        .replace("{{LISTEN_PORT}}", &ports.listen.to_string())
+        .replace("{{ADMIN_PORT}}", &ports.admin.to_string())
+        .replace("{{SIM_PORT}}", "1")
+        .replace("{{BACKEND_PORT}}", "1")
+        .replace("{{WASM}}", &wasm_path().display().to_string())
+        .replace("{{PLUGIN_CONFIG}}", &indented.join("\n"));
+    let cfg = dir.join("envoy.yaml");
+    std::fs::write(&cfg, yaml).expect("write");
+    let log = dir.join("envoy.log");
+    let mut child = spawn_envoy(&cfg, &log, 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut exited = None;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            exited = Some(status);
+            break;
+        }
+        // Still running and serving means the plugin loaded.
+        if http(ports.admin, "GET", "/ready", &[], b"").is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    (exited.is_some_and(|s| !s.success()), text)
+}
+
+/// Minimal HTTP/1.1 client with full control over the bytes sent (repeated headers included).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| {
+        std::io::Error::other(format!("bad response: {}", String::from_utf8_lossy(&raw)))
+    })
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap_or("0").trim(), 16)
+                .unwrap_or(0);
+        if size == 0 || data.len() < pos + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&data[pos + 2..pos + 2 + size]);
+        data = &data[(pos + 4 + size).min(data.len())..];
+    }
+    out
+}
+
+/// The echo backend's view of one request: header values by name.
+pub fn echoed_headers(r: &Response) -> Vec<(String, String)> {
+    r.json()["headers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|h| {
+                    (
+                        h[0].as_str().unwrap_or("").to_string(),
+                        h[1].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

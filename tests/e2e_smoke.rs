@@ -1,0 +1,20 @@
+mod common;
+use common::*;
+
+#[test]
+fn alice_reaches_the_backend_with_her_downstream_token() {
+    let stack = Stack::start();
+    let token = stack.token("github", "alice");
+    let r = stack.call("GET", "/github/user?x=1", &token);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), stack.log_tail());
+    let headers = echoed_headers(&r);
+    let auth: Vec<&String> = headers
+        .iter()
+        .filter(|(n, _)| n == "authorization")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(auth.len(), 1);
+    assert!(auth[0].starts_with("Bearer sim_github_alice_"), "{auth:?}");
+    assert_eq!(r.json()["path"], "/user");
+    assert_eq!(r.json()["query"], "x=1");
+}
