@@ -345,7 +345,7 @@ pub fn check_claims(
     if claims.iss != tenant.issuer {
         return Err(TokenError::WrongIssuer);
     }
-    if !claims.aud.iter().any(|a| *a == tenant.audience) {
+    if !claims.aud.contains(&tenant.audience) {
         return Err(TokenError::WrongAudience);
     }
     check_lifetime(claims, now, skew)

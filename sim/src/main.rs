@@ -15,7 +15,18 @@ const USAGE: &str = "usage:
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
+    // `sim token` also takes TENANT, SUB, SCOPE and CLAIMS from the environment (make token).
+    let flag = |name: &str| {
+        args.windows(2)
+            .find(|w| w[0] == name)
+            .map(|w| w[1].clone())
+            .or_else(|| {
+                let env = name.trim_start_matches("--").to_ascii_uppercase();
+                std::env::var(env)
+                    .ok()
+                    .filter(|v| !v.is_empty() && args.first().is_some_and(|a| a == "token"))
+            })
+    };
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(
             &flag("--config").unwrap_or_else(|| "tenants.example.json".into()),

@@ -1,1 +1,222 @@
 use super::*;
+use serde_json::{json, Value};
+
+fn example() -> Value {
+    serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default()
+}
+
+fn env(name: &str) -> Option<String> {
+    (name == "GITHUB_VAULT_CLIENT_SECRET").then(|| "s3cret".to_string())
+}
+
+fn parse_value(v: &Value) -> Result<Config, ConfigError> {
+    parse(v.to_string().as_bytes(), &env)
+}
+
+/// Apply `edit` to the example's first tenant and return the error line.
+fn error_for(edit: impl FnOnce(&mut Value)) -> String {
+    let mut doc = example();
+    edit(&mut doc["tenants"][0]);
+    match parse_value(&doc) {
+        Ok(_) => "accepted".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn example_parses_with_defaults_and_env_secret() {
+    let cfg = parse_value(&example()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.tenants.len(), 2);
+    let gh = &cfg.tenants[0];
+    assert_eq!(gh.vault.client_secret.expose(), "s3cret");
+    assert_eq!(gh.algorithms, vec![Alg::Rs256, Alg::Es256]);
+    assert_eq!(gh.downstream.header, "authorization");
+    assert_eq!(gh.scopes.read_methods, vec!["GET", "HEAD", "OPTIONS"]);
+    assert!(
+        matches!(&gh.jwks, JwksSource::Direct { authority, path, .. } if authority == "127.0.0.1:9000" && path == "/issuers/github/jwks.json")
+    );
+    let google = &cfg.tenants[1];
+    assert!(
+        matches!(&google.jwks, JwksSource::Discovery { path, .. } if path == "/issuers/google/.well-known/openid-configuration")
+    );
+    assert_eq!(google.vault.connect_required_errors.len(), 2);
+}
+
+#[test]
+fn settings_default_when_absent() {
+    let mut doc = example();
+    doc.as_object_mut().map(|o| o.remove("settings"));
+    let cfg = parse_value(&doc).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.settings, Settings::default());
+}
+
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
+#[test]
+fn every_rejection_names_tenant_and_field() {
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|t| t["surprise"] = json!(1)),
+            "tenant 'github': unknown field `surprise`",
+        ),
+        (
+            Box::new(|t| {
+                t.as_object_mut().map(|o| o.remove("issuer"));
+            }),
+            "tenant 'github': missing field `issuer`",
+        ),
+        (
+            Box::new(|t| t["issuer"] = json!("not a url")),
+            "tenant 'github': field 'issuer'",
+        ),
+        (
+            Box::new(|t| t["issuer"] = json!("ftp://x/")),
+            "tenant 'github': field 'issuer'",
+        ),
+        (
+            Box::new(|t| t["jwks"]["url"] = json!("https://user@host/x")),
+            "tenant 'github': field 'jwks.url'",
+        ),
+        (
+            Box::new(|t| t["algorithms"] = json!([])),
+            "tenant 'github': field 'algorithms'",
+        ),
+        (
+            Box::new(|t| t["algorithms"] = json!(["HS256"])),
+            "tenant 'github': field 'algorithms'",
+        ),
+        (
+            Box::new(|t| t["algorithms"] = json!(["none"])),
+            "tenant 'github': field 'algorithms'",
+        ),
+        (
+            Box::new(|t| t["scopes"]["read"] = json!([])),
+            "tenant 'github': field 'scopes.read'",
+        ),
+        (
+            Box::new(|t| t["scopes"]["write"] = json!(["has space"])),
+            "tenant 'github': field 'scopes.write'",
+        ),
+        (
+            Box::new(|t| t["scopes"]["claims"] = json!(["roles"])),
+            "tenant 'github': field 'scopes.claims'",
+        ),
+        (
+            Box::new(|t| t["backend"] = json!("")),
+            "tenant 'github': field 'backend'",
+        ),
+        (
+            Box::new(|t| t["vault"]["type"] = json!("hashicorp")),
+            "tenant 'github': field 'vault.type'",
+        ),
+        (
+            Box::new(|t| t["vault"]["domain"] = json!("https://x.auth0.com")),
+            "tenant 'github': field 'vault.domain'",
+        ),
+        (
+            Box::new(|t| t["vault"]["client_secret"] = json!("x")),
+            "tenant 'github': field 'vault.client_secret'",
+        ),
+        (
+            Box::new(|t| t["vault"]["client_secret_env"] = json!("NOPE")),
+            "tenant 'github': field 'vault.client_secret_env'",
+        ),
+        (
+            Box::new(|t| t["vault"]["subject_token_type"] = json!("refresh_token")),
+            "tenant 'github': field 'vault.subject_token_header'",
+        ),
+        (
+            Box::new(|t| t["vault"]["extra"] = json!(true)),
+            "tenant 'github': unknown field `extra`",
+        ),
+        (
+            Box::new(|t| t["downstream"]["format"] = json!("Bearer")),
+            "tenant 'github': field 'downstream.format'",
+        ),
+        (
+            Box::new(|t| t["downstream"]["header"] = json!("bad header")),
+            "tenant 'github': field 'downstream.header'",
+        ),
+        (
+            Box::new(|t| t["id"] = json!("health")),
+            "tenant 'health': field 'id'",
+        ),
+        (
+            Box::new(|t| t["id"] = json!("a/b")),
+            "tenant 'a/b': field 'id'",
+        ),
+        (
+            Box::new(|t| t["name"] = json!(" ")),
+            "tenant 'github': field 'name'",
+        ),
+    ];
+    for (edit, expected) in cases {
+        let line = error_for(edit);
+        assert!(line.contains(expected), "expected '{expected}' in: {line}");
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert!(!line.contains("s3cret"), "no secret in: {line}");
+    }
+}
+
+#[test]
+fn duplicate_ids_empty_tenants_and_bad_settings_are_rejected() {
+    let mut doc = example();
+    doc["tenants"][1]["id"] = json!("github");
+    assert!(parse_value(&doc)
+        .map_err(|e| e.to_string())
+        .err()
+        .unwrap_or_default()
+        .contains("tenant 'github': field 'id': duplicate"));
+    let mut doc = example();
+    doc["tenants"] = json!([]);
+    assert!(parse_value(&doc).is_err());
+    let mut doc = example();
+    doc["settings"]["max_token_bytes"] = json!(10);
+    assert!(parse_value(&doc)
+        .map_err(|e| e.to_string())
+        .err()
+        .unwrap_or_default()
+        .contains("settings.max_token_bytes"));
+    let mut doc = example();
+    doc["settings"]["typo"] = json!(1);
+    assert!(parse_value(&doc).is_err());
+    assert!(parse(b"not json", &env).is_err());
+    assert!(parse(b"", &env).is_err());
+}
+
+#[test]
+fn public_view_has_no_secrets() {
+    let cfg = parse_value(&example()).unwrap_or_else(|e| panic!("{e}"));
+    for t in &cfg.tenants {
+        let text = public_view(t).to_string();
+        assert!(
+            !text.contains("s3cret")
+                && !text.contains("google-demo-secret")
+                && !text.contains("client"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn urls() {
+    let u = Url::parse("https://a.example:8443/x/y?z=1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (u.authority.as_str(), u.path_and_query.as_str()),
+        ("a.example:8443", "/x/y?z=1")
+    );
+    assert_eq!(
+        Url::parse("https://a.example").map(|u| u.path_and_query),
+        Ok("/".to_string())
+    );
+    for bad in [
+        "a.example/x",
+        "https://",
+        "https://a b/",
+        "https://a/\n",
+        "https://a:99999/",
+        "https://a/#f",
+    ] {
+        assert!(Url::parse(bad).is_err(), "{bad}");
+    }
+}

