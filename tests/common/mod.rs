@@ -68,8 +68,8 @@ pub fn test_settings() -> Value {
 
 pub struct Options {
     pub settings: Value,
-    /// Replace the whole plugin configuration (after ports are filled in).
-    pub config: Option<Value>,
+    /// Change the plugin configuration (already pointed at this stack's sim).
+    pub edit: Option<Box<dyn Fn(&mut Value)>>,
     pub concurrency: u32,
     pub wait_for_keys: bool,
 }
@@ -78,7 +78,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             settings: test_settings(),
-            config: None,
+            edit: None,
             concurrency: 1,
             wait_for_keys: true,
         }
@@ -147,10 +147,10 @@ impl Stack {
         let (sim_port, backend_port) = (free_port(), free_port());
         let sim = Sim::start(sim_tenants(sim_port, backend_port), sim_port, backend_port)
             .expect("sim starts");
-        let config = opts
-            .config
-            .clone()
-            .unwrap_or_else(|| plugin_config(&sim, opts.settings.clone()));
+        let mut config = plugin_config(&sim, opts.settings.clone());
+        if let Some(edit) = &opts.edit {
+            edit(&mut config);
+        }
         Stack::launch(sim, &config, opts)
     }
 
