@@ -409,11 +409,44 @@ pub fn http(
     req.push_str("\r\n");
     stream.write_all(req.as_bytes())?;
     stream.write_all(body)?;
+    // Read until the response is complete rather than until EOF: Envoy delays closing the
+    // connection after a local reply.
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    let mut buf = [0u8; 16384];
+    loop {
+        if response_complete(&raw, method == "HEAD") {
+            break;
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
     parse_response(&raw).ok_or_else(|| {
         std::io::Error::other(format!("bad response: {}", String::from_utf8_lossy(&raw)))
     })
+}
+
+fn response_complete(raw: &[u8], head_request: bool) -> bool {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    if head_request {
+        return true;
+    }
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    if let Some(len) = head.lines().find_map(|l| {
+        l.strip_prefix("content-length:")
+            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+    }) {
+        return body.len() >= len;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    head.starts_with("http/1.1 204") || head.starts_with("http/1.1 304")
 }
 
 fn parse_response(raw: &[u8]) -> Option<Response> {
