@@ -70,6 +70,8 @@ pub struct Options {
     pub settings: Value,
     /// Change the plugin configuration (already pointed at this stack's sim).
     pub edit: Option<Box<dyn Fn(&mut Value)>>,
+    /// Runs after the sim started and before Envoy does (e.g. to fault the JWKS).
+    pub before_envoy: Option<Box<dyn Fn(&Sim)>>,
     pub concurrency: u32,
     pub wait_for_keys: bool,
 }
@@ -79,6 +81,7 @@ impl Default for Options {
         Options {
             settings: test_settings(),
             edit: None,
+            before_envoy: None,
             concurrency: 1,
             wait_for_keys: true,
         }
@@ -150,6 +153,9 @@ impl Stack {
         let mut config = plugin_config(&sim, opts.settings.clone());
         if let Some(edit) = &opts.edit {
             edit(&mut config);
+        }
+        if let Some(hook) = &opts.before_envoy {
+            hook(&sim);
         }
         Stack::launch(sim, &config, opts)
     }
@@ -256,6 +262,18 @@ impl Stack {
             .filter(|l| l.contains("decision="))
             .map(str::to_string)
             .collect()
+    }
+
+    /// Repeat `probe` until it returns `want` or 10 s pass; the last value otherwise.
+    pub fn eventually<T: PartialEq + std::fmt::Debug>(&self, want: T, probe: impl Fn() -> T) -> T {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = probe();
+            if got == want || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn stat(&self, name: &str) -> u64 {

@@ -1,0 +1,320 @@
+//! The JWKS endpoint and the Token Vault failing in every way the sim can: the filter fails
+//! closed with the documented status, keeps old keys, and recovers without a restart.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+fn jwks_faults() -> Vec<(&'static str, Fault, u16)> {
+    vec![
+        ("500", Fault::status(500), 502),
+        ("404", Fault::status(404), 502),
+        (
+            "html",
+            Fault::body(200, "text/html", "<html>hello</html>"),
+            502,
+        ),
+        (
+            "invalid json",
+            Fault::body(200, "application/json", "{\"keys\": ["),
+            502,
+        ),
+        (
+            "wrong key type",
+            Fault::body(
+                200,
+                "application/json",
+                json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}).to_string(),
+            ),
+            502,
+        ),
+        (
+            "empty set",
+            Fault::body(200, "application/json", "{\"keys\": []}"),
+            502,
+        ),
+        (
+            "10 MB",
+            Fault::body(200, "application/json", vec![b' '; 10 * 1024 * 1024]),
+            502,
+        ),
+        ("slow", Fault::Delay(Duration::from_millis(3000)), 504),
+        ("dropped", Fault::Drop, 503),
+        ("503", Fault::status(503), 503),
+    ]
+}
+
+#[test]
+fn jwks_failures_at_start_fail_closed_then_recover() {
+    let stack = Stack::with(Options {
+        wait_for_keys: false,
+        before_envoy: Some(Box::new(|sim| {
+            sim.fail(Endpoint::Jwks, Fault::status(500), None)
+        })),
+        ..Options::default()
+    });
+    let token = stack.token("github", "alice");
+    for (name, fault, status) in jwks_faults() {
+        stack.sim.fail(Endpoint::Jwks, fault, None);
+        let got = stack.eventually(status, || stack.call("GET", "/github/user", &token).status);
+        assert_eq!(got, status, "JWKS {name}");
+        let r = stack.call("GET", "/github/user", &token);
+        if r.status == status {
+            assert_eq!(r.json()["error"], "temporarily_unavailable", "{name}");
+        }
+    }
+    let health = stack.request("GET", "/health", &[], b"").json();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["tenants"]["github"]["keys_loaded"], false);
+    assert_eq!(stack.sim.count(Endpoint::Backend), 0);
+    assert_eq!(stack.sim.count(Endpoint::Vault), 0);
+    stack.sim.heal(Endpoint::Jwks);
+    assert_eq!(
+        stack.eventually(200, || stack.call("GET", "/github/user", &token).status),
+        200
+    );
+}
+
+#[test]
+fn key_rotation_costs_exactly_one_fetch() {
+    let stack = Stack::start();
+    let old = stack.token("github", "alice");
+    assert_eq!(stack.call("GET", "/github/user", &old).status, 200);
+    // Past the refetch interval (1 s in tests), an unknown kid may trigger one fetch.
+    std::thread::sleep(Duration::from_millis(1100));
+    let new_kid = stack.sim.rotate("github", true);
+    let before = stack.sim.count(Endpoint::Jwks);
+    let new = stack.token("github", "alice");
+    assert!(new.len() > 10 && new_kid == "github-rsa-2");
+    assert_eq!(stack.call("GET", "/github/user", &new).status, 200);
+    assert_eq!(stack.sim.count(Endpoint::Jwks), before + 1);
+    let another = stack.mint(Mint {
+        tenant: "github".into(),
+        sub: "alice".into(),
+        claims: Some(json!({"jti": "x"})),
+        ..Mint::default()
+    });
+    assert_eq!(stack.call("GET", "/github/user", &another).status, 200);
+    assert_eq!(
+        stack.call("GET", "/github/user", &old).status,
+        200,
+        "the old key is still published"
+    );
+    assert_eq!(stack.sim.count(Endpoint::Jwks), before + 1);
+    // Unknown kids within the interval do not cause fetches (no fetch amplification).
+    for i in 0..5 {
+        let bogus = stack.mint(Mint {
+            tenant: "github".into(),
+            sub: "alice".into(),
+            header: Some(json!({"kid": format!("bogus-{i}")})),
+            ..Mint::default()
+        });
+        assert_eq!(stack.call("GET", "/github/user", &bogus).status, 401);
+    }
+    assert_eq!(stack.sim.count(Endpoint::Jwks), before + 1);
+}
+
+#[test]
+fn rotated_out_key_is_refused_after_refetch() {
+    let stack = Stack::start();
+    std::thread::sleep(Duration::from_millis(1100));
+    stack.sim.rotate("github", false);
+    // The first token with the new kid makes the filter refetch and learn the rotation.
+    assert_eq!(
+        stack
+            .call("GET", "/github/user", &stack.token("github", "alice"))
+            .status,
+        200
+    );
+    let retired = stack.mint(Mint {
+        tenant: "github".into(),
+        sub: "alice".into(),
+        key: Some("retired".into()),
+        ..Mint::default()
+    });
+    let r = stack.call("GET", "/github/user", &retired);
+    assert_eq!(r.status, 401);
+    assert!(r.json()["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("unknown key"));
+}
+
+#[test]
+fn old_keys_stay_in_use_while_refreshes_fail() {
+    let stack = Stack::with(Options {
+        settings: json!({"jwks_min_refetch_seconds": 1, "jwks_refresh_seconds": 1, "jwks_max_stale_seconds": 60, "callout_timeout_ms": 1500}),
+        ..Options::default()
+    });
+    assert_eq!(
+        stack
+            .call("GET", "/github/user", &stack.token("github", "alice"))
+            .status,
+        200
+    );
+    stack.sim.fail(Endpoint::Jwks, Fault::status(500), None);
+    let before = stack.sim.count(Endpoint::Jwks);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        stack.sim.count(Endpoint::Jwks) > before,
+        "background refresh kept trying"
+    );
+    let fresh = stack.mint(Mint {
+        tenant: "github".into(),
+        sub: "alice".into(),
+        claims: Some(json!({"jti": "new"})),
+        ..Mint::default()
+    });
+    assert_eq!(stack.call("GET", "/github/user", &fresh).status, 200);
+    assert_eq!(
+        stack.request("GET", "/health", &[], b"").json()["tenants"]["github"]["keys_loaded"],
+        true
+    );
+}
+
+#[test]
+fn vault_failures_fail_closed_with_the_right_status() {
+    let stack = Stack::start();
+    let token = stack.token("github", "alice");
+    let error = |e: &str| {
+        Fault::body(
+            0,
+            "application/json",
+            json!({"error": e, "error_description": "x"}).to_string(),
+        )
+    };
+    let with_status = |f: Fault, status: u16| match f {
+        Fault::Respond { headers, body, .. } => Fault::Respond {
+            status,
+            headers,
+            body,
+        },
+        other => other,
+    };
+    let cases: Vec<(&str, Fault, u16)> = vec![
+        ("500", Fault::status(500), 502),
+        ("502", Fault::status(502), 502),
+        ("503", Fault::status(503), 503),
+        ("html", Fault::body(200, "text/html", "<html>"), 502),
+        (
+            "garbage json",
+            Fault::body(200, "application/json", "{\"access_token\": 5}"),
+            502,
+        ),
+        (
+            "token with CRLF",
+            Fault::body(
+                200,
+                "application/json",
+                json!({"access_token": "a\r\nx-evil: 1"}).to_string(),
+            ),
+            502,
+        ),
+        (
+            "10 MB",
+            Fault::body(200, "application/json", vec![b' '; 10 * 1024 * 1024]),
+            502,
+        ),
+        ("slow", Fault::Delay(Duration::from_millis(3000)), 504),
+        ("dropped", Fault::Drop, 503),
+        (
+            "invalid_client",
+            with_status(error("invalid_client"), 401),
+            502,
+        ),
+        (
+            "access_denied",
+            with_status(error("access_denied"), 403),
+            502,
+        ),
+        (
+            "bad request",
+            with_status(error("invalid_request"), 400),
+            502,
+        ),
+    ];
+    for (name, fault, status) in cases {
+        stack.sim.fail(Endpoint::Vault, fault, Some(1));
+        let r = stack.call("GET", "/github/user", &token);
+        assert_eq!(r.status, status, "vault {name}: {}", r.text());
+        assert!(
+            !r.text().contains("x-evil") && !r.text().contains(&token),
+            "{name}"
+        );
+    }
+    let limited = Fault::Respond {
+        status: 429,
+        headers: vec![
+            ("retry-after".into(), "7".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: json!({"error": "too_many_requests"})
+            .to_string()
+            .into_bytes(),
+    };
+    stack.sim.fail(Endpoint::Vault, limited, Some(1));
+    let r = stack.call("GET", "/github/user", &token);
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("7")));
+    assert_eq!(stack.sim.count(Endpoint::Backend), 0);
+    // Failures are not cached: the vault heals and the next request goes through.
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    assert_eq!(stack.sim.count(Endpoint::Backend), 1);
+    let log = stack.log_text();
+    assert!(!log.contains(&token) && !log.contains(GITHUB_SECRET));
+}
+
+#[test]
+fn backend_failure_is_envoys_ordinary_answer() {
+    let stack = Stack::start();
+    stack.sim.fail(Endpoint::Backend, Fault::Drop, Some(1));
+    let r = stack.call("GET", "/github/user", &stack.token("github", "alice"));
+    assert_eq!(r.status, 503);
+    stack
+        .sim
+        .fail(Endpoint::Backend, Fault::status(500), Some(1));
+    assert_eq!(
+        stack
+            .call("GET", "/github/user", &stack.token("github", "alice"))
+            .status,
+        500
+    );
+    assert_eq!(
+        stack
+            .call("GET", "/github/user", &stack.token("github", "alice"))
+            .status,
+        200
+    );
+}
+
+#[test]
+fn discovery_failure_and_recovery() {
+    let stack = Stack::with(Options {
+        wait_for_keys: false,
+        before_envoy: Some(Box::new(|sim| {
+            sim.fail(Endpoint::Discovery, Fault::status(404), None)
+        })),
+        ..Options::default()
+    });
+    let token = stack.mint(Mint {
+        tenant: "google".into(),
+        sub: "alice".into(),
+        ..Mint::default()
+    });
+    assert_eq!(
+        stack.eventually(502, || stack.call("GET", "/google/files", &token).status),
+        502
+    );
+    assert!(
+        stack.eventually(true, || stack.sim.count(Endpoint::Jwks) > 0),
+        "github's own JWKS loads regardless"
+    );
+    stack.sim.heal(Endpoint::Discovery);
+    assert_eq!(
+        stack.eventually(200, || stack.call("GET", "/google/files", &token).status),
+        200
+    );
+}
