@@ -1,0 +1,114 @@
+//! Plugin configuration in real Envoy: invalid documents refuse to load with one line naming
+//! the tenant and field; the shipped config validates and is the template's rendering.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn example() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join("tenants.example.json")).unwrap())
+        .unwrap()
+}
+
+/// The filter's error lines in Envoy's log.
+fn config_errors(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains("invalid plugin configuration"))
+        .collect()
+}
+
+#[test]
+fn invalid_configurations_refuse_to_start() {
+    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        (
+            "tenant 'github': unknown field `colour`",
+            Box::new(|d| d["tenants"][0]["colour"] = json!("blue")),
+        ),
+        (
+            "tenant 'github': missing field `audience`",
+            Box::new(|d| {
+                d["tenants"][0].as_object_mut().unwrap().remove("audience");
+            }),
+        ),
+        (
+            "tenant 'google': field 'issuer'",
+            Box::new(|d| d["tenants"][1]["issuer"] = json!("not-a-url")),
+        ),
+        (
+            "tenant 'github': field 'algorithms'",
+            Box::new(|d| d["tenants"][0]["algorithms"] = json!([])),
+        ),
+        (
+            "tenant 'github': field 'scopes.write'",
+            Box::new(|d| d["tenants"][0]["scopes"]["write"] = json!([])),
+        ),
+        (
+            "tenant 'github': field 'id': duplicate",
+            Box::new(|d| d["tenants"][1]["id"] = json!("github")),
+        ),
+        (
+            "tenant 'github': field 'vault.client_secret_env'",
+            Box::new(|d| {
+                d["tenants"][0]["vault"]["client_secret_env"] = json!("UNSET_VARIABLE_XYZ")
+            }),
+        ),
+    ];
+    for (expected, edit) in cases {
+        let mut doc = example();
+        edit(&mut doc);
+        let (refused, log) = envoy_refuses(&serde_json::to_string_pretty(&doc).unwrap());
+        assert!(
+            refused,
+            "Envoy started with a bad configuration ({expected}):\n{log}"
+        );
+        let errors = config_errors(&log);
+        assert!(
+            !errors.is_empty() && errors.iter().all(|l| l.contains(expected)),
+            "{expected}: {errors:#?}\n{log}"
+        );
+        assert!(
+            !log.contains(GITHUB_SECRET) && !log.contains("google-demo-secret"),
+            "a secret in the log"
+        );
+    }
+    let (refused, log) = envoy_refuses("this is not json");
+    assert!(refused);
+    assert!(
+        config_errors(&log)
+            .iter()
+            .all(|l| l.contains("not a valid configuration document")),
+        "{log}"
+    );
+}
+
+#[test]
+fn shipped_envoy_config_is_the_rendered_template_and_validates() {
+    let template = std::fs::read_to_string(root().join("envoy/envoy.template.yaml")).unwrap();
+    let example = std::fs::read_to_string(root().join("tenants.example.json")).unwrap();
+    let rendered = sim::envoy::render(
+        &template,
+        &sim::envoy::Ports::LOCAL,
+        "target/wasm32-wasip1/release/token_vault_proxy.wasm",
+        &example,
+    )
+    .unwrap();
+    let shipped = std::fs::read_to_string(root().join("envoy/envoy.yaml")).unwrap();
+    assert!(
+        rendered == shipped,
+        "envoy/envoy.yaml is stale: run `cargo run -p sim -- render-envoy > envoy/envoy.yaml`"
+    );
+    wasm_path();
+    let out = Command::new(envoy_bin())
+        .args(["--mode", "validate", "-c", "envoy/envoy.yaml"])
+        .current_dir(root())
+        .env("GITHUB_VAULT_CLIENT_SECRET", "validate")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("OK"), "{text}");
+}
