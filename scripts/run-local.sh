@@ -16,6 +16,11 @@ done
 
 "$SIM" serve --config tenants.example.json --port 9000 --backend-port 9001 &
 SIM_PID=$!
+# Start Envoy once the issuers answer, so the first key fetch succeeds.
+for _ in $(seq 1 100); do
+  if curl -fsS localhost:9000/issuers/github/jwks.json >/dev/null 2>&1; then break; fi
+  sleep 0.1
+done
 "$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info &
 ENVOY_PID=$!
 trap 'kill $SIM_PID $ENVOY_PID 2>/dev/null || true' EXIT INT TERM

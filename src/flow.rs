@@ -101,6 +101,8 @@ struct TenantKeys {
     synced_at_ms: Option<u64>,
     last_attempt_ms: Option<u64>,
     last_failure: Option<DependencyFailure>,
+    /// Consecutive failed fetches, for the cold-start retry backoff.
+    failures: u32,
 }
 
 /// Per-worker state shared by the root context and every HTTP context of one VM.
@@ -193,9 +195,12 @@ impl Worker {
                                 // Either way fetch at most once per interval per worker.
                                 let state = &self.keys[input.tenant];
                                 if self.flights.contains_key(&jwks_flight(tenant))
-                                    || self
-                                        .policy()
-                                        .may_refetch_for_unknown_kid(state.last_attempt_ms, now_ms)
+                                    || self.policy().may_fetch(
+                                        state.last_attempt_ms,
+                                        known.is_some(),
+                                        state.failures,
+                                        now_ms,
+                                    )
                                 {
                                     return self.wait_for_keys(context_id, input);
                                 }
@@ -471,6 +476,7 @@ impl Worker {
                     None => {
                         let failure = failure_of(response);
                         self.keys[tenant].last_failure = Some(failure);
+                        self.keys[tenant].failures = self.keys[tenant].failures.saturating_add(1);
                         finish(self, &mut |w, ctx, waiting| {
                             w.after_keys(host, ctx, waiting, Some(failure))
                         });
@@ -543,6 +549,7 @@ impl Worker {
         let Some((keys, body)) = parsed else {
             let failure = failure_of(response);
             self.keys[tenant].last_failure = Some(failure);
+            self.keys[tenant].failures = self.keys[tenant].failures.saturating_add(1);
             return Some(failure);
         };
         let key = cache::jwks_key(&self.config.tenants[tenant]);
@@ -554,6 +561,7 @@ impl Worker {
         state.cas = host.shared_get(&key).1;
         state.synced_at_ms = Some(now_ms);
         state.last_failure = None;
+        state.failures = 0;
         None
     }
 
@@ -600,12 +608,15 @@ impl Worker {
             if self.flights.contains_key(&flight) {
                 continue;
             }
-            let never = state.keys.is_none();
-            let last_attempt = state.last_attempt_ms.unwrap_or(0);
-            let retry_ok = now_ms.saturating_sub(last_attempt) >= policy.min_refetch_ms;
-            if (never && (state.last_attempt_ms.is_none() || retry_ok))
-                || (!never && policy.due_for_refresh(state.fetched_at_ms, last_attempt, now_ms))
-            {
+            let fetch_now = match state.keys {
+                None => policy.may_fetch(state.last_attempt_ms, false, state.failures, now_ms),
+                Some(_) => policy.due_for_refresh(
+                    state.fetched_at_ms,
+                    state.last_attempt_ms.unwrap_or(0),
+                    now_ms,
+                ),
+            };
+            if fetch_now {
                 let (purpose, request) = match &tenant.jwks {
                     JwksSource::Direct {
                         cluster,

@@ -174,9 +174,22 @@ impl RefetchPolicy {
         age >= self.refresh_ms / 5 * 4 && now.saturating_sub(last_attempt) >= self.min_refetch_ms
     }
 
-    /// An unknown `kid` may mean rotation: refetch, but at most once per interval.
-    pub fn may_refetch_for_unknown_kid(&self, last_attempt: Option<u64>, now: u64) -> bool {
-        last_attempt.is_none_or(|t| now.saturating_sub(t) >= self.min_refetch_ms)
+    /// Whether a fetch may start now. With keys in hand (an unknown `kid` may mean rotation)
+    /// at most once per interval; without any (cold start against an issuer not up yet) retry
+    /// sooner, backing off from 1 s to that interval.
+    pub fn may_fetch(
+        &self,
+        last_attempt: Option<u64>,
+        have_keys: bool,
+        failures: u32,
+        now: u64,
+    ) -> bool {
+        let wait = if have_keys {
+            self.min_refetch_ms
+        } else {
+            (1000u64 << failures.min(16)).min(self.min_refetch_ms)
+        };
+        last_attempt.is_none_or(|t| now.saturating_sub(t) >= wait)
     }
 
     /// Keys whose refreshes keep failing may be used for a bounded time, then never.

@@ -143,9 +143,14 @@ fn refetch_policy() {
     assert!(!p.due_for_refresh(0, 0, 479_999));
     assert!(p.due_for_refresh(0, 0, 480_000));
     assert!(!p.due_for_refresh(0, 470_000, 480_000));
-    assert!(p.may_refetch_for_unknown_kid(None, 5));
-    assert!(!p.may_refetch_for_unknown_kid(Some(1_000), 30_999));
-    assert!(p.may_refetch_for_unknown_kid(Some(1_000), 31_000));
+    assert!(p.may_fetch(None, true, 0, 5));
+    assert!(!p.may_fetch(Some(1_000), true, 0, 30_999));
+    assert!(p.may_fetch(Some(1_000), true, 0, 31_000));
+    // Without keys: 2 s after one failure, 8 s after three, never more than the interval.
+    assert!(!p.may_fetch(Some(0), false, 1, 1_999));
+    assert!(p.may_fetch(Some(0), false, 1, 2_000));
+    assert!(!p.may_fetch(Some(0), false, 3, 7_999));
+    assert!(p.may_fetch(Some(0), false, 30, 30_000));
     assert!(p.usable(0, 660_000));
     assert!(!p.usable(0, 660_001));
 }
