@@ -738,3 +738,6 @@ fn vault_step(tenant: &Tenant, index: usize, claims: &Claims, outcome: &VaultOut
         VaultOutcome::Failed(f) => deny(Deny::VaultFailed(*f)),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -23,7 +23,7 @@ fn config_errors(log: &str) -> Vec<&str> {
 
 #[test]
 fn invalid_configurations_refuse_to_start() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, ConfigEdit)> = vec![
         (
             "tenant 'github': unknown field `colour`",
             Box::new(|d| d["tenants"][0]["colour"] = json!("blue")),

@@ -66,12 +66,15 @@ pub fn test_settings() -> Value {
     json!({"jwks_min_refetch_seconds": 1, "callout_timeout_ms": 1500})
 }
 
+pub type ConfigEdit = Box<dyn Fn(&mut Value)>;
+pub type SimHook = Box<dyn Fn(&Sim)>;
+
 pub struct Options {
     pub settings: Value,
     /// Change the plugin configuration (already pointed at this stack's sim).
-    pub edit: Option<Box<dyn Fn(&mut Value)>>,
+    pub edit: Option<ConfigEdit>,
     /// Runs after the sim started and before Envoy does (e.g. to fault the JWKS).
-    pub before_envoy: Option<Box<dyn Fn(&Sim)>>,
+    pub before_envoy: Option<SimHook>,
     pub concurrency: u32,
     pub wait_for_keys: bool,
 }

@@ -1,0 +1,302 @@
+use super::*;
+use crate::config;
+use crate::crypto::PureRustVerifier;
+use serde_json::json;
+use sim::keys::IssuerKeys;
+use std::cell::{Cell, RefCell};
+
+/// Shared data and a clock, in memory.
+#[derive(Default)]
+struct FakeHost {
+    now: Cell<u64>,
+    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl Host for FakeHost {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let mut map = self.shared.borrow_mut();
+        let current = map.get(key).map(|(_, c)| *c);
+        if cas.is_some() && cas != current {
+            return false;
+        }
+        map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+        true
+    }
+}
+
+const NOW_S: u64 = 1_800_000_000;
+
+struct Fixture {
+    host: FakeHost,
+    worker: Worker,
+    keys: IssuerKeys,
+}
+
+fn fixture() -> Fixture {
+    let doc = include_str!("../../tenants.example.json");
+    let cfg =
+        config::parse(doc.as_bytes(), &|_| Some("secret".into())).unwrap_or_else(|e| panic!("{e}"));
+    let host = FakeHost::default();
+    host.now.set(NOW_S * 1000);
+    Fixture {
+        host,
+        worker: Worker::new(Rc::new(cfg), Box::new(PureRustVerifier)),
+        keys: IssuerKeys::generate("github"),
+    }
+}
+
+impl Fixture {
+    fn token(&self, sub: &str, scope: &str) -> String {
+        let claims = json!({"iss": "http://127.0.0.1:9000/issuers/github/", "aud": "https://github.tvp.example", "sub": sub, "exp": NOW_S + 600, "scope": scope});
+        self.keys
+            .sign(
+                "RS256",
+                "current",
+                &json!({"alg": "RS256", "kid": "github-rsa-1"}),
+                &claims,
+            )
+            .unwrap_or_default()
+    }
+
+    fn begin(&mut self, ctx: u32, method: &str, token: &str) -> Step {
+        let input = RequestInput {
+            tenant: 0,
+            method: method.into(),
+            token: token.into(),
+            subject_token: None,
+        };
+        self.worker.begin(&self.host, ctx, input)
+    }
+
+    fn answer(&mut self, token: u32, status: u16, body: serde_json::Value) -> Vec<Resolution> {
+        let response = CalloutResponse {
+            status: Some(status),
+            retry_after: None,
+            body: Some(body.to_string().into_bytes()),
+        };
+        self.worker.on_response(&self.host, token, &response)
+    }
+}
+
+fn started(step: &Step) -> Option<(&str, &CalloutRequest)> {
+    match step {
+        Step::Wait {
+            flight,
+            start: Some(r),
+        } => Some((flight.as_str(), r)),
+        _ => None,
+    }
+}
+
+#[test]
+fn cold_requests_share_fetches_then_warm_requests_make_none() {
+    let mut f = fixture();
+    let alice = f.token("alice", "github:read github:write");
+    // Two concurrent cold requests: one JWKS fetch.
+    let first = f.begin(1, "GET", &alice);
+    let (jwks_flight, request) = started(&first).unwrap_or_else(|| panic!("{first:?}"));
+    assert_eq!(
+        (request.path.as_str(), request.cluster.as_str()),
+        ("/issuers/github/jwks.json", "sim_control")
+    );
+    let jwks_flight = jwks_flight.to_string();
+    let second = f.begin(2, "GET", &alice);
+    assert!(matches!(second, Step::Wait { start: None, .. }));
+    f.worker.dispatched(&jwks_flight, 100, 1, NOW_S * 1000);
+    assert!(f.worker.is_waiting(1) && f.worker.is_waiting(2));
+
+    // Keys arrive: both need the vault; one exchange is started.
+    let resolved = f.answer(100, 200, f.keys.jwks());
+    assert_eq!(resolved.len(), 2);
+    let starts: Vec<_> = resolved.iter().filter_map(|(_, s)| started(s)).collect();
+    assert_eq!(starts.len(), 1);
+    let (vault_flight, vault_request) = (starts[0].0.to_string(), starts[0].1.clone());
+    assert_eq!(vault_request.path, "/oauth/token");
+    f.worker.dispatched(&vault_flight, 101, 1, NOW_S * 1000);
+
+    let resolved = f.answer(
+        101,
+        200,
+        json!({"access_token": "gho_1", "expires_in": 3600}),
+    );
+    assert_eq!(resolved.len(), 2);
+    for (_, step) in &resolved {
+        match step {
+            Step::Forward(fw) => {
+                assert_eq!(
+                    (fw.header.as_str(), fw.value.as_str()),
+                    ("authorization", "Bearer gho_1")
+                );
+                assert_eq!(fw.strip, vec!["authorization"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(!f.worker.is_waiting(1) && !f.worker.is_waiting(2));
+
+    // Warm: decided at once, no call-out.
+    assert!(matches!(f.begin(3, "GET", &alice), Step::Forward(_)));
+    // Another worker (same shared data, empty local state) needs only the JWKS parse, no calls.
+    let mut other = Worker::new(Rc::clone(&f.worker.config), Box::new(PureRustVerifier));
+    let input = RequestInput {
+        tenant: 0,
+        method: "GET".into(),
+        token: alice.clone(),
+        subject_token: None,
+    };
+    assert!(matches!(other.begin(&f.host, 9, input), Step::Forward(_)));
+}
+
+#[test]
+fn refusals_and_cached_lifetimes() {
+    let mut f = fixture();
+    let read_only = f.token("alice", "github:read");
+    let s = f.begin(1, "GET", &read_only);
+    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    f.worker.dispatched(&flight, 7, 1, NOW_S * 1000);
+    let resolved = f.answer(7, 200, f.keys.jwks());
+    assert!(matches!(resolved[0].1, Step::Wait { start: Some(_), .. }));
+    // The same token on a write: refused from the verified cache, before any vault call.
+    match f.begin(2, "POST", &read_only) {
+        Step::Deny {
+            deny: Deny::InsufficientScope(s),
+            ..
+        } => assert_eq!(s, vec!["github:write"]),
+        other => panic!("{other:?}"),
+    }
+    // Time passes beyond exp + skew: the cached verification no longer counts.
+    f.host.now.set((NOW_S + 600 + 61) * 1000);
+    assert!(matches!(
+        f.begin(3, "GET", &read_only),
+        Step::Deny {
+            deny: Deny::InvalidToken(TokenError::Expired),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn not_connected_is_cached_briefly_and_failures_not_at_all() {
+    let mut f = fixture();
+    let shared_key = {
+        let jwks = cache::jwks_key(&f.worker.config.tenants[0]);
+        f.host.shared_set(
+            &jwks,
+            &cache::encode_jwks(NOW_S * 1000, f.keys.jwks().to_string().as_bytes()),
+            None,
+        );
+        jwks
+    };
+    assert!(!shared_key.is_empty());
+    let bob = f.token("bob", "github:read");
+    let s = f.begin(1, "GET", &bob);
+    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    f.worker.dispatched(&flight, 1, 1, NOW_S * 1000);
+    let r = f.answer(
+        1,
+        401,
+        json!({"error": "federated_connection_refresh_token_not_found"}),
+    );
+    assert!(matches!(
+        r[0].1,
+        Step::Deny {
+            deny: Deny::ConnectRequired { .. },
+            ..
+        }
+    ));
+    assert!(matches!(
+        f.begin(2, "GET", &bob),
+        Step::Deny {
+            deny: Deny::ConnectRequired { .. },
+            ..
+        }
+    ));
+    f.host.now.set((NOW_S + 6) * 1000);
+    let s = f.begin(3, "GET", &bob);
+    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    f.worker.dispatched(&flight, 2, 3, NOW_S * 1000);
+    let r = f.answer(2, 500, json!({}));
+    assert!(matches!(
+        r[0].1,
+        Step::Deny {
+            deny: Deny::VaultFailed(DependencyFailure::BadAnswer),
+            ..
+        }
+    ));
+    assert!(
+        matches!(f.begin(4, "GET", &bob), Step::Wait { start: Some(_), .. }),
+        "a failure is not cached"
+    );
+}
+
+#[test]
+fn waiters_survive_their_owner_going_away() {
+    let mut f = fixture();
+    let alice = f.token("alice", "github:read");
+    let s = f.begin(1, "GET", &alice);
+    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    f.worker.dispatched(&flight, 5, 1, NOW_S * 1000);
+    assert!(matches!(
+        f.begin(2, "GET", &alice),
+        Step::Wait { start: None, .. }
+    ));
+    // The owner's client hangs up: its call-out is lost with it.
+    f.worker.forget(1);
+    let orphans = f.worker.take_orphans();
+    assert_eq!(orphans.len(), 1);
+    assert_eq!(orphans[0].0, flight);
+    // The root re-sends it; the answer finishes the waiter.
+    f.worker.dispatched(&flight, 6, 0, NOW_S * 1000);
+    let resolved = f.answer(6, 200, f.keys.jwks());
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].0, 2);
+    // A late answer to the lost call changes nothing.
+    assert!(f.answer(5, 200, f.keys.jwks()).is_empty());
+    // Without waiters, an orphaned flight is simply dropped.
+    let bob = f.token("bob", "github:read");
+    let s = f.begin(3, "GET", &bob);
+    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    f.worker.dispatched(&flight, 8, 3, NOW_S * 1000);
+    f.worker.forget(3);
+    assert!(f.worker.take_orphans().is_empty());
+    assert!(!f.worker.is_waiting(3));
+}
+
+#[test]
+fn jwks_failure_without_keys_is_unavailable_and_backs_off() {
+    let mut f = fixture();
+    let alice = f.token("alice", "github:read");
+    let s = f.begin(1, "GET", &alice);
+    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    f.worker.dispatched(&flight, 1, 1, NOW_S * 1000);
+    let r = f.answer(1, 504, json!({}));
+    assert!(matches!(
+        r[0].1,
+        Step::Deny {
+            deny: Deny::KeysUnavailable(DependencyFailure::Timeout),
+            ..
+        }
+    ));
+    // Within the backoff, refused at once with the same reason; afterwards, fetched again.
+    assert!(matches!(
+        f.begin(2, "GET", &alice),
+        Step::Deny {
+            deny: Deny::KeysUnavailable(DependencyFailure::Timeout),
+            ..
+        }
+    ));
+    f.host.now.set((NOW_S + 3) * 1000);
+    assert!(matches!(
+        f.begin(3, "GET", &alice),
+        Step::Wait { start: Some(_), .. }
+    ));
+}
