@@ -65,7 +65,7 @@ unit:
 	cargo test --workspace --lib --bins
 
 e2e: wasm
-	cargo test --tests -- --test-threads=4
+	cargo test --test 'e2e_*' -- --test-threads=4
 
 validate: wasm envoy
 	$(ENVOY_BIN) --mode validate -c envoy/envoy.yaml
