@@ -323,3 +323,104 @@ fn decisions_are_logged_without_tokens() {
         assert!(!log.contains(secret), "Envoy log contains a secret");
     }
 }
+
+#[test]
+fn refresh_token_exchange_and_login_hint() {
+    let stack = Stack::with(Options {
+        edit: Some(Box::new(|c| {
+            c["tenants"][0]["vault"]["subject_token_type"] = json!("refresh_token");
+            c["tenants"][0]["vault"]["subject_token_header"] = json!("x-auth0-refresh-token");
+            c["tenants"][0]["vault"]["login_hint_claim"] = json!("email");
+        })),
+        ..Options::default()
+    });
+    let token = stack.mint(Mint {
+        tenant: "github".into(),
+        sub: "alice".into(),
+        claims: Some(json!({"email": "alice@work.example"})),
+        ..Mint::default()
+    });
+    let auth = format!("Bearer {token}");
+    // Without the refresh token header the exchange cannot be made.
+    assert_eq!(
+        stack
+            .request("GET", "/github/user", &[("authorization", &auth)], b"")
+            .status,
+        400
+    );
+    let r = stack.request(
+        "GET",
+        "/github/user",
+        &[
+            ("authorization", &auth),
+            ("x-auth0-refresh-token", "rt-alice"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        header_values(&r, "x-auth0-refresh-token").is_empty(),
+        "the refresh token must not reach the backend"
+    );
+    let calls = stack.sim.vault_requests();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0]["subject_token_type"],
+        "urn:ietf:params:oauth:token-type:refresh_token"
+    );
+    assert_eq!(calls[0]["subject_token"], "rt-alice");
+    assert_eq!(calls[0]["login_hint"], "alice@work.example");
+}
+
+#[test]
+fn two_workers_share_keys_and_downstream_tokens() {
+    let stack = Stack::with(Options {
+        concurrency: 2,
+        ..Options::default()
+    });
+    let token = stack.token("github", "alice");
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    // Many connections spread over both workers: the downstream token comes from shared data.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| s.spawn(|| stack.call("GET", "/github/user", &token).status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, vec![200; 20]);
+    assert_eq!(stack.sim.count(Endpoint::Vault), 1);
+    // Keys were fetched by at most one call per worker and tenant (github and google).
+    assert!(
+        stack.sim.count(Endpoint::Jwks) <= 4,
+        "{}",
+        stack.sim.count(Endpoint::Jwks)
+    );
+}
+
+#[test]
+fn a_waiting_request_is_answered_when_the_caller_that_started_the_exchange_hangs_up() {
+    use std::io::Write;
+    let stack = Stack::start();
+    stack.sim.fail(
+        Endpoint::Vault,
+        Fault::Delay(Duration::from_millis(700)),
+        Some(1),
+    );
+    let token = stack.token("github", "alice");
+    // The first request starts the exchange, then its client goes away.
+    let mut first = std::net::TcpStream::connect(("127.0.0.1", stack.port)).unwrap();
+    write!(
+        first,
+        "GET /github/user HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let second = std::thread::scope(|s| {
+        let h = s.spawn(|| stack.call("GET", "/github/user", &token));
+        std::thread::sleep(Duration::from_millis(100));
+        drop(first);
+        h.join().unwrap()
+    });
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert!(stack.sim.count(Endpoint::Vault) <= 2);
+}
