@@ -125,3 +125,10 @@ pub fn act_on(context_id: u32) -> bool {
 pub fn set_tick_period(ms: u64) -> bool {
     hostcalls::set_tick_period(Duration::from_millis(ms)).is_ok()
 }
+
+/// Envoy's `verify_signature` foreign function: `None` if the host lacks it or failed.
+pub fn verify_signature(arguments: &[u8]) -> Option<Vec<u8>> {
+    hostcalls::call_foreign_function("verify_signature", Some(arguments))
+        .ok()
+        .flatten()
+}

@@ -5,7 +5,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::BigUint;
 use serde_json::Value;
 
-use crate::crypto::{PublicKey, SignatureVerifier};
+use crate::crypto::{Key, PublicKey, SignatureVerifier};
 use crate::jwt::{Alg, TokenError, UntrustedJwt, B64URL};
 
 const MIN_RSA_BITS: usize = 2048;
@@ -18,7 +18,7 @@ pub struct Jwk {
     pub kid: Option<String>,
     /// The JWK's own `alg`, when it pins one.
     pub alg: Option<Alg>,
-    pub key: PublicKey,
+    pub key: Key,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -114,7 +114,7 @@ fn parse_jwk(v: &Value) -> Option<Jwk> {
     Some(Jwk {
         kid: text("kid").ok()?.map(str::to_string),
         alg,
-        key,
+        key: Key::new(key),
     })
 }
 
@@ -123,7 +123,7 @@ impl KeySet {
     /// JWK's own `alg` pin.
     fn candidates<'s>(&'s self, jwt: &'s UntrustedJwt<'_>) -> impl Iterator<Item = &'s Jwk> + 's {
         self.keys.iter().filter(move |k| {
-            k.key.fits(jwt.alg)
+            k.key.public.fits(jwt.alg)
                 && k.alg.is_none_or(|a| a == jwt.alg)
                 && match &jwt.kid {
                     Some(kid) => k.kid.as_deref() == Some(kid.as_str()),

@@ -19,3 +19,12 @@ fn alice_reaches_the_backend_with_her_downstream_token() {
     assert_eq!(r.json()["path"], "/user");
     assert_eq!(r.json()["query"], "x=1");
 }
+
+#[test]
+fn envoy_verifies_signatures_natively() {
+    let stack = Stack::start();
+    let es = stack.mint(Mint { tenant: "github".into(), sub: "alice".into(), alg: Some("ES256".into()), ..Mint::default() });
+    assert_eq!(stack.call("GET", "/github/user", &es).status, 200);
+    let log = stack.log_text();
+    assert!(log.contains("signature verification: host-native"), "{}", stack.log_tail());
+}

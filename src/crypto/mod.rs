@@ -1,10 +1,35 @@
 //! Signature verification behind one small trait, so the host-native verifier (Envoy's
 //! BoringSSL through a foreign function) and the pure-Rust one are interchangeable.
 
+mod der;
+pub mod native;
+
 use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey, RsaSignature};
 use jwt_compact::{Algorithm, AlgorithmSignature};
+use rsa::traits::PublicKeyParts;
 
 use crate::jwt::Alg;
+
+pub use native::NativeVerifier;
+
+/// A verification key, with the DER form the host verifier needs built once.
+#[derive(Debug, Clone)]
+pub struct Key {
+    pub public: PublicKey,
+    /// SubjectPublicKeyInfo (RSA and P-256 keys).
+    pub spki_der: Option<Vec<u8>>,
+}
+
+impl Key {
+    pub fn new(public: PublicKey) -> Key {
+        let spki_der = match &public {
+            PublicKey::Rsa(k) => Some(der::rsa_spki(&k.n().to_bytes_be(), &k.e().to_bytes_be())),
+            PublicKey::P256(k) => Some(der::p256_spki(k.to_encoded_point(false).as_bytes())),
+            PublicKey::Ed25519(_) => None,
+        };
+        Key { public, spki_der }
+    }
+}
 
 /// A public key from a JWKS, parsed once and kept per worker.
 #[derive(Debug, Clone)]
@@ -30,15 +55,15 @@ impl PublicKey {
 
 pub trait SignatureVerifier {
     /// True only if `signature` is a valid `alg` signature of `message` under `key`.
-    fn verify(&self, alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> bool;
+    fn verify(&self, alg: Alg, key: &Key, message: &[u8], signature: &[u8]) -> bool;
 }
 
 /// Pure-Rust verification (RustCrypto through jwt-compact): works on every host.
 pub struct PureRustVerifier;
 
 impl SignatureVerifier for PureRustVerifier {
-    fn verify(&self, alg: Alg, key: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
-        match (key, alg) {
+    fn verify(&self, alg: Alg, key: &Key, message: &[u8], signature: &[u8]) -> bool {
+        match (&key.public, alg) {
             (PublicKey::Rsa(k), _) => {
                 let rsa = match alg {
                     Alg::Rs256 => Rsa::rs256(),
@@ -50,7 +75,7 @@ impl SignatureVerifier for PureRustVerifier {
                     Alg::Es256 | Alg::EdDsa => return false,
                 };
                 // PKCS#1 and PSS signatures are exactly as long as the modulus.
-                if signature.len() != rsa::traits::PublicKeyParts::size(k) {
+                if signature.len() != k.size() {
                     return false;
                 }
                 match RsaSignature::try_from_slice(signature) {
