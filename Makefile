@@ -21,7 +21,7 @@ SCOPE ?=
 CLAIMS ?=
 export TENANT SUB SCOPE CLAIMS
 
-.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate clean
+.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench clean
 
 setup: toolchain envoy
 
@@ -71,6 +71,11 @@ validate: wasm envoy
 	$(ENVOY_BIN) --mode validate -c envoy/envoy.yaml
 
 test: setup lint unit e2e
+
+# Side by side in one run: plain Envoy, native jwt_authn, our filter. Not part of make test.
+bench: setup wasm
+	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk >/dev/null; }
+	cargo run -q --release -p bench
 
 clean:
 	cargo clean
