@@ -75,6 +75,7 @@ test: setup lint unit e2e
 # Side by side in one run: plain Envoy, native jwt_authn, our filter. Not part of make test.
 bench: setup wasm
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk >/dev/null; }
+	cargo build -q --release --target wasm32-wasip1 -p trivial-filter
 	cargo run -q --release -p bench
 
 clean:

@@ -132,3 +132,22 @@ pub fn verify_signature(arguments: &[u8]) -> Option<Vec<u8>> {
         .ok()
         .flatten()
 }
+
+/// Log only what Envoy will print: skipping formatting and a host call per request when the
+/// wasm log level is above `info`. Re-read on every tick, as `/logging` can change it.
+pub fn follow_host_log_level() {
+    if let Ok(level) = hostcalls::get_log_level() {
+        proxy_wasm::set_log_level(level);
+    }
+}
+
+pub fn plugin_configuration() -> Vec<u8> {
+    hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::PluginConfiguration,
+        0,
+        usize::MAX,
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}

@@ -136,28 +136,35 @@ fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut upstream = spawn(&envoy, &upstream_cfg, &dir.join("upstream.log"), "0")?;
 
-    let p: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let p: Vec<u16> = (0..6).map(|_| free_port()).collect();
+    let trivial = root().join("target/wasm32-wasip1/release/trivial_filter.wasm");
     let admin = free_port();
     let jwks = sim.jwks("github").to_string();
     let mut cold_plugin = plugin.clone();
     cold_plugin["settings"]["verified_token_cache_size"] = json!(0);
+    let ports = BenchPorts {
+        plain: p[0],
+        trivial: p[5],
+        jwt_cached: p[1],
+        jwt_uncached: p[2],
+        ours: p[3],
+        ours_cold: p[4],
+        admin,
+        upstream: upstream_port,
+        sim: sim_port,
+    };
     let yaml = bench_yaml(
-        &BenchPorts {
-            plain: p[0],
-            jwt_cached: p[1],
-            jwt_uncached: p[2],
-            ours: p[3],
-            ours_cold: p[4],
-            admin,
-            upstream: upstream_port,
-            sim: sim_port,
-        },
+        &ports,
         &wasm,
         &plugin,
         &cold_plugin,
         &issuer,
         &audience,
         &jwks,
+    )
+    .replace(
+        "  clusters:\n",
+        &(listener("trivial", ports.trivial, &trivial_filter(&trivial)) + "  clusters:\n"),
     );
     let cfg = dir.join("envoy.yaml");
     std::fs::write(&cfg, yaml).map_err(|e| e.to_string())?;
@@ -213,6 +220,12 @@ fn run() -> Result<(), String> {
     eprintln!("bench: warming up...");
     for v in &variants {
         wrk(&script, v, 3)?;
+    }
+    // Every one of the many users must have been exchanged once before measuring.
+    let many_users = variants.last().ok_or("no variants")?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sim.count(Endpoint::Vault) < users as u64 + 1 && Instant::now() < deadline {
+        wrk(&script, many_users, 2)?;
     }
     let vault_after_warmup = sim.count(Endpoint::Vault);
     let jwks_after_warmup = sim.count(Endpoint::Jwks);
@@ -438,6 +451,7 @@ fn startup_cost(envoy: &Path, wasm: &Path, plugin: &Value, dir: &Path) -> Option
 
 struct BenchPorts {
     plain: u16,
+    trivial: u16,
     jwt_cached: u16,
     jwt_uncached: u16,
     ours: u16,
@@ -491,6 +505,22 @@ fn wasm_filter(wasm: &Path, plugin: &Value, vm_id: &str) -> String {
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: '{config}'
+"#,
+        wasm.display()
+    )
+}
+
+fn trivial_filter(wasm: &Path) -> String {
+    format!(
+        r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: trivial
+                vm_config:
+                  vm_id: trivial
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{}" }} }}
 "#,
         wasm.display()
     )

@@ -51,14 +51,8 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = proxy_wasm::hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        host::follow_host_log_level();
+        let bytes = host::plugin_configuration();
         match config::parse(&bytes, &config::process_env) {
             Ok(cfg) => {
                 info!("configured {} tenant(s)", cfg.tenants.len());
@@ -82,6 +76,7 @@ impl RootContext for Root {
             host::set_tick_period(TICK_MS);
         }
         self.ticks = self.ticks.saturating_add(1);
+        host::follow_host_log_level();
         let due = worker.borrow_mut().refresh_due(&ProxyWasmHost);
         for (flight, request) in due {
             send(worker, &flight, &request, self.context_id);
