@@ -1,7 +1,9 @@
 //! Cache layouts: shared-data keys and values (one copy across Envoy workers) and the
 //! per-worker verified-token cache that makes the warm path cheap.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::rc::Rc;
 
 use crate::config::Tenant;
@@ -98,20 +100,63 @@ pub fn decode_jwks(bytes: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_be_bytes(fetched.try_into().ok()?), body))
 }
 
-/// A token that passed signature and claim checks for one tenant.
+/// A verified caller, with what every later request needs already derived, so a cache hit
+/// costs no hashing of identities.
 #[derive(Debug)]
-pub struct Verified {
-    pub tenant: String,
-    pub claims: Rc<Claims>,
+pub struct Principal {
+    pub claims: Claims,
+    /// For logs: 12 hex digits of SHA-256(`sub`).
+    pub sub_hash: String,
+    /// Shared-data key of this user's downstream token for the tenant.
+    pub downstream_key: String,
 }
 
-/// Bounded per-worker cache keyed by SHA-256 of the token. Lifetime is re-checked on every
-/// hit by the caller; eviction is oldest-inserted first, which is enough for a set of hot
-/// tokens that each live minutes.
+impl Principal {
+    pub fn new(tenant: &Tenant, claims: Claims) -> Principal {
+        Principal {
+            sub_hash: crate::secret::short_hash(&claims.sub),
+            downstream_key: downstream_key(tenant, &claims),
+            claims,
+        }
+    }
+}
+
+/// A token that passed signature and claim checks for the tenant at `tenant` (an index into
+/// the worker's configuration).
+#[derive(Debug)]
+pub struct Verified {
+    pub tenant: usize,
+    pub principal: Rc<Principal>,
+}
+
+/// 128-bit keyed digest of a token (two SipHash instances with random per-worker keys). An
+/// attacker who cannot read the keys cannot aim a collision at a cached token, and it costs a
+/// fraction of SHA-256 in wasm, where it runs on every request.
+pub struct TokenDigest(RandomState, RandomState);
+
+impl TokenDigest {
+    pub fn new() -> Self {
+        TokenDigest(RandomState::new(), RandomState::new())
+    }
+
+    pub fn of(&self, token: &str) -> u128 {
+        (u128::from(self.0.hash_one(token)) << 64) | u128::from(self.1.hash_one(token))
+    }
+}
+
+impl Default for TokenDigest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Bounded per-worker cache of verified tokens keyed by their [`TokenDigest`]. Lifetime is
+/// re-checked on every hit by the caller; eviction is oldest-inserted first, enough for a set
+/// of hot tokens that each live minutes.
 pub struct VerifiedTokens {
     capacity: usize,
-    entries: HashMap<[u8; 32], Verified>,
-    order: VecDeque<[u8; 32]>,
+    entries: HashMap<u128, Verified>,
+    order: VecDeque<u128>,
 }
 
 impl VerifiedTokens {
@@ -123,16 +168,16 @@ impl VerifiedTokens {
         }
     }
 
-    pub fn get(&self, token_hash: &[u8; 32]) -> Option<&Verified> {
-        self.entries.get(token_hash)
+    pub fn get(&self, digest: u128) -> Option<&Verified> {
+        self.entries.get(&digest)
     }
 
-    pub fn insert(&mut self, token_hash: [u8; 32], value: Verified) {
+    pub fn insert(&mut self, digest: u128, value: Verified) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.insert(token_hash, value).is_none() {
-            self.order.push_back(token_hash);
+        if self.entries.insert(digest, value).is_none() {
+            self.order.push_back(digest);
         }
         while self.entries.len() > self.capacity {
             match self.order.pop_front() {
@@ -144,9 +189,9 @@ impl VerifiedTokens {
         }
     }
 
-    pub fn remove(&mut self, token_hash: &[u8; 32]) {
-        if self.entries.remove(token_hash).is_some() {
-            self.order.retain(|h| h != token_hash);
+    pub fn remove(&mut self, digest: u128) {
+        if self.entries.remove(&digest).is_some() {
+            self.order.retain(|h| *h != digest);
         }
     }
 
@@ -193,9 +238,21 @@ mod tests {
     }
 
     #[test]
+    fn token_digests_are_stable_per_worker_and_distinct() {
+        let d = TokenDigest::new();
+        assert_eq!(d.of("a.b.c"), d.of("a.b.c"));
+        assert_ne!(d.of("a.b.c"), d.of("a.b.d"));
+        assert_ne!(
+            TokenDigest::new().of("a.b.c"),
+            d.of("a.b.c"),
+            "keys are random per worker"
+        );
+    }
+
+    #[test]
     fn verified_cache_is_bounded() {
         let mut c = VerifiedTokens::new(2);
-        let claims = Rc::new(Claims {
+        let claims = Claims {
             iss: "i".into(),
             sub: "s".into(),
             aud: vec![],
@@ -206,21 +263,24 @@ mod tests {
             permissions: vec![],
             client_id: None,
             login_hint: None,
+        };
+        let principal = Rc::new(Principal {
+            claims,
+            sub_hash: String::new(),
+            downstream_key: String::new(),
         });
-        for i in 0..5u8 {
+        for i in 0..5u128 {
             c.insert(
-                [i; 32],
+                i,
                 Verified {
-                    tenant: "t".into(),
-                    claims: claims.clone(),
+                    tenant: 0,
+                    principal: Rc::clone(&principal),
                 },
             );
         }
         assert_eq!(c.len(), 2);
-        assert!(
-            c.get(&[4; 32]).is_some() && c.get(&[3; 32]).is_some() && c.get(&[0; 32]).is_none()
-        );
-        c.remove(&[4; 32]);
+        assert!(c.get(4).is_some() && c.get(3).is_some() && c.get(0).is_none());
+        c.remove(4);
         assert_eq!(c.len(), 1);
     }
 }

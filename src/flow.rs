@@ -7,13 +7,13 @@ use std::rc::Rc;
 
 use crate::auth;
 use crate::cache::{self, Downstream, Verified, VerifiedTokens};
+use crate::cache::{Principal, TokenDigest};
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::{Config, JwksSource, SubjectTokenType, Tenant};
 use crate::crypto::SignatureVerifier;
 use crate::jwks::{self, KeySet, RefetchPolicy};
-use crate::jwt::{Claims, TokenError};
+use crate::jwt::TokenError;
 use crate::reply::Deny;
-use crate::secret::{sha256, short_hash};
 use crate::vault::{auth0, VaultOutcome};
 
 /// The few host services the pipeline needs.
@@ -69,7 +69,7 @@ pub struct RequestInput {
 #[derive(Debug)]
 enum Stage {
     NeedKeys,
-    NeedDownstream(Rc<Claims>),
+    NeedDownstream(Rc<Principal>),
 }
 
 #[derive(Debug)]
@@ -109,6 +109,7 @@ struct TenantKeys {
 pub struct Worker {
     pub config: Rc<Config>,
     verifier: Box<dyn SignatureVerifier>,
+    digest: TokenDigest,
     verified: VerifiedTokens,
     keys: Vec<TenantKeys>,
     flights: HashMap<String, Flight>,
@@ -125,6 +126,7 @@ impl Worker {
         let n = config.tenants.len();
         Worker {
             verified: VerifiedTokens::new(config.settings.verified_token_cache_size),
+            digest: TokenDigest::new(),
             config,
             verifier,
             keys: (0..n).map(|_| TenantKeys::default()).collect(),
@@ -159,28 +161,28 @@ impl Worker {
         let now_ms = host.now_ms();
         let now = (now_ms / 1000) as i64;
         let skew = config.settings.clock_skew_seconds as i64;
-        let deny = |deny: Deny, sub: Option<&str>| Step::Deny {
+        let deny = |deny: Deny, who: Option<&Principal>| Step::Deny {
             deny,
             tenant: input.tenant,
-            sub_hash: sub.map(short_hash),
+            sub_hash: who.map(|p| p.sub_hash.clone()),
         };
 
-        let claims = match stage {
-            Stage::NeedDownstream(claims) => claims,
+        let principal = match stage {
+            Stage::NeedDownstream(principal) => principal,
             Stage::NeedKeys => {
-                let token_hash = sha256(input.token.as_bytes());
+                let digest = self.digest.of(&input.token);
                 let cached = self
                     .verified
-                    .get(&token_hash)
-                    .filter(|v| v.tenant == tenant.id)
-                    .map(|v| Rc::clone(&v.claims));
+                    .get(digest)
+                    .filter(|v| v.tenant == input.tenant)
+                    .map(|v| Rc::clone(&v.principal));
                 match cached {
-                    Some(claims) => {
-                        if let Err(e) = crate::jwt::check_lifetime(&claims, now, skew) {
-                            self.verified.remove(&token_hash);
-                            return deny(Deny::InvalidToken(e), Some(&claims.sub));
+                    Some(principal) => {
+                        if let Err(e) = crate::jwt::check_lifetime(&principal.claims, now, skew) {
+                            self.verified.remove(digest);
+                            return deny(Deny::InvalidToken(e), Some(&principal));
                         }
-                        claims
+                        principal
                     }
                     None => {
                         let jwt = match auth::precheck(tenant, &input.token, &config.settings, now)
@@ -217,38 +219,36 @@ impl Worker {
                                 };
                             }
                         };
-                        let claims = match auth::verify(jwt, &keys, self.verifier.as_ref()) {
-                            Ok(c) => Rc::new(c),
+                        let principal = match auth::verify(jwt, &keys, self.verifier.as_ref()) {
+                            Ok(c) => Rc::new(Principal::new(tenant, c)),
                             Err(e) => return deny(Deny::InvalidToken(e), None),
                         };
-                        // Oversized tokens are refused earlier, so every cached key is bounded.
                         self.verified.insert(
-                            token_hash,
+                            digest,
                             Verified {
-                                tenant: tenant.id.clone(),
-                                claims: Rc::clone(&claims),
+                                tenant: input.tenant,
+                                principal: Rc::clone(&principal),
                             },
                         );
-                        claims
+                        principal
                     }
                 }
             }
         };
 
-        if let Err(d) = auth::authorize(tenant, &input.method, &claims) {
-            return deny(d, Some(&claims.sub));
+        if let Err(d) = auth::authorize(tenant, &input.method, &principal.claims) {
+            return deny(d, Some(&principal));
         }
 
-        let key = cache::downstream_key(tenant, &claims);
         match host
-            .shared_get(&key)
+            .shared_get(&principal.downstream_key)
             .0
             .and_then(|b| cache::decode_downstream(&b, now_ms))
         {
             Some(Downstream::Token(t)) => {
-                Step::Forward(forward(input.tenant, tenant, &claims, t.expose()))
+                Step::Forward(forward(input.tenant, tenant, &principal, t.expose()))
             }
-            Some(Downstream::NotConnected) => deny(connect_required(tenant), Some(&claims.sub)),
+            Some(Downstream::NotConnected) => deny(connect_required(tenant), Some(&principal)),
             None => {
                 let subject = match tenant.vault.subject_token_type {
                     SubjectTokenType::AccessToken => input.token.clone(),
@@ -259,24 +259,27 @@ impl Worker {
                                 Deny::InvalidRequest(
                                     "This resource needs the user's refresh token header.",
                                 ),
-                                Some(&claims.sub),
+                                Some(&principal),
                             )
                         }
                     },
                 };
-                let request =
-                    auth0::exchange_request(&tenant.vault, &subject, claims.login_hint.as_deref());
+                let request = auth0::exchange_request(
+                    &tenant.vault,
+                    &subject,
+                    principal.claims.login_hint.as_deref(),
+                );
                 let tenant_index = input.tenant;
                 self.wait(
                     context_id,
-                    key,
+                    principal.downstream_key.clone(),
                     Purpose::Vault {
                         tenant: tenant_index,
                     },
                     request,
                     Waiting {
                         input,
-                        stage: Stage::NeedDownstream(claims),
+                        stage: Stage::NeedDownstream(principal),
                     },
                 )
             }
@@ -499,14 +502,14 @@ impl Worker {
                 let config = Rc::clone(&self.config);
                 finish(self, &mut |_, _, waiting| {
                     let t = &config.tenants[waiting.input.tenant];
-                    let Stage::NeedDownstream(claims) = &waiting.stage else {
+                    let Stage::NeedDownstream(principal) = &waiting.stage else {
                         return Step::Deny {
                             deny: Deny::VaultFailed(DependencyFailure::BadAnswer),
                             tenant: waiting.input.tenant,
                             sub_hash: None,
                         };
                     };
-                    vault_step(t, waiting.input.tenant, claims, &outcome)
+                    vault_step(t, waiting.input.tenant, principal, &outcome)
                 });
             }
         }
@@ -701,7 +704,7 @@ fn connect_required(tenant: &Tenant) -> Deny {
     }
 }
 
-fn forward(index: usize, tenant: &Tenant, claims: &Claims, token: &str) -> Forward {
+fn forward(index: usize, tenant: &Tenant, principal: &Principal, token: &str) -> Forward {
     let mut strip = vec!["authorization".to_string()];
     if tenant.downstream.header != "authorization" {
         strip.push(tenant.downstream.header.clone());
@@ -711,22 +714,27 @@ fn forward(index: usize, tenant: &Tenant, claims: &Claims, token: &str) -> Forwa
     }
     Forward {
         tenant: index,
-        sub_hash: short_hash(&claims.sub),
+        sub_hash: principal.sub_hash.clone(),
         strip,
         header: tenant.downstream.header.clone(),
         value: auth::downstream_value(tenant, token),
     }
 }
 
-fn vault_step(tenant: &Tenant, index: usize, claims: &Claims, outcome: &VaultOutcome) -> Step {
+fn vault_step(
+    tenant: &Tenant,
+    index: usize,
+    principal: &Principal,
+    outcome: &VaultOutcome,
+) -> Step {
     let deny = |deny: Deny| Step::Deny {
         deny,
         tenant: index,
-        sub_hash: Some(short_hash(&claims.sub)),
+        sub_hash: Some(principal.sub_hash.clone()),
     };
     match outcome {
         VaultOutcome::Token { access_token, .. } => {
-            Step::Forward(forward(index, tenant, claims, access_token.expose()))
+            Step::Forward(forward(index, tenant, principal, access_token.expose()))
         }
         VaultOutcome::ConnectRequired { .. } => deny(connect_required(tenant)),
         VaultOutcome::Misconfigured { .. } => deny(Deny::VaultMisconfigured),

@@ -1,0 +1,127 @@
+//! Instruction counts of the filter's own logic per request, on the host target, for
+//! `valgrind --tool=callgrind` (deterministic, unlike timings on this machine):
+//!
+//!   cargo build --release -p bench --bin profile
+//!   valgrind --tool=callgrind target/release/profile warm 20000
+//!
+//! Signature checks are stubbed (the host verifies them natively in Envoy); everything else
+//! is the real pipeline: token parsing, claim checks, caches, scopes, the downstream lookup.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde_json::json;
+use sim::{Mint, Sim, SimTenant};
+use token_vault_proxy::cache;
+use token_vault_proxy::config;
+use token_vault_proxy::crypto::{Key, SignatureVerifier};
+use token_vault_proxy::flow::{Host, RequestInput, Step, Worker};
+use token_vault_proxy::jwt::Alg;
+use token_vault_proxy::secret::Secret;
+
+struct MemoryHost {
+    shared: RefCell<HashMap<String, Vec<u8>>>,
+}
+
+impl Host for MemoryHost {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        (self.shared.borrow().get(key).cloned(), Some(1))
+    }
+    fn shared_set(&self, key: &str, value: &[u8], _cas: Option<u32>) -> bool {
+        self.shared
+            .borrow_mut()
+            .insert(key.to_string(), value.to_vec());
+        true
+    }
+}
+
+struct AcceptAll;
+impl SignatureVerifier for AcceptAll {
+    fn verify(&self, _: Alg, _: &Key, _: &[u8], _: &[u8]) -> bool {
+        true
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map(String::as_str).unwrap_or("warm");
+    let n: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let example = std::fs::read_to_string("tenants.example.json").unwrap_or_default();
+    let mut doc: serde_json::Value = serde_json::from_str(&example).unwrap_or_default();
+    doc["tenants"][0]["vault"]["client_secret_env"] = serde_json::Value::Null;
+    doc["tenants"][0]["vault"]
+        .as_object_mut()
+        .map(|o| o.remove("client_secret_env"));
+    doc["tenants"][0]["vault"]["client_secret"] = json!("s");
+    if mode == "cold" {
+        doc["settings"]["verified_token_cache_size"] = json!(0);
+    }
+    let cfg = match config::parse(doc.to_string().as_bytes(), &|_| None) {
+        Ok(c) => Rc::new(c),
+        Err(e) => return eprintln!("{e}"),
+    };
+    let sim_doc = {
+        let mut d = doc.clone();
+        d["tenants"][1]["vault"]["client_secret"] = json!("g");
+        d
+    };
+    let sim = match SimTenant::from_filter_config(&sim_doc)
+        .and_then(|t| Sim::start(t, 0, 0).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => return eprintln!("{e}"),
+    };
+    let tokens: Vec<String> = (0..if mode == "cold" { n } else { 1 })
+        .map(|i| {
+            sim.mint(&Mint {
+                tenant: "github".into(),
+                sub: "alice".into(),
+                claims: Some(json!({"jti": i.to_string()})),
+                ..Mint::default()
+            })
+            .unwrap_or_default()
+        })
+        .collect();
+    let host = MemoryHost {
+        shared: RefCell::new(HashMap::new()),
+    };
+    let tenant = &cfg.tenants[0];
+    host.shared_set(
+        &cache::jwks_key(tenant),
+        &cache::encode_jwks(host.now_ms(), sim.jwks("github").to_string().as_bytes()),
+        None,
+    );
+    let mut worker = Worker::new(Rc::clone(&cfg), Box::new(AcceptAll));
+    let mut forwarded = 0usize;
+    for i in 0..n {
+        let token = &tokens[i % tokens.len()];
+        let input = RequestInput {
+            tenant: 0,
+            method: "GET".into(),
+            token: token.clone(),
+            subject_token: None,
+        };
+        match worker.begin(&host, i as u32, input) {
+            Step::Forward(_) => forwarded += 1,
+            Step::Wait { flight, .. } => {
+                // Answer the one vault call as the vault would, then carry on.
+                let key = flight;
+                let value = cache::encode_downstream(
+                    &cache::Downstream::Token(Secret::new("gho_x")),
+                    host.now_ms() + 3_600_000,
+                );
+                host.shared_set(&key, &value, None);
+                worker.forget(i as u32);
+            }
+            Step::Deny { deny, .. } => return eprintln!("denied: {deny:?}"),
+        }
+    }
+    println!("{mode}: {forwarded} of {n} requests forwarded");
+}
