@@ -76,7 +76,7 @@ test: setup lint unit e2e
 bench: setup wasm
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk >/dev/null; }
 	cargo build -q --release --target wasm32-wasip1 -p trivial-filter
-	cargo run -q --release -p bench
+	cargo run -q --release -p bench --bin bench
 
 clean:
 	cargo clean
