@@ -72,8 +72,10 @@ impl Reply {
         }
     }
 
+    /// Add a header; control characters are dropped so no value can split the header block.
     fn with_header(mut self, name: &'static str, value: String) -> Reply {
-        self.headers.push((name, value));
+        self.headers
+            .push((name, value.chars().filter(|c| !c.is_control()).collect()));
         self
     }
 }

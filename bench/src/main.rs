@@ -190,6 +190,11 @@ fn run() -> Result<(), String> {
             tokens: None,
         },
         Variant {
+            name: "trivial wasm filter (reads a header, sets a header)",
+            port: p[5],
+            tokens: Some(warm_file.clone()),
+        },
+        Variant {
             name: "native jwt_authn, JWT cache",
             port: p[1],
             tokens: Some(warm_file.clone()),
