@@ -39,6 +39,11 @@ pub fn jwks_key(tenant: &Tenant) -> String {
     format!("tvp/v1/jwks/{}", hex(&sha256(source.as_bytes())[..16]))
 }
 
+/// Shared-data key of the lease that lets one worker at a time refresh a tenant's JWKS.
+pub fn jwks_lease_key(tenant: &Tenant) -> String {
+    format!("{}/lease", jwks_key(tenant))
+}
+
 /// A cached vault answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Downstream {

@@ -619,7 +619,9 @@ impl Worker {
                     now_ms,
                 ),
             };
-            if fetch_now {
+            // Every worker's root ticks; one of them fetches per window, the rest read the
+            // result from shared data.
+            if fetch_now && self.take_refresh_lease(host, i, now_ms) {
                 let (purpose, request) = match &tenant.jwks {
                     JwksSource::Direct {
                         cluster,
@@ -651,6 +653,24 @@ impl Worker {
             }
         }
         due
+    }
+
+    /// Claim the right to refresh tenant `i`'s keys for one call-out window, across workers.
+    /// Shared-data CAS makes exactly one claimant win a window.
+    fn take_refresh_lease(&self, host: &dyn Host, i: usize, now_ms: u64) -> bool {
+        let key = cache::jwks_lease_key(&self.config.tenants[i]);
+        let window = self.config.settings.callout_timeout_ms + 1000;
+        let (value, mut cas) = host.shared_get(&key);
+        let held_since = value.and_then(|v| v.try_into().ok()).map(u64::from_be_bytes);
+        if held_since.is_some_and(|t| now_ms.saturating_sub(t) < window) {
+            return false;
+        }
+        if cas.is_none() {
+            // First claim ever: create the entry, then race for it with CAS like everyone.
+            host.shared_set(&key, &0u64.to_be_bytes(), None);
+            cas = host.shared_get(&key).1;
+        }
+        cas.is_some() && host.shared_set(&key, &now_ms.to_be_bytes(), cas)
     }
 
     /// Whether signing keys are loaded for tenant `i` (for `/health`).

@@ -171,6 +171,9 @@ struct State {
     backend_requests: Vec<Request>,
     issued: u64,
     token_lifetime: u64,
+    /// Every agent token minted and downstream token issued, for leak checks.
+    minted: Vec<String>,
+    downstream: Vec<String>,
 }
 
 /// Options for minting an agent token.
@@ -221,6 +224,8 @@ impl Sim {
             backend_requests: Vec::new(),
             issued: 0,
             token_lifetime: 3600,
+            minted: Vec::new(),
+            downstream: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let control = http::bind(port)?;
@@ -251,7 +256,20 @@ impl Sim {
     }
 
     pub fn mint(&self, m: &Mint) -> Result<String, String> {
-        mint(&self.lock(), m)
+        let mut st = self.lock();
+        let token = mint(&st, m)?;
+        st.minted.push(token.clone());
+        Ok(token)
+    }
+
+    /// Every agent token minted so far.
+    pub fn minted(&self) -> Vec<String> {
+        self.lock().minted.clone()
+    }
+
+    /// Every downstream token the vault issued so far.
+    pub fn downstream_tokens(&self) -> Vec<String> {
+        self.lock().downstream.clone()
     }
 
     /// Calls seen per endpoint since start (or the last reset).
@@ -469,8 +487,12 @@ fn control_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
                 alg: s("alg"),
                 key: s("key"),
             };
-            match mint(&lock(state), &m) {
-                Ok(token) => Response::json(200, &json!({"access_token": token})),
+            let mut st = lock(state);
+            match mint(&st, &m) {
+                Ok(token) => {
+                    st.minted.push(token.clone());
+                    Response::json(200, &json!({"access_token": token}))
+                }
                 Err(e) => Response::json(400, &json!({"error": e})),
             }
         }

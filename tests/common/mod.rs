@@ -215,6 +215,8 @@ impl Stack {
         panic!("Envoy did not become ready; log:\n{}", self.log_text());
     }
 
+    /// Send a request through Envoy. Every answer is checked for leaks: no agent token may
+    /// appear in what a client gets back (an echo would mean it reached the backend).
     pub fn request(
         &self,
         method: &str,
@@ -222,8 +224,17 @@ impl Stack {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        http(self.port, method, path, headers, body)
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_tail()))
+        let r = http(self.port, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_tail()));
+        let text = r.text();
+        for token in self.sim.minted() {
+            let leaked = text.contains(&token) || r.headers.iter().any(|(_, v)| v.contains(&token));
+            assert!(
+                !leaked,
+                "an agent token came back in the answer to {method} {path}"
+            );
+        }
+        r
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
@@ -304,6 +315,20 @@ impl Drop for Stack {
         let _ = self.envoy.kill();
         let _ = self.envoy.wait();
         let text = self.log_text();
+        // No token or secret may reach Envoy's log (which runs at wasm:debug in every test).
+        if !std::thread::panicking() {
+            let minted = self.sim.minted();
+            let issued = self.sim.downstream_tokens();
+            let leak = minted
+                .iter()
+                .chain(&issued)
+                .any(|t| text.contains(t.as_str()));
+            assert!(!leak, "a token reached Envoy's log");
+            assert!(
+                !text.contains(GITHUB_SECRET) && !text.contains("google-demo-secret"),
+                "a client secret reached Envoy's log"
+            );
+        }
         // A trapped VM or a panic is a failure even if every assertion passed.
         let bad = text
             .lines()
