@@ -21,7 +21,7 @@ SCOPE ?=
 CLAIMS ?=
 export TENANT SUB SCOPE CLAIMS
 
-.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench clean
+.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench fuzz clean
 
 setup: toolchain envoy
 
@@ -63,6 +63,7 @@ lint: toolchain
 
 unit:
 	cargo test --workspace --lib --bins
+	cargo test --test wycheproof
 
 e2e: wasm
 	cargo test --test 'e2e_*' -- --test-threads=4
@@ -77,6 +78,16 @@ bench: setup wasm
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk >/dev/null; }
 	cargo build -q --release --target wasm32-wasip1 -p trivial-filter
 	cargo run -q --release -p bench --bin bench
+
+# Each cargo-fuzz target for FUZZ_SECONDS (nightly toolchain; cargo-fuzz installed if missing).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := token jwks vault config challenge
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  (cd fuzz && cargo +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|crash-" ) || exit 1; \
+	done
 
 clean:
 	cargo clean

@@ -661,7 +661,9 @@ impl Worker {
         let key = cache::jwks_lease_key(&self.config.tenants[i]);
         let window = self.config.settings.callout_timeout_ms + 1000;
         let (value, mut cas) = host.shared_get(&key);
-        let held_since = value.and_then(|v| v.try_into().ok()).map(u64::from_be_bytes);
+        let held_since = value
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes);
         if held_since.is_some_and(|t| now_ms.saturating_sub(t) < window) {
             return false;
         }

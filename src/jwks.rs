@@ -61,6 +61,13 @@ fn parse_jwk(v: &Value) -> Option<Jwk> {
             return None;
         }
     }
+    // `key_ops`, when present, must allow verification (RFC 7517 4.3).
+    if let Some(ops) = obj.get("key_ops") {
+        let ops = ops.as_array()?;
+        if !ops.iter().any(|o| o.as_str() == Some("verify")) {
+            return None;
+        }
+    }
     // A published private key is a leak, not a verification key.
     if ["d", "p", "q", "dp", "dq", "qi", "k"]
         .iter()
@@ -119,17 +126,22 @@ fn parse_jwk(v: &Value) -> Option<Jwk> {
 }
 
 impl KeySet {
-    /// Keys that may verify `jwt`: matching `kid` (when the token names one), key type and the
-    /// JWK's own `alg` pin.
-    fn candidates<'s>(&'s self, jwt: &'s UntrustedJwt<'_>) -> impl Iterator<Item = &'s Jwk> + 's {
+    /// Keys that may verify a token with this `alg` and `kid`: matching `kid` (when the token
+    /// names one), key type, and the JWK's own `alg` pin.
+    pub fn matching(&self, alg: Alg, kid: Option<&str>) -> impl Iterator<Item = &Jwk> + '_ {
+        let kid = kid.map(str::to_string);
         self.keys.iter().filter(move |k| {
-            k.key.public.fits(jwt.alg)
-                && k.alg.is_none_or(|a| a == jwt.alg)
-                && match &jwt.kid {
+            k.key.public.fits(alg)
+                && k.alg.is_none_or(|a| a == alg)
+                && match &kid {
                     Some(kid) => k.kid.as_deref() == Some(kid.as_str()),
                     None => true,
                 }
         })
+    }
+
+    fn candidates<'s>(&'s self, jwt: &'s UntrustedJwt<'_>) -> impl Iterator<Item = &'s Jwk> + 's {
+        self.matching(jwt.alg, jwt.kid.as_deref())
     }
 
     /// Whether this set has any key the token could have been signed with.
