@@ -56,6 +56,8 @@ struct RawSettings {
     max_token_bytes: usize,
     callout_timeout_ms: u64,
     max_callout_response_bytes: usize,
+    public_base_url: Option<String>,
+    resource_from_request: bool,
 }
 
 impl Default for RawSettings {
@@ -72,6 +74,8 @@ impl Default for RawSettings {
             max_token_bytes: s.max_token_bytes,
             callout_timeout_ms: s.callout_timeout_ms,
             max_callout_response_bytes: s.max_callout_response_bytes,
+            public_base_url: None,
+            resource_from_request: false,
         }
     }
 }
@@ -164,6 +168,11 @@ pub struct Settings {
     pub max_token_bytes: usize,
     pub callout_timeout_ms: u64,
     pub max_callout_response_bytes: usize,
+    /// Public URL clients use to reach this gateway (no trailing slash): the base of every
+    /// protected resource and metadata URL.
+    pub public_base_url: Option<String>,
+    /// Without `public_base_url`, derive it from the request's scheme and `:authority`.
+    pub resource_from_request: bool,
 }
 
 impl Default for Settings {
@@ -179,6 +188,8 @@ impl Default for Settings {
             max_token_bytes: 8 * 1024,
             callout_timeout_ms: 5_000,
             max_callout_response_bytes: 1024 * 1024,
+            public_base_url: None,
+            resource_from_request: false,
         }
     }
 }
@@ -350,7 +361,24 @@ fn validate_settings(raw: RawSettings) -> Result<Settings, ConfigError> {
             "must be at least 1024",
         ));
     }
+    let public_base_url = match raw.public_base_url {
+        None => None,
+        Some(u) => {
+            let url =
+                Url::parse(&u).map_err(|m| ConfigError::at(None, "settings.public_base_url", m))?;
+            if url.path_and_query.contains('?') {
+                return Err(ConfigError::at(
+                    None,
+                    "settings.public_base_url",
+                    "must not have a query",
+                ));
+            }
+            Some(u.trim_end_matches('/').to_string())
+        }
+    };
     Ok(Settings {
+        public_base_url,
+        resource_from_request: raw.resource_from_request,
         clock_skew_seconds: raw.clock_skew_seconds,
         jwks_refresh_seconds: raw.jwks_refresh_seconds,
         jwks_min_refetch_seconds: raw.jwks_min_refetch_seconds,

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::config::{public_view, Config};
+use crate::config::{public_view, Config, Tenant};
 use crate::reply::Reply;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +12,11 @@ pub enum Route<'p> {
     TenantInfo(&'p str),
     /// A request for the tenant's backend.
     Proxy(&'p str),
+    /// RFC 9728 metadata of `/{tenant}{rest}`, at the path-inserted well-known URL.
+    ProtectedResource {
+        tenant: &'p str,
+        rest: &'p str,
+    },
     NoTenant,
 }
 
@@ -24,6 +29,17 @@ pub fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
         None => (rest, None),
     };
     let read = method == "GET" || method == "HEAD";
+    if let (".well-known", Some(tail)) = (first, tail) {
+        if let Some(resource) = tail.strip_prefix("oauth-protected-resource/") {
+            let (tenant, rest) = match resource.find('/') {
+                Some(i) => resource.split_at(i),
+                None => (resource, ""),
+            };
+            if read && !tenant.is_empty() {
+                return Route::ProtectedResource { tenant, rest };
+            }
+        }
+    }
     match (first, tail) {
         ("", _) => Route::NoTenant,
         ("health", None) if read => Route::Health,
@@ -49,6 +65,33 @@ pub fn health(config: &Config, keys_loaded: &dyn Fn(usize) -> bool) -> Reply {
         .collect();
     let status = if all { "ok" } else { "degraded" };
     Reply::json(200, &json!({"status": status, "tenants": tenants}))
+}
+
+/// The protected resource `/{tenant}{rest}` under `base` (the public URL of the gateway).
+pub fn resource_url(base: &str, tenant: &str, rest: &str) -> String {
+    format!("{base}/{tenant}{rest}")
+}
+
+/// Where the metadata of that resource is (RFC 9728 3.1: well-known path inserted before it).
+pub fn metadata_url(base: &str, tenant: &str, rest: &str) -> String {
+    format!("{base}/.well-known/oauth-protected-resource/{tenant}{rest}")
+}
+
+/// RFC 9728 protected resource metadata: tells an MCP client which authorization server
+/// issues tokens for this resource and with which scopes.
+pub fn protected_resource(t: &Tenant, base: &str, rest: &str) -> Reply {
+    let mut scopes: Vec<&String> = t.scopes.read.iter().chain(&t.scopes.write).collect();
+    scopes.dedup();
+    Reply::json(
+        200,
+        &json!({
+            "resource": resource_url(base, &t.id, rest),
+            "authorization_servers": [t.issuer],
+            "scopes_supported": scopes,
+            "bearer_methods_supported": ["header"],
+            "resource_name": t.name,
+        }),
+    )
 }
 
 pub fn tenants(config: &Config) -> Reply {
@@ -77,5 +120,23 @@ mod tests {
         assert_eq!(route("GET", "/"), Route::NoTenant);
         assert_eq!(route("GET", "//x"), Route::NoTenant);
         assert_eq!(route("POST", "/health"), Route::Proxy("health"));
+        assert_eq!(
+            route("GET", "/.well-known/oauth-protected-resource/github/mcp?x"),
+            Route::ProtectedResource {
+                tenant: "github",
+                rest: "/mcp"
+            }
+        );
+        assert_eq!(
+            route("GET", "/.well-known/oauth-protected-resource/github"),
+            Route::ProtectedResource {
+                tenant: "github",
+                rest: ""
+            }
+        );
+        assert_eq!(
+            route("GET", "/.well-known/oauth-protected-resource/"),
+            Route::Proxy(".well-known")
+        );
     }
 }

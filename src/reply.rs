@@ -80,8 +80,26 @@ impl Reply {
     }
 }
 
-/// The HTTP answer for a refusal. `realm` is the tenant id (or the filter's name without one).
-pub fn deny_reply(deny: &Deny, realm: &str) -> Reply {
+/// Where a client learns how to get a token: RFC 6750 `realm` and RFC 9728 `resource_metadata`.
+#[derive(Debug, Clone, Copy)]
+pub struct Realm<'a> {
+    /// The tenant id (or the filter's name without one).
+    pub name: &'a str,
+    /// URL of the protected resource metadata for the requested resource, when known.
+    pub resource_metadata: Option<&'a str>,
+}
+
+impl<'a> Realm<'a> {
+    pub fn named(name: &'a str) -> Self {
+        Realm {
+            name,
+            resource_metadata: None,
+        }
+    }
+}
+
+/// The HTTP answer for a refusal.
+pub fn deny_reply(deny: &Deny, realm: &Realm<'_>) -> Reply {
     let error = |status: u32, error: &str, description: &str| {
         Reply::json(
             status,
@@ -172,8 +190,11 @@ pub fn deny_reply(deny: &Deny, realm: &str) -> Reply {
 }
 
 /// An RFC 6750 `WWW-Authenticate: Bearer` challenge with every value quote-escaped.
-pub fn challenge(realm: &str, error: Option<(&str, &str, Option<&str>)>) -> String {
-    let mut out = format!("Bearer realm=\"{}\"", quote(realm));
+pub fn challenge(realm: &Realm<'_>, error: Option<(&str, &str, Option<&str>)>) -> String {
+    let mut out = format!("Bearer realm=\"{}\"", quote(realm.name));
+    if let Some(url) = realm.resource_metadata {
+        out.push_str(&format!(", resource_metadata=\"{}\"", quote(url)));
+    }
     if let Some((code, description, scope)) = error {
         out.push_str(&format!(
             ", error=\"{}\", error_description=\"{}\"",
@@ -217,7 +238,7 @@ mod tests {
 
     #[test]
     fn missing_token_gets_a_challenge_without_error() {
-        let r = deny_reply(&Deny::MissingToken, "github");
+        let r = deny_reply(&Deny::MissingToken, &Realm::named("github"));
         assert_eq!(r.status, 401);
         assert_eq!(
             header(&r, "www-authenticate"),
@@ -227,7 +248,10 @@ mod tests {
 
     #[test]
     fn invalid_token_challenge_names_the_error() {
-        let r = deny_reply(&Deny::InvalidToken(TokenError::Expired), "github");
+        let r = deny_reply(
+            &Deny::InvalidToken(TokenError::Expired),
+            &Realm::named("github"),
+        );
         assert_eq!(r.status, 401);
         let h = header(&r, "www-authenticate").unwrap_or_default();
         assert!(
@@ -240,7 +264,7 @@ mod tests {
     fn insufficient_scope_names_the_scope() {
         let r = deny_reply(
             &Deny::InsufficientScope(vec!["github:write".into()]),
-            "github",
+            &Realm::named("github"),
         );
         assert_eq!(r.status, 403);
         assert!(header(&r, "www-authenticate")
@@ -257,7 +281,7 @@ mod tests {
                 connection: "github".into(),
                 tenant_name: "GitHub".into(),
             },
-            "github",
+            &Realm::named("github"),
         );
         assert_eq!(r.status, 403);
         assert!(header(&r, "www-authenticate").is_none());
@@ -270,22 +294,49 @@ mod tests {
     fn dependency_failures_map_to_5xx() {
         use DependencyFailure::*;
         for (f, status) in [(Unavailable, 503), (Timeout, 504), (BadAnswer, 502)] {
-            assert_eq!(deny_reply(&Deny::VaultFailed(f), "t").status, status);
-            assert_eq!(deny_reply(&Deny::KeysUnavailable(f), "t").status, status);
+            assert_eq!(
+                deny_reply(&Deny::VaultFailed(f), &Realm::named("t")).status,
+                status
+            );
+            assert_eq!(
+                deny_reply(&Deny::KeysUnavailable(f), &Realm::named("t")).status,
+                status
+            );
         }
         let r = deny_reply(
             &Deny::VaultRateLimited {
                 retry_after_seconds: Some(7),
             },
-            "t",
+            &Realm::named("t"),
         );
         assert_eq!((r.status, header(&r, "retry-after")), (503, Some("7")));
     }
 
     #[test]
+    fn resource_metadata_is_in_every_challenge() {
+        let realm = Realm {
+            name: "github",
+            resource_metadata: Some("https://gw/.well-known/oauth-protected-resource/github/x\"y"),
+        };
+        for deny in [
+            Deny::MissingToken,
+            Deny::InvalidToken(TokenError::Expired),
+            Deny::InsufficientScope(vec!["s".into()]),
+        ] {
+            let r = deny_reply(&deny, &realm);
+            let h = header(&r, "www-authenticate").unwrap_or_default();
+            assert!(h.contains("resource_metadata=\"https://gw/.well-known/oauth-protected-resource/github/x\\\"y\""), "{h}");
+        }
+        assert_eq!(
+            header(&deny_reply(&Deny::MissingToken, &realm), "www-authenticate"),
+            Some("Bearer realm=\"github\", resource_metadata=\"https://gw/.well-known/oauth-protected-resource/github/x\\\"y\"")
+        );
+    }
+
+    #[test]
     fn quoting_blocks_header_injection() {
         assert_eq!(quote("a\"b\\c\r\nd\u{7f}é"), "a\\\"b\\\\cd");
-        let c = challenge("x\"\r\nSet-Cookie: y", None);
+        let c = challenge(&Realm::named("x\"\r\nSet-Cookie: y"), None);
         assert!(!c.contains('\r') && !c.contains('\n'));
         assert_eq!(c, "Bearer realm=\"x\\\"Set-Cookie: y\"");
     }

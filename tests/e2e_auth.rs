@@ -32,7 +32,8 @@ fn assert_invalid_token(stack: &Stack, token: &str, fragment: &str) {
     );
     let challenge = r.header("www-authenticate").unwrap_or_default();
     assert!(
-        challenge.starts_with("Bearer realm=\"github\", error=\"invalid_token\""),
+        challenge.starts_with("Bearer realm=\"github\", resource_metadata=\"http://localhost:3000/.well-known/oauth-protected-resource/github/")
+            && challenge.contains("\", error=\"invalid_token\""),
         "{challenge}"
     );
     assert!(!r.text().contains(token), "the token is echoed back");
@@ -45,7 +46,7 @@ fn missing_and_malformed_authorization() {
     assert_eq!(r.status, 401);
     assert_eq!(
         r.header("www-authenticate"),
-        Some("Bearer realm=\"github\"")
+        Some("Bearer realm=\"github\", resource_metadata=\"http://localhost:3000/.well-known/oauth-protected-resource/github/user\"")
     );
     let token = stack.token("github", "alice");
     for value in [

@@ -10,10 +10,11 @@ use proxy_wasm::types::Action;
 
 use super::{handle_response, send};
 use crate::auth;
+use crate::config::Config;
 use crate::endpoints::{self, Route};
 use crate::flow::{RequestInput, Step, Worker};
 use crate::host::{self, ProxyWasmHost};
-use crate::reply::{deny_reply, Deny, Reply};
+use crate::reply::{deny_reply, Deny, Realm, Reply};
 
 pub struct Request {
     id: u32,
@@ -49,6 +50,14 @@ impl Request {
                 }
             }
             Route::NoTenant => return self.deny(None, &Deny::NoTenant),
+            Route::ProtectedResource { tenant, rest } => {
+                return match (config.tenant(tenant), public_base(&config)) {
+                    (Some(t), Some(base)) => {
+                        self.reply(&endpoints::protected_resource(t, &base, rest))
+                    }
+                    _ => self.deny(None, &Deny::UnknownTenant),
+                }
+            }
             Route::Proxy(id) => id,
         };
         let Some(tenant) = config.tenants.iter().position(|t| t.id == tenant_id) else {
@@ -91,17 +100,16 @@ impl Request {
     }
 
     fn deny(&self, tenant: Option<usize>, deny: &Deny) -> Action {
-        let realm = match (tenant, &self.worker) {
-            (Some(i), Some(w)) => w.borrow().config.tenants[i].id.clone(),
-            _ => "token-vault-proxy".to_string(),
-        };
-        info!(
-            "#{} tenant={} decision=deny reason={}",
-            self.id,
-            realm,
-            deny.code()
-        );
-        self.reply(&deny_reply(deny, &realm))
+        match &self.worker {
+            Some(w) => {
+                let config = Rc::clone(&w.borrow().config);
+                send_denial(&config, self.id, tenant, deny, None);
+            }
+            None => {
+                host::send_reply(&deny_reply(deny, &Realm::named(FILTER_REALM)));
+            }
+        }
+        Action::Pause
     }
 
     fn hold_while_waiting(&self) -> Action {
@@ -112,6 +120,59 @@ impl Request {
             _ => Action::Continue,
         }
     }
+}
+
+const FILTER_REALM: &str = "token-vault-proxy";
+
+/// Log the decision and answer the request whose context is active. Challenges point at the
+/// protected resource metadata of the requested path when the public URL is known.
+fn send_denial(
+    config: &Config,
+    context_id: u32,
+    tenant: Option<usize>,
+    deny: &Deny,
+    sub_hash: Option<&str>,
+) {
+    let tenant_id = tenant.map_or(FILTER_REALM, |i| config.tenants[i].id.as_str());
+    info!(
+        "#{context_id} tenant={tenant_id} decision=deny reason={} sub={}",
+        deny.code(),
+        sub_hash.unwrap_or("-")
+    );
+    let metadata = tenant.and_then(|_| {
+        let base = public_base(config)?;
+        let path = host::request_header(":path").unwrap_or_default();
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let rest = path.strip_prefix('/')?.strip_prefix(tenant_id)?;
+        Some(endpoints::metadata_url(&base, tenant_id, rest))
+    });
+    let realm = Realm {
+        name: tenant_id,
+        resource_metadata: metadata.as_deref(),
+    };
+    host::send_reply(&deny_reply(deny, &realm));
+}
+
+/// The gateway's public URL: configured, or (when allowed) taken from the request.
+fn public_base(config: &Config) -> Option<String> {
+    if let Some(base) = &config.settings.public_base_url {
+        return Some(base.clone());
+    }
+    if !config.settings.resource_from_request {
+        return None;
+    }
+    let authority = host::request_header(":authority")?;
+    let valid = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    let scheme = match host::request_header("x-forwarded-proto")
+        .or_else(|| host::request_header(":scheme"))
+    {
+        Some(s) if s == "https" => "https",
+        _ => "http",
+    };
+    valid.then(|| format!("{scheme}://{authority}"))
 }
 
 /// Apply a final step to the request whose context is active. True when it may be forwarded.
@@ -131,10 +192,14 @@ pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: S
                     "#{context_id} tenant={} could not rewrite request headers",
                     tenant.id
                 );
-                host::send_reply(&deny_reply(
-                    &Deny::VaultFailed(crate::callout::DependencyFailure::BadAnswer),
-                    &tenant.id,
-                ));
+                let failure = Deny::VaultFailed(crate::callout::DependencyFailure::BadAnswer);
+                send_denial(
+                    &config,
+                    context_id,
+                    Some(f.tenant),
+                    &failure,
+                    Some(&f.sub_hash),
+                );
                 return false;
             }
             info!(
@@ -148,13 +213,13 @@ pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: S
             tenant,
             sub_hash,
         } => {
-            let id = &config.tenants[tenant].id;
-            info!(
-                "#{context_id} tenant={id} decision=deny reason={} sub={}",
-                deny.code(),
-                sub_hash.as_deref().unwrap_or("-")
+            send_denial(
+                &config,
+                context_id,
+                Some(tenant),
+                &deny,
+                sub_hash.as_deref(),
             );
-            host::send_reply(&deny_reply(&deny, id));
             false
         }
         Step::Wait { .. } => false,
