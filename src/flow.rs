@@ -23,6 +23,10 @@ pub trait Host {
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Write a shared-data entry; false if the CAS check failed or the host refused.
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+    /// Add one to the tenant's counter `metric` (`tvp.<tenant>.<metric>` in Envoy's stats).
+    fn count(&self, _tenant: &str, _metric: &'static str) {}
+    /// Record a value in the tenant's histogram `metric`.
+    fn record(&self, _tenant: &str, _metric: &'static str, _value: u64) {}
 }
 
 /// How often a worker looks at shared data for keys another worker fetched.
@@ -91,6 +95,8 @@ struct Flight {
     waiters: Vec<u32>,
     /// The context whose call-out is in flight; `None` once it went away before the answer.
     owner: Option<u32>,
+    /// When the call-out was sent (for the latency histogram).
+    sent_ms: u64,
 }
 
 #[derive(Default)]
@@ -176,6 +182,14 @@ impl Worker {
                     .get(digest)
                     .filter(|v| v.tenant == input.tenant)
                     .map(|v| Rc::clone(&v.principal));
+                host.count(
+                    &tenant.id,
+                    if cached.is_some() {
+                        "verified_cache.hit"
+                    } else {
+                        "verified_cache.miss"
+                    },
+                );
                 match cached {
                     Some(principal) => {
                         if let Err(e) = crate::jwt::check_lifetime(&principal.claims, now, skew) {
@@ -240,11 +254,19 @@ impl Worker {
             return deny(d, Some(&principal));
         }
 
-        match host
+        let cached = host
             .shared_get(&principal.downstream_key)
             .0
-            .and_then(|b| cache::decode_downstream(&b, now_ms))
-        {
+            .and_then(|b| cache::decode_downstream(&b, now_ms));
+        host.count(
+            &tenant.id,
+            if cached.is_some() {
+                "downstream_cache.hit"
+            } else {
+                "downstream_cache.miss"
+            },
+        );
+        match cached {
             Some(Downstream::Token(t)) => {
                 Step::Forward(forward(input.tenant, tenant, &principal, t.expose()))
             }
@@ -347,6 +369,7 @@ impl Worker {
                 request: request.clone(),
                 waiters: vec![context_id],
                 owner: Some(context_id),
+                sent_ms: 0,
             },
         );
         Step::Wait {
@@ -359,6 +382,7 @@ impl Worker {
     pub fn dispatched(&mut self, flight: &str, token: u32, owner: u32, now_ms: u64) {
         if let Some(f) = self.flights.get_mut(flight) {
             f.owner = Some(owner);
+            f.sent_ms = now_ms;
             if let Purpose::Jwks { tenant } | Purpose::Discovery { tenant } = f.purpose {
                 self.keys[tenant].last_attempt_ms = Some(now_ms);
             }
@@ -434,6 +458,15 @@ impl Worker {
         };
         self.orphans.remove(key);
         let now_ms = host.now_ms();
+        let (Purpose::Discovery { tenant } | Purpose::Jwks { tenant } | Purpose::Vault { tenant }) =
+            flight.purpose;
+        let tenant_id = self.config.tenants[tenant].id.clone();
+        let kind = if matches!(flight.purpose, Purpose::Vault { .. }) {
+            "vault.latency_ms"
+        } else {
+            "jwks.latency_ms"
+        };
+        host.record(&tenant_id, kind, now_ms.saturating_sub(flight.sent_ms));
         let mut out = Vec::new();
         let mut finish =
             |worker: &mut Worker, decide: &mut dyn FnMut(&mut Worker, u32, Waiting) -> Step| {
@@ -470,6 +503,7 @@ impl Worker {
                                 request: request.clone(),
                                 waiters: flight.waiters,
                                 owner: None,
+                                sent_ms: 0,
                             },
                         );
                         // Dispatched at once by the caller through `take_orphans`.
@@ -498,6 +532,7 @@ impl Worker {
                     Some(_) => auth0::parse_exchange(&t.vault, response),
                     None => VaultOutcome::Failed(DependencyFailure::BadAnswer),
                 };
+                host.count(&tenant_id, vault_metric(&outcome));
                 self.store_downstream(host, key, &outcome, now_ms);
                 let config = Rc::clone(&self.config);
                 finish(self, &mut |_, _, waiting| {
@@ -549,7 +584,10 @@ impl Worker {
             (Some(200), Some(body)) => jwks::parse_jwks(body).ok().map(|k| (k, body)),
             _ => None,
         };
+        let tenant_id = &self.config.tenants[tenant].id;
+        host.count(tenant_id, "jwks.fetch");
         let Some((keys, body)) = parsed else {
+            host.count(tenant_id, "jwks.fetch_failed");
             let failure = failure_of(response);
             self.keys[tenant].last_failure = Some(failure);
             self.keys[tenant].failures = self.keys[tenant].failures.saturating_add(1);
@@ -647,6 +685,7 @@ impl Worker {
                         request: request.clone(),
                         waiters: Vec::new(),
                         owner: None,
+                        sent_ms: 0,
                     },
                 );
                 due.push((flight, request));
@@ -705,6 +744,18 @@ impl Worker {
             &cache::encode_downstream(&value, now_ms + ttl_s * 1000),
             cas,
         );
+    }
+}
+
+fn vault_metric(outcome: &VaultOutcome) -> &'static str {
+    match outcome {
+        VaultOutcome::Token { .. } => "vault.ok",
+        VaultOutcome::ConnectRequired { .. } => "vault.connect_required",
+        VaultOutcome::Misconfigured { .. } => "vault.misconfigured",
+        VaultOutcome::RateLimited { .. } => "vault.rate_limited",
+        VaultOutcome::Failed(DependencyFailure::Unavailable) => "vault.unavailable",
+        VaultOutcome::Failed(DependencyFailure::Timeout) => "vault.timeout",
+        VaultOutcome::Failed(DependencyFailure::BadAnswer) => "vault.bad_answer",
     }
 }
 

@@ -1,10 +1,12 @@
 //! The proxy-wasm implementation of [`Host`] and thin, panic-free wrappers over the host calls
 //! the filter makes. Every host status is turned into a value here; nothing unwraps.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, Status};
+use proxy_wasm::types::{MapType, MetricType, Status};
 
 use crate::callout::{CalloutRequest, CalloutResponse};
 use crate::flow::Host;
@@ -27,6 +29,37 @@ impl Host for ProxyWasmHost {
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
         hostcalls::set_shared_data(key, Some(value), cas).is_ok()
     }
+
+    fn count(&self, tenant: &str, metric: &'static str) {
+        if let Some(id) = metric_id(MetricType::Counter, tenant, metric) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    fn record(&self, tenant: &str, metric: &'static str, value: u64) {
+        if let Some(id) = metric_id(MetricType::Histogram, tenant, metric) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+}
+
+thread_local! {
+    /// Metric ids by metric then tenant, defined on first use; looked up without allocating.
+    static METRICS: RefCell<HashMap<&'static str, HashMap<String, u32>>> = RefCell::new(HashMap::new());
+}
+
+/// The id of `tvp.<tenant>.<metric>`, defining it on first use.
+fn metric_id(kind: MetricType, tenant: &str, metric: &'static str) -> Option<u32> {
+    METRICS.with(|m| {
+        let mut m = m.borrow_mut();
+        let by_tenant = m.entry(metric).or_default();
+        if let Some(id) = by_tenant.get(tenant) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, &format!("tvp.{tenant}.{metric}")).ok()?;
+        by_tenant.insert(tenant.to_string(), id);
+        Some(id)
+    })
 }
 
 /// Send a call-out. The SDK routes the answer to the context that is active now.

@@ -52,6 +52,40 @@ impl Deny {
     }
 }
 
+impl Deny {
+    /// Counter name of this refusal: `deny.<reason code>`.
+    pub fn metric(&self) -> &'static str {
+        match self.code() {
+            "no_tenant" => "deny.no_tenant",
+            "unknown_tenant" => "deny.unknown_tenant",
+            "missing_token" => "deny.missing_token",
+            "invalid_request" => "deny.invalid_request",
+            "insufficient_scope" => "deny.insufficient_scope",
+            "connect_required" => "deny.connect_required",
+            "jwks_unavailable" => "deny.jwks_unavailable",
+            "jwks_timeout" => "deny.jwks_timeout",
+            "jwks_bad_answer" => "deny.jwks_bad_answer",
+            "vault_unavailable" => "deny.vault_unavailable",
+            "vault_timeout" => "deny.vault_timeout",
+            "vault_bad_answer" => "deny.vault_bad_answer",
+            "vault_misconfigured" => "deny.vault_misconfigured",
+            "vault_rate_limited" => "deny.vault_rate_limited",
+            "token_too_large" => "deny.token_too_large",
+            "token_malformed" => "deny.token_malformed",
+            "token_header_unsupported" => "deny.token_header_unsupported",
+            "alg_not_allowed" => "deny.alg_not_allowed",
+            "unknown_kid" => "deny.unknown_kid",
+            "bad_signature" => "deny.bad_signature",
+            "wrong_issuer" => "deny.wrong_issuer",
+            "wrong_audience" => "deny.wrong_audience",
+            "token_expired" => "deny.token_expired",
+            "token_not_yet_valid" => "deny.token_not_yet_valid",
+            "missing_sub" => "deny.missing_sub",
+            _ => "deny.other",
+        }
+    }
+}
+
 /// A local reply, ready for `send_http_response`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -331,6 +365,23 @@ mod tests {
             header(&deny_reply(&Deny::MissingToken, &realm), "www-authenticate"),
             Some("Bearer realm=\"github\", resource_metadata=\"https://gw/.well-known/oauth-protected-resource/github/x\\\"y\"")
         );
+    }
+
+    #[test]
+    fn every_reason_has_its_own_counter() {
+        let denials = [
+            Deny::NoTenant,
+            Deny::MissingToken,
+            Deny::InvalidToken(TokenError::Expired),
+            Deny::InvalidToken(TokenError::BadSignature),
+            Deny::VaultFailed(DependencyFailure::Timeout),
+            Deny::VaultRateLimited {
+                retry_after_seconds: None,
+            },
+        ];
+        for d in denials {
+            assert_eq!(d.metric(), format!("deny.{}", d.code()));
+        }
     }
 
     #[test]

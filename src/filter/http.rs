@@ -12,7 +12,7 @@ use super::{handle_response, send};
 use crate::auth;
 use crate::config::Config;
 use crate::endpoints::{self, Route};
-use crate::flow::{RequestInput, Step, Worker};
+use crate::flow::{Host, RequestInput, Step, Worker};
 use crate::host::{self, ProxyWasmHost};
 use crate::reply::{deny_reply, Deny, Realm, Reply};
 
@@ -134,6 +134,7 @@ fn send_denial(
     sub_hash: Option<&str>,
 ) {
     let tenant_id = tenant.map_or(FILTER_REALM, |i| config.tenants[i].id.as_str());
+    ProxyWasmHost.count(tenant_id, deny.metric());
     info!(
         "#{context_id} tenant={tenant_id} decision=deny reason={} sub={}",
         deny.code(),
@@ -202,6 +203,7 @@ pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: S
                 );
                 return false;
             }
+            ProxyWasmHost.count(&tenant.id, "allow");
             info!(
                 "#{context_id} tenant={} decision=allow reason=ok sub={}",
                 tenant.id, f.sub_hash
