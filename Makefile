@@ -81,13 +81,10 @@ bench: setup wasm
 
 # Each cargo-fuzz target for FUZZ_SECONDS (nightly toolchain; cargo-fuzz installed if missing).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := token jwks vault config challenge
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
-	@for t in $(FUZZ_TARGETS); do \
-	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
-	  (cd fuzz && mkdir -p corpus/$$t && cargo +nightly fuzz run $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | grep -E "stat::number_of_executed_units|ERROR|SUMMARY|crash-" ) || exit 1; \
-	done
+	@rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
 
 clean:
 	cargo clean
