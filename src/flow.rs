@@ -54,6 +54,8 @@ pub enum Step {
 pub struct Forward {
     pub tenant: usize,
     pub sub_hash: String,
+    /// Shared-data key of the downstream token used, to evict it if the backend refuses it.
+    pub downstream_key: String,
     /// Headers to remove before setting the downstream credential.
     pub strip: Vec<String>,
     pub header: String,
@@ -122,6 +124,8 @@ pub struct Worker {
     callouts: HashMap<u32, String>,
     waiting: HashMap<u32, Waiting>,
     orphans: HashSet<String>,
+    /// Forwarded requests awaiting their response: tenant and downstream-token key.
+    forwarded: HashMap<u32, (usize, String)>,
 }
 
 /// A request that a call-out answer has decided, to be applied in its own context.
@@ -140,6 +144,7 @@ impl Worker {
             callouts: HashMap::new(),
             waiting: HashMap::new(),
             orphans: HashSet::new(),
+            forwarded: HashMap::new(),
         }
     }
 
@@ -395,6 +400,7 @@ impl Worker {
     /// it owned the call-out, the answer will not come to us and the root must redo it.
     pub fn forget(&mut self, context_id: u32) {
         self.waiting.remove(&context_id);
+        self.forwarded.remove(&context_id);
         let mut orphaned = Vec::new();
         for (key, f) in self.flights.iter_mut() {
             f.waiters.retain(|w| *w != context_id);
@@ -714,6 +720,40 @@ impl Worker {
         cas.is_some() && host.shared_set(&key, &now_ms.to_be_bytes(), cas)
     }
 
+    /// Remember which downstream token a forwarded request carries.
+    pub fn forwarded(&mut self, context_id: u32, forward: &Forward) {
+        self.forwarded
+            .insert(context_id, (forward.tenant, forward.downstream_key.clone()));
+    }
+
+    /// The backend answered `context_id`: when it refused the downstream token (401), evict
+    /// it. Returns the tenant when a token was evicted.
+    pub fn backend_answered(
+        &mut self,
+        host: &dyn Host,
+        context_id: u32,
+        status: Option<u16>,
+    ) -> Option<usize> {
+        let (tenant, key) = self.forwarded.remove(&context_id)?;
+        if status != Some(401) {
+            return None;
+        }
+        self.evict_downstream(host, &key);
+        host.count(&self.config.tenants[tenant].id, "downstream_evicted");
+        Some(tenant)
+    }
+
+    /// The backend refused a downstream token with 401: forget it, so the next request
+    /// exchanges again instead of replaying a token the provider no longer accepts.
+    pub fn evict_downstream(&self, host: &dyn Host, key: &str) {
+        let (_, cas) = host.shared_get(key);
+        host.shared_set(
+            key,
+            &cache::encode_downstream(&Downstream::NotConnected, 0),
+            cas,
+        );
+    }
+
     /// Whether signing keys are loaded for tenant `i` (for `/health`).
     pub fn keys_loaded(&mut self, host: &dyn Host, i: usize) -> bool {
         let now = host.now_ms();
@@ -788,6 +828,7 @@ fn forward(index: usize, tenant: &Tenant, principal: &Principal, token: &str) ->
     Forward {
         tenant: index,
         sub_hash: principal.sub_hash.clone(),
+        downstream_key: principal.downstream_key.clone(),
         strip,
         header: tenant.downstream.header.clone(),
         value: auth::downstream_value(tenant, token),

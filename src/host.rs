@@ -128,6 +128,14 @@ pub fn request_header(name: &str) -> Option<String> {
         .and_then(|v| String::from_utf8(v).ok())
 }
 
+/// `:status` of the response being processed.
+pub fn response_status() -> Option<u16> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+}
+
 pub fn remove_request_header(name: &str) -> bool {
     hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_ok()
 }

@@ -424,3 +424,32 @@ fn a_waiting_request_is_answered_when_the_caller_that_started_the_exchange_hangs
     assert_eq!(second.status, 200, "{}", second.text());
     assert!(stack.sim.count(Endpoint::Vault) <= 2);
 }
+
+#[test]
+fn a_downstream_token_the_backend_refuses_is_evicted_once() {
+    let stack = Stack::start();
+    let token = stack.token("github", "alice");
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    assert_eq!(stack.sim.count(Endpoint::Vault), 1);
+    // The provider revoked the token: the backend's 401 goes back to the agent, unchanged...
+    stack
+        .sim
+        .fail(Endpoint::Backend, Fault::status(401), Some(1));
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 401);
+    assert_eq!(
+        stack.sim.count(Endpoint::Vault),
+        1,
+        "no retry loop inside the request"
+    );
+    // ...and the next request exchanges again and gets a fresh downstream token.
+    let r = stack.call("GET", "/github/user", &token);
+    assert_eq!(r.status, 200);
+    assert_eq!(stack.sim.count(Endpoint::Vault), 2);
+    assert!(
+        header_values(&r, "authorization")[0].ends_with("_2"),
+        "{:?}",
+        header_values(&r, "authorization")
+    );
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    assert_eq!(stack.sim.count(Endpoint::Vault), 2);
+}

@@ -204,6 +204,7 @@ pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: S
                 return false;
             }
             ProxyWasmHost.count(&tenant.id, "allow");
+            worker.borrow_mut().forwarded(context_id, &f);
             info!(
                 "#{context_id} tenant={} decision=allow reason=ok sub={}",
                 tenant.id, f.sub_hash
@@ -259,6 +260,25 @@ impl HttpContext for Request {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.hold_while_waiting()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(worker) = &self.worker {
+            let status = host::response_status();
+            // Bind first: a RefMut alive in an `if let` scrutinee would make the borrow below
+            // panic, and a panic traps the VM.
+            let evicted = worker
+                .borrow_mut()
+                .backend_answered(&ProxyWasmHost, self.id, status);
+            if let Some(tenant) = evicted {
+                let id = &worker.borrow().config.tenants[tenant].id;
+                info!(
+                    "#{} tenant={id} backend refused the downstream token; evicted",
+                    self.id
+                );
+            }
+        }
+        Action::Continue
     }
 }
 
