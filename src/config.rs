@@ -284,8 +284,12 @@ impl Config {
 
 /// Parse and validate the plugin configuration. `env` resolves `client_secret_env` names.
 pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_json::from_slice(json)
-        .map_err(|e| ConfigError(format!("not a valid configuration document: {e}")))?;
+    let raw: RawConfig = serde_json::from_slice(json).map_err(|e| {
+        ConfigError(format!(
+            "not a valid configuration document: {}",
+            one_line(&e.to_string())
+        ))
+    })?;
     let settings = validate_settings(raw.settings)?;
     if raw.tenants.is_empty() {
         return Err(ConfigError::at(
@@ -303,8 +307,13 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
             .and_then(|v| v.as_str())
             .map(str::to_owned)
             .unwrap_or_else(|| format!("#{index}"));
-        let raw_tenant: RawTenant = serde_json::from_value(value)
-            .map_err(|e| ConfigError(format!("tenant '{label}': {e}")))?;
+        let raw_tenant: RawTenant = serde_json::from_value(value).map_err(|e| {
+            ConfigError(format!(
+                "tenant '{}': {}",
+                printable(&label),
+                one_line(&e.to_string())
+            ))
+        })?;
         let tenant = validate_tenant(raw_tenant, env)?;
         if !seen.insert(tenant.id.clone()) {
             return Err(ConfigError::at(
@@ -728,6 +737,13 @@ fn is_authority(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok());
     host_ok && port_ok
+}
+
+/// A parser message (which may quote the offending input) as one log-safe line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Echo user input into an error line without letting it forge log lines.

@@ -220,3 +220,24 @@ fn urls() {
         assert!(Url::parse(bad).is_err(), "{bad}");
     }
 }
+
+/// Found by `make fuzz` (config target): a field name with a newline made the error two lines,
+/// which could forge a log line.
+#[test]
+fn regression_control_characters_never_reach_the_error_line() {
+    let input =
+        include_bytes!("../../fuzz/regressions/config-control-character-in-field-name.json");
+    let line = parse(input, &env)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(!line.is_empty() && !line.contains('\n'), "{line}");
+    let mut doc = example();
+    doc["tenants"][0]["bad\nfield"] = json!(1);
+    doc["tenants"][0]["id"] = json!("evil\nid");
+    let line = parse_value(&doc)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(!line.contains('\n'), "{line}");
+}
