@@ -21,7 +21,7 @@ SCOPE ?=
 CLAIMS ?=
 export TENANT SUB SCOPE CLAIMS
 
-.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench fuzz clean
+.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench soak fuzz clean
 
 setup: toolchain envoy
 
@@ -60,6 +60,7 @@ lint: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+	cargo check -q --manifest-path fuzz/Cargo.toml
 
 unit:
 	cargo test --workspace --lib --bins
@@ -78,6 +79,12 @@ bench: setup wasm
 	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk >/dev/null; }
 	cargo build -q --release --target wasm32-wasip1 -p trivial-filter
 	cargo run -q --release -p bench --bin bench
+
+# A bounded load run (SOAK_SECONDS, default 300) with key rotation and vault failures; reports
+# memory and statuses. Not part of make test.
+soak: setup wasm
+	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk >/dev/null; }
+	cargo run -q --release -p bench --bin soak
 
 # Each cargo-fuzz target for FUZZ_SECONDS (nightly toolchain; cargo-fuzz installed if missing).
 FUZZ_SECONDS ?= 60

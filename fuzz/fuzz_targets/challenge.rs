@@ -3,13 +3,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_vault_proxy::reply::{self, Deny};
+use token_vault_proxy::reply::{self, Deny, Realm};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut parts = text.splitn(3, '\u{0}');
     let (realm, a, b) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let header = reply::challenge(realm, Some(("invalid_token", a, Some(b))));
+    let realm = Realm { name: realm, resource_metadata: Some(b) };
+    let header = reply::challenge(&realm, Some(("invalid_token", a, Some(b))));
     assert!(!header.contains('\r') && !header.contains('\n'));
     // Every quote inside the value is escaped: unescaped quotes are exactly the delimiters.
     let (mut delimiters, mut escaped) = (0, false);
@@ -23,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     }
     assert_eq!(delimiters % 2, 0, "{header}");
     let deny = Deny::ConnectRequired { connection: a.to_string(), tenant_name: b.to_string() };
-    let r = reply::deny_reply(&deny, realm);
+    let r = reply::deny_reply(&deny, &realm);
     assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_ok());
     for (_, v) in &r.headers {
         assert!(!v.contains('\r') && !v.contains('\n'));

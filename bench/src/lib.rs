@@ -1,0 +1,353 @@
+//! Shared pieces of the benchmark and soak binaries: Envoy configs, process control, wrk.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Variant {
+    pub name: &'static str,
+    pub port: u16,
+    /// File of tokens to cycle through (one per line); `None` sends no Authorization.
+    pub tokens: Option<PathBuf>,
+}
+
+pub struct Sample {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub non_2xx: u64,
+}
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+pub fn write_lines(path: &Path, lines: &[String]) -> Result<PathBuf, String> {
+    std::fs::write(path, lines.join("\n") + "\n").map_err(|e| e.to_string())?;
+    Ok(path.to_path_buf())
+}
+
+pub const LUA: &str = r#"
+local tokens = {}
+local i = 0
+local non_2xx = 0
+init = function(args)
+  if args[1] then
+    for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  end
+end
+request = function()
+  i = i + 1
+  if #tokens == 0 then
+    return wrk.format("GET", "/github/user")
+  end
+  return wrk.format("GET", "/github/user", {["Authorization"] = "Bearer " .. tokens[(i % #tokens) + 1]})
+end
+response = function(status, headers, body)
+  if status < 200 or status > 299 then non_2xx = non_2xx + 1 end
+end
+done = function(summary, latency, requests)
+  io.write(string.format("TVP %f %f %d\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.errors.status))
+end
+"#;
+
+pub fn wrk(script: &Path, v: &Variant, seconds: u64) -> Result<Sample, String> {
+    let mut cmd = Command::new("taskset");
+    cmd.args([
+        "-c",
+        "0",
+        "wrk",
+        "-t1",
+        "-c8",
+        &format!("-d{seconds}s"),
+        "--latency",
+        "-s",
+    ])
+    .arg(script)
+    .arg(format!("http://127.0.0.1:{}", v.port));
+    if let Some(t) = &v.tokens {
+        cmd.arg("--").arg(t);
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("wrk: {e} (install with `apt-get install wrk`)"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rps = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Requests/sec:")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .ok_or_else(|| format!("wrk output without Requests/sec:\n{text}"))?;
+    let tvp: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TVP "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Sample {
+        rps,
+        p50_ms: tvp.first().copied().unwrap_or(0.0),
+        p99_ms: tvp.get(1).copied().unwrap_or(0.0),
+        non_2xx: tvp.get(2).copied().unwrap_or(0.0) as u64,
+    })
+}
+
+/// Envoy with `workers` worker threads, not pinned (the soak run).
+pub fn spawn_workers(envoy: &Path, cfg: &Path, log: &Path, workers: u32) -> Result<Child, String> {
+    let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    Command::new(envoy)
+        .args([
+            "-c",
+            &cfg.display().to_string(),
+            "--concurrency",
+            &workers.to_string(),
+        ])
+        .args(["--disable-hot-restart", "-l", "warning"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start Envoy: {e}"))
+}
+
+pub fn spawn(envoy: &Path, cfg: &Path, log: &Path, cpu: &str) -> Result<Child, String> {
+    let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    Command::new("taskset")
+        .args(["-c", cpu])
+        .arg(envoy)
+        .args([
+            "-c",
+            &cfg.display().to_string(),
+            "--concurrency",
+            "1",
+            "--disable-hot-restart",
+            "-l",
+            "warning",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start Envoy: {e}"))
+}
+
+pub fn wait_ready(admin: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", admin)) {
+            let _ = s.write_all(b"GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+            let mut buf = [0u8; 64];
+            if std::io::Read::read(&mut s, &mut buf)
+                .is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.1 200"))
+            {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+pub struct BenchPorts {
+    pub plain: u16,
+    pub trivial: u16,
+    pub jwt_cached: u16,
+    pub jwt_uncached: u16,
+    pub ours: u16,
+    pub ours_cold: u16,
+    pub admin: u16,
+    pub upstream: u16,
+    pub sim: u16,
+}
+
+pub fn listener(name: &str, port: u16, filters: &str) -> String {
+    format!(
+        r#"  - name: {name}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          generate_request_id: false
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/github/" }}
+                route: {{ cluster: upstream, prefix_rewrite: "/" }}
+          http_filters:
+{filters}          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+              dynamic_stats: false
+"#
+    )
+}
+
+pub fn wasm_filter(wasm: &Path, plugin: &Value, vm_id: &str) -> String {
+    let config = plugin.to_string().replace('\'', "''");
+    format!(
+        r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: token-vault-proxy
+                root_id: token-vault-proxy
+                fail_open: false
+                vm_config:
+                  vm_id: {vm_id}
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{}" }} }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{config}'
+"#,
+        wasm.display()
+    )
+}
+
+pub fn trivial_filter(wasm: &Path) -> String {
+    format!(
+        r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: trivial
+                vm_config:
+                  vm_id: trivial
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{}" }} }}
+"#,
+        wasm.display()
+    )
+}
+
+pub fn jwt_filter(issuer: &str, audience: &str, jwks: &str, cache: bool) -> String {
+    let cache = if cache {
+        "\n                  jwt_cache_config: { jwt_cache_size: 100 }"
+    } else {
+        ""
+    };
+    format!(
+        r#"          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                sim:
+                  issuer: "{issuer}"
+                  audiences: ["{audience}"]
+                  forward: false
+                  local_jwks: {{ inline_string: '{jwks}' }}{cache}
+              rules:
+              - match: {{ prefix: "/" }}
+                requires: {{ provider_name: sim }}
+"#
+    )
+}
+
+pub fn cluster(name: &str, port: u16) -> String {
+    format!(
+        r#"  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    circuit_breakers: {{ thresholds: [{{ max_connections: 100000, max_pending_requests: 100000, max_requests: 100000 }}] }}
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
+"#
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn bench_yaml(
+    p: &BenchPorts,
+    wasm: &Path,
+    plugin: &Value,
+    cold_plugin: &Value,
+    issuer: &str,
+    audience: &str,
+    jwks: &str,
+) -> String {
+    let mut y = format!("admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }}\nstats_config: {{ stats_matcher: {{ reject_all: true }} }}\nstatic_resources:\n  listeners:\n", p.admin);
+    y.push_str(&listener("plain", p.plain, ""));
+    y.push_str(&listener(
+        "jwt_cached",
+        p.jwt_cached,
+        &jwt_filter(issuer, audience, jwks, true),
+    ));
+    y.push_str(&listener(
+        "jwt_uncached",
+        p.jwt_uncached,
+        &jwt_filter(issuer, audience, jwks, false),
+    ));
+    y.push_str(&listener("ours", p.ours, &wasm_filter(wasm, plugin, "tvp")));
+    y.push_str(&listener(
+        "ours_cold",
+        p.ours_cold,
+        &wasm_filter(wasm, cold_plugin, "tvp-cold"),
+    ));
+    y.push_str("  clusters:\n");
+    y.push_str(&cluster("upstream", p.upstream));
+    y.push_str(&cluster("sim_control", p.sim));
+    y
+}
+
+pub fn upstream_yaml(port: u16, admin: u16) -> String {
+    format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: upstream
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: upstream
+          generate_request_id: false
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200, body: {{ inline_string: "ok" }} }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#
+    )
+}
+
+pub fn startup_yaml(port: u16, admin: u16, filter: Option<(&Path, &Value)>) -> String {
+    let filters = filter
+        .map(|(w, p)| wasm_filter(w, p, "tvp-startup"))
+        .unwrap_or_default();
+    let mut y = format!("admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\nstatic_resources:\n  listeners:\n");
+    y.push_str(&listener("startup", port, &filters));
+    y.push_str("  clusters:\n");
+    y.push_str(&cluster("upstream", 1));
+    y.push_str(&cluster("sim_control", 1));
+    y
+}
