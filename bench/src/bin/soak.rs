@@ -12,9 +12,11 @@ use sim::{Endpoint, Fault, Mint, Sim, SimTenant};
 
 /// wrk script: cycle through tokens, count answers by status.
 const SOAK_LUA: &str = r#"
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
 local tokens = {}
 local i = 0
-local counts = {}
+counts = {}
 init = function(args)
   for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
 end
@@ -25,8 +27,11 @@ end
 response = function(status, headers, body)
   counts[status] = (counts[status] or 0) + 1
 end
+-- done() runs in wrk's main Lua state: read each thread's counts from it.
 done = function(summary, latency, requests)
-  for status, n in pairs(counts) do io.write(string.format("STATUS %d %d\n", status, n)) end
+  for _, t in ipairs(threads) do
+    for status, n in pairs(t:get("counts")) do io.write(string.format("STATUS %d %d\n", status, n)) end
+  end
 end
 "#;
 
