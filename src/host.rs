@@ -31,8 +31,9 @@ impl Host for ProxyWasmHost {
     }
 
     fn count(&self, tenant: &str, metric: &'static str) {
+        // Counted in memory and flushed to Envoy on the root's tick: no host call per request.
         if let Some(id) = metric_id(MetricType::Counter, tenant, metric) {
-            let _ = hostcalls::increment_metric(id, 1);
+            PENDING.with(|p| *p.borrow_mut().entry(id).or_default() += 1);
         }
     }
 
@@ -46,6 +47,16 @@ impl Host for ProxyWasmHost {
 thread_local! {
     /// Metric ids by metric then tenant, defined on first use; looked up without allocating.
     static METRICS: RefCell<HashMap<&'static str, HashMap<String, u32>>> = RefCell::new(HashMap::new());
+    /// Counter increments not yet handed to Envoy.
+    static PENDING: RefCell<HashMap<u32, i64>> = RefCell::new(HashMap::new());
+}
+
+/// Hand the counted increments to Envoy (called on every tick, about once a second).
+pub fn flush_metrics() {
+    let pending: Vec<(u32, i64)> = PENDING.with(|p| p.borrow_mut().drain().collect());
+    for (id, delta) in pending {
+        let _ = hostcalls::increment_metric(id, delta);
+    }
 }
 
 /// The id of `tvp.<tenant>.<metric>`, defining it on first use.
@@ -111,14 +122,30 @@ pub fn callout_response(body_size: usize, max_body: usize) -> CalloutResponse {
     }
 }
 
-/// All values of a request header, as bytes (values need not be UTF-8).
-pub fn request_header_values(name: &str) -> Vec<Vec<u8>> {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-        .collect()
+/// The request's headers in one host call (values as bytes: they need not be UTF-8).
+pub struct RequestHeaders(Vec<(String, Vec<u8>)>);
+
+impl RequestHeaders {
+    pub fn read() -> Self {
+        RequestHeaders(hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default())
+    }
+
+    /// Every value of `name` (lower case), in order.
+    pub fn all(&self, name: &str) -> Vec<&[u8]> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+            .collect()
+    }
+
+    /// The first value of `name` as text.
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| String::from_utf8(v.clone()).ok())
+    }
 }
 
 pub fn request_header(name: &str) -> Option<String> {

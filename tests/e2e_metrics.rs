@@ -39,7 +39,12 @@ fn decisions_caches_and_callouts_are_counted_per_tenant() {
         503
     );
 
-    assert_eq!(stat(&stack, "github.allow"), 3);
+    // Counters reach Envoy on the filter's next tick (about a second).
+    assert_eq!(stack.eventually(3, || stat(&stack, "github.allow")), 3);
+    assert_eq!(
+        stack.eventually(1, || stat(&stack, "github.vault.unavailable")),
+        1
+    );
     assert_eq!(stat(&stack, "github.deny.connect_required"), 1);
     assert_eq!(stat(&stack, "github.deny.missing_token"), 1);
     assert_eq!(stat(&stack, "github.deny.token_expired"), 1);

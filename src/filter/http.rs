@@ -32,8 +32,9 @@ impl Request {
     }
 
     fn start(&mut self, worker: &Rc<RefCell<Worker>>) -> Action {
-        let method = host::request_header(":method").unwrap_or_default();
-        let path = host::request_header(":path").unwrap_or_default();
+        let headers = host::RequestHeaders::read();
+        let method = headers.get(":method").unwrap_or_default();
+        let path = headers.get(":path").unwrap_or_default();
         let config = Rc::clone(&worker.borrow().config);
         let tenant_id = match endpoints::route(&method, &path) {
             Route::Health => {
@@ -63,9 +64,7 @@ impl Request {
         let Some(tenant) = config.tenants.iter().position(|t| t.id == tenant_id) else {
             return self.deny(None, &Deny::UnknownTenant);
         };
-        let values = host::request_header_values("authorization");
-        let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-        let token = match auth::bearer_token(&refs) {
+        let token = match auth::bearer_token(&headers.all("authorization")) {
             Ok(t) => t,
             Err(d) => return self.deny(Some(tenant), &d),
         };
@@ -73,7 +72,7 @@ impl Request {
             .vault
             .subject_token_header
             .as_deref()
-            .and_then(host::request_header);
+            .and_then(|h| headers.get(h));
         let input = RequestInput {
             tenant,
             method,

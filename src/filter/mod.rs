@@ -77,6 +77,7 @@ impl RootContext for Root {
         }
         self.ticks = self.ticks.saturating_add(1);
         host::follow_host_log_level();
+        host::flush_metrics();
         let due = worker.borrow_mut().refresh_due(&ProxyWasmHost);
         for (flight, request) in due {
             send(worker, &flight, &request, self.context_id);
