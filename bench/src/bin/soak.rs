@@ -168,8 +168,18 @@ fn run() -> Result<(), String> {
             ));
         }
         if round == seconds / step / 3 {
-            sim.rotate("github", true);
-            events.push(format!("{t:>4} s: JWKS rotated (old key still published)"));
+            let kid = sim.rotate("github", true);
+            // From now on a third of the users present tokens signed with the new key.
+            for (i, token) in tokens.iter_mut().enumerate().step_by(3) {
+                let sub = format!("user-{i}");
+                *token = sim.mint(&Mint {
+                    tenant: "github".into(),
+                    sub,
+                    ..Mint::default()
+                })?;
+            }
+            write_lines(&dir.join("tokens.txt"), &tokens)?;
+            events.push(format!("{t:>4} s: JWKS rotated to {kid} (old key still published); a third of the tokens now use it"));
         }
         let out = run_wrk_counting(&script, &variant, step)?;
         for (s, n) in out {
