@@ -27,6 +27,7 @@ setup: toolchain envoy
 
 toolchain:
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
+	@command -v openssl >/dev/null || apt-get install -y openssl >/dev/null || sudo apt-get install -y openssl >/dev/null
 	@if command -v rustup >/dev/null; then \
 	  rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1; \
 	  rustup component list --installed | grep -q '^clippy' || rustup component add clippy; \
