@@ -20,6 +20,8 @@ pub struct Sample {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub non_2xx: u64,
+    /// CPU time of the Envoy under test per request (filled in by the caller).
+    pub cpu_us: f64,
 }
 
 pub fn root() -> PathBuf {
@@ -104,6 +106,7 @@ pub fn wrk(script: &Path, v: &Variant, seconds: u64) -> Result<Sample, String> {
         p50_ms: tvp.first().copied().unwrap_or(0.0),
         p99_ms: tvp.get(1).copied().unwrap_or(0.0),
         non_2xx: tvp.get(2).copied().unwrap_or(0.0) as u64,
+        cpu_us: 0.0,
     })
 }
 

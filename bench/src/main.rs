@@ -214,7 +214,12 @@ fn run() -> Result<(), String> {
     for round in 0..rounds {
         for (i, v) in variants.iter().enumerate() {
             eprintln!("bench: round {}/{rounds}: {}", round + 1, v.name);
-            samples[i].push(wrk(&script, v, seconds)?);
+            let cpu_before = cpu_ticks(under_test.id());
+            let mut sample = wrk(&script, v, seconds)?;
+            let ticks = cpu_ticks(under_test.id()).saturating_sub(cpu_before);
+            // Clock ticks are 10 ms: CPU time of the Envoy under test per completed request.
+            sample.cpu_us = ticks as f64 * 10_000.0 / (sample.rps * seconds as f64).max(1.0);
+            samples[i].push(sample);
         }
     }
     let vault_total = sim.count(Endpoint::Vault);
@@ -227,7 +232,7 @@ fn run() -> Result<(), String> {
         xs.sort_by(|a, b| a.total_cmp(b));
         xs[xs.len() / 2]
     };
-    let rows: Vec<(f64, f64, f64, u64)> = samples
+    let rows: Vec<(f64, f64, f64, u64, f64)> = samples
         .iter()
         .map(|s| {
             (
@@ -235,23 +240,27 @@ fn run() -> Result<(), String> {
                 median(s.iter().map(|x| x.p50_ms).collect()),
                 median(s.iter().map(|x| x.p99_ms).collect()),
                 s.iter().map(|x| x.non_2xx).sum(),
+                median(s.iter().map(|x| x.cpu_us).collect()),
             )
         })
         .collect();
+    let base_cpu = rows[0].4;
     let base = rows[0].0.max(1.0);
     let mut out = String::new();
     out.push_str(&format!(
         "Envoy 1.40, 1 worker pinned to CPU 1; wrk -t1 -c8 on CPU 0; {rounds} rounds x {seconds} s, medians\n\n"
     ));
-    out.push_str("| variant | requests/s | vs plain | p50 ms | p99 ms | non-2xx |\n|---|---:|---:|---:|---:|---:|\n");
-    for (v, (rps, p50, p99, bad)) in variants.iter().zip(&rows) {
+    out.push_str("| variant | requests/s | vs plain | p50 ms | p99 ms | Envoy CPU µs/request | added µs | non-2xx |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (v, (rps, p50, p99, bad, cpu)) in variants.iter().zip(&rows) {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |\n",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:+.1} | {} |\n",
             v.name,
             rps,
             rps / base,
             p50,
             p99,
+            cpu,
+            cpu - base_cpu,
             bad
         ));
     }
@@ -283,6 +292,19 @@ fn run() -> Result<(), String> {
 }
 
 /// Median time from exec to ready, plain Envoy and Envoy with the filter and 50 tenants.
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may contain spaces) start after ") ".
+            let rest = s.rsplit_once(") ")?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0)
+}
+
 fn startup_cost(envoy: &Path, wasm: &Path, plugin: &Value, dir: &Path) -> Option<(f64, f64)> {
     let mut fifty = plugin.clone();
     let template = fifty["tenants"][0].clone();
