@@ -24,6 +24,51 @@ pub struct Sample {
     pub cpu_us: f64,
 }
 
+/// Where a run finds Envoy and the module, and keeps its files.
+pub struct Paths {
+    pub envoy: PathBuf,
+    pub wasm: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(run: &str) -> Result<Paths, String> {
+        let envoy = std::env::var("ENVOY_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root().join(".tools/envoy"));
+        let wasm = root().join("target/wasm32-wasip1/release/token_vault_proxy.wasm");
+        let dir = root().join("target").join(run);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        Ok(Paths { envoy, wasm, dir })
+    }
+}
+
+/// The example tenants pointed at a sim on these ports, with the vault secrets inline (the
+/// sim reads the same document), and the sim itself.
+pub fn example_stack(
+    sim_port: u16,
+    backend_port: u16,
+    secret: &str,
+) -> Result<(Value, sim::Sim), String> {
+    let example =
+        std::fs::read_to_string(root().join("tenants.example.json")).map_err(|e| e.to_string())?;
+    let ports = sim::envoy::Ports {
+        listen: 0,
+        admin: 0,
+        sim: sim_port,
+        backend: backend_port,
+    };
+    let mut plugin: Value = serde_json::from_str(&sim::envoy::plugin_config_for(&example, &ports))
+        .map_err(|e| e.to_string())?;
+    if let Some(vault) = plugin["tenants"][0]["vault"].as_object_mut() {
+        vault.remove("client_secret_env");
+        vault.insert("client_secret".into(), Value::from(secret));
+    }
+    let tenants = sim::SimTenant::from_filter_config(&plugin)?;
+    let sim = sim::Sim::start(tenants, sim_port, backend_port).map_err(|e| e.to_string())?;
+    Ok((plugin, sim))
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -6,14 +6,14 @@
 //! a new token on every request, and with 10k users. Variants run in alternating rounds and
 //! medians are reported. This is a benchmark, not a test: it asserts nothing about speed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use bench::*;
 
 use serde_json::{json, Value};
-use sim::{Endpoint, Mint, Sim, SimTenant};
+use sim::{Endpoint, Mint};
 
 const SECRET: &str = "bench-secret";
 
@@ -37,35 +37,12 @@ fn run() -> Result<(), String> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let envoy = std::env::var("ENVOY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".tools/envoy"));
-    let wasm = root().join("target/wasm32-wasip1/release/token_vault_proxy.wasm");
-    let dir = root().join("target/bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-
+    let Paths { envoy, wasm, dir } = Paths::new("bench")?;
     // The sim plays the issuer and the vault; the echo backend is not used (the upstream is an
     // Envoy direct_response, so the backend costs the same in every variant).
     let (sim_port, backend_port) = (free_port(), free_port());
-    let example =
-        std::fs::read_to_string(root().join("tenants.example.json")).map_err(|e| e.to_string())?;
-    let ports = sim::envoy::Ports {
-        listen: 0,
-        admin: 0,
-        sim: sim_port,
-        backend: backend_port,
-    };
-    let mut plugin: Value = serde_json::from_str(&sim::envoy::plugin_config_for(&example, &ports))
-        .map_err(|e| e.to_string())?;
-    plugin["tenants"][0]["vault"] = json!({
-        "type": "auth0", "cluster": "sim_control", "domain": format!("127.0.0.1:{sim_port}"),
-        "client_id": "github-custom-api-client", "client_secret": SECRET, "connection": "github"
-    });
+    let (mut plugin, sim) = example_stack(sim_port, backend_port, SECRET)?;
     plugin["settings"]["verified_token_cache_size"] = json!(users * 2);
-    let mut sim_doc = plugin.clone();
-    sim_doc["tenants"][1]["vault"]["client_secret"] = json!("google-demo-secret");
-    let tenants = SimTenant::from_filter_config(&sim_doc)?;
-    let sim = Sim::start(tenants, sim_port, backend_port).map_err(|e| e.to_string())?;
     let issuer = plugin["tenants"][0]["issuer"]
         .as_str()
         .unwrap_or_default()

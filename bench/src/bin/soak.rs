@@ -3,12 +3,11 @@
 //! status outside the documented set appears or memory keeps growing. Not part of `make test`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bench::*;
 use serde_json::json;
-use sim::{Endpoint, Fault, Mint, Sim, SimTenant};
+use sim::{Endpoint, Fault, Mint};
 
 /// wrk script: cycle through tokens, count answers by status.
 const SOAK_LUA: &str = r#"
@@ -61,37 +60,11 @@ fn run() -> Result<(), String> {
             .unwrap_or(d)
     };
     let (seconds, users) = (env("SOAK_SECONDS", 300), env("SOAK_USERS", 3000) as usize);
-    let envoy = std::env::var("ENVOY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join(".tools/envoy"));
-    let wasm = root().join("target/wasm32-wasip1/release/token_vault_proxy.wasm");
-    let dir = root().join("target/soak");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-
+    let Paths { envoy, wasm, dir } = Paths::new("soak")?;
     let (sim_port, backend_port) = (free_port(), free_port());
-    let example =
-        std::fs::read_to_string(root().join("tenants.example.json")).map_err(|e| e.to_string())?;
-    let ports = sim::envoy::Ports {
-        listen: 0,
-        admin: 0,
-        sim: sim_port,
-        backend: backend_port,
-    };
-    let mut plugin: serde_json::Value =
-        serde_json::from_str(&sim::envoy::plugin_config_for(&example, &ports))
-            .map_err(|e| e.to_string())?;
-    plugin["tenants"][0]["vault"]["client_secret"] = json!("soak-secret");
-    plugin["tenants"][0]["vault"]
-        .as_object_mut()
-        .map(|v| v.remove("client_secret_env"));
+    let (mut plugin, sim) = example_stack(sim_port, backend_port, "soak-secret")?;
     plugin["settings"]["jwks_min_refetch_seconds"] = json!(5);
     plugin["settings"]["callout_timeout_ms"] = json!(1000);
-    let sim = Sim::start(
-        SimTenant::from_filter_config(&plugin)?,
-        sim_port,
-        backend_port,
-    )
-    .map_err(|e| e.to_string())?;
     // Downstream tokens live 70 s, cached 10 s: users keep going back to the vault.
     sim.set_token_lifetime(70);
 
