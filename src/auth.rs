@@ -31,6 +31,24 @@ pub fn bearer_token(values: &[&[u8]]) -> Result<String, Deny> {
     Ok(token.to_string())
 }
 
+/// A bearer token may travel in one place only (RFC 6750 2): a request that also carries an
+/// `access_token` query parameter is refused rather than forwarded with a token in its URL.
+pub fn check_no_query_token(path: &str) -> Result<(), Deny> {
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split('#').next().unwrap_or("");
+    let named = |p: &str| {
+        p.split('=')
+            .next()
+            .is_some_and(|n| n.eq_ignore_ascii_case("access_token"))
+    };
+    if query.split('&').any(named) {
+        return Err(Deny::InvalidRequest(
+            "Send the token in the Authorization header only.",
+        ));
+    }
+    Ok(())
+}
+
 fn is_token68_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)
 }

@@ -80,14 +80,22 @@ fn missing_and_malformed_authorization() {
             .status,
         200
     );
-    // A token in the query or a cookie is not a credential.
+    // A token in a cookie is not a credential; one in the query is refused outright, so a
+    // request never goes on with a token in its URL.
     let r = stack.request(
         "GET",
-        &format!("/github/user?access_token={token}"),
+        "/github/user",
         &[("cookie", &format!("token={token}"))],
         b"",
     );
     assert_eq!(r.status, 401);
+    let r = stack.request(
+        "GET",
+        &format!("/github/user?access_token={token}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 400);
     assert_eq!(stack.sim.count(Endpoint::Backend), 1);
     assert_eq!(stack.sim.count(Endpoint::Vault), 1);
 }

@@ -419,7 +419,14 @@ fn hostile_inputs_are_refused_with_the_right_status() {
         name: "token in the query",
         path: format!("/github/user?access_token={good}"),
         headers: vec![],
-        status: 401,
+        status: 400,
+        forwarded: false,
+    });
+    cases.push(Case {
+        name: "token in the query and the header",
+        path: format!("/github/user?access_token={good}"),
+        headers: vec![("authorization".into(), format!("Bearer {good}"))],
+        status: 400,
         forwarded: false,
     });
     cases.push(Case {

@@ -64,7 +64,9 @@ impl Request {
         let Some(tenant) = config.tenants.iter().position(|t| t.id == tenant_id) else {
             return self.deny(None, &Deny::UnknownTenant);
         };
-        let token = match auth::bearer_token(&headers.all("authorization")) {
+        let token = match auth::check_no_query_token(&path)
+            .and_then(|()| auth::bearer_token(&headers.all("authorization")))
+        {
             Ok(t) => t,
             Err(d) => return self.deny(Some(tenant), &d),
         };
