@@ -39,7 +39,8 @@ pub enum Step {
     Deny {
         deny: Deny,
         tenant: usize,
-        sub_hash: Option<String>,
+        /// Who was refused, when the token was verified far enough to know.
+        principal: Option<Rc<Principal>>,
     },
     /// Every check passed: rewrite headers and forward.
     Forward(Forward),
@@ -50,12 +51,10 @@ pub enum Step {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Forward {
     pub tenant: usize,
-    pub sub_hash: String,
-    /// Shared-data key of the downstream token used, to evict it if the backend refuses it.
-    pub downstream_key: String,
+    pub principal: Rc<Principal>,
     /// Headers to remove before setting the downstream credential.
     pub strip: Vec<String>,
     pub header: String,
@@ -172,10 +171,10 @@ impl Worker {
         let now_ms = host.now_ms();
         let now = (now_ms / 1000) as i64;
         let skew = config.settings.clock_skew_seconds as i64;
-        let deny = |deny: Deny, who: Option<&Principal>| Step::Deny {
+        let deny = |deny: Deny, who: Option<&Rc<Principal>>| Step::Deny {
             deny,
             tenant: input.tenant,
-            sub_hash: who.map(|p| p.sub_hash.clone()),
+            principal: who.map(Rc::clone),
         };
 
         let principal = match stage {
@@ -547,7 +546,7 @@ impl Worker {
                         return Step::Deny {
                             deny: Deny::VaultFailed(DependencyFailure::BadAnswer),
                             tenant: waiting.input.tenant,
-                            sub_hash: None,
+                            principal: None,
                         };
                     };
                     vault_step(t, waiting.input.tenant, principal, &outcome)
@@ -570,7 +569,7 @@ impl Worker {
             return Step::Deny {
                 deny: Deny::KeysUnavailable(failure.unwrap_or(DependencyFailure::BadAnswer)),
                 tenant,
-                sub_hash: None,
+                principal: None,
             };
         }
         // Keys are present now (fresh or still-usable stale ones): rerun. A still-unknown
@@ -722,8 +721,10 @@ impl Worker {
 
     /// Remember which downstream token a forwarded request carries.
     pub fn forwarded(&mut self, context_id: u32, forward: &Forward) {
-        self.forwarded
-            .insert(context_id, (forward.tenant, forward.downstream_key.clone()));
+        self.forwarded.insert(
+            context_id,
+            (forward.tenant, forward.principal.downstream_key.clone()),
+        );
     }
 
     /// The backend answered `context_id`: when it refused the downstream token (401), evict
@@ -817,7 +818,7 @@ fn connect_required(tenant: &Tenant) -> Deny {
     }
 }
 
-fn forward(index: usize, tenant: &Tenant, principal: &Principal, token: &str) -> Forward {
+fn forward(index: usize, tenant: &Tenant, principal: &Rc<Principal>, token: &str) -> Forward {
     let mut strip = vec!["authorization".to_string()];
     if tenant.downstream.header != "authorization" {
         strip.push(tenant.downstream.header.clone());
@@ -827,8 +828,7 @@ fn forward(index: usize, tenant: &Tenant, principal: &Principal, token: &str) ->
     }
     Forward {
         tenant: index,
-        sub_hash: principal.sub_hash.clone(),
-        downstream_key: principal.downstream_key.clone(),
+        principal: Rc::clone(principal),
         strip,
         header: tenant.downstream.header.clone(),
         value: auth::downstream_value(tenant, token),
@@ -838,13 +838,13 @@ fn forward(index: usize, tenant: &Tenant, principal: &Principal, token: &str) ->
 fn vault_step(
     tenant: &Tenant,
     index: usize,
-    principal: &Principal,
+    principal: &Rc<Principal>,
     outcome: &VaultOutcome,
 ) -> Step {
     let deny = |deny: Deny| Step::Deny {
         deny,
         tenant: index,
-        sub_hash: Some(principal.sub_hash.clone()),
+        principal: Some(Rc::clone(principal)),
     };
     match outcome {
         VaultOutcome::Token { access_token, .. } => {

@@ -172,6 +172,26 @@ pub fn set_request_header(name: &str, value: &str) -> bool {
         .is_ok()
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_property(
+        path: *const u8,
+        path_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+}
+
+/// Filter state `wasm.<name>` of the active request (readable by access logs). Called through
+/// the raw ABI: the SDK's wrapper panics (trapping the VM) on any status but Ok, and Envoy
+/// refuses a second write of the same read-only state.
+pub fn set_filter_state(name: &str, value: &str) -> bool {
+    // SAFETY: both pointers come from live slices and their exact lengths; the host only reads.
+    let status =
+        unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    status == 0
+}
+
 pub fn send_reply(reply: &Reply) -> bool {
     let headers: Vec<(&str, &str)> = reply
         .headers

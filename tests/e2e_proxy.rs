@@ -309,10 +309,60 @@ fn decisions_are_logged_without_tokens() {
     assert_eq!(stack.request("GET", "/github/user", &[], b"").status, 401);
     let decisions = stack.decisions();
     assert_eq!(decisions.len(), 3, "{decisions:#?}");
-    assert!(decisions[0].contains("tenant=github decision=allow reason=ok sub="));
-    assert!(decisions[1].contains("decision=deny reason=connect_required sub="));
-    assert!(decisions[2].contains("decision=deny reason=missing_token"));
-    assert!(!decisions[0].contains("alice"), "sub is hashed");
+    let d = &decisions[0];
+    assert_eq!(
+        (
+            d["tenant"].as_str(),
+            d["decision"].as_str(),
+            d["reason"].as_str()
+        ),
+        (Some("github"), Some("allow"), Some("ok"))
+    );
+    assert_eq!(d["client_id"], "sim-agent");
+    assert_eq!(d["connection"], "github");
+    assert_eq!(d["scopes"], json!(["github:read", "github:write"]));
+    assert_eq!(
+        d["downstream_host"],
+        format!("127.0.0.1:{}", stack.sim.backend_port)
+    );
+    assert_eq!(
+        d["sub"].as_str().map(str::len),
+        Some(12),
+        "sub is a short hash"
+    );
+    assert_eq!(
+        (
+            decisions[1]["decision"].as_str(),
+            decisions[1]["reason"].as_str()
+        ),
+        (Some("deny"), Some("connect_required"))
+    );
+    assert_eq!(
+        decisions[1]["sub"],
+        d["sub"]
+            .as_str()
+            .map(|_| decisions[1]["sub"].clone())
+            .unwrap_or_default()
+    );
+    assert_eq!(decisions[2]["reason"], "missing_token");
+    assert!(decisions[2]["sub"].is_null());
+    assert!(!stack.log_text().contains("alice"), "sub is hashed");
+    // The same record reaches Envoy's access log through filter state.
+    let ours = || -> Vec<serde_json::Value> {
+        stack
+            .access_log()
+            .into_iter()
+            .filter(|a| a["path"].as_str().is_some_and(|p| p.starts_with("/github")))
+            .collect()
+    };
+    // Envoy flushes its access log about once a second.
+    stack.eventually(3, || ours().len());
+    let access = ours();
+    assert_eq!(access.len(), 3, "{access:#?}");
+    let tvp: serde_json::Value =
+        serde_json::from_str(access[0]["tvp"].as_str().unwrap_or("null")).unwrap_or_default();
+    assert_eq!(tvp, decisions[0]);
+    assert_eq!(access[1]["status"], 403);
     let log = stack.log_text();
     for secret in [
         alice.as_str(),

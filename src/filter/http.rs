@@ -10,7 +10,8 @@ use proxy_wasm::types::Action;
 
 use super::{handle_response, send};
 use crate::auth;
-use crate::config::Config;
+use crate::cache::Principal;
+use crate::config::{Config, Tenant};
 use crate::endpoints::{self, Route};
 use crate::flow::{Host, RequestInput, Step, Worker};
 use crate::host::{self, ProxyWasmHost};
@@ -125,6 +126,19 @@ impl Request {
 
 const FILTER_REALM: &str = "token-vault-proxy";
 
+/// The decision record: one JSON log line, and filter state `wasm.tvp_decision` for access logs.
+fn audit(
+    context_id: u32,
+    tenant: Option<&Tenant>,
+    principal: Option<&Principal>,
+    allowed: bool,
+    reason: &str,
+) {
+    let record = crate::audit::record(tenant, principal, allowed, reason);
+    host::set_filter_state("tvp_decision", &record);
+    info!("#{context_id} decision {record}");
+}
+
 /// Log the decision and answer the request whose context is active. Challenges point at the
 /// protected resource metadata of the requested path when the public URL is known.
 fn send_denial(
@@ -132,14 +146,16 @@ fn send_denial(
     context_id: u32,
     tenant: Option<usize>,
     deny: &Deny,
-    sub_hash: Option<&str>,
+    principal: Option<&Principal>,
 ) {
     let tenant_id = tenant.map_or(FILTER_REALM, |i| config.tenants[i].id.as_str());
     ProxyWasmHost.count(tenant_id, deny.metric());
-    info!(
-        "#{context_id} tenant={tenant_id} decision=deny reason={} sub={}",
+    audit(
+        context_id,
+        tenant.map(|i| &config.tenants[i]),
+        principal,
+        false,
         deny.code(),
-        sub_hash.unwrap_or("-")
     );
     let metadata = tenant.and_then(|_| {
         let base = public_base(config)?;
@@ -200,29 +216,26 @@ pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: S
                     context_id,
                     Some(f.tenant),
                     &failure,
-                    Some(&f.sub_hash),
+                    Some(&f.principal),
                 );
                 return false;
             }
             ProxyWasmHost.count(&tenant.id, "allow");
             worker.borrow_mut().forwarded(context_id, &f);
-            info!(
-                "#{context_id} tenant={} decision=allow reason=ok sub={}",
-                tenant.id, f.sub_hash
-            );
+            audit(context_id, Some(tenant), Some(&f.principal), true, "ok");
             true
         }
         Step::Deny {
             deny,
             tenant,
-            sub_hash,
+            principal,
         } => {
             send_denial(
                 &config,
                 context_id,
                 Some(tenant),
                 &deny,
-                sub_hash.as_deref(),
+                principal.as_deref(),
             );
             false
         }

@@ -269,12 +269,21 @@ impl Stack {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// Decision lines the filter logged, in order.
-    pub fn decisions(&self) -> Vec<String> {
+    /// Decision records the filter logged, in order.
+    pub fn decisions(&self) -> Vec<Value> {
         self.log_text()
             .lines()
-            .filter(|l| l.contains("decision="))
-            .map(str::to_string)
+            .filter_map(|l| l.split_once(" decision {").map(|(_, r)| format!("{{{r}")))
+            .map(|r| serde_json::from_str(&r).expect("decision record is JSON"))
+            .collect()
+    }
+
+    /// Envoy's access log lines (JSON), in order.
+    pub fn access_log(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.log.with_file_name("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
 
@@ -364,6 +373,7 @@ pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
         bin.display()
     );
     let log_file = std::fs::File::create(log).expect("log file");
+    let access_log = std::fs::File::create(log.with_file_name("access.log")).expect("access log");
     Command::new(bin)
         .args([
             "-c",
@@ -377,9 +387,12 @@ pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
             "warning",
             "--component-log-level",
             "wasm:debug",
+            // Access log lines reach the file quickly enough for tests to read them.
+            "--file-flush-interval-msec",
+            "100",
         ])
         .env("GITHUB_VAULT_CLIENT_SECRET", GITHUB_SECRET)
-        .stdout(Stdio::null())
+        .stdout(access_log)
         .stderr(log_file)
         .spawn()
         .expect("start envoy")

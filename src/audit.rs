@@ -1,0 +1,76 @@
+//! The audit record of one decision: who asked (hashed), for which tenant, with which agent
+//! client and scopes, what was decided and why, and where it went. One JSON line per request,
+//! also handed to Envoy as filter state so an access log can carry it.
+
+use serde_json::json;
+
+use crate::cache::Principal;
+use crate::config::{ScopeClaim, Tenant, Url};
+
+/// Build the JSON record. `principal` is known once the token verified; `reason` is the
+/// stable reason code (`ok` when allowed).
+pub fn record(
+    tenant: Option<&Tenant>,
+    principal: Option<&Principal>,
+    allowed: bool,
+    reason: &str,
+) -> String {
+    let scopes: Option<Vec<&str>> = match (tenant, principal) {
+        (Some(t), Some(p)) => Some(p.claims.scopes(&t.scopes.claims).collect()),
+        (None, Some(p)) => Some(p.claims.scopes(&[ScopeClaim::Scope]).collect()),
+        _ => None,
+    };
+    json!({
+        "tenant": tenant.map(|t| t.id.as_str()),
+        "decision": if allowed { "allow" } else { "deny" },
+        "reason": reason,
+        "sub": principal.map(|p| p.sub_hash.as_str()),
+        "client_id": principal.and_then(|p| p.claims.client_id.as_deref()),
+        "connection": tenant.map(|t| t.vault.connection.as_str()),
+        "scopes": scopes,
+        "downstream_host": if allowed { tenant.and_then(|t| Url::parse(&t.backend).ok()).map(|u| u.authority) } else { None },
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::jwt::Claims;
+
+    #[test]
+    fn records_hold_no_raw_identity_and_stay_one_line() {
+        let cfg = config::parse(include_bytes!("../tenants.example.json"), &|_| {
+            Some("x".into())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let claims = Claims {
+            iss: "i".into(),
+            sub: "alice@example.com".into(),
+            aud: vec![],
+            exp: 0,
+            nbf: None,
+            scope: vec!["github:read".into()],
+            scp: vec![],
+            permissions: vec![],
+            client_id: Some("agent\n\"x".into()),
+            login_hint: None,
+        };
+        let p = Principal::new(&cfg.tenants[0], claims);
+        let line = record(Some(&cfg.tenants[0]), Some(&p), true, "ok");
+        assert!(!line.contains('\n') && !line.contains("alice"));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        assert_eq!(v["tenant"], "github");
+        assert_eq!(v["decision"], "allow");
+        assert_eq!(v["sub"], p.sub_hash);
+        assert_eq!(v["client_id"], "agent\n\"x");
+        assert_eq!(v["scopes"], json!(["github:read"]));
+        assert_eq!(v["connection"], "github");
+        assert_eq!(v["downstream_host"], "127.0.0.1:9001");
+        let denied: serde_json::Value =
+            serde_json::from_str(&record(None, None, false, "no_tenant")).unwrap_or_default();
+        assert_eq!(denied["decision"], "deny");
+        assert!(denied["sub"].is_null() && denied["downstream_host"].is_null());
+    }
+}
