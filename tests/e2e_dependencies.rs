@@ -9,8 +9,22 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-fn jwks_faults() -> Vec<(&'static str, Fault, u16)> {
+/// Failures any HTTP dependency can show, whatever it is: too big, too slow, gone.
+fn transport_faults() -> Vec<(&'static str, Fault, u16)> {
     vec![
+        (
+            "10 MB",
+            Fault::body(200, "application/json", vec![b' '; 10 * 1024 * 1024]),
+            502,
+        ),
+        ("slow", Fault::Delay(Duration::from_millis(3000)), 504),
+        ("dropped", Fault::Drop, 503),
+    ]
+}
+
+fn jwks_faults() -> Vec<(&'static str, Fault, u16)> {
+    let mut faults = transport_faults();
+    faults.extend([
         ("500", Fault::status(500), 502),
         ("404", Fault::status(404), 502),
         (
@@ -37,15 +51,9 @@ fn jwks_faults() -> Vec<(&'static str, Fault, u16)> {
             Fault::body(200, "application/json", "{\"keys\": []}"),
             502,
         ),
-        (
-            "10 MB",
-            Fault::body(200, "application/json", vec![b' '; 10 * 1024 * 1024]),
-            502,
-        ),
-        ("slow", Fault::Delay(Duration::from_millis(3000)), 504),
-        ("dropped", Fault::Drop, 503),
         ("503", Fault::status(503), 503),
-    ]
+    ]);
+    faults
 }
 
 #[test]
@@ -195,7 +203,8 @@ fn vault_failures_fail_closed_with_the_right_status() {
         },
         other => other,
     };
-    let cases: Vec<(&str, Fault, u16)> = vec![
+    let mut cases = transport_faults();
+    cases.extend([
         ("500", Fault::status(500), 502),
         ("502", Fault::status(502), 502),
         ("503", Fault::status(503), 503),
@@ -215,13 +224,6 @@ fn vault_failures_fail_closed_with_the_right_status() {
             502,
         ),
         (
-            "10 MB",
-            Fault::body(200, "application/json", vec![b' '; 10 * 1024 * 1024]),
-            502,
-        ),
-        ("slow", Fault::Delay(Duration::from_millis(3000)), 504),
-        ("dropped", Fault::Drop, 503),
-        (
             "invalid_client",
             with_status(error("invalid_client"), 401),
             502,
@@ -236,7 +238,7 @@ fn vault_failures_fail_closed_with_the_right_status() {
             with_status(error("invalid_request"), 400),
             502,
         ),
-    ];
+    ]);
     for (name, fault, status) in cases {
         stack.sim.fail(Endpoint::Vault, fault, Some(1));
         let r = stack.call("GET", "/github/user", &token);
