@@ -12,7 +12,7 @@ use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::{Config, JwksSource, SubjectTokenType, Tenant};
 use crate::crypto::SignatureVerifier;
 use crate::jwks::{self, KeySet, RefetchPolicy};
-use crate::jwt::TokenError;
+use crate::jwt::{Claims, TokenError};
 use crate::reply::Deny;
 use crate::vault::{auth0, VaultOutcome};
 
@@ -125,7 +125,11 @@ pub struct Worker {
     orphans: HashSet<String>,
     /// Forwarded requests awaiting their response: tenant and downstream-token key.
     forwarded: HashMap<u32, (usize, String)>,
+    /// Per user: (iss, sub, login hint) and the hashes derived from them.
+    identities: HashMap<u128, Identity>,
 }
+
+type Identity = (String, String, Option<String>, String, String);
 
 /// A request that a call-out answer has decided, to be applied in its own context.
 pub type Resolution = (u32, Step);
@@ -144,6 +148,7 @@ impl Worker {
             waiting: HashMap::new(),
             orphans: HashSet::new(),
             forwarded: HashMap::new(),
+            identities: HashMap::new(),
         }
     }
 
@@ -238,7 +243,7 @@ impl Worker {
                             }
                         };
                         let principal = match auth::verify(jwt, &keys, self.verifier.as_ref()) {
-                            Ok(c) => Rc::new(Principal::new(tenant, c)),
+                            Ok(c) => Rc::new(self.principal(input.tenant, c)),
                             Err(e) => return deny(Deny::InvalidToken(e), None),
                         };
                         self.verified.insert(
@@ -753,6 +758,40 @@ impl Worker {
             &cache::encode_downstream(&Downstream::NotConnected, 0),
             cas,
         );
+    }
+
+    /// The verified caller, reusing the hashes derived for the same user before: a new token
+    /// of a known user costs no SHA-256.
+    fn principal(&mut self, tenant: usize, claims: Claims) -> Principal {
+        let hint = claims.login_hint.as_deref().unwrap_or("");
+        let digest = self.digest.of(&format!(
+            "{tenant}\u{0}{}\u{0}{}\u{0}{hint}",
+            claims.iss, claims.sub
+        ));
+        if let Some((iss, sub, login_hint, sub_hash, key)) = self.identities.get(&digest) {
+            // Equal fields, not just equal digests: one user's keys never serve another.
+            if *iss == claims.iss && *sub == claims.sub && *login_hint == claims.login_hint {
+                return Principal {
+                    sub_hash: sub_hash.clone(),
+                    downstream_key: key.clone(),
+                    claims,
+                };
+            }
+        }
+        let principal = Principal::new(&self.config.tenants[tenant], claims);
+        if self.identities.len() >= self.config.settings.verified_token_cache_size.max(1) {
+            self.identities.clear();
+        }
+        let c = &principal.claims;
+        let entry = (
+            c.iss.clone(),
+            c.sub.clone(),
+            c.login_hint.clone(),
+            principal.sub_hash.clone(),
+            principal.downstream_key.clone(),
+        );
+        self.identities.insert(digest, entry);
+        principal
     }
 
     /// Whether signing keys are loaded for tenant `i` (for `/health`).

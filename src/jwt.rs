@@ -3,13 +3,13 @@
 //! Nothing here trusts the token: the header picks neither the key source nor the algorithm
 //! family (the tenant's allow-list and JWKS do), and every field has one accepted type.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -195,9 +195,10 @@ pub fn parse<'a>(
     let payload_bytes = B64URL.decode(p).map_err(|_| TokenError::Malformed)?;
     let signature = B64URL.decode(s).map_err(|_| TokenError::Malformed)?;
 
-    let header = unique_object(&header_bytes)?;
+    let header = unique_object(&header_bytes, &|name| HEADER_MEMBERS.contains(&name))?;
     let (alg, kid) = check_header(&header)?;
-    let claims = claims_from(unique_object(&payload_bytes)?, login_hint_claim)?;
+    let wanted = |name: &str| CLAIMS_READ.contains(&name) || Some(name) == login_hint_claim;
+    let claims = claims_from(unique_object(&payload_bytes, &wanted)?, login_hint_claim)?;
     Ok(UntrustedJwt {
         alg,
         kid,
@@ -207,11 +208,28 @@ pub fn parse<'a>(
     })
 }
 
-fn check_header(header: &[(String, Value)]) -> Result<(Alg, Option<String>), TokenError> {
+/// Header members the filter looks at; any other is checked for syntax only.
+const HEADER_MEMBERS: &[&str] = &["alg", "kid", "typ", "crit", "b64", "zip", "enc", "cty"];
+/// Claims the filter reads; any other is checked for syntax only.
+const CLAIMS_READ: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "scope",
+    "scp",
+    "permissions",
+    "azp",
+    "client_id",
+];
+
+fn check_header(header: &[(Cow<'_, str>, Value)]) -> Result<(Alg, Option<String>), TokenError> {
     let mut alg = None;
     let mut kid = None;
     for (name, value) in header {
-        match name.as_str() {
+        match name.as_ref() {
             "alg" => {
                 let name = value.as_str().ok_or(TokenError::Malformed)?;
                 alg = Some(Alg::from_name(name).ok_or(TokenError::AlgNotAllowed)?);
@@ -237,7 +255,7 @@ fn check_header(header: &[(String, Value)]) -> Result<(Alg, Option<String>), Tok
 }
 
 fn claims_from(
-    object: Vec<(String, Value)>,
+    object: Vec<(Cow<'_, str>, Value)>,
     login_hint_claim: Option<&str>,
 ) -> Result<Claims, TokenError> {
     let mut iss = None;
@@ -252,10 +270,10 @@ fn claims_from(
     let mut client_id = None;
     let mut login_hint = None;
     for (name, value) in object {
-        if Some(name.as_str()) == login_hint_claim {
+        if Some(name.as_ref()) == login_hint_claim {
             login_hint = Some(value.as_str().ok_or(TokenError::Malformed)?.to_string());
         }
-        match name.as_str() {
+        match name.as_ref() {
             "iss" => iss = Some(string(value)?),
             "sub" => sub = Some(string(value)?),
             "aud" => {
@@ -364,38 +382,80 @@ pub fn check_lifetime(claims: &Claims, now: i64, skew: i64) -> Result<(), TokenE
     Ok(())
 }
 
-/// Decode a JSON object, refusing duplicate member names (RFC 7515 5.2: reject, so that we and
-/// every other parser see the same token) and anything that is not an object.
-fn unique_object(bytes: &[u8]) -> Result<Vec<(String, Value)>, TokenError> {
-    struct Unique(Vec<(String, Value)>);
+/// Most members a header or claims object may have (bounds the duplicate check).
+const MAX_MEMBERS: usize = 64;
 
-    impl<'de> Deserialize<'de> for Unique {
+/// Decode a JSON object, refusing duplicate member names (RFC 7515 5.2: reject, so that we and
+/// every other parser see the same token) and anything that is not an object. Only members
+/// `wanted` says the filter reads are kept; the others are checked for syntax and skipped,
+/// so a token costs no allocation for claims nobody uses.
+fn unique_object<'de>(
+    bytes: &'de [u8],
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(Cow<'de, str>, Value)>, TokenError> {
+    struct Seed<'w>(&'w dyn Fn(&str) -> bool);
+
+    /// A member name, borrowed from the input unless it had escapes.
+    struct Name<'de>(Cow<'de, str>);
+
+    impl<'de> Deserialize<'de> for Name<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             struct V;
             impl<'de> Visitor<'de> for V {
-                type Value = Unique;
+                type Value = Name<'de>;
                 fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a JSON object")
+                    f.write_str("a member name")
                 }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
-                    let mut seen = HashSet::new();
-                    let mut out = Vec::new();
-                    while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                        if !seen.insert(k.clone()) {
-                            return Err(serde::de::Error::custom("duplicate member"));
-                        }
-                        out.push((k, v));
-                    }
-                    Ok(Unique(out))
+                fn visit_borrowed_str<E: serde::de::Error>(
+                    self,
+                    v: &'de str,
+                ) -> Result<Name<'de>, E> {
+                    Ok(Name(Cow::Borrowed(v)))
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Name<'de>, E> {
+                    Ok(Name(Cow::Owned(v.to_string())))
                 }
             }
-            d.deserialize_map(V)
+            d.deserialize_str(V)
         }
     }
 
-    serde_json::from_slice::<Unique>(bytes)
-        .map(|u| u.0)
-        .map_err(|_| TokenError::Malformed)
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = Vec<(Cow<'de, str>, Value)>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = Vec<(Cow<'de, str>, Value)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut names: Vec<Cow<'de, str>> = Vec::new();
+            let mut kept = Vec::new();
+            while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+                if names.len() >= MAX_MEMBERS || names.contains(&name) {
+                    return Err(serde::de::Error::custom("duplicate or too many members"));
+                }
+                if (self.0)(&name) {
+                    kept.push((name.clone(), map.next_value::<Value>()?));
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+                names.push(name);
+            }
+            Ok(kept)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let object = Seed(wanted)
+        .deserialize(&mut de)
+        .map_err(|_| TokenError::Malformed)?;
+    de.end().map_err(|_| TokenError::Malformed)?;
+    Ok(object)
 }
 
 #[cfg(test)]
