@@ -1,6 +1,7 @@
 //! Cache layouts: shared-data keys and values (one copy across Envoy workers) and the
 //! per-worker verified-token cache that makes the warm path cheap.
 
+use std::cell::OnceCell;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -114,11 +115,25 @@ pub struct Principal {
     pub sub_hash: String,
     /// Shared-data key of this user's downstream token for the tenant.
     pub downstream_key: String,
+    /// The audit record of an allowed request by this token, built on first use: it is the
+    /// same for every request the token makes.
+    pub allow_record: OnceCell<String>,
 }
 
 impl Principal {
+    /// A principal whose per-user hashes are already known.
+    pub fn with_hashes(claims: Claims, sub_hash: String, downstream_key: String) -> Principal {
+        Principal {
+            claims,
+            sub_hash,
+            downstream_key,
+            allow_record: OnceCell::new(),
+        }
+    }
+
     pub fn new(tenant: &Tenant, claims: Claims) -> Principal {
         Principal {
+            allow_record: OnceCell::new(),
             sub_hash: crate::secret::short_hash(&claims.sub),
             downstream_key: downstream_key(tenant, &claims),
             claims,
@@ -269,11 +284,7 @@ mod tests {
             client_id: None,
             login_hint: None,
         };
-        let principal = Rc::new(Principal {
-            claims,
-            sub_hash: String::new(),
-            downstream_key: String::new(),
-        });
+        let principal = Rc::new(Principal::with_hashes(claims, String::new(), String::new()));
         for i in 0..5u128 {
             c.insert(
                 i,

@@ -771,11 +771,7 @@ impl Worker {
         if let Some((iss, sub, login_hint, sub_hash, key)) = self.identities.get(&digest) {
             // Equal fields, not just equal digests: one user's keys never serve another.
             if *iss == claims.iss && *sub == claims.sub && *login_hint == claims.login_hint {
-                return Principal {
-                    sub_hash: sub_hash.clone(),
-                    downstream_key: key.clone(),
-                    claims,
-                };
+                return Principal::with_hashes(claims, sub_hash.clone(), key.clone());
             }
         }
         let principal = Principal::new(&self.config.tenants[tenant], claims);
