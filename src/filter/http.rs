@@ -134,8 +134,18 @@ fn audit(
     allowed: bool,
     reason: &str,
 ) {
-    let record = crate::audit::record(tenant, principal, allowed, reason);
-    host::set_filter_state("tvp_decision", &record);
+    let built;
+    let record: &str = match (allowed, principal) {
+        // Every allowed request of a token has the same record: build it once.
+        (true, Some(p)) => p
+            .allow_record
+            .get_or_init(|| crate::audit::record(tenant, Some(p), true, reason)),
+        _ => {
+            built = crate::audit::record(tenant, principal, allowed, reason);
+            &built
+        }
+    };
+    host::set_filter_state("tvp_decision", record);
     info!("#{context_id} decision {record}");
 }
 
