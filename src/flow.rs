@@ -734,14 +734,15 @@ impl Worker {
 
     /// The backend answered `context_id`: when it refused the downstream token (401), evict
     /// it. Returns the tenant when a token was evicted.
+    /// `status` is read only for requests this worker forwarded (local replies cost nothing).
     pub fn backend_answered(
         &mut self,
         host: &dyn Host,
         context_id: u32,
-        status: Option<u16>,
+        status: impl FnOnce() -> Option<u16>,
     ) -> Option<usize> {
         let (tenant, key) = self.forwarded.remove(&context_id)?;
-        if status != Some(401) {
+        if status() != Some(401) {
             return None;
         }
         self.evict_downstream(host, &key);

@@ -221,7 +221,21 @@ pub struct BenchPorts {
     pub sim: u16,
 }
 
+/// Start of a bootstrap: the admin listener, then the static listeners follow.
+pub fn bootstrap_head(admin: u16) -> String {
+    format!("admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\nstatic_resources:\n  listeners:\n")
+}
+
+/// The proxied route every variant shares: `/github/...` to the upstream, prefix stripped.
+const GITHUB_ROUTE: &str = r#"              - match: { prefix: "/github/" }
+                route: { cluster: upstream, prefix_rewrite: "/" }"#;
+
 pub fn listener(name: &str, port: u16, filters: &str) -> String {
+    listener_with_route(name, port, GITHUB_ROUTE, filters)
+}
+
+/// A listener whose HTTP connection manager has one `route` entry and the given filters.
+fn listener_with_route(name: &str, port: u16, route: &str, filters: &str) -> String {
     format!(
         r#"  - name: {name}
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
@@ -237,8 +251,7 @@ pub fn listener(name: &str, port: u16, filters: &str) -> String {
             - name: all
               domains: ["*"]
               routes:
-              - match: {{ prefix: "/github/" }}
-                route: {{ cluster: upstream, prefix_rewrite: "/" }}
+{route}
           http_filters:
 {filters}          - name: envoy.filters.http.router
             typed_config:
@@ -334,7 +347,9 @@ pub fn bench_yaml(
     audience: &str,
     jwks: &str,
 ) -> String {
-    let mut y = format!("admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {} }} }}\nstats_config: {{ stats_matcher: {{ reject_all: true }} }}\nstatic_resources:\n  listeners:\n", p.admin);
+    // Stats off, as Envoy's benchmarking advice says.
+    let mut y = "stats_config: { stats_matcher: { reject_all: true } }\n".to_string()
+        + &bootstrap_head(p.admin);
     y.push_str(&listener("plain", p.plain, ""));
     y.push_str(&listener(
         "jwt_cached",
@@ -359,40 +374,16 @@ pub fn bench_yaml(
 }
 
 pub fn upstream_yaml(port: u16, admin: u16) -> String {
-    format!(
-        r#"admin:
-  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
-static_resources:
-  listeners:
-  - name: upstream
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: upstream
-          generate_request_id: false
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "ok" }} }}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-"#
-    )
+    let answer = r#"              - match: { prefix: "/" }
+                direct_response: { status: 200, body: { inline_string: "ok" } }"#;
+    bootstrap_head(admin) + &listener_with_route("upstream", port, answer, "")
 }
 
 pub fn startup_yaml(port: u16, admin: u16, filter: Option<(&Path, &Value)>) -> String {
     let filters = filter
         .map(|(w, p)| wasm_filter(w, p, "tvp-startup"))
         .unwrap_or_default();
-    let mut y = format!("admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\nstatic_resources:\n  listeners:\n");
+    let mut y = bootstrap_head(admin);
     y.push_str(&listener("startup", port, &filters));
     y.push_str("  clusters:\n");
     y.push_str(&cluster("upstream", 1));

@@ -288,12 +288,13 @@ impl HttpContext for Request {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(worker) = &self.worker {
-            let status = host::response_status();
             // Bind first: a RefMut alive in an `if let` scrutinee would make the borrow below
             // panic, and a panic traps the VM.
-            let evicted = worker
-                .borrow_mut()
-                .backend_answered(&ProxyWasmHost, self.id, status);
+            let evicted = worker.borrow_mut().backend_answered(
+                &ProxyWasmHost,
+                self.id,
+                host::response_status,
+            );
             if let Some(tenant) = evicted {
                 let id = &worker.borrow().config.tenants[tenant].id;
                 info!(

@@ -89,7 +89,7 @@ fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut upstream = spawn(&envoy, &upstream_cfg, &dir.join("upstream.log"), "0")?;
     let (listen, admin) = (free_port(), free_port());
-    let mut yaml = format!("admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\nstatic_resources:\n  listeners:\n");
+    let mut yaml = bootstrap_head(admin);
     yaml.push_str(&listener(
         "soak",
         listen,
