@@ -21,7 +21,7 @@ SCOPE ?=
 CLAIMS ?=
 export TENANT SUB SCOPE CLAIMS
 
-.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench soak fuzz clean
+.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench soak fuzz oci clean
 
 setup: toolchain envoy
 
@@ -66,9 +66,14 @@ lint: toolchain
 unit:
 	cargo test --workspace --lib --bins
 	cargo test --test wycheproof
+	cargo test --test oci_image
 
 e2e: wasm
 	cargo test --test 'e2e_*' -- --test-threads=4
+
+# The module as a Wasm OCI image (compat variant), built without Docker; see Dockerfile.
+oci: wasm
+	bash scripts/build-oci.sh
 
 validate: wasm envoy
 	$(ENVOY_BIN) --mode validate -c envoy/envoy.yaml
