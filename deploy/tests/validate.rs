@@ -1,0 +1,95 @@
+//! `tvp validate` as a user runs it: every problem of a broken tenants file, with paths.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(doc_text: &str, name: &str) -> (i32, String) {
+    let dir = repo().join("target/deploy-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(name);
+    std::fs::write(&file, doc_text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tvp"))
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_example_is_valid() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tvp"))
+        .arg("validate")
+        .arg(repo().join("tenants.example.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .trim_end()
+        .ends_with(": ok"));
+}
+
+#[test]
+fn a_broken_file_lists_every_problem_with_its_path() {
+    let text = std::fs::read_to_string(repo().join("tenants.example.json")).unwrap();
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    doc["settings"]["callout_timeout_ms"] = json!(0);
+    doc["tenants"][0]["audience"] = json!("");
+    doc["tenants"][0]["vault"]["client_secret_env"] = json!("not a name");
+    doc["tenants"][1]["scopes"]["read"] = json!([]);
+    doc["tenants"][1]["backend"] = json!("localhost:9001");
+    doc["tenants"][1]["vault"]["colour"] = json!("red");
+    let (code, out) = run(&serde_json::to_string_pretty(&doc).unwrap(), "broken.json");
+    assert_eq!(code, 1, "{out}");
+    for want in [
+        "$.settings.callout_timeout_ms: must be greater than 0",
+        "$.tenants[0].audience: must not be empty",
+        "$.tenants[1].vault.colour: unknown field `colour`",
+        "$.tenants[1].scopes.read: must list at least one scope",
+        "$.tenants[1].backend: must be an absolute http(s) URL",
+    ] {
+        assert!(
+            out.lines().any(|l| l.contains(want)),
+            "{want} not in\n{out}"
+        );
+    }
+    assert_eq!(out.lines().count(), 5, "{out}");
+}
+
+#[test]
+fn deployment_problems_once_the_filter_accepts_the_file() {
+    let text = std::fs::read_to_string(repo().join("tenants.example.json")).unwrap();
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    doc["tenants"][0]["vault"]["client_secret_env"] = json!("not a name");
+    let (code, out) = run(&doc.to_string(), "bad-env.json");
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(
+            "$.tenants[0].vault.client_secret_env: not a usable environment variable name"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn not_json_at_all() {
+    let (code, out) = run("{\"tenants\": [", "truncated.json");
+    assert_eq!(code, 1);
+    assert!(
+        out.contains(": $: not valid JSON: EOF while parsing"),
+        "{out}"
+    );
+}
