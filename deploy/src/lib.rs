@@ -3,6 +3,43 @@
 //! deployment description, into an Envoy bootstrap, Istio resources or the docker-compose
 //! demo's Envoy configuration.
 
+pub mod deployment;
 pub mod doc;
+pub mod envoy;
 pub mod tenants;
 pub mod upstream;
+
+use deployment::Target;
+
+/// What `tvp render` writes: a file name (for `--out DIR`) and its text.
+pub struct Rendered {
+    pub file: &'static str,
+    pub text: String,
+}
+
+/// Render a tenants file for a target. Errors are the lines to print: every problem of the
+/// tenants file (with paths), or what is wrong with the deployment description.
+pub fn render(
+    target: Target,
+    tenants_text: &str,
+    deployment_text: &str,
+    overrides: &[String],
+) -> Result<Rendered, Vec<String>> {
+    let doc = tenants::parse_json(tenants_text).map_err(|p| vec![p.to_string()])?;
+    let problems = tenants::check(&doc);
+    if !problems.is_empty() {
+        return Err(problems.iter().map(ToString::to_string).collect());
+    }
+    let plan = upstream::plan(&doc)
+        .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let d = deployment::load(deployment_text, overrides, target).map_err(|e| vec![e])?;
+    let (file, text) = match target {
+        Target::Envoy | Target::Compose => ("envoy.yaml", envoy::render(&plan, &d)),
+        Target::Istio => ("istio.yaml", Err("istio: not yet".to_string())),
+    };
+    text.map(|text| Rendered { file, text })
+        .map_err(|e| vec![e])
+}
+
+#[cfg(test)]
+mod fixtures;

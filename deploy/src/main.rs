@@ -1,20 +1,37 @@
 //! `tvp validate FILE` and `tvp render envoy|istio|compose ...`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use deploy::deployment::Target;
 use deploy::tenants;
 
 const USAGE: &str = "usage:
   tvp validate TENANTS.json
-      every problem of the tenants file, one line each with its JSON path; exit 1 if any";
+      every problem of the tenants file, one line each with its JSON path; exit 1 if any
+  tvp render envoy|istio|compose --tenants TENANTS.json [--deployment FILE] [--set KEY=VALUE]... [--out DIR]
+      envoy    an Envoy bootstrap (envoy.yaml)
+      istio    WasmPlugin, ServiceEntry and DestinationRule resources (istio.yaml)
+      compose  the docker-compose demo's Envoy bootstrap (envoy.yaml)
+      The deployment file (JSON or YAML) and --set take: public_base_url, listen_address,
+      listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256, ca_bundle,
+      istio.name, istio.namespace, istio.selector, istio.ports, istio.mode.
+      Without --out the result goes to standard output.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("validate") if args.len() == 2 => validate(&args[1]),
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+    let result = match args.first().map(String::as_str) {
+        Some("validate") if args.len() == 2 => return validate(&args[1]),
+        Some("render") => render(&args[1..]),
+        _ => Err(vec![USAGE.to_string()]),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(lines) => {
+            for l in lines {
+                eprintln!("{l}");
+            }
+            ExitCode::FAILURE
         }
     }
 }
@@ -39,4 +56,53 @@ fn validate(file: &str) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn read(path: &str) -> Result<String, Vec<String>> {
+    std::fs::read_to_string(path).map_err(|e| vec![format!("tvp: {path}: {e}")])
+}
+
+fn render(args: &[String]) -> Result<(), Vec<String>> {
+    let usage = || vec![USAGE.to_string()];
+    let target = args
+        .first()
+        .and_then(|t| Target::parse(t))
+        .ok_or_else(usage)?;
+    let (mut tenants_file, mut deployment_file, mut out) = (None, None, None);
+    let mut overrides = Vec::new();
+    let mut rest = args[1..].iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().ok_or_else(usage)?.clone();
+        match flag.as_str() {
+            "--tenants" => tenants_file = Some(value),
+            "--deployment" => deployment_file = Some(value),
+            "--set" => overrides.push(value),
+            "--out" => out = Some(PathBuf::from(value)),
+            _ => return Err(usage()),
+        }
+    }
+    let tenants_file = tenants_file.ok_or_else(usage)?;
+    let tenants_text = read(&tenants_file)?;
+    let deployment_text = match &deployment_file {
+        Some(f) => read(f)?,
+        None => String::new(),
+    };
+    let rendered =
+        deploy::render(target, &tenants_text, &deployment_text, &overrides).map_err(|lines| {
+            lines
+                .into_iter()
+                .map(|l| format!("{tenants_file}: {l}"))
+                .collect::<Vec<_>>()
+        })?;
+    match out {
+        None => print!("{}", rendered.text),
+        Some(dir) => {
+            let path = dir.join(rendered.file);
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&path, &rendered.text))
+                .map_err(|e| vec![format!("tvp: {}: {e}", path.display())])?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
 }

@@ -511,10 +511,7 @@ fn describe(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn example() -> Value {
-        serde_json::from_str(EXAMPLE).unwrap()
-    }
+    use crate::fixtures::*;
 
     fn lines(doc: &Value) -> Vec<String> {
         filter_problems(doc).iter().map(|p| p.to_string()).collect()

@@ -263,11 +263,8 @@ pub fn problems(doc: &Value) -> Vec<Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::*;
     use serde_json::json;
-
-    fn example() -> Value {
-        serde_json::from_str(include_str!("../../tenants.example.json")).unwrap()
-    }
 
     #[test]
     fn the_example_plan() {
@@ -299,12 +296,7 @@ mod tests {
 
     #[test]
     fn https_origins_and_bare_domains() {
-        let mut doc = example();
-        doc["tenants"][0]["issuer"] = json!("https://acme.us.auth0.com/");
-        doc["tenants"][0]["jwks"] = json!({"cluster": "idp"});
-        doc["tenants"][0]["vault"]["domain"] = json!("acme.us.auth0.com");
-        doc["tenants"][0]["vault"]["cluster"] = json!("idp");
-        doc["tenants"][0]["backend"] = json!("https://api.github.com/v3");
+        let doc = with_auth0();
         let plan = plan(&doc).unwrap();
         let auth0 = Origin {
             tls: true,

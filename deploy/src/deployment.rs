@@ -1,0 +1,293 @@
+//! The deployment description: what the tenants file does not say because it depends on where
+//! the gateway runs (addresses, TLS, the module's location, Istio placement). A small JSON or
+//! YAML file, every field optional, plus `--set key=value` overrides.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde_json::Value;
+use token_vault_proxy::config::Url;
+
+/// What is rendered; each has its own defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Envoy,
+    Istio,
+    Compose,
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Option<Target> {
+        match s {
+            "envoy" => Some(Target::Envoy),
+            "istio" => Some(Target::Istio),
+            "compose" => Some(Target::Compose),
+            _ => None,
+        }
+    }
+}
+
+/// Where `make wasm` puts the module, relative to the repository (the local stack's path).
+pub const LOCAL_WASM: &str = "target/wasm32-wasip1/release/token_vault_proxy.wasm";
+/// Where the compose stack's Envoy finds it: the `build` service's target volume.
+pub const COMPOSE_WASM: &str = "/target/wasm32-wasip1/release/token_vault_proxy.wasm";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeployment {
+    public_base_url: Option<String>,
+    listen_address: Option<String>,
+    listen_port: Option<u16>,
+    admin_address: Option<String>,
+    admin_port: Option<u16>,
+    tls: Option<Tls>,
+    wasm: Option<String>,
+    wasm_sha256: Option<String>,
+    ca_bundle: Option<String>,
+    istio: Option<RawIstio>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain of the listener (a path Envoy reads).
+    pub cert: String,
+    /// PEM private key of the listener.
+    pub key: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIstio {
+    name: Option<String>,
+    namespace: Option<String>,
+    selector: Option<BTreeMap<String, String>>,
+    ports: Option<Vec<u16>>,
+    mode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Istio {
+    /// Name of the WasmPlugin (and prefix of the other resources).
+    pub name: String,
+    /// Namespace of every resource: the gateway's, so `exportTo: ["."]` keeps them to it.
+    pub namespace: String,
+    /// Labels of the workloads that run the filter.
+    pub selector: BTreeMap<String, String>,
+    /// Ports whose traffic the filter sees (empty: all).
+    pub ports: Vec<u16>,
+    /// Traffic direction: SERVER (inbound, the default), CLIENT or CLIENT_AND_SERVER.
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    /// Overrides `settings.public_base_url` of the tenants file: the public URL is a property
+    /// of where the gateway is exposed.
+    pub public_base_url: Option<String>,
+    pub listen_address: String,
+    pub listen_port: u16,
+    pub admin_address: String,
+    pub admin_port: u16,
+    pub tls: Option<Tls>,
+    pub wasm: String,
+    pub wasm_sha256: Option<String>,
+    /// CA bundle Envoy verifies https upstreams against.
+    pub ca_bundle: String,
+    pub istio: Istio,
+}
+
+/// Parse a deployment file (JSON or YAML; empty means all defaults) with `key=value`
+/// overrides (dotted keys; a value that parses as JSON is taken as JSON, else as a string).
+pub fn load(text: &str, overrides: &[String], target: Target) -> Result<Deployment, String> {
+    let mut doc: Value = if text.trim().is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_yaml::from_str(text).map_err(|e| format!("deployment: {e}"))?
+    };
+    for o in overrides {
+        let (key, value) = o
+            .split_once('=')
+            .ok_or_else(|| format!("--set {o}: expected key=value"))?;
+        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+        set_dotted(&mut doc, key, value).map_err(|e| format!("--set {o}: {e}"))?;
+    }
+    let raw: RawDeployment = serde_json::from_value(doc).map_err(|e| format!("deployment: {e}"))?;
+    resolve(raw, target)
+}
+
+fn set_dotted(doc: &mut Value, key: &str, value: Value) -> Result<(), String> {
+    let mut v = doc;
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, parents) = parts.split_last().ok_or("empty key")?;
+    for p in parents {
+        let obj = v.as_object_mut().ok_or("not an object")?;
+        v = obj
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    v.as_object_mut()
+        .ok_or("not an object")?
+        .insert(last.to_string(), value);
+    Ok(())
+}
+
+fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
+    // The compose stack publishes Envoy's ports from a container: listen on every interface.
+    let any = if target == Target::Compose {
+        "0.0.0.0"
+    } else {
+        "127.0.0.1"
+    };
+    let wasm = match (raw.wasm, target) {
+        (Some(w), _) => w,
+        (None, Target::Envoy) => LOCAL_WASM.into(),
+        (None, Target::Compose) => COMPOSE_WASM.into(),
+        (None, Target::Istio) => {
+            return Err("deployment: wasm: Istio needs the module's URL (oci://REGISTRY/token-vault-proxy:TAG from `make oci`, or https://...)".into())
+        }
+    };
+    let raw_istio = raw.istio.unwrap_or_default();
+    let d = Deployment {
+        public_base_url: raw.public_base_url,
+        listen_address: raw.listen_address.unwrap_or_else(|| any.into()),
+        listen_port: raw.listen_port.unwrap_or(3000),
+        admin_address: raw.admin_address.unwrap_or_else(|| any.into()),
+        admin_port: raw.admin_port.unwrap_or(9901),
+        tls: raw.tls,
+        wasm,
+        wasm_sha256: raw.wasm_sha256,
+        ca_bundle: raw
+            .ca_bundle
+            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
+        istio: Istio {
+            name: raw_istio.name.unwrap_or_else(|| "token-vault-proxy".into()),
+            namespace: raw_istio.namespace.unwrap_or_else(|| "istio-system".into()),
+            selector: raw_istio
+                .selector
+                .unwrap_or_else(|| BTreeMap::from([("istio".into(), "ingressgateway".into())])),
+            ports: raw_istio.ports.unwrap_or_default(),
+            mode: raw_istio.mode.unwrap_or_else(|| "SERVER".into()),
+        },
+    };
+    check(&d, target)?;
+    Ok(d)
+}
+
+fn check(d: &Deployment, target: Target) -> Result<(), String> {
+    let bad = |field: &str, why: &str| Err(format!("deployment: {field}: {why}"));
+    if let Some(u) = &d.public_base_url {
+        if let Err(e) = Url::parse(u) {
+            return bad("public_base_url", e);
+        }
+    }
+    for (field, addr) in [
+        ("listen_address", &d.listen_address),
+        ("admin_address", &d.admin_address),
+    ] {
+        if addr.parse::<IpAddr>().is_err() {
+            return bad(field, "must be an IP address");
+        }
+    }
+    if d.listen_port == 0 || d.admin_port == 0 {
+        return bad("listen_port", "ports must not be 0");
+    }
+    if d.listen_port == d.admin_port {
+        return bad("admin_port", "must differ from listen_port");
+    }
+    if let Some(sha) = &d.wasm_sha256 {
+        if sha.len() != 64
+            || !sha
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return bad("wasm_sha256", "must be 64 lower-case hex digits");
+        }
+    }
+    let remote = ["oci://", "http://", "https://"]
+        .iter()
+        .any(|s| d.wasm.starts_with(s));
+    if target != Target::Istio && remote {
+        return bad(
+            "wasm",
+            "Envoy loads the module from a local file here (oci:// is for Istio)",
+        );
+    }
+    if !["SERVER", "CLIENT", "CLIENT_AND_SERVER"].contains(&d.istio.mode.as_str()) {
+        return bad("istio.mode", "must be SERVER, CLIENT or CLIENT_AND_SERVER");
+    }
+    if d.istio.ports.contains(&0) {
+        return bad("istio.ports", "ports must not be 0");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_per_target() {
+        let envoy = load("", &[], Target::Envoy).unwrap();
+        assert_eq!(envoy.listen_address, "127.0.0.1");
+        assert_eq!(envoy.listen_port, 3000);
+        assert_eq!(envoy.wasm, LOCAL_WASM);
+        assert_eq!(envoy.tls, None);
+        let compose = load("", &[], Target::Compose).unwrap();
+        assert_eq!(compose.listen_address, "0.0.0.0");
+        assert_eq!(compose.wasm, COMPOSE_WASM);
+        assert!(load("", &[], Target::Istio).unwrap_err().contains("wasm"));
+    }
+
+    #[test]
+    fn yaml_or_json_with_overrides() {
+        let yaml =
+            "listen_port: 8443\ntls:\n  cert: /c.pem\n  key: /k.pem\nistio:\n  namespace: gw\n";
+        let d = load(
+            yaml,
+            &[
+                "admin_port=9000".into(),
+                "istio.selector={\"app\":\"gw\"}".into(),
+            ],
+            Target::Envoy,
+        )
+        .unwrap();
+        assert_eq!(d.listen_port, 8443);
+        assert_eq!(d.admin_port, 9000);
+        assert_eq!(d.tls.unwrap().key, "/k.pem");
+        assert_eq!(d.istio.namespace, "gw");
+        assert_eq!(d.istio.selector["app"], "gw");
+        let json = load(
+            "{\"public_base_url\": \"https://gw.example.com\"}",
+            &[],
+            Target::Envoy,
+        )
+        .unwrap();
+        assert_eq!(
+            json.public_base_url.as_deref(),
+            Some("https://gw.example.com")
+        );
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        for (text, set) in [
+            ("colour: red", ""),
+            ("", "listen_address=localhost"),
+            ("", "admin_port=3000"),
+            ("", "wasm=oci://r/x:1"),
+            ("", "public_base_url=gw.example.com"),
+            ("", "wasm_sha256=abc"),
+            ("", "istio.mode=BOTH"),
+        ] {
+            let sets: Vec<String> = [set]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .map(|s| s.to_string())
+                .collect();
+            assert!(load(text, &sets, Target::Envoy).is_err(), "{text} {set}");
+        }
+        assert!(load("", &["oops".into()], Target::Envoy).is_err());
+    }
+}

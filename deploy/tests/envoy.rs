@@ -1,0 +1,229 @@
+//! Rendered Envoy bootstraps pass `envoy --mode validate` (real Envoy, real module), and the
+//! local stack's rendering routes what the hand-written envoy/envoy.yaml routes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use serde_json::{json, Value};
+use support::*;
+
+fn wasm_set() -> String {
+    format!("wasm={}", wasm_path().display())
+}
+
+#[test]
+fn the_example_renders_to_a_valid_bootstrap() {
+    let dir = scratch("envoy-example");
+    let yaml = render("envoy", &example(), &[wasm_set()], &dir);
+    envoy_validates(&yaml, &dir);
+}
+
+/// A throwaway self-signed certificate for host names `names` (PEM cert, PEM key).
+fn self_signed(dir: &std::path::Path, names: &str) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=tvp-test"])
+        .args(["-addext", &format!("subjectAltName={names}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed (make setup)");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    (cert.display().to_string(), key.display().to_string())
+}
+
+#[test]
+fn https_upstreams_and_a_tls_listener_validate() {
+    let dir = scratch("envoy-https");
+    let mut doc = example();
+    for (i, name) in ["github", "google"].iter().enumerate() {
+        let t = &mut doc["tenants"][i];
+        t["issuer"] = json!(format!("https://{name}-agents.us.auth0.com/"));
+        t["jwks"] = json!({"cluster": format!("{name}_idp")});
+        t["vault"]["domain"] = json!(format!("{name}-agents.us.auth0.com"));
+        t["vault"]["cluster"] = json!(format!("{name}_idp"));
+        if let Some(c) = t.get_mut("connect") {
+            c["login_url"] = json!(format!("https://{name}-agents.us.auth0.com"));
+        }
+    }
+    doc["tenants"][0]["backend"] = json!("https://api.github.com");
+    doc["tenants"][1]["backend"] = json!("https://www.googleapis.com/drive/v3");
+    doc["tenants"][1]["vault"]
+        .as_object_mut()
+        .unwrap()
+        .remove("client_secret");
+    doc["tenants"][1]["vault"]["client_secret_env"] = json!("GOOGLE_VAULT_CLIENT_SECRET");
+    let (cert, key) = self_signed(&dir, "DNS:gw.example.com");
+    let sets = vec![
+        wasm_set(),
+        format!("tls={}", json!({"cert": cert, "key": key})),
+        "listen_port=8443".into(),
+        "public_base_url=https://gw.example.com:8443".into(),
+        // Any PEM bundle will do for validation; the default is the system's.
+        format!("ca_bundle={cert}"),
+    ];
+    let yaml = render("envoy", &doc, &sets, &dir);
+    assert_eq!(
+        host_env_keys(&yaml),
+        ["GITHUB_VAULT_CLIENT_SECRET", "GOOGLE_VAULT_CLIENT_SECRET"]
+    );
+    let b: Value = serde_yaml::from_str(&yaml).unwrap();
+    let clusters: BTreeMap<String, Value> = b["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_string(), c.clone()))
+        .collect();
+    assert_eq!(
+        clusters.keys().collect::<Vec<_>>(),
+        [
+            "backend_github",
+            "backend_google",
+            "github_idp",
+            "google_idp"
+        ]
+    );
+    for (name, sni) in [
+        ("github_idp", "github-agents.us.auth0.com"),
+        ("backend_google", "www.googleapis.com"),
+    ] {
+        assert_eq!(clusters[name]["type"], "STRICT_DNS");
+        assert_eq!(
+            clusters[name]["transport_socket"]["typed_config"]["sni"],
+            sni
+        );
+    }
+    envoy_validates(&yaml, &dir);
+}
+
+/// What a bootstrap routes: per route prefix, (prefix rewrite, the endpoint its cluster
+/// reaches); the plugin configuration; per cluster the configuration names, its endpoint.
+struct Routing {
+    routes: BTreeMap<String, (String, String)>,
+    config: Value,
+    clusters: BTreeMap<String, String>,
+}
+
+fn routing(yaml: &str) -> Routing {
+    let b: Value = serde_yaml::from_str(yaml).unwrap();
+    let endpoint = |name: &str| {
+        let c = b["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no cluster {name}"));
+        let a = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+            ["socket_address"];
+        format!("{}:{}", a["address"].as_str().unwrap(), a["port_value"])
+    };
+    let hcm =
+        &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["route"].is_object())
+        .map(|r| {
+            let cluster = r["route"]["cluster"].as_str().unwrap();
+            (
+                r["match"]["prefix"].as_str().unwrap().to_string(),
+                (
+                    r["route"]["prefix_rewrite"].as_str().unwrap().to_string(),
+                    endpoint(cluster),
+                ),
+            )
+        })
+        .collect();
+    let config: Value = serde_json::from_str(
+        hcm["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut named = BTreeMap::new();
+    for t in config["tenants"].as_array().unwrap() {
+        for c in [&t["jwks"]["cluster"], &t["vault"]["cluster"]] {
+            let c = c.as_str().unwrap();
+            named.insert(c.to_string(), endpoint(c));
+        }
+    }
+    Routing {
+        routes,
+        config,
+        clusters: named,
+    }
+}
+
+/// The shipped envoy/envoy.yaml is hand-written (envoy/envoy.template.yaml); rendering the
+/// tenants it embeds must give the same routes, backends and filter clusters. (Whether it
+/// embeds the current tenants.example.json is the root e2e tests' check.)
+#[test]
+fn the_local_rendering_routes_like_the_shipped_envoy_yaml() {
+    let shipped = std::fs::read_to_string(repo().join("envoy/envoy.yaml")).unwrap();
+    let shipped = routing(&shipped);
+    let dir = scratch("envoy-local");
+    let ours = routing(&render("envoy", &shipped.config, &[], &dir));
+    assert_eq!(ours.routes, shipped.routes);
+    assert_eq!(ours.clusters, shipped.clusters);
+    assert_eq!(ours.config, shipped.config);
+    assert_eq!(
+        ours.routes.len(),
+        shipped.config["tenants"].as_array().unwrap().len()
+    );
+}
+
+#[test]
+fn render_refuses_a_broken_tenants_file_with_its_problems() {
+    let dir = scratch("envoy-broken");
+    let mut doc = example();
+    doc["tenants"][0]["algorithms"] = json!([]);
+    doc["tenants"][1]["issuer"] = json!("nope");
+    let file = dir.join("tenants.json");
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let (code, out, err) = tvp(&["render", "envoy", "--tenants", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("$.tenants[0].algorithms: must list at least one algorithm"),
+        "{err}"
+    );
+    assert!(
+        err.contains("$.tenants[1].issuer: must be an absolute http(s) URL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn out_dir_writes_envoy_yaml() {
+    let dir = scratch("envoy-out");
+    let (code, _, err) = tvp(&[
+        "render",
+        "envoy",
+        "--tenants",
+        "tenants.example.json",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(dir.join("envoy.yaml")).unwrap();
+    assert!(text.contains("name: agents"));
+}

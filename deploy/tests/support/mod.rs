@@ -1,0 +1,123 @@
+//! Helpers of the deploy crate's integration tests: paths, `tvp`, Envoy's validate mode.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("deploy/ is in the repository")
+        .to_path_buf()
+}
+
+/// A fresh scratch directory under target/ for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = repo().join("target/deploy-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn example_text() -> String {
+    std::fs::read_to_string(repo().join("tenants.example.json")).unwrap()
+}
+
+pub fn example() -> Value {
+    serde_json::from_str(&example_text()).unwrap()
+}
+
+/// Run `tvp` with arguments; (exit code, stdout, stderr).
+pub fn tvp(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tvp"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `tvp render TARGET` of a tenants document with `--set` overrides; the rendered text.
+pub fn render(target: &str, tenants: &Value, sets: &[String], dir: &Path) -> String {
+    let file = dir.join("tenants.json");
+    std::fs::write(&file, serde_json::to_string_pretty(tenants).unwrap()).unwrap();
+    let mut args = vec!["render", target, "--tenants", file.to_str().unwrap()];
+    for s in sets {
+        args.push("--set");
+        args.push(s);
+    }
+    let (code, out, err) = tvp(&args);
+    assert_eq!(code, 0, "tvp render {target} failed:\n{err}");
+    out
+}
+
+pub fn envoy_bin() -> PathBuf {
+    match std::env::var("ENVOY_BIN") {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => repo().join(".tools/envoy"),
+    }
+}
+
+pub fn wasm_path() -> PathBuf {
+    let p = repo().join("target/wasm32-wasip1/release/token_vault_proxy.wasm");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make wasm` (Envoy's validate mode loads the module and its configuration)",
+        p.display()
+    );
+    p
+}
+
+/// The secret variables a rendered bootstrap asks Envoy's environment for.
+pub fn host_env_keys(yaml: &str) -> Vec<String> {
+    let doc: Value = serde_yaml::from_str(yaml).unwrap();
+    let filters = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"];
+    filters[0]["typed_config"]["config"]["vm_config"]["environment_variables"]["host_env_keys"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `envoy --mode validate` on a bootstrap, with a value for every secret variable it names.
+/// Validate mode builds every listener and cluster and loads the wasm module with its
+/// configuration, so the filter's own parser runs too.
+pub fn envoy_validates(yaml: &str, dir: &Path) {
+    let bin = envoy_bin();
+    assert!(
+        bin.exists(),
+        "Envoy not found at {}: run `make setup` or set ENVOY_BIN",
+        bin.display()
+    );
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.args(["--mode", "validate", "-l", "warning", "-c"])
+        .arg(&file)
+        .current_dir(repo());
+    for key in host_env_keys(yaml) {
+        cmd.env(key, "validate-mode-secret");
+    }
+    let out = cmd.output().unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && log.contains("OK"),
+        "envoy --mode validate refused {}:\n{log}",
+        file.display()
+    );
+}
