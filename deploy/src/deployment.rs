@@ -77,7 +77,8 @@ pub struct Istio {
     pub selector: BTreeMap<String, String>,
     /// Ports whose traffic the filter sees (empty: all).
     pub ports: Vec<u16>,
-    /// Traffic direction: SERVER (inbound, the default), CLIENT or CLIENT_AND_SERVER.
+    /// Which listeners: Istio counts a gateway's listeners as CLIENT (the default, for the
+    /// default ingress gateway selector); a sidecar's inbound ones are SERVER.
     pub mode: String,
 }
 
@@ -168,7 +169,7 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
                 .selector
                 .unwrap_or_else(|| BTreeMap::from([("istio".into(), "ingressgateway".into())])),
             ports: raw_istio.ports.unwrap_or_default(),
-            mode: raw_istio.mode.unwrap_or_else(|| "SERVER".into()),
+            mode: raw_istio.mode.unwrap_or_else(|| "CLIENT".into()),
         },
     };
     check(&d, target)?;

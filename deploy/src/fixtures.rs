@@ -7,17 +7,21 @@ pub fn example() -> Value {
     serde_json::from_str(include_str!("../../tenants.example.json")).unwrap()
 }
 
+/// Point a tenant at the Auth0 tenant `host`, reached through `cluster` (JWKS by discovery).
+pub fn on_auth0(t: &mut Value, host: &str, cluster: &str) {
+    t["issuer"] = json!(format!("https://{host}/"));
+    t["jwks"] = json!({ "cluster": cluster });
+    t["vault"]["domain"] = json!(host);
+    t["vault"]["cluster"] = json!(cluster);
+    if let Some(c) = t.get_mut("connect") {
+        c["login_url"] = json!(format!("https://{host}"));
+    }
+}
+
 /// The example with its first tenant on a real Auth0 tenant and an https backend.
 pub fn with_auth0() -> Value {
     let mut doc = example();
-    let t = &mut doc["tenants"][0];
-    t["issuer"] = json!("https://acme.us.auth0.com/");
-    t["jwks"] = json!({"cluster": "acme"});
-    t["vault"]["domain"] = json!("acme.us.auth0.com");
-    t["vault"]["cluster"] = json!("acme");
-    t["backend"] = json!("https://api.github.com/v3/");
-    if let Some(c) = t.get_mut("connect") {
-        c["login_url"] = json!("https://acme.us.auth0.com");
-    }
+    on_auth0(&mut doc["tenants"][0], "acme.us.auth0.com", "acme");
+    doc["tenants"][0]["backend"] = json!("https://api.github.com/v3/");
     doc
 }

@@ -6,6 +6,8 @@
 pub mod deployment;
 pub mod doc;
 pub mod envoy;
+pub mod istio;
+pub mod schema;
 pub mod tenants;
 pub mod upstream;
 
@@ -35,7 +37,7 @@ pub fn render(
     let d = deployment::load(deployment_text, overrides, target).map_err(|e| vec![e])?;
     let (file, text) = match target {
         Target::Envoy | Target::Compose => ("envoy.yaml", envoy::render(&plan, &d)),
-        Target::Istio => ("istio.yaml", Err("istio: not yet".to_string())),
+        Target::Istio => ("istio.yaml", istio::render(&plan, &d)),
     };
     text.map(|text| Rendered { file, text })
         .map_err(|e| vec![e])

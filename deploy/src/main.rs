@@ -16,13 +16,16 @@ const USAGE: &str = "usage:
       The deployment file (JSON or YAML) and --set take: public_base_url, listen_address,
       listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256, ca_bundle,
       istio.name, istio.namespace, istio.selector, istio.ports, istio.mode.
-      Without --out the result goes to standard output.";
+      Without --out the result goes to standard output.
+  tvp check RESOURCES.yaml
+      check Kubernetes resources (a YAML stream) against the vendored Istio CRD schemas";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("validate") if args.len() == 2 => return validate(&args[1]),
         Some("render") => render(&args[1..]),
+        Some("check") if args.len() == 2 => check(&args[1]),
         _ => Err(vec![USAGE.to_string()]),
     };
     match result {
@@ -55,6 +58,18 @@ fn validate(file: &str) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+fn check(file: &str) -> Result<(), Vec<String>> {
+    let text = read(file)?;
+    let violations =
+        deploy::schema::check_stream(&text).map_err(|e| vec![format!("{file}: {e}")])?;
+    if violations.is_empty() {
+        println!("{file}: ok");
+        Ok(())
+    } else {
+        Err(violations.iter().map(|v| format!("{file}: {v}")).collect())
     }
 }
 

@@ -1,0 +1,307 @@
+//! Istio resources: a `WasmPlugin` running the filter on the selected workloads (an ingress
+//! gateway by default), and per outside origin the filter calls a `ServiceEntry` and a
+//! `DestinationRule` (TLS with SNI for https). Istio names the cluster of such a host
+//! `outbound|<port>||<host>`, so the plugin configuration's `cluster` fields are rewritten to
+//! those names: the tenants file stays the one source, whatever the platform.
+
+use serde_json::Value;
+
+use crate::deployment::Deployment;
+use crate::doc::{yaml_stream, Node};
+use crate::envoy::{plugin_config, HEADER};
+use crate::upstream::{Origin, Plan};
+use crate::{map, schema, seq, tenants};
+
+/// The cluster Istio generates for a ServiceEntry host and port.
+pub fn cluster_name(o: &Origin) -> String {
+    format!("outbound|{}||{}", o.port, o.host)
+}
+
+/// The plugin configuration for Istio: the deployed configuration with Istio's cluster names.
+pub fn istio_plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String> {
+    let mut doc = plugin_config(plan, d)?;
+    for c in &plan.clusters {
+        if c.origin.is_ip() {
+            return Err(format!(
+                "{}: reaches {}, but a ServiceEntry host must be a DNS name",
+                c.path, c.origin
+            ));
+        }
+        if let Some(v) = c.path.get_mut(&mut doc) {
+            *v = Value::String(cluster_name(&c.origin));
+        }
+    }
+    match tenants::filter_error(&doc) {
+        None => Ok(doc),
+        Some(e) => Err(e),
+    }
+}
+
+pub fn resources(plan: &Plan, d: &Deployment) -> Result<Vec<Node>, String> {
+    let config = istio_plugin_config(plan, d)?;
+    let mut docs = vec![wasm_plugin(plan, d, &config)?];
+    for o in plan.distinct_origins() {
+        docs.push(service_entry(o, d));
+        docs.push(destination_rule(o, d));
+    }
+    Ok(docs)
+}
+
+/// The resources as one YAML stream, each checked against the vendored Istio schemas first.
+pub fn render(plan: &Plan, d: &Deployment) -> Result<String, String> {
+    let docs = resources(plan, d)?;
+    for doc in &docs {
+        let violations = schema::check_resource(&doc.to_json());
+        if let Some(v) = violations.first() {
+            return Err(format!(
+                "rendered {} violates its schema: {v}",
+                doc.to_json()["kind"]
+            ));
+        }
+    }
+    Ok(format!("{HEADER}{}", yaml_stream(&docs)))
+}
+
+fn metadata(name: String, d: &Deployment) -> Node {
+    map! {
+        "name" => name,
+        "namespace" => d.istio.namespace.clone(),
+        "labels" => map! { "app.kubernetes.io/part-of" => "token-vault-proxy" },
+    }
+}
+
+fn wasm_plugin(plan: &Plan, d: &Deployment, config: &Value) -> Result<Node, String> {
+    if d.istio.selector.is_empty() {
+        // Without a selector the plugin would run on every workload of the namespace.
+        return Err("deployment: istio.selector must name the workloads to run on".into());
+    }
+    let labels = Node::Map(
+        d.istio
+            .selector
+            .iter()
+            .map(|(k, v)| (k.clone(), Node::from(v)))
+            .collect(),
+    );
+    let mut spec = map! {
+        "selector" => map! { "matchLabels" => labels },
+        "url" => d.wasm.clone(),
+    };
+    if let Some(sha) = &d.wasm_sha256 {
+        spec.insert("sha256", sha.clone());
+    }
+    let mut selector = map! { "mode" => d.istio.mode.clone() };
+    if !d.istio.ports.is_empty() {
+        let ports: Vec<Node> = d
+            .istio
+            .ports
+            .iter()
+            .map(|p| map! { "number" => *p })
+            .collect();
+        selector.insert("ports", Node::Seq(ports));
+    }
+    spec.insert("imagePullPolicy", "IfNotPresent");
+    spec.insert("pluginName", "token-vault-proxy");
+    // Before Istio's own authentication: the agent's token is the filter's to check.
+    spec.insert("phase", "AUTHN");
+    spec.insert("type", "HTTP");
+    // Envoy's fail_open: false. A plugin that fails to load must stop traffic, not pass it.
+    spec.insert("failStrategy", "FAIL_CLOSE");
+    spec.insert("match", seq![selector]);
+    if !plan.env_keys.is_empty() {
+        // HOST: the value comes from the proxy container's environment (set it there from a
+        // Secret); INLINE would put the secret into this resource.
+        let env: Vec<Node> = plan
+            .env_keys
+            .iter()
+            .map(|k| map! { "name" => k, "valueFrom" => "HOST" })
+            .collect();
+        spec.insert("vmConfig", map! { "env" => Node::Seq(env) });
+    }
+    spec.insert("pluginConfig", Node::from_json(config));
+    Ok(map! {
+        "apiVersion" => "extensions.istio.io/v1alpha1",
+        "kind" => "WasmPlugin",
+        "metadata" => metadata(d.istio.name.clone(), d),
+        "spec" => spec,
+    })
+}
+
+fn resource_name(o: &Origin, d: &Deployment) -> String {
+    format!("{}-{}-{}", d.istio.name, o.host, o.port)
+}
+
+fn service_entry(o: &Origin, d: &Deployment) -> Node {
+    // The filter speaks plain HTTP to the cluster; the DestinationRule originates TLS. Kept to
+    // this namespace (exportTo "."), so other workloads' own TLS to the host is untouched.
+    let port_name = if o.tls {
+        "http-tls-origination"
+    } else {
+        "http"
+    };
+    map! {
+        "apiVersion" => "networking.istio.io/v1",
+        "kind" => "ServiceEntry",
+        "metadata" => metadata(resource_name(o, d), d),
+        "spec" => map! {
+            "hosts" => seq![o.host.clone()],
+            "location" => "MESH_EXTERNAL",
+            "resolution" => "DNS",
+            "ports" => seq![map! { "number" => o.port, "name" => port_name, "protocol" => "HTTP" }],
+            "exportTo" => seq!["."],
+        },
+    }
+}
+
+fn destination_rule(o: &Origin, d: &Deployment) -> Node {
+    let tls = if o.tls {
+        map! { "mode" => "SIMPLE", "sni" => o.host.clone() }
+    } else {
+        // Explicit, so a mesh-wide ISTIO_MUTUAL default does not apply to an outside host.
+        map! { "mode" => "DISABLE" }
+    };
+    map! {
+        "apiVersion" => "networking.istio.io/v1",
+        "kind" => "DestinationRule",
+        "metadata" => metadata(resource_name(o, d), d),
+        "spec" => map! {
+            "host" => o.host.clone(),
+            "exportTo" => seq!["."],
+            "trafficPolicy" => map! {
+                "portLevelSettings" => seq![map! {
+                    "port" => map! { "number" => o.port },
+                    "tls" => tls,
+                }],
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deployment::{load, Target};
+    use crate::fixtures::*;
+    use crate::upstream::plan;
+    use serde_json::json;
+
+    fn deployment() -> Deployment {
+        load(
+            "wasm: oci://registry.example/token-vault-proxy:0.1.0\n",
+            &[],
+            Target::Istio,
+        )
+        .unwrap()
+    }
+
+    fn docs(doc: &Value) -> Vec<Value> {
+        resources(&plan(doc).unwrap(), &deployment())
+            .unwrap()
+            .iter()
+            .map(Node::to_json)
+            .collect()
+    }
+
+    /// Both tenants on Auth0, each on its own Auth0 tenant.
+    fn auth0_both() -> Value {
+        let mut doc = with_auth0();
+        on_auth0(
+            &mut doc["tenants"][1],
+            "google-agents.eu.auth0.com",
+            "google_idp",
+        );
+        doc
+    }
+
+    #[test]
+    fn clusters_are_renamed_to_istios() {
+        let docs = docs(&auth0_both());
+        let config = &docs[0]["spec"]["pluginConfig"];
+        assert_eq!(
+            config["tenants"][0]["jwks"]["cluster"],
+            "outbound|443||acme.us.auth0.com"
+        );
+        assert_eq!(
+            config["tenants"][0]["vault"]["cluster"],
+            "outbound|443||acme.us.auth0.com"
+        );
+        assert_eq!(
+            config["tenants"][1]["vault"]["cluster"],
+            "outbound|443||google-agents.eu.auth0.com"
+        );
+        // Everything else is the tenants file as written.
+        let mut back = config.clone();
+        back["tenants"][0]["jwks"]["cluster"] = json!("acme");
+        back["tenants"][0]["vault"]["cluster"] = json!("acme");
+        back["tenants"][1]["jwks"]["cluster"] = json!("google_idp");
+        back["tenants"][1]["vault"]["cluster"] = json!("google_idp");
+        assert_eq!(back, auth0_both());
+    }
+
+    #[test]
+    fn one_service_entry_and_destination_rule_per_origin() {
+        let docs = docs(&auth0_both());
+        let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "WasmPlugin",
+                "ServiceEntry",
+                "DestinationRule",
+                "ServiceEntry",
+                "DestinationRule"
+            ]
+        );
+        let se = &docs[1]["spec"];
+        assert_eq!(se["hosts"], json!(["acme.us.auth0.com"]));
+        assert_eq!(se["ports"][0]["number"], 443);
+        assert_eq!(se["ports"][0]["protocol"], "HTTP");
+        let dr = &docs[2]["spec"];
+        assert_eq!(dr["host"], "acme.us.auth0.com");
+        assert_eq!(
+            dr["trafficPolicy"]["portLevelSettings"][0]["tls"],
+            json!({"mode": "SIMPLE", "sni": "acme.us.auth0.com"})
+        );
+        for d in &docs {
+            assert_eq!(schema::check_resource(d), vec![], "{d}");
+        }
+    }
+
+    #[test]
+    fn the_wasm_plugin() {
+        let docs = docs(&auth0_both());
+        let spec = &docs[0]["spec"];
+        assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+        assert_eq!(spec["phase"], "AUTHN");
+        assert_eq!(
+            spec["url"],
+            "oci://registry.example/token-vault-proxy:0.1.0"
+        );
+        assert_eq!(
+            spec["selector"]["matchLabels"],
+            json!({"istio": "ingressgateway"})
+        );
+        assert_eq!(spec["match"], json!([{"mode": "CLIENT"}]));
+        assert_eq!(
+            spec["vmConfig"]["env"],
+            json!([{"name": "GITHUB_VAULT_CLIENT_SECRET", "valueFrom": "HOST"}])
+        );
+        assert_eq!(docs[0]["metadata"]["namespace"], "istio-system");
+    }
+
+    #[test]
+    fn ip_hosts_cannot_be_service_entries() {
+        let err = resources(&plan(&example()).unwrap(), &deployment()).unwrap_err();
+        assert!(
+            err.starts_with("$.tenants[0].jwks.cluster: reaches http://127.0.0.1:9000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rendered_yaml_reads_back() {
+        let text = render(&plan(&auth0_both()).unwrap(), &deployment()).unwrap();
+        assert!(text.starts_with(HEADER));
+        assert_eq!(schema::check_stream(&text).unwrap(), Vec::<String>::new());
+        assert_eq!(text.matches("\n---\n").count(), 4);
+    }
+}

@@ -1,0 +1,182 @@
+//! Rendered Istio resources pass the vendored CRD schemas, name the clusters Istio generates,
+//! and the checker rejects broken documents.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use support::*;
+
+/// The example on two Auth0 tenants with https backends: what a real deployment looks like.
+fn auth0_tenants() -> Value {
+    let mut doc = example();
+    for (i, name) in ["github", "google"].iter().enumerate() {
+        let t = &mut doc["tenants"][i];
+        let host = format!("{name}-agents.us.auth0.com");
+        t["issuer"] = json!(format!("https://{host}/"));
+        t["jwks"] =
+            json!({"cluster": "idp", "url": format!("https://{host}/.well-known/jwks.json")});
+        t["vault"]["domain"] = json!(host);
+        t["vault"]["cluster"] = json!(format!("{name}_vault"));
+        if let Some(c) = t.get_mut("connect") {
+            c["login_url"] = json!(format!("https://{host}"));
+        }
+    }
+    // One cluster name, one origin: the second tenant's JWKS goes through its own name.
+    doc["tenants"][1]["jwks"]["cluster"] = json!("idp_google");
+    doc["tenants"][0]["backend"] = json!("https://api.github.com");
+    doc["tenants"][1]["backend"] = json!("https://www.googleapis.com");
+    doc
+}
+
+fn stream(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
+fn render_istio(doc: &Value, dir: &std::path::Path) -> String {
+    let sets = vec![
+        "wasm=oci://registry.example/token-vault-proxy:0.1.0".to_string(),
+        "public_base_url=https://agents.example.com".into(),
+        "istio.namespace=gateways".into(),
+        "istio.selector={\"app\":\"agents-gateway\"}".into(),
+        "istio.ports=[443]".into(),
+    ];
+    render("istio", doc, &sets, dir)
+}
+
+#[test]
+fn every_rendered_resource_passes_its_schema() {
+    let dir = scratch("istio-schema");
+    let text = render_istio(&auth0_tenants(), &dir);
+    assert_eq!(
+        deploy::schema::check_stream(&text).unwrap(),
+        Vec::<String>::new()
+    );
+    let file = dir.join("istio.yaml");
+    std::fs::write(&file, &text).unwrap();
+    let (code, out, err) = tvp(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let docs = stream(&text);
+    assert_eq!(
+        docs.len(),
+        1 + 2 * 2,
+        "a WasmPlugin, then per Auth0 host an entry and a rule"
+    );
+    assert_eq!(docs[0]["metadata"]["namespace"], "gateways");
+    assert_eq!(
+        docs[0]["spec"]["match"],
+        json!([{"mode": "CLIENT", "ports": [{"number": 443}]}])
+    );
+}
+
+#[test]
+fn every_cluster_the_plugin_names_is_one_istio_generates() {
+    let dir = scratch("istio-clusters");
+    let docs = stream(&render_istio(&auth0_tenants(), &dir));
+    let entries: Vec<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ServiceEntry")
+        .flat_map(|d| {
+            let host = d["spec"]["hosts"][0].as_str().unwrap().to_string();
+            d["spec"]["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |p| format!("outbound|{}||{host}", p["number"]))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let config = &docs[0]["spec"]["pluginConfig"];
+    let mut named = Vec::new();
+    for t in config["tenants"].as_array().unwrap() {
+        for c in [&t["jwks"]["cluster"], &t["vault"]["cluster"]] {
+            named.push(c.as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        named,
+        [
+            "outbound|443||github-agents.us.auth0.com",
+            "outbound|443||github-agents.us.auth0.com",
+            "outbound|443||google-agents.us.auth0.com",
+            "outbound|443||google-agents.us.auth0.com",
+        ]
+    );
+    for n in &named {
+        assert!(entries.contains(n), "{n} has no ServiceEntry: {entries:?}");
+    }
+    for d in docs.iter().filter(|d| d["kind"] == "DestinationRule") {
+        let host = &d["spec"]["host"];
+        let tls = &d["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"];
+        assert_eq!(tls["mode"], "SIMPLE");
+        assert_eq!(&tls["sni"], host);
+    }
+    assert_eq!(
+        config["settings"]["public_base_url"],
+        "https://agents.example.com"
+    );
+    assert_eq!(
+        docs[0]["spec"]["vmConfig"]["env"],
+        json!([{"name": "GITHUB_VAULT_CLIENT_SECRET", "valueFrom": "HOST"}])
+    );
+    assert_eq!(docs[0]["spec"]["failStrategy"], "FAIL_CLOSE");
+}
+
+#[test]
+fn the_checker_rejects_broken_documents() {
+    let dir = scratch("istio-broken");
+    let text = render_istio(&auth0_tenants(), &dir);
+    let mut docs = stream(&text);
+    docs[0]["spec"]["phase"] = json!("EARLY");
+    docs[0]["spec"]["vmConfig"]["env"][0]["valueFrom"] = json!("SECRET");
+    docs[1]["spec"].as_object_mut().unwrap().remove("hosts");
+    docs[2]["spec"]["trafficPolicy"]["tls"] = json!({"mode": "SIMPLE", "sni": 443});
+    docs[3]["metadata"]["name"] = json!("Not_A_Name");
+    docs[4]["apiVersion"] = json!("networking.istio.io/v1alpha3-typo");
+    let broken: Vec<String> = docs
+        .iter()
+        .map(|d| serde_yaml::to_string(d).unwrap())
+        .collect();
+    let file = dir.join("broken.yaml");
+    std::fs::write(&file, broken.join("---\n")).unwrap();
+    let (code, _, err) = tvp(&["check", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    for want in [
+        "WasmPlugin/token-vault-proxy: .spec.phase: \"EARLY\" is not one of",
+        ".spec.vmConfig.env[0].valueFrom: \"SECRET\" is not one of",
+        ".spec.hosts: required",
+        ".spec.trafficPolicy.tls.sni: must be string, not integer",
+        ".metadata.name: 'Not_A_Name' is not a valid Kubernetes name",
+        ".apiVersion: must be networking.istio.io/v1 for DestinationRule",
+    ] {
+        assert!(err.contains(want), "{want} not in\n{err}");
+    }
+    assert_eq!(err.lines().count(), 6, "{err}");
+}
+
+#[test]
+fn the_local_stack_cannot_go_to_istio() {
+    let dir = scratch("istio-local");
+    let file = dir.join("tenants.json");
+    std::fs::write(&file, example_text()).unwrap();
+    let (code, _, err) = tvp(&[
+        "render",
+        "istio",
+        "--tenants",
+        file.to_str().unwrap(),
+        "--set",
+        "wasm=oci://registry.example/tvp:1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("a ServiceEntry host must be a DNS name"),
+        "{err}"
+    );
+    let (code, _, err) = tvp(&["render", "istio", "--tenants", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("wasm: Istio needs the module's URL"), "{err}");
+}
