@@ -18,15 +18,30 @@ const KIND_NOT_CONNECTED: u8 = 1;
 /// Shared-data key of a user's downstream token. Hashed: raw identifiers and tokens never
 /// become keys. The issuer and client are part of it so a config change cannot reuse a token.
 pub fn downstream_key(tenant: &Tenant, claims: &Claims) -> String {
+    downstream_key_for(
+        tenant,
+        &claims.iss,
+        &claims.sub,
+        claims.login_hint.as_deref(),
+    )
+}
+
+/// [`downstream_key`] from the user's identifiers (the connect pages know no token).
+pub fn downstream_key_for(
+    tenant: &Tenant,
+    iss: &str,
+    sub: &str,
+    login_hint: Option<&str>,
+) -> String {
     let v = &tenant.vault;
     let parts: [&str; 7] = [
         &tenant.id,
-        &claims.iss,
-        &claims.sub,
+        iss,
+        sub,
         &v.connection,
         &v.client_id,
         &v.domain,
-        claims.login_hint.as_deref().unwrap_or(""),
+        login_hint.unwrap_or(""),
     ];
     format!(
         "tvp/v1/dt/{}",

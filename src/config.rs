@@ -94,6 +94,23 @@ struct RawTenant {
     vault: RawVault,
     #[serde(default)]
     downstream: Option<RawDownstream>,
+    #[serde(default)]
+    connect: Option<RawConnect>,
+}
+
+/// The Connected Accounts flow the filter runs for users without an account.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnect {
+    client_id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    client_secret_env: Option<String>,
+    #[serde(default)]
+    login_url: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +285,22 @@ pub struct Tenant {
     pub backend: String,
     pub vault: VaultConfig,
     pub downstream: DownstreamConfig,
+    /// Present when the filter runs the Connected Accounts flow for this tenant.
+    pub connect: Option<ConnectConfig>,
+}
+
+/// The web client the filter logs users in with to connect their accounts (My Account API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectConfig {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Browser-facing origin of the Auth0 tenant (`/authorize`, and where `connect_uri` must
+    /// point).
+    pub login_url: String,
+    /// `https://{domain}/me/`: the My Account API audience.
+    pub my_account_audience: String,
+    /// Provider scopes asked for when connecting; empty means the connection's defaults.
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,6 +348,17 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
             ))
         })?;
         let tenant = validate_tenant(raw_tenant, env)?;
+        if tenant.connect.is_some()
+            && settings.public_base_url.is_none()
+            && !settings.resource_from_request
+        {
+            // The flow's redirect URIs are absolute: the gateway must know its public URL.
+            return Err(ConfigError::at(
+                Some(&tenant.id),
+                "connect",
+                "needs settings.public_base_url (or settings.resource_from_request)",
+            ));
+        }
         if !seen.insert(tenant.id.clone()) {
             return Err(ConfigError::at(
                 Some(&tenant.id),
@@ -482,6 +526,12 @@ fn validate_tenant(
         ));
     }
 
+    let connect = raw
+        .connect
+        .map(|c| validate_connect(c, &vault, env))
+        .transpose()
+        .map_err(|(field, m)| err(&field, &m))?;
+
     Ok(Tenant {
         id: id.clone(),
         name: raw.name,
@@ -493,6 +543,7 @@ fn validate_tenant(
         backend: raw.backend,
         vault,
         downstream,
+        connect,
     })
 }
 
@@ -583,32 +634,8 @@ fn validate_vault(
         ));
     }
     require_text(&raw.client_id).map_err(|m| field("client_id", m))?;
-    let client_secret = match (raw.client_secret, raw.client_secret_env) {
-        (Some(_), Some(_)) => {
-            return Err(field("client_secret", "give client_secret or client_secret_env, not both"))
-        }
-        (None, None) => {
-            return Err(field("client_secret", "missing (give client_secret or client_secret_env)"))
-        }
-        (Some(s), None) => {
-            if s.is_empty() {
-                return Err(field("client_secret", "must not be empty"));
-            }
-            Secret::new(s)
-        }
-        (None, Some(name)) => match env(&name) {
-            Some(v) if !v.is_empty() => Secret::new(v),
-            _ => {
-                return Err(field(
-                    "client_secret_env",
-                    &format!(
-                        "environment variable '{}' is not set for the Wasm VM (vm_config.environment_variables)",
-                        printable(&name)
-                    ),
-                ))
-            }
-        },
-    };
+    let client_secret = resolve_secret(raw.client_secret, raw.client_secret_env, env)
+        .map_err(|(f, m)| field(f, &m))?;
     require_text(&raw.connection).map_err(|m| field("connection", m))?;
     let subject_token_type = match raw.subject_token_type.as_deref() {
         None | Some("access_token") => SubjectTokenType::AccessToken,
@@ -661,6 +688,75 @@ fn validate_vault(
         subject_token_header,
         login_hint_claim: raw.login_hint_claim,
         connect_required_errors,
+    })
+}
+
+/// A client secret given inline or by the name of an environment variable of the Wasm VM.
+fn resolve_secret(
+    inline: Option<String>,
+    env_name: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, (&'static str, String)> {
+    match (inline, env_name) {
+        (Some(_), Some(_)) => Err((
+            "client_secret",
+            "give client_secret or client_secret_env, not both".into(),
+        )),
+        (None, None) => Err((
+            "client_secret",
+            "missing (give client_secret or client_secret_env)".into(),
+        )),
+        (Some(s), None) if s.is_empty() => Err(("client_secret", "must not be empty".into())),
+        (Some(s), None) => Ok(Secret::new(s)),
+        (None, Some(name)) => match env(&name) {
+            Some(v) if !v.is_empty() => Ok(Secret::new(v)),
+            _ => Err((
+                "client_secret_env",
+                format!(
+                    "environment variable '{}' is not set for the Wasm VM (vm_config.environment_variables)",
+                    printable(&name)
+                ),
+            )),
+        },
+    }
+}
+
+fn validate_connect(
+    raw: RawConnect,
+    vault: &VaultConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ConnectConfig, FieldError> {
+    let field = |f: &str, m: &str| (format!("connect.{f}"), m.to_string());
+    require_text(&raw.client_id).map_err(|m| field("client_id", m))?;
+    let client_secret = resolve_secret(raw.client_secret, raw.client_secret_env, env)
+        .map_err(|(f, m)| field(f, &m))?;
+    let login_url = match raw.login_url {
+        None => format!("https://{}", vault.domain),
+        Some(u) => {
+            let url = Url::parse(&u).map_err(|m| field("login_url", m))?;
+            if url.path_and_query != "/" {
+                return Err(field(
+                    "login_url",
+                    "must be an origin (scheme and host, no path)",
+                ));
+            }
+            format!("{}://{}", url.scheme, url.authority)
+        }
+    };
+    for s in &raw.scopes {
+        if s.is_empty() || !s.bytes().all(is_scope_char) {
+            return Err(field(
+                "scopes",
+                &format!("'{}' is not a valid scope token", printable(s)),
+            ));
+        }
+    }
+    Ok(ConnectConfig {
+        client_id: raw.client_id,
+        client_secret,
+        login_url,
+        my_account_audience: format!("https://{}/me/", vault.domain),
+        scopes: raw.scopes,
     })
 }
 

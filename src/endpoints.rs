@@ -17,6 +17,11 @@ pub enum Route<'p> {
         tenant: &'p str,
         rest: &'p str,
     },
+    /// The connect pages of a tenant: `/connect/{tenant}{page}`.
+    Connect {
+        tenant: &'p str,
+        page: &'p str,
+    },
     NoTenant,
 }
 
@@ -37,6 +42,14 @@ pub fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
             };
             if read && !tenant.is_empty() {
                 return Route::ProtectedResource { tenant, rest };
+            }
+        }
+    }
+    if let ("connect", Some(tail)) = (first, tail) {
+        if let Some(i) = tail.find('/') {
+            let (tenant, page) = tail.split_at(i);
+            if !tenant.is_empty() {
+                return Route::Connect { tenant, page };
             }
         }
     }
@@ -134,6 +147,21 @@ mod tests {
                 rest: ""
             }
         );
+        assert_eq!(
+            route("GET", "/connect/github/start?id=x"),
+            Route::Connect {
+                tenant: "github",
+                page: "/start"
+            }
+        );
+        assert_eq!(
+            route("POST", "/connect/github/accounts/delete"),
+            Route::Connect {
+                tenant: "github",
+                page: "/accounts/delete"
+            }
+        );
+        assert_eq!(route("GET", "/connect/github"), Route::Proxy("connect"));
         assert_eq!(
             route("GET", "/.well-known/oauth-protected-resource/"),
             Route::Proxy(".well-known")

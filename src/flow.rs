@@ -29,6 +29,17 @@ pub trait Host {
     fn record(&self, _tenant: &str, _metric: &'static str, _value: u64) {}
 }
 
+/// Forget a cached downstream answer, so the next request asks the vault: after the backend
+/// refused the token with 401, or after the user connected or disconnected the account.
+pub fn evict_downstream(host: &dyn Host, key: &str) {
+    let (_, cas) = host.shared_get(key);
+    host.shared_set(
+        key,
+        &cache::encode_downstream(&Downstream::NotConnected, 0),
+        cas,
+    );
+}
+
 /// How often a worker looks at shared data for keys another worker fetched.
 const KEY_SYNC_INTERVAL_MS: u64 = 1_000;
 
@@ -745,20 +756,40 @@ impl Worker {
         if status() != Some(401) {
             return None;
         }
-        self.evict_downstream(host, &key);
+        evict_downstream(host, &key);
         host.count(&self.config.tenants[tenant].id, "downstream_evicted");
         Some(tenant)
     }
 
-    /// The backend refused a downstream token with 401: forget it, so the next request
-    /// exchanges again instead of replaying a token the provider no longer accepts.
-    pub fn evict_downstream(&self, host: &dyn Host, key: &str) {
-        let (_, cas) = host.shared_get(key);
-        host.shared_set(
-            key,
-            &cache::encode_downstream(&Downstream::NotConnected, 0),
-            cas,
-        );
+    /// Check an ID token of tenant `tenant` issued to the web client `client_id` (the connect
+    /// pages' login) and return its `sub`.
+    pub fn verify_id_token(
+        &mut self,
+        host: &dyn Host,
+        tenant: usize,
+        token: &str,
+        client_id: &str,
+    ) -> Option<String> {
+        let now_ms = host.now_ms();
+        let keys = self.keys_for(host, tenant, now_ms)?;
+        let t = &self.config.tenants[tenant];
+        let s = &self.config.settings;
+        let jwt = crate::jwt::parse(token, s.max_token_bytes.max(16 * 1024), None).ok()?;
+        let claims = &jwt.claims;
+        let valid = t.algorithms.contains(&jwt.alg)
+            && claims.iss == t.issuer
+            && claims.aud.iter().any(|a| a == client_id)
+            && crate::jwt::check_lifetime(
+                claims,
+                (now_ms / 1000) as i64,
+                s.clock_skew_seconds as i64,
+            )
+            .is_ok();
+        if !valid {
+            return None;
+        }
+        keys.verify(&jwt, self.verifier.as_ref()).ok()?;
+        Some(jwt.claims.sub)
     }
 
     /// The verified caller, reusing the hashes derived for the same user before: a new token
@@ -851,6 +882,12 @@ fn connect_required(tenant: &Tenant) -> Deny {
     Deny::ConnectRequired {
         connection: tenant.vault.connection.clone(),
         tenant_name: tenant.name.clone(),
+        scopes: tenant
+            .connect
+            .as_ref()
+            .map(|c| c.scopes.clone())
+            .unwrap_or_default(),
+        connect: None,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cache;
 pub mod callout;
 pub mod config;
+pub mod connect;
 pub mod crypto;
 pub mod endpoints;
 pub mod flow;
@@ -19,6 +20,9 @@ pub mod policy;
 pub mod reply;
 pub mod secret;
 pub mod vault;
+
+#[cfg(test)]
+mod testing;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

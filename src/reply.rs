@@ -19,6 +19,10 @@ pub enum Deny {
     ConnectRequired {
         connection: String,
         tenant_name: String,
+        /// Provider scopes the connection is asked for (empty: the connection's defaults).
+        scopes: Vec<String>,
+        /// Where the user connects the account, when the filter runs the flow.
+        connect: Option<ConnectLink>,
     },
     /// Signing keys could not be obtained.
     KeysUnavailable(DependencyFailure),
@@ -84,6 +88,18 @@ impl Deny {
             _ => "deny.other",
         }
     }
+}
+
+/// A connect link: its opaque id (also the MCP elicitation id) and URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectLink {
+    pub id: String,
+    pub url: String,
+}
+
+/// What an agent shows its user when an account must be connected.
+pub fn connect_message(connection: &str) -> String {
+    format!("Authorization required to access the Token Vault: {connection}")
 }
 
 /// A local reply, ready for `send_http_response`.
@@ -183,23 +199,33 @@ pub fn deny_reply(deny: &Deny, realm: &Realm<'_>) -> Reply {
         }
         // Deliberately no Bearer challenge: `invalid_token` would send a standard client back to
         // its authorization server in a loop, while the fix is connecting the account.
+        // The body mirrors the Auth0 AI SDK's TokenVaultInterrupt so SDK front ends can reuse
+        // their handling; `connect_uri` is where the user connects the account.
         Deny::ConnectRequired {
             connection,
             tenant_name,
-        } => Reply::json(
-            403,
-            &json!({
+            scopes,
+            connect,
+        } => {
+            let mut body = json!({
                 "error": "connected_account_required",
                 "error_description": format!(
                     "The user has not connected their {connection} account for {tenant_name}."
                 ),
-                "connection": connection,
                 "name": "AUTH0_AI_INTERRUPT",
                 "code": "TOKEN_VAULT_ERROR",
+                "message": connect_message(connection),
+                "connection": connection,
+                "scopes": scopes,
+                "requiredScopes": scopes,
+                "authorizationParams": {},
                 "behavior": "resume",
-            }),
-        )
-        .with_header("x-connect-required", connection.clone()),
+            });
+            if let Some(link) = connect {
+                body["connect_uri"] = json!(link.url);
+            }
+            Reply::json(403, &body).with_header("x-connect-required", connection.clone())
+        }
         Deny::KeysUnavailable(f) => dependency(*f, "token issuer's key set"),
         Deny::VaultFailed(f) => dependency(*f, "token vault"),
         Deny::VaultMisconfigured => error(
@@ -314,6 +340,11 @@ mod tests {
             &Deny::ConnectRequired {
                 connection: "github".into(),
                 tenant_name: "GitHub".into(),
+                scopes: vec!["repo".into()],
+                connect: Some(ConnectLink {
+                    id: "abc".into(),
+                    url: "https://gw/connect/github/start?id=abc".into(),
+                }),
             },
             &Realm::named("github"),
         );
@@ -322,6 +353,11 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
         assert_eq!(body["error"], "connected_account_required");
         assert_eq!(body["connection"], "github");
+        assert_eq!(body["requiredScopes"], json!(["repo"]));
+        assert_eq!(
+            body["connect_uri"],
+            "https://gw/connect/github/start?id=abc"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod envoy;
 pub mod http;
 pub mod keys;
+pub mod myaccount;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +45,26 @@ pub struct SimTenant {
     pub vault_client_id: String,
     pub vault_client_secret: String,
     pub connection: String,
+    /// Auth0 domain of the vault (host:port), for the My Account API audience.
+    pub vault_domain: String,
+    /// The web client of the filter's connect pages, when the tenant has them.
+    pub connect_client_id: Option<String>,
+    pub connect_client_secret: Option<String>,
+}
+
+/// A client secret given inline or by environment variable name, as the filter reads it.
+fn secret_of(section: &Value) -> Result<Option<String>, String> {
+    let s = |v: &Value| v.as_str().map(str::to_string);
+    match (
+        s(&section["client_secret"]),
+        s(&section["client_secret_env"]),
+    ) {
+        (Some(v), _) => Ok(Some(v)),
+        (None, Some(name)) => std::env::var(&name)
+            .map(Some)
+            .map_err(|_| format!("environment variable {name} is not set")),
+        _ => Ok(None),
+    }
 }
 
 impl SimTenant {
@@ -65,12 +86,8 @@ impl SimTenant {
                         .unwrap_or_default()
                 };
                 let vault = &t["vault"];
-                let secret = match (s(&vault["client_secret"]), s(&vault["client_secret_env"])) {
-                    (Some(v), _) => v,
-                    (None, Some(name)) => std::env::var(&name)
-                        .map_err(|_| format!("environment variable {name} is not set"))?,
-                    _ => return Err("tenant without a vault client secret".into()),
-                };
+                let secret = secret_of(vault)?.ok_or("tenant without a vault client secret")?;
+                let connect = &t["connect"];
                 Ok(SimTenant {
                     id: s(&t["id"]).ok_or("tenant without id")?,
                     issuer: s(&t["issuer"]).ok_or("tenant without issuer")?,
@@ -85,6 +102,9 @@ impl SimTenant {
                         .ok_or("tenant without vault.client_id")?,
                     vault_client_secret: secret,
                     connection: s(&vault["connection"]).ok_or("tenant without vault.connection")?,
+                    vault_domain: s(&vault["domain"]).ok_or("tenant without vault.domain")?,
+                    connect_client_id: s(&connect["client_id"]),
+                    connect_client_secret: secret_of(connect)?,
                 })
             })
             .collect()
@@ -130,6 +150,10 @@ pub enum Endpoint {
     Jwks,
     Vault,
     Backend,
+    /// `/authorize` and the authorization-code grant.
+    Login,
+    /// The My Account API.
+    MyAccount,
 }
 
 impl Endpoint {
@@ -139,6 +163,8 @@ impl Endpoint {
             Endpoint::Jwks => "jwks",
             Endpoint::Vault => "vault",
             Endpoint::Backend => "backend",
+            Endpoint::Login => "login",
+            Endpoint::MyAccount => "my_account",
         }
     }
 
@@ -148,6 +174,8 @@ impl Endpoint {
             Endpoint::Jwks,
             Endpoint::Vault,
             Endpoint::Backend,
+            Endpoint::Login,
+            Endpoint::MyAccount,
         ]
         .into_iter()
         .find(|e| e.name() == name)
@@ -174,6 +202,7 @@ struct State {
     /// Every agent token minted and downstream token issued, for leak checks.
     minted: Vec<String>,
     downstream: Vec<String>,
+    accounts: myaccount::Accounts,
 }
 
 /// Options for minting an agent token.
@@ -226,6 +255,7 @@ impl Sim {
             token_lifetime: 3600,
             minted: Vec::new(),
             downstream: Vec::new(),
+            accounts: myaccount::Accounts::default(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let control = http::bind(port)?;
@@ -315,6 +345,19 @@ impl Sim {
             .entry(sub.into())
             .or_default()
             .remove(connection);
+    }
+
+    /// Whether `sub` has connected `connection`.
+    pub fn is_connected(&self, sub: &str, connection: &str) -> bool {
+        self.lock()
+            .connected
+            .get(sub)
+            .is_some_and(|c| c.contains(connection))
+    }
+
+    /// Let the provider consent page approve by itself (a headless browser cannot click).
+    pub fn set_auto_consent(&self, on: bool) {
+        self.lock().accounts.auto_consent = on;
     }
 
     /// Lifetime (`expires_in`) of downstream tokens the vault issues from now on.
@@ -467,12 +510,35 @@ fn control_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
                 None => Response::json(404, &json!({"error": "not_found"})),
             }
         }
+        ("POST", ["oauth", "token"])
+            if r.header("content-type")
+                .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded")) =>
+        {
+            if let Err(resp) = faulted(enter(state, Endpoint::Login)) {
+                return resp;
+            }
+            myaccount::code_grant(state, &r)
+        }
         ("POST", ["oauth", "token"]) => {
             if let Err(resp) = faulted(enter(state, Endpoint::Vault)) {
                 return resp;
             }
             vault_exchange(state, &r)
         }
+        ("GET", ["authorize"]) | ("POST", ["authorize", "login"]) => {
+            if let Err(resp) = faulted(enter(state, Endpoint::Login)) {
+                return resp;
+            }
+            myaccount::authorize(state, &r)
+        }
+        (_, ["me", "v1", "connected-accounts", rest @ ..]) => {
+            if let Err(resp) = faulted(enter(state, Endpoint::MyAccount)) {
+                return resp;
+            }
+            myaccount::my_account(state, &r, rest)
+        }
+        ("GET", ["connected-accounts", "connect"])
+        | ("POST", ["connected-accounts", "approve"]) => myaccount::consent(state, &r),
         ("POST", ["dev", "token"]) => {
             let Ok(body) = serde_json::from_slice::<Value>(&r.body) else {
                 return Response::json(400, &json!({"error": "body must be JSON"}));

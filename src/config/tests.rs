@@ -46,6 +46,18 @@ fn example_parses_with_defaults_and_env_secret() {
 fn settings_default_when_absent() {
     let mut doc = example();
     doc.as_object_mut().map(|o| o.remove("settings"));
+    // The connect pages need the gateway's public URL, which has no default.
+    let refused = parse_value(&doc)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("tenant 'github': field 'connect': needs settings.public_base_url"),
+        "{refused}"
+    );
+    doc["tenants"][0]
+        .as_object_mut()
+        .map(|o| o.remove("connect"));
     let cfg = parse_value(&doc).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.settings, Settings::default());
 }
@@ -104,6 +116,30 @@ fn every_rejection_names_tenant_and_field() {
         (
             Box::new(|t| t["backend"] = json!("")),
             "tenant 'github': field 'backend'",
+        ),
+        (
+            Box::new(|t| t["connect"]["login_url"] = json!("https://x.auth0.com/login")),
+            "tenant 'github': field 'connect.login_url'",
+        ),
+        (
+            Box::new(|t| t["connect"]["scopes"] = json!(["a b"])),
+            "tenant 'github': field 'connect.scopes'",
+        ),
+        (
+            Box::new(|t| {
+                t["connect"]
+                    .as_object_mut()
+                    .map(|o| o.remove("client_secret"));
+            }),
+            "tenant 'github': field 'connect.client_secret'",
+        ),
+        (
+            Box::new(|t| t["connect"]["client_id"] = json!(" ")),
+            "tenant 'github': field 'connect.client_id'",
+        ),
+        (
+            Box::new(|t| t["connect"]["redirect"] = json!("x")),
+            "tenant 'github': unknown field `redirect`",
         ),
         (
             Box::new(|t| t["vault"]["type"] = json!("hashicorp")),

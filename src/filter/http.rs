@@ -12,19 +12,41 @@ use super::{handle_response, send};
 use crate::auth;
 use crate::cache::Principal;
 use crate::config::{Config, Tenant};
+use crate::connect;
 use crate::endpoints::{self, Route};
 use crate::flow::{Host, RequestInput, Step, Worker};
 use crate::host::{self, ProxyWasmHost};
-use crate::reply::{deny_reply, Deny, Realm, Reply};
+use crate::reply::{deny_reply, ConnectLink, Deny, Realm, Reply};
 
 pub struct Request {
     id: u32,
     worker: Option<Rc<RefCell<Worker>>>,
+    /// A connect-page step waiting for its call-out (by token).
+    connect_call: Option<(u32, ConnectCall)>,
+}
+
+/// A connect page's inputs, kept while its call-out is awaited.
+struct ConnectInput {
+    tenant: usize,
+    base: String,
+    method: String,
+    page: String,
+    query: String,
+    cookies: Vec<Vec<u8>>,
+}
+
+struct ConnectCall {
+    input: ConnectInput,
+    pending: Box<connect::Pending>,
 }
 
 impl Request {
     pub fn new(id: u32, worker: Option<Rc<RefCell<Worker>>>) -> Self {
-        Request { id, worker }
+        Request {
+            id,
+            worker,
+            connect_call: None,
+        }
     }
 
     fn reply(&self, reply: &Reply) -> Action {
@@ -59,6 +81,9 @@ impl Request {
                     }
                     _ => self.deny(None, &Deny::UnknownTenant),
                 }
+            }
+            Route::Connect { tenant, page } => {
+                return self.connect_page(worker, &config, tenant, page, &method, &path, &headers)
             }
             Route::Proxy(id) => id,
         };
@@ -99,6 +124,126 @@ impl Request {
                 }
             }
         }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn connect_page(
+        &mut self,
+        worker: &Rc<RefCell<Worker>>,
+        config: &Config,
+        tenant_id: &str,
+        page: &str,
+        method: &str,
+        path: &str,
+        headers: &host::RequestHeaders,
+    ) -> Action {
+        let Some(tenant) = config.tenants.iter().position(|t| t.id == tenant_id) else {
+            return self.deny(None, &Deny::UnknownTenant);
+        };
+        let base = public_base(config);
+        let (Some(base), Some(_)) = (base, &config.tenants[tenant].connect) else {
+            return self.reply(&connect::pages::failed(
+                404,
+                "Not found",
+                "This gateway does not connect accounts for this tenant.",
+            ));
+        };
+        let input = ConnectInput {
+            tenant,
+            base,
+            method: method.to_string(),
+            page: page.to_string(),
+            query: connect::form::query_of(path).to_string(),
+            cookies: headers
+                .all("cookie")
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect(),
+        };
+        self.run_connect(worker, input)
+    }
+
+    fn run_connect(&mut self, worker: &Rc<RefCell<Worker>>, input: ConnectInput) -> Action {
+        let config = Rc::clone(&worker.borrow().config);
+        let tenant = &config.tenants[input.tenant];
+        let Some(connect_config) = &tenant.connect else {
+            return Action::Pause;
+        };
+        let ctx = connect::Ctx {
+            host: &ProxyWasmHost,
+            tenant,
+            connect: connect_config,
+            base: &input.base,
+            now_ms: ProxyWasmHost.now_ms(),
+        };
+        let cookies: Vec<&[u8]> = input.cookies.iter().map(Vec::as_slice).collect();
+        let incoming = connect::Incoming {
+            method: &input.method,
+            page: &input.page,
+            query: &input.query,
+            cookies: &cookies,
+        };
+        let outcome = connect::handle(&ctx, &incoming);
+        self.apply_connect(&config, input, outcome);
+        Action::Pause
+    }
+
+    fn apply_connect(&mut self, config: &Config, input: ConnectInput, outcome: connect::Outcome) {
+        match outcome {
+            connect::Outcome::Reply(reply) => {
+                host::send_reply(&reply);
+            }
+            connect::Outcome::Call(request, pending) => {
+                match host::dispatch(&request, config.settings.callout_timeout_ms) {
+                    Ok(token) => self.connect_call = Some((token, ConnectCall { input, pending })),
+                    Err(status) => {
+                        warn!(
+                            "#{} connect call-out to cluster '{}' failed to start: {status:?}",
+                            self.id, request.cluster
+                        );
+                        host::send_reply(&connect::pages::failed(
+                            503,
+                            "Something went wrong",
+                            "The identity provider could not be reached. Please try again later.",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The answer to a connect page's call-out.
+    fn connect_answered(
+        &mut self,
+        worker: &Rc<RefCell<Worker>>,
+        call: ConnectCall,
+        body_size: usize,
+    ) {
+        let config = Rc::clone(&worker.borrow().config);
+        let response =
+            host::callout_response(body_size, config.settings.max_callout_response_bytes);
+        let tenant = &config.tenants[call.input.tenant];
+        let Some(connect_config) = &tenant.connect else {
+            return;
+        };
+        let ctx = connect::Ctx {
+            host: &ProxyWasmHost,
+            tenant,
+            connect: connect_config,
+            base: &call.input.base,
+            now_ms: ProxyWasmHost.now_ms(),
+        };
+        let index = call.input.tenant;
+        let mut verify = |id_token: &str| {
+            worker.borrow_mut().verify_id_token(
+                &ProxyWasmHost,
+                index,
+                id_token,
+                &connect_config.client_id,
+            )
+        };
+        let outcome = connect::resume(&ctx, *call.pending, &response, &mut verify);
+        self.apply_connect(&config, call.input, outcome);
     }
 
     fn deny(&self, tenant: Option<usize>, deny: &Deny) -> Action {
@@ -178,7 +323,36 @@ fn send_denial(
         name: tenant_id,
         resource_metadata: metadata.as_deref(),
     };
+    let offered;
+    let deny = match (deny, tenant, principal) {
+        (Deny::ConnectRequired { .. }, Some(i), Some(p)) => {
+            offered = with_connect_link(config, i, deny, p);
+            &offered
+        }
+        _ => deny,
+    };
     host::send_reply(&deny_reply(deny, &realm));
+}
+
+/// A "connect your account" refusal with the link where the user does so, when the filter
+/// runs the Connected Accounts flow for the tenant.
+fn with_connect_link(config: &Config, tenant: usize, deny: &Deny, principal: &Principal) -> Deny {
+    let mut deny = deny.clone();
+    let t = &config.tenants[tenant];
+    if let (Deny::ConnectRequired { connect, .. }, Some(_), Some(base)) =
+        (&mut deny, &t.connect, public_base(config))
+    {
+        *connect = connect::offer(
+            &ProxyWasmHost,
+            t,
+            &base,
+            &principal.claims.sub,
+            &principal.downstream_key,
+            ProxyWasmHost.now_ms(),
+        )
+        .map(|(id, url)| ConnectLink { id, url });
+    }
+    deny
 }
 
 /// The gateway's public URL: configured, or (when allowed) taken from the request.
@@ -261,8 +435,18 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
-        if let Some(worker) = &self.worker {
-            handle_response(worker, token, body_size, self.id);
+        let Some(worker) = self.worker.clone() else {
+            return;
+        };
+        match self.connect_call.take() {
+            Some((t, call)) if t == token => {
+                host::act_on(self.id);
+                self.connect_answered(&worker, call, body_size);
+            }
+            other => {
+                self.connect_call = other;
+                handle_response(&worker, token, body_size, self.id);
+            }
         }
     }
 }

@@ -1,37 +1,9 @@
 use super::*;
 use crate::config;
 use crate::crypto::PureRustVerifier;
+use crate::testing::FakeHost;
 use serde_json::json;
 use sim::keys::IssuerKeys;
-use std::cell::{Cell, RefCell};
-
-/// Shared data and a clock, in memory.
-#[derive(Default)]
-struct FakeHost {
-    now: Cell<u64>,
-    shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-}
-
-impl Host for FakeHost {
-    fn now_ms(&self) -> u64 {
-        self.now.get()
-    }
-    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.shared.borrow().get(key) {
-            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
-            None => (None, None),
-        }
-    }
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        let mut map = self.shared.borrow_mut();
-        let current = map.get(key).map(|(_, c)| *c);
-        if cas.is_some() && cas != current {
-            return false;
-        }
-        map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
-        true
-    }
-}
 
 const NOW_S: u64 = 1_800_000_000;
 

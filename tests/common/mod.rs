@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 pub use sim::{Endpoint, Fault, Mint, Sim, SimTenant};
 
+pub mod browser;
+
 pub const GITHUB_SECRET: &str = "github-e2e-secret-value";
 
 pub fn root() -> PathBuf {
@@ -77,6 +79,9 @@ pub struct Options {
     pub before_envoy: Option<SimHook>,
     pub concurrency: u32,
     pub wait_for_keys: bool,
+    /// Set `settings.public_base_url` to this stack's own listener (for flows a client
+    /// follows through redirects).
+    pub public_base_is_stack: bool,
 }
 
 impl Default for Options {
@@ -87,6 +92,7 @@ impl Default for Options {
             before_envoy: None,
             concurrency: 1,
             wait_for_keys: true,
+            public_base_is_stack: false,
         }
     }
 }
@@ -149,9 +155,13 @@ impl Stack {
     }
 
     pub fn with(opts: Options) -> Stack {
-        // The sim's issuer URLs contain its port, so pick ports first.
-        let (sim_port, backend_port) = (free_port(), free_port());
-        let sim = Sim::start(sim_tenants(sim_port, backend_port), sim_port, backend_port)
+        // The sim's issuer URLs contain its port, so pick ports first; another process may
+        // take a picked port before the sim binds it, so try a few times.
+        let sim = (0..5)
+            .find_map(|_| {
+                let (sim_port, backend_port) = (free_port(), free_port());
+                Sim::start(sim_tenants(sim_port, backend_port), sim_port, backend_port).ok()
+            })
             .expect("sim starts");
         let mut config = plugin_config(&sim, opts.settings.clone());
         if let Some(edit) = &opts.edit {
@@ -165,6 +175,10 @@ impl Stack {
 
     fn launch(sim: Sim, config: &Value, opts: Options) -> Stack {
         let (port, admin) = (free_port(), free_port());
+        let mut config = config.clone();
+        if opts.public_base_is_stack {
+            config["settings"]["public_base_url"] = json!(format!("http://127.0.0.1:{port}"));
+        }
         let ports = sim::envoy::Ports {
             listen: port,
             admin,
@@ -334,7 +348,9 @@ impl Drop for Stack {
                 .any(|t| text.contains(t.as_str()));
             assert!(!leak, "a token reached Envoy's log");
             assert!(
-                !text.contains(GITHUB_SECRET) && !text.contains("google-demo-secret"),
+                !text.contains(GITHUB_SECRET)
+                    && !text.contains("google-demo-secret")
+                    && !text.contains("github-connect-demo-secret"),
                 "a client secret reached Envoy's log"
             );
         }

@@ -1,0 +1,665 @@
+//! The Connected Accounts flow, served by the filter itself under `/connect/{tenant}/`.
+//!
+//! An agent refused with "connected account required" gets a link to `start`. The browser
+//! logs in at the tenant's Auth0 (authorization code + PKCE, My Account API audience), the
+//! filter checks the user is the one the link was made for, asks the My Account API for a
+//! connect ticket, sends the browser to the provider, and on return completes the connection
+//! and clears the user's cached "not connected" answer. `accounts` lists and disconnects.
+//!
+//! Sans-IO: [`handle`] and [`resume`] return a reply or one call-out to make; `filter/` does
+//! the I/O. Flow state lives in shared data ([`records`]) so any worker can take the next step.
+
+pub mod form;
+pub mod pages;
+pub mod records;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::cache;
+use crate::callout::{CalloutRequest, CalloutResponse};
+use crate::config::{ConnectConfig, Tenant};
+use crate::flow::Host;
+use crate::reply::Reply;
+use crate::secret::{hex, sha256};
+use records::{AfterLogin, Consent, Kind, Link, LinkPointer, Login, Session};
+
+const LOGIN_COOKIE: &str = "tvp_login";
+const SESSION_COOKIE: &str = "tvp_session";
+const MY_ACCOUNT_SCOPES: &str =
+    "openid create:me:connected_accounts read:me:connected_accounts delete:me:connected_accounts";
+const CONNECTED_ACCOUNTS: &str = "/me/v1/connected-accounts";
+
+/// Everything a step needs to know about where it runs.
+pub struct Ctx<'a> {
+    pub host: &'a dyn Host,
+    pub tenant: &'a Tenant,
+    pub connect: &'a ConnectConfig,
+    /// Public URL of the gateway, without a trailing slash.
+    pub base: &'a str,
+    pub now_ms: u64,
+}
+
+impl Ctx<'_> {
+    fn url(&self, page: &str) -> String {
+        format!("{}/connect/{}{page}", self.base, self.tenant.id)
+    }
+
+    /// Cookies are scoped to this tenant's connect pages.
+    fn cookie(&self, name: &str, value: &str, max_age_s: u64) -> String {
+        let base_path = self
+            .base
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or("");
+        let secure = if self.base.starts_with("https://") {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{name}={value}; Path={base_path}/connect/{}/; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{secure}",
+            self.tenant.id
+        )
+    }
+
+    fn call(&self, method: &'static str, path: &str, bearer: Option<&str>) -> CalloutRequest {
+        let mut headers = vec![("accept", "application/json".to_string())];
+        if let Some(token) = bearer {
+            headers.push(("authorization", format!("Bearer {token}")));
+        }
+        CalloutRequest {
+            cluster: self.tenant.vault.cluster.clone(),
+            method,
+            authority: self.tenant.vault.domain.clone(),
+            path: path.to_string(),
+            headers,
+            body: None,
+        }
+    }
+
+    fn call_json(&self, path: &str, bearer: &str, body: &Value) -> CalloutRequest {
+        let mut request = self.call("POST", path, Some(bearer));
+        request
+            .headers
+            .push(("content-type", "application/json".into()));
+        request.body = Some(body.to_string().into_bytes());
+        request
+    }
+
+    fn count(&self, metric: &'static str) {
+        self.host.count(&self.tenant.id, metric);
+    }
+}
+
+/// What a browser request to the connect pages carries.
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    /// The path after `/connect/{tenant}`, without the query.
+    pub page: &'a str,
+    pub query: &'a str,
+    pub cookies: &'a [&'a [u8]],
+}
+
+pub enum Outcome {
+    Reply(Reply),
+    /// Make this call-out, then [`resume`] with its answer.
+    Call(CalloutRequest, Box<Pending>),
+}
+
+/// What a call-out's answer continues.
+pub enum Pending {
+    /// The authorization code is being exchanged for the user's My Account token.
+    Login(Login),
+    /// A connect ticket is being asked for.
+    Connect {
+        session: Session,
+        session_key: String,
+        link: Option<String>,
+        downstream_key: String,
+        state: String,
+        verifier: String,
+        redirect_uri: String,
+    },
+    /// The provider consented; the connection is being completed.
+    Complete(Consent),
+    List(Session),
+    Delete(Session),
+}
+
+fn call(request: CalloutRequest, pending: Pending) -> Outcome {
+    Outcome::Call(request, Box::new(pending))
+}
+
+/// Why a link or state did not lead anywhere: fixed sentences, nothing from the request.
+fn expired() -> Outcome {
+    Outcome::Reply(pages::failed(
+        400,
+        "This link has expired or was already used",
+        "Ask your agent to try again: it will give you a new link.",
+    ))
+}
+
+fn other_browser() -> Outcome {
+    Outcome::Reply(pages::failed(
+        400,
+        "This step did not start in this browser",
+        "Open the link your agent gave you again, in the browser you want to use.",
+    ))
+}
+
+fn upstream_failed(what: &str) -> Outcome {
+    Outcome::Reply(pages::failed(
+        502,
+        "Something went wrong",
+        &format!("The identity provider refused to {what}. Please try again later."),
+    ))
+}
+
+fn redirect(location: &str, cookies: Vec<String>) -> Outcome {
+    let mut headers = vec![
+        ("location", location.to_string()),
+        ("cache-control", "no-store".to_string()),
+        ("referrer-policy", "no-referrer".to_string()),
+    ];
+    headers.extend(cookies.into_iter().map(|c| ("set-cookie", c)));
+    Outcome::Reply(Reply {
+        status: 302,
+        headers,
+        body: Vec::new(),
+    })
+}
+
+/// 256 bits from the host's CSPRNG, URL-safe (also a valid PKCE verifier: 43 characters).
+pub fn random_token() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()))
+}
+
+fn cookie_hash(value: &str) -> String {
+    hex(&sha256(value.as_bytes()))
+}
+
+fn no_randomness() -> Outcome {
+    Outcome::Reply(pages::failed(
+        500,
+        "Something went wrong",
+        "The gateway could not create a secure random value.",
+    ))
+}
+
+/// The connect link for a user the vault reported as not connected; one live link per user is
+/// reused. `None` when no random value could be made.
+pub fn offer(
+    host: &dyn Host,
+    tenant: &Tenant,
+    base: &str,
+    sub: &str,
+    downstream_key: &str,
+    now_ms: u64,
+) -> Option<(String, String)> {
+    let pointer_key = records::key(Kind::LinkOfUser, downstream_key);
+    // Reuse a link with at least a minute left, so it still works when the user clicks.
+    let reusable = records::get::<LinkPointer>(host, &pointer_key, now_ms + 60_000)
+        .map(|p| p.id)
+        .filter(|id| records::get::<Link>(host, &records::key(Kind::Link, id), now_ms).is_some());
+    let id = match reusable {
+        Some(id) => id,
+        None => {
+            let id = random_token()?;
+            let expires_ms = now_ms + records::LINK_TTL_MS;
+            let link = Link {
+                tenant: tenant.id.clone(),
+                sub: sub.to_string(),
+                downstream_key: downstream_key.to_string(),
+                expires_ms,
+            };
+            if !records::put(host, &records::key(Kind::Link, &id), &link) {
+                return None;
+            }
+            let pointer = LinkPointer {
+                id: id.clone(),
+                expires_ms,
+            };
+            records::put(host, &pointer_key, &pointer);
+            id
+        }
+    };
+    let url = format!("{base}/connect/{}/start?id={id}", tenant.id);
+    Some((id, url))
+}
+
+/// A browser request to `/connect/{tenant}{page}`.
+pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
+    match (inc.method, inc.page) {
+        ("GET", "/start") => start(ctx, inc),
+        ("GET", "/login/callback") => login_callback(ctx, inc),
+        ("GET", "/callback") => consent_callback(ctx, inc),
+        ("GET", "/accounts") => match session(ctx, inc) {
+            Some((_, s)) => {
+                let path = format!(
+                    "{CONNECTED_ACCOUNTS}/accounts?connection={}",
+                    form::encode(&ctx.tenant.vault.connection)
+                );
+                call(ctx.call("GET", &path, Some(&s.token)), Pending::List(s))
+            }
+            None => login(ctx, AfterLogin::Accounts),
+        },
+        ("POST", "/accounts/delete") => delete(ctx, inc),
+        _ => Outcome::Reply(pages::failed(
+            404,
+            "Not found",
+            "There is no such page here.",
+        )),
+    }
+}
+
+/// The logged-in session of this browser for this tenant, with its key.
+fn session(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<(String, Session)> {
+    let sid = form::cookie(inc.cookies, SESSION_COOKIE)?;
+    let key = records::key(Kind::Session, &sid);
+    let s: Session = records::get(ctx.host, &key, ctx.now_ms)?;
+    (s.tenant == ctx.tenant.id).then_some((key, s))
+}
+
+fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
+    let link_id = form::param(inc.query, "id");
+    let link = match &link_id {
+        Some(id) => match records::get::<Link>(ctx.host, &records::key(Kind::Link, id), ctx.now_ms)
+        {
+            Some(l) if l.tenant == ctx.tenant.id => Some(l),
+            _ => return expired(),
+        },
+        None => None,
+    };
+    let Some((session_key, s)) = session(ctx, inc) else {
+        return login(ctx, AfterLogin::Connect { link: link_id });
+    };
+    if let Some(l) = &link {
+        if l.sub != s.sub {
+            ctx.count("connect.wrong_user");
+            return Outcome::Reply(pages::failed(
+                403,
+                "You are signed in as a different user",
+                "This link was made for another account. Sign in with the account your agent \
+                 acts for and open the link again.",
+            ));
+        }
+    }
+    let (Some(state), Some(verifier)) = (random_token(), random_token()) else {
+        return no_randomness();
+    };
+    let downstream_key = match &link {
+        Some(l) => l.downstream_key.clone(),
+        None => cache::downstream_key_for(ctx.tenant, &ctx.tenant.issuer, &s.sub, None),
+    };
+    let redirect_uri = ctx.url("/callback");
+    let mut body = json!({
+        "connection": ctx.tenant.vault.connection,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": pkce_challenge(&verifier),
+        "code_challenge_method": "S256",
+    });
+    if !ctx.connect.scopes.is_empty() {
+        body["scopes"] = json!(ctx.connect.scopes);
+    }
+    let request = ctx.call_json(&format!("{CONNECTED_ACCOUNTS}/connect"), &s.token, &body);
+    ctx.count("connect.started");
+    call(
+        request,
+        Pending::Connect {
+            session: s,
+            session_key,
+            link: link_id,
+            downstream_key,
+            state,
+            verifier,
+            redirect_uri,
+        },
+    )
+}
+
+/// Send the browser to log in, bound to it by a cookie only it has.
+fn login(ctx: &Ctx<'_>, then: AfterLogin) -> Outcome {
+    let (Some(state), Some(verifier), Some(binding)) =
+        (random_token(), random_token(), random_token())
+    else {
+        return no_randomness();
+    };
+    let record = Login {
+        tenant: ctx.tenant.id.clone(),
+        binding: cookie_hash(&binding),
+        verifier: verifier.clone(),
+        then,
+        expires_ms: ctx.now_ms + records::STATE_TTL_MS,
+    };
+    if !records::put(ctx.host, &records::key(Kind::Login, &state), &record) {
+        return upstream_failed("start a sign-in");
+    }
+    let redirect_uri = ctx.url("/login/callback");
+    let query = form::encode_pairs(&[
+        ("response_type", "code"),
+        ("client_id", &ctx.connect.client_id),
+        ("redirect_uri", &redirect_uri),
+        ("scope", MY_ACCOUNT_SCOPES),
+        ("audience", &ctx.connect.my_account_audience),
+        ("state", &state),
+        ("code_challenge", &pkce_challenge(&verifier)),
+        ("code_challenge_method", "S256"),
+    ]);
+    let location = format!("{}/authorize?{query}", ctx.connect.login_url);
+    let cookie = ctx.cookie(LOGIN_COOKIE, &binding, records::STATE_TTL_MS / 1000);
+    redirect(&location, vec![cookie])
+}
+
+fn login_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
+    let Some(state) = form::param(inc.query, "state") else {
+        return expired();
+    };
+    let Some(login) =
+        records::take::<Login>(ctx.host, &records::key(Kind::Login, &state), ctx.now_ms)
+    else {
+        return expired();
+    };
+    let binding = form::cookie(inc.cookies, LOGIN_COOKIE).map(|b| cookie_hash(&b));
+    if login.tenant != ctx.tenant.id || binding.as_deref() != Some(login.binding.as_str()) {
+        return other_browser();
+    }
+    if form::param(inc.query, "error").is_some() {
+        return Outcome::Reply(pages::failed(
+            403,
+            "Sign-in was not completed",
+            "The identity provider did not sign you in. Open the link again to retry.",
+        ));
+    }
+    let Some(code) = form::param(inc.query, "code").filter(|c| !c.is_empty()) else {
+        return expired();
+    };
+    let body = form::encode_pairs(&[
+        ("grant_type", "authorization_code"),
+        ("client_id", &ctx.connect.client_id),
+        ("client_secret", ctx.connect.client_secret.expose()),
+        ("code", &code),
+        ("redirect_uri", &ctx.url("/login/callback")),
+        ("code_verifier", &login.verifier),
+    ]);
+    let mut request = ctx.call("POST", "/oauth/token", None);
+    request.headers.push((
+        "content-type",
+        "application/x-www-form-urlencoded".to_string(),
+    ));
+    request.body = Some(body.into_bytes());
+    call(request, Pending::Login(login))
+}
+
+fn consent_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
+    let state = form::param(inc.query, "state");
+    let code = form::param(inc.query, "connect_code");
+    let error = form::param(inc.query, "error");
+    if state.is_none() && code.is_none() && error.is_none() {
+        return Outcome::Reply(pages::fragment_reader());
+    }
+    let Some(consent) = state.and_then(|s| {
+        records::take::<Consent>(ctx.host, &records::key(Kind::Consent, &s), ctx.now_ms)
+    }) else {
+        return expired();
+    };
+    let Some((session_key, s)) = session(ctx, inc) else {
+        return other_browser();
+    };
+    if consent.tenant != ctx.tenant.id || consent.session_key != session_key {
+        return other_browser();
+    }
+    if error.is_some() {
+        ctx.count("connect.declined");
+        return Outcome::Reply(pages::failed(
+            403,
+            "The account was not connected",
+            "Access was not granted at the provider. Open the link again to retry.",
+        ));
+    }
+    let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 256) else {
+        return expired();
+    };
+    let body = json!({
+        "auth_session": consent.auth_session,
+        "connect_code": code,
+        "redirect_uri": consent.redirect_uri,
+        "code_verifier": consent.verifier,
+    });
+    let request = ctx.call_json(&format!("{CONNECTED_ACCOUNTS}/complete"), &s.token, &body);
+    call(request, Pending::Complete(consent))
+}
+
+fn delete(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
+    let Some((_, s)) = session(ctx, inc) else {
+        return Outcome::Reply(pages::failed(
+            401,
+            "You are not signed in",
+            "Open the connected accounts page again to sign in.",
+        ));
+    };
+    // The form's fields travel in the action URL: a filter that paused on the request headers
+    // never sees the body (Envoy holds it until the filter resumes).
+    let csrf = form::param(inc.query, "csrf");
+    if csrf.as_deref() != Some(s.csrf.as_str()) {
+        return other_browser();
+    }
+    let id = form::param(inc.query, "id").filter(|id| {
+        !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    let Some(id) = id else {
+        return Outcome::Reply(pages::failed(
+            400,
+            "No such account",
+            "The account to disconnect was not named correctly.",
+        ));
+    };
+    let path = format!("{CONNECTED_ACCOUNTS}/accounts/{id}");
+    call(
+        ctx.call("DELETE", &path, Some(&s.token)),
+        Pending::Delete(s),
+    )
+}
+
+/// A JSON object from a successful call-out answer.
+fn answer(response: &CalloutResponse, ok: &[u16]) -> Option<Value> {
+    if !ok.contains(&response.status?) {
+        return None;
+    }
+    let body = response.body.as_deref().filter(|b| !b.is_empty());
+    match body {
+        Some(b) => serde_json::from_slice::<Value>(b)
+            .ok()
+            .filter(Value::is_object),
+        None => Some(json!({})),
+    }
+}
+
+fn text(v: &Value, field: &str, max: usize) -> Option<String> {
+    v[field]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.len() <= max && !s.chars().any(char::is_control))
+        .map(str::to_string)
+}
+
+/// `expires_in` of an answer in milliseconds, never longer than `cap_ms`.
+fn lifetime_ms(v: &Value, cap_ms: u64) -> u64 {
+    v["expires_in"]
+        .as_u64()
+        .map_or(cap_ms, |s| s.saturating_mul(1000).min(cap_ms))
+}
+
+/// Continue after a call-out answered. `verify_id_token` checks an ID token of this tenant
+/// for the connect client and returns its `sub`.
+pub fn resume(
+    ctx: &Ctx<'_>,
+    pending: Pending,
+    response: &CalloutResponse,
+    verify_id_token: &mut dyn FnMut(&str) -> Option<String>,
+) -> Outcome {
+    match pending {
+        Pending::Login(login) => {
+            let Some(v) = answer(response, &[200]) else {
+                return upstream_failed("sign you in");
+            };
+            let (Some(token), Some(id_token)) = (
+                text(&v, "access_token", 16 * 1024),
+                text(&v, "id_token", 16 * 1024),
+            ) else {
+                return upstream_failed("sign you in");
+            };
+            let Some(sub) = verify_id_token(&id_token) else {
+                return upstream_failed("confirm who you are");
+            };
+            let (Some(sid), Some(csrf)) = (random_token(), random_token()) else {
+                return no_randomness();
+            };
+            let lifetime_ms = lifetime_ms(&v, records::SESSION_TTL_MS);
+            let session = Session {
+                tenant: ctx.tenant.id.clone(),
+                sub,
+                token,
+                csrf,
+                expires_ms: ctx.now_ms + lifetime_ms,
+            };
+            if !records::put(ctx.host, &records::key(Kind::Session, &sid), &session) {
+                return upstream_failed("keep you signed in");
+            }
+            let next = match login.then {
+                AfterLogin::Connect { link: Some(id) } => {
+                    ctx.url(&format!("/start?id={}", form::encode(&id)))
+                }
+                AfterLogin::Connect { link: None } => ctx.url("/start"),
+                AfterLogin::Accounts => ctx.url("/accounts"),
+            };
+            let cookies = vec![
+                ctx.cookie(SESSION_COOKIE, &sid, lifetime_ms / 1000),
+                ctx.cookie(LOGIN_COOKIE, "", 0),
+            ];
+            redirect(&next, cookies)
+        }
+        Pending::Connect {
+            session,
+            session_key,
+            link,
+            downstream_key,
+            state,
+            verifier,
+            redirect_uri,
+        } => {
+            let Some(v) = answer(response, &[200, 201]) else {
+                return upstream_failed("start connecting your account");
+            };
+            let auth_session = text(&v, "auth_session", 64);
+            let ticket = text(&v["connect_params"], "ticket", 4096);
+            // Only ever send the browser to the tenant's own Auth0: no open redirect.
+            let connect_uri = text(&v, "connect_uri", 2048)
+                .filter(|u| u.starts_with(&format!("{}/", ctx.connect.login_url)));
+            let (Some(auth_session), Some(ticket), Some(connect_uri)) =
+                (auth_session, ticket, connect_uri)
+            else {
+                return upstream_failed("start connecting your account");
+            };
+            let ttl_ms = lifetime_ms(&v, records::STATE_TTL_MS);
+            let consent = Consent {
+                tenant: ctx.tenant.id.clone(),
+                session_key,
+                auth_session,
+                verifier,
+                redirect_uri,
+                connection: ctx.tenant.vault.connection.clone(),
+                link,
+                downstream_key,
+                expires_ms: ctx.now_ms + ttl_ms,
+            };
+            drop(session);
+            if !records::put(ctx.host, &records::key(Kind::Consent, &state), &consent) {
+                return upstream_failed("start connecting your account");
+            }
+            let separator = if connect_uri.contains('?') { '&' } else { '?' };
+            let location = format!("{connect_uri}{separator}ticket={}", form::encode(&ticket));
+            redirect(&location, Vec::new())
+        }
+        Pending::Complete(consent) => {
+            if answer(response, &[200, 201]).is_none() {
+                ctx.count("connect.failed");
+                return Outcome::Reply(pages::failed(
+                    400,
+                    "The account was not connected",
+                    "The identity provider did not accept the connection. Open the link again \
+                     to retry.",
+                ));
+            }
+            // The user's cached "not connected" must not outlive the connection.
+            crate::flow::evict_downstream(ctx.host, &consent.downstream_key);
+            if let Some(id) = &consent.link {
+                records::clear(ctx.host, &records::key(Kind::Link, id));
+            }
+            records::clear(
+                ctx.host,
+                &records::key(Kind::LinkOfUser, &consent.downstream_key),
+            );
+            ctx.count("connect.completed");
+            Outcome::Reply(pages::connected(&ctx.tenant.name, &consent.connection))
+        }
+        Pending::List(session) => {
+            let Some(v) = answer(response, &[200]) else {
+                return upstream_failed("list your connected accounts");
+            };
+            let connection = &ctx.tenant.vault.connection;
+            let accounts: Vec<(String, String)> = v["accounts"]
+                .as_array()
+                .map(|list| {
+                    list.iter()
+                        .filter(|a| a["connection"].as_str() == Some(connection.as_str()))
+                        .filter_map(|a| {
+                            Some((
+                                text(a, "id", 128)?,
+                                text(a, "created_at", 64).unwrap_or_default(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Outcome::Reply(pages::accounts(
+                &ctx.tenant.name,
+                connection,
+                &accounts,
+                &ctx.url("/accounts/delete"),
+                &ctx.url("/start"),
+                &session.csrf,
+            ))
+        }
+        Pending::Delete(session) => {
+            if answer(response, &[200, 204]).is_none() {
+                return upstream_failed("disconnect the account");
+            }
+            // The next agent request must find out at the vault, not from our cache.
+            let key = cache::downstream_key_for(ctx.tenant, &ctx.tenant.issuer, &session.sub, None);
+            crate::flow::evict_downstream(ctx.host, &key);
+            ctx.count("connect.disconnected");
+            let mut reply = match redirect(&ctx.url("/accounts"), Vec::new()) {
+                Outcome::Reply(r) => r,
+                Outcome::Call(..) => return upstream_failed("disconnect the account"),
+            };
+            // After a POST, 303 makes the browser GET the list.
+            reply.status = 303;
+            Outcome::Reply(reply)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,294 @@
+use super::*;
+use crate::config::{self, Config};
+use crate::testing::FakeHost;
+
+const NOW_MS: u64 = 1_800_000_000_000;
+const BASE: &str = "https://gw.example";
+
+fn config() -> Config {
+    let doc = include_str!("../../tenants.example.json");
+    config::parse(doc.as_bytes(), &|_| Some("secret".into())).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn host() -> FakeHost {
+    let h = FakeHost::default();
+    h.now.set(NOW_MS);
+    h
+}
+
+fn ctx<'a>(host: &'a FakeHost, cfg: &'a Config) -> Ctx<'a> {
+    let tenant = &cfg.tenants[0];
+    Ctx {
+        host,
+        tenant,
+        connect: tenant.connect.as_ref().unwrap_or_else(|| panic!("connect")),
+        base: BASE,
+        now_ms: host.now.get(),
+    }
+}
+
+fn get<'a>(page: &'a str, query: &'a str, cookies: &'a [&'a [u8]]) -> Incoming<'a> {
+    Incoming {
+        method: "GET",
+        page,
+        query,
+        cookies,
+    }
+}
+
+fn reply(outcome: Outcome) -> Reply {
+    match outcome {
+        Outcome::Reply(r) => r,
+        Outcome::Call(req, _) => panic!("unexpected call to {}", req.path),
+    }
+}
+
+fn header<'r>(r: &'r Reply, name: &str) -> Vec<&'r str> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// The value of `name=` in a `Set-Cookie` of the reply.
+fn cookie_value(r: &Reply, name: &str) -> String {
+    header(r, "set-cookie")
+        .into_iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn location_param(r: &Reply, name: &str) -> String {
+    let location = header(r, "location").first().copied().unwrap_or_default();
+    form::param(form::query_of(location), name).unwrap_or_default()
+}
+
+fn ok(status: u16, body: serde_json::Value) -> CalloutResponse {
+    CalloutResponse {
+        status: Some(status),
+        retry_after: None,
+        body: Some(body.to_string().into_bytes()),
+    }
+}
+
+#[test]
+fn login_redirect_carries_pkce_and_binds_the_browser() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let r = reply(handle(&c, &get("/accounts", "", &[])));
+    assert_eq!(r.status, 302);
+    let location = header(&r, "location")[0];
+    assert!(
+        location.starts_with("http://127.0.0.1:9000/authorize?"),
+        "{location}"
+    );
+    assert_eq!(location_param(&r, "code_challenge_method"), "S256");
+    assert_eq!(location_param(&r, "code_challenge").len(), 43);
+    assert_eq!(location_param(&r, "audience"), "https://127.0.0.1:9000/me/");
+    assert_eq!(
+        location_param(&r, "redirect_uri"),
+        "https://gw.example/connect/github/login/callback"
+    );
+    let cookie = header(&r, "set-cookie")[0];
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    assert!(cookie.contains("Path=/connect/github/") && cookie.contains("Secure"));
+}
+
+#[test]
+fn login_completes_into_a_session_once() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let start = reply(handle(&c, &get("/accounts", "", &[])));
+    let state = location_param(&start, "state");
+    let binding = format!("tvp_login={}", cookie_value(&start, "tvp_login"));
+    let query = format!("code=abc&state={state}");
+    let cookies: [&[u8]; 1] = [binding.as_bytes()];
+
+    let Outcome::Call(request, pending) = handle(&c, &get("/login/callback", &query, &cookies))
+    else {
+        panic!("expected the code exchange");
+    };
+    let body = String::from_utf8(request.body.unwrap_or_default()).unwrap_or_default();
+    assert!(body.contains("grant_type=authorization_code") && body.contains("code_verifier="));
+    assert_eq!(request.path, "/oauth/token");
+
+    let answer = ok(
+        200,
+        json!({"access_token": "at", "id_token": "idt", "expires_in": 600}),
+    );
+    let mut seen = None;
+    let r = reply(resume(&c, *pending, &answer, &mut |t| {
+        seen = Some(t.to_string());
+        Some("bob".into())
+    }));
+    assert_eq!(seen.as_deref(), Some("idt"));
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        header(&r, "location")[0],
+        "https://gw.example/connect/github/accounts"
+    );
+    assert!(!cookie_value(&r, "tvp_session").is_empty());
+
+    // The state is single use.
+    assert_eq!(
+        reply(handle(&c, &get("/login/callback", &query, &cookies))).status,
+        400
+    );
+}
+
+#[test]
+fn an_id_token_that_does_not_verify_makes_no_session() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let start = reply(handle(&c, &get("/accounts", "", &[])));
+    let query = format!("code=abc&state={}", location_param(&start, "state"));
+    let binding = format!("tvp_login={}", cookie_value(&start, "tvp_login"));
+    let cookies: [&[u8]; 1] = [binding.as_bytes()];
+    let Outcome::Call(_, pending) = handle(&c, &get("/login/callback", &query, &cookies)) else {
+        panic!("expected the code exchange");
+    };
+    let answer = ok(200, json!({"access_token": "at", "id_token": "idt"}));
+    let r = reply(resume(&c, *pending, &answer, &mut |_| None));
+    assert_eq!(r.status, 502);
+    assert!(header(&r, "set-cookie").is_empty());
+}
+
+#[test]
+fn state_expires() {
+    let (h, cfg) = (host(), config());
+    let start = reply(handle(&ctx(&h, &cfg), &get("/accounts", "", &[])));
+    let query = format!("code=abc&state={}", location_param(&start, "state"));
+    let binding = format!("tvp_login={}", cookie_value(&start, "tvp_login"));
+    let cookies: [&[u8]; 1] = [binding.as_bytes()];
+    h.now.set(NOW_MS + records::STATE_TTL_MS + 1);
+    let r = reply(handle(
+        &ctx(&h, &cfg),
+        &get("/login/callback", &query, &cookies),
+    ));
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn links_are_reused_per_user_and_expire() {
+    let (h, cfg) = (host(), config());
+    let t = &cfg.tenants[0];
+    let first = offer(&h, t, BASE, "bob", "dk-bob", NOW_MS);
+    let again = offer(&h, t, BASE, "bob", "dk-bob", NOW_MS + 1000);
+    let other = offer(&h, t, BASE, "carol", "dk-carol", NOW_MS);
+    assert!(first.is_some());
+    assert_eq!(first, again);
+    assert_ne!(first, other);
+    let (id, url) = first.unwrap_or_default();
+    assert_eq!(url, format!("{BASE}/connect/github/start?id={id}"));
+    assert!(!url.contains("bob"));
+    let later = offer(&h, t, BASE, "bob", "dk-bob", NOW_MS + records::LINK_TTL_MS);
+    assert_ne!(later.map(|l| l.0), Some(id.clone()));
+    // An expired link leads nowhere.
+    h.now.set(NOW_MS + records::LINK_TTL_MS + 1);
+    let query = format!("id={id}");
+    let r = reply(handle(&ctx(&h, &cfg), &get("/start", &query, &[])));
+    assert_eq!(r.status, 400);
+}
+
+fn session_for(h: &FakeHost, sub: &str) -> String {
+    let session = Session {
+        tenant: "github".into(),
+        sub: sub.into(),
+        token: "myacct".into(),
+        csrf: "csrf-value".into(),
+        expires_ms: NOW_MS + 60_000,
+    };
+    records::put(h, &records::key(Kind::Session, "sid"), &session);
+    "tvp_session=sid".to_string()
+}
+
+#[test]
+fn a_link_serves_only_its_user() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let (id, _) = offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", NOW_MS).unwrap_or_default();
+    let cookie = session_for(&h, "alice");
+    let cookies: [&[u8]; 1] = [cookie.as_bytes()];
+    let query = format!("id={id}");
+    assert_eq!(
+        reply(handle(&c, &get("/start", &query, &cookies))).status,
+        403
+    );
+}
+
+#[test]
+fn connect_ticket_must_lead_to_the_tenants_own_auth0() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let (id, _) = offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", NOW_MS).unwrap_or_default();
+    let cookie = session_for(&h, "bob");
+    let cookies: [&[u8]; 1] = [cookie.as_bytes()];
+    let query = format!("id={id}");
+    let start = |c: &Ctx<'_>| match handle(c, &get("/start", &query, &cookies)) {
+        Outcome::Call(request, pending) => (request, pending),
+        Outcome::Reply(r) => panic!("expected a call, got {}", r.status),
+    };
+    let (request, pending) = start(&c);
+    let body: serde_json::Value =
+        serde_json::from_slice(&request.body.unwrap_or_default()).unwrap_or_default();
+    assert_eq!(body["connection"], "github");
+    assert_eq!(body["scopes"], json!(["repo"]));
+    assert_eq!(body["code_challenge_method"], "S256");
+    let evil = ok(
+        201,
+        json!({"auth_session": "s", "connect_uri": "http://127.0.0.1:9000.evil.example/c",
+               "connect_params": {"ticket": "t"}, "expires_in": 300}),
+    );
+    let r = reply(resume(&c, *pending, &evil, &mut |_| None));
+    assert_eq!(r.status, 502);
+    assert!(header(&r, "location").is_empty());
+
+    let (_, pending) = start(&c);
+    let good = ok(
+        201,
+        json!({"auth_session": "s", "connect_uri": "http://127.0.0.1:9000/connected-accounts/connect",
+               "connect_params": {"ticket": "t&x"}, "expires_in": 300}),
+    );
+    let r = reply(resume(&c, *pending, &good, &mut |_| None));
+    assert_eq!(
+        header(&r, "location")[0],
+        "http://127.0.0.1:9000/connected-accounts/connect?ticket=t%26x"
+    );
+}
+
+#[test]
+fn disconnect_needs_the_forms_csrf_value_and_a_post() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let cookie = session_for(&h, "alice");
+    let cookies: [&[u8]; 1] = [cookie.as_bytes()];
+    let post = |query: &'static str| Incoming {
+        method: "POST",
+        page: "/accounts/delete",
+        query,
+        cookies: &cookies,
+    };
+    assert_eq!(reply(handle(&c, &post("id=cac_1&csrf=nope"))).status, 400);
+    assert_eq!(
+        reply(handle(&c, &post("id=../x&csrf=csrf-value"))).status,
+        400
+    );
+    assert_eq!(
+        reply(handle(
+            &c,
+            &get("/accounts/delete", "id=cac_1&csrf=csrf-value", &cookies)
+        ))
+        .status,
+        404
+    );
+    match handle(&c, &post("id=cac_1&csrf=csrf-value")) {
+        Outcome::Call(request, _) => {
+            assert_eq!(request.method, "DELETE");
+            assert_eq!(request.path, "/me/v1/connected-accounts/accounts/cac_1");
+        }
+        Outcome::Reply(r) => panic!("expected the delete call, got {}", r.status),
+    }
+}

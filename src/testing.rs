@@ -1,0 +1,34 @@
+//! Test support shared by the unit tests of several modules.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use crate::flow::Host;
+
+/// Shared data and a clock in memory, with the host's CAS semantics.
+#[derive(Default)]
+pub struct FakeHost {
+    pub now: Cell<u64>,
+    pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl Host for FakeHost {
+    fn now_ms(&self) -> u64 {
+        self.now.get()
+    }
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+        let mut map = self.shared.borrow_mut();
+        let current = map.get(key).map(|(_, c)| *c);
+        if cas.is_some() && cas != current {
+            return false;
+        }
+        map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
+        true
+    }
+}

@@ -1,0 +1,294 @@
+//! The Connected Accounts flow run by the filter, end to end in real Envoy against the sim's
+//! Auth0 login, My Account API and provider consent page, driven by a cookie-keeping client.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::browser::{enc, split_url, Browser};
+use common::*;
+use serde_json::json;
+
+fn stack() -> Stack {
+    Stack::with(Options {
+        public_base_is_stack: true,
+        ..Options::default()
+    })
+}
+
+/// The agent's refusal for a user without the account, with its connect link.
+fn refused_with_link(stack: &Stack, token: &str) -> String {
+    let r = stack.call("GET", "/github/user", token);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["error"], "connected_account_required");
+    assert_eq!(body["requiredScopes"], json!(["repo"]));
+    let url = body["connect_uri"]
+        .as_str()
+        .expect("connect_uri")
+        .to_string();
+    let prefix = format!("http://127.0.0.1:{}/connect/github/start?id=", stack.port);
+    assert!(url.starts_with(&prefix), "{url}");
+    // Opaque: no user id, no token in the link.
+    assert!(!url.contains("bob") && !url.contains(token));
+    url
+}
+
+/// Sign in at the sim's login form as `user` (the browser has no sim session yet).
+fn sign_in(browser: &mut Browser, stack: &Stack, url: &str, user: &str) -> (String, Response) {
+    let (at, page) = browser.open(url);
+    assert!(at.contains("/authorize?"), "{at}");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let q = Browser::field(&page.text(), "q").expect("login form");
+    let login = format!("http://127.0.0.1:{}/authorize/login", stack.sim.port);
+    browser.submit(&login, &format!("q={}&username={user}", enc(&q)))
+}
+
+/// Approve at the provider's consent page; returns where the browser ended.
+fn consent(
+    browser: &mut Browser,
+    stack: &Stack,
+    page: &Response,
+    decision: &str,
+) -> (String, Response) {
+    let ticket = Browser::field(&page.text(), "ticket").expect("consent form");
+    let approve = format!(
+        "http://127.0.0.1:{}/connected-accounts/approve",
+        stack.sim.port
+    );
+    browser.submit(
+        &approve,
+        &format!("ticket={}&decision={decision}", enc(&ticket)),
+    )
+}
+
+#[test]
+fn bob_connects_from_the_link_and_his_next_call_succeeds() {
+    let stack = stack();
+    let token = stack.token("github", "bob");
+    let link = refused_with_link(&stack, &token);
+    // A second refusal reuses the live link.
+    assert_eq!(refused_with_link(&stack, &token), link);
+
+    let mut browser = Browser::new();
+    let (at, page) = sign_in(&mut browser, &stack, &link, "bob");
+    assert!(at.contains("/connected-accounts/connect?ticket="), "{at}");
+    assert!(page.text().contains("Connect your github account"));
+    let (at, done) = consent(&mut browser, &stack, &page, "allow");
+    assert!(
+        at.contains("/connect/github/callback?connect_code="),
+        "{at}"
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert!(done.text().contains("Your github account is connected"));
+    assert!(done.header("content-security-policy").is_some());
+    assert!(stack.sim.is_connected("bob", "github"));
+
+    // The cached "not connected" was cleared: the very next call is forwarded.
+    let r = stack.call("GET", "/github/user", &token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = stack.sim.backend_requests();
+    let auth = seen
+        .last()
+        .and_then(|b| b.header("authorization").map(str::to_string));
+    assert!(auth.is_some_and(|a| a.starts_with("Bearer sim_github_bob_")));
+
+    // Every step of the flow is single use: replaying the callbacks finds nothing.
+    let callback = browser
+        .visited
+        .iter()
+        .find(|u| u.contains("/connect/github/callback?"))
+        .cloned();
+    let (_, replay) = browser.open(&callback.expect("callback visited"));
+    assert_eq!(replay.status, 400);
+    let login_cb = browser
+        .visited
+        .iter()
+        .find(|u| u.contains("/login/callback?"))
+        .cloned();
+    let (_, replay) = browser.open(&login_cb.expect("login callback visited"));
+    assert_eq!(replay.status, 400);
+    // The used link is gone too.
+    let (_, again) = browser.open(&link);
+    assert_eq!(again.status, 400, "{}", again.text());
+}
+
+#[test]
+fn a_link_for_bob_refuses_alice() {
+    let stack = stack();
+    let link = refused_with_link(&stack, &stack.token("github", "bob"));
+    let mut browser = Browser::new();
+    let (at, page) = sign_in(&mut browser, &stack, &link, "alice");
+    assert!(at.contains("/connect/github/start?id="), "{at}");
+    assert_eq!(page.status, 403);
+    assert!(page.text().contains("signed in as a different user"));
+    assert_eq!(
+        stack.sim.count(Endpoint::MyAccount),
+        0,
+        "no connect ticket was asked for"
+    );
+    assert!(!stack.sim.is_connected("bob", "github"));
+}
+
+#[test]
+fn a_login_callback_from_another_browser_is_refused() {
+    let stack = stack();
+    let link = refused_with_link(&stack, &stack.token("github", "bob"));
+    let mut victim = Browser::new();
+    // The victim's browser starts the login; the attacker's browser finishes it.
+    let first = victim.send("GET", &link, None);
+    let authorize = first.header("location").expect("to login").to_string();
+    let (_, form) = victim.open(&authorize);
+    let q = Browser::field(&form.text(), "q").expect("login form");
+    let login = format!("http://127.0.0.1:{}/authorize/login", stack.sim.port);
+    let r = victim.send("POST", &login, Some(&format!("q={}&username=bob", enc(&q))));
+    let callback = r.header("location").expect("callback").to_string();
+    let mut attacker = Browser::new();
+    let (_, page) = attacker.open(&callback);
+    assert_eq!(page.status, 400);
+    assert!(page.text().contains("did not start in this browser"));
+    // The state was consumed by the attempt: the victim cannot be raced into it either.
+    let (_, page) = victim.open(&callback);
+    assert_eq!(page.status, 400);
+}
+
+#[test]
+fn forged_connect_code_and_declined_consent_do_not_connect() {
+    let stack = stack();
+    let link = refused_with_link(&stack, &stack.token("github", "bob"));
+    let mut browser = Browser::new();
+    let (_, page) = sign_in(&mut browser, &stack, &link, "bob");
+    let ticket = Browser::field(&page.text(), "ticket").expect("consent form");
+    let approve = format!(
+        "http://127.0.0.1:{}/connected-accounts/approve",
+        stack.sim.port
+    );
+    let r = browser.send(
+        "POST",
+        &approve,
+        Some(&format!("ticket={}&decision=allow", enc(&ticket))),
+    );
+    let callback = r.header("location").expect("callback").to_string();
+    let code_start = callback.find("connect_code=").expect("connect_code") + "connect_code=".len();
+    let code_end = callback[code_start..]
+        .find('&')
+        .map_or(callback.len(), |i| code_start + i);
+    let forged = format!(
+        "{}forged-code{}",
+        &callback[..code_start],
+        &callback[code_end..]
+    );
+    let (_, page) = browser.open(&forged);
+    assert_eq!(page.status, 400, "{}", page.text());
+    assert!(page.text().contains("was not connected"));
+    assert!(!stack.sim.is_connected("bob", "github"));
+
+    // Declining at the provider ends the flow with a plain page.
+    let link = refused_with_link(&stack, &stack.token("github", "bob"));
+    let (_, page) = browser.open(&link);
+    let (_, done) = consent(&mut browser, &stack, &page, "deny");
+    assert_eq!(done.status, 403, "{}", done.text());
+    assert!(!stack.sim.is_connected("bob", "github"));
+}
+
+#[test]
+fn connect_uri_off_the_tenant_is_never_a_redirect() {
+    let stack = stack();
+    let link = refused_with_link(&stack, &stack.token("github", "bob"));
+    stack.sim.fail(
+        Endpoint::MyAccount,
+        Fault::body(
+            201,
+            "application/json",
+            json!({"auth_session": "s", "connect_uri": "https://evil.example/connect",
+                   "connect_params": {"ticket": "t"}, "expires_in": 300})
+            .to_string(),
+        ),
+        Some(1),
+    );
+    let mut browser = Browser::new();
+    let (at, page) = sign_in(&mut browser, &stack, &link, "bob");
+    assert!(!at.contains("evil.example"), "{at}");
+    assert_eq!(page.status, 502);
+    assert!(browser.visited.iter().all(|u| !u.contains("evil.example")));
+}
+
+#[test]
+fn accounts_page_lists_and_disconnects() {
+    let stack = stack();
+    let token = stack.token("github", "alice");
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+
+    let mut browser = Browser::new();
+    let accounts = format!("http://127.0.0.1:{}/connect/github/accounts", stack.port);
+    let (_, page) = sign_in(&mut browser, &stack, &accounts, "alice");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    // The disconnect form posts to its action URL, which carries the account and the
+    // anti-CSRF value.
+    let action = Browser::form_action(&html).expect("an account row");
+    let delete = action.clone();
+    assert!(
+        action.contains("id=cac_") && action.contains("&csrf="),
+        "{action}"
+    );
+
+    // Without the form's anti-CSRF value nothing is deleted.
+    let forged = format!(
+        "{}&csrf=wrong",
+        delete.split("&csrf=").next().unwrap_or_default()
+    );
+    let (_, refused) = browser.submit(&forged, "");
+    assert_eq!(refused.status, 400);
+    assert!(stack.sim.is_connected("alice", "github"));
+    // From another browser (no session) neither.
+    let (_, refused) = Browser::new().submit(&delete, "");
+    assert_eq!(refused.status, 401);
+    // Nor by a GET (a link or a prefetch).
+    assert_eq!(browser.send("GET", &delete, None).status, 404);
+
+    let (at, after) = browser.submit(&delete, "");
+    assert!(at.ends_with("/connect/github/accounts"), "{at}");
+    assert_eq!(after.status, 200);
+    assert!(after.text().contains("No github account is connected"));
+    assert!(!stack.sim.is_connected("alice", "github"));
+
+    // Her cached downstream token was evicted: the next call needs consent again.
+    let r = stack.call("GET", "/github/user", &token);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.json()["connect_uri"].is_string());
+
+    // And the self-service page connects it again (she is still signed in).
+    let start = format!("http://127.0.0.1:{}/connect/github/start", stack.port);
+    let (_, page) = browser.open(&start);
+    let (_, done) = consent(&mut browser, &stack, &page, "allow");
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+}
+
+#[test]
+fn connect_pages_refuse_bad_input() {
+    let stack = stack();
+    let base = format!("http://127.0.0.1:{}", stack.port);
+    let mut browser = Browser::new();
+    for (path, status) in [
+        ("/connect/github/start?id=unknown", 400),
+        ("/connect/github/start?id=a&id=b", 302),
+        ("/connect/github/callback?state=nope&connect_code=x", 400),
+        ("/connect/github/login/callback?state=nope&code=x", 400),
+        ("/connect/github/nowhere", 404),
+        ("/connect/google/start", 404),
+        ("/connect/nosuch/start", 404),
+    ] {
+        let r = browser.send("GET", &format!("{base}{path}"), None);
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        if status == 302 {
+            // A duplicated id is no id: the user is sent to sign in, not to someone's link.
+            let (authority, _, _) = split_url(r.header("location").unwrap_or("http://x/"));
+            assert_eq!(authority, format!("127.0.0.1:{}", stack.sim.port));
+        }
+    }
+    // The fragment form of the callback gets the page that moves it to the query.
+    let r = browser.send("GET", &format!("{base}/connect/github/callback"), None);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("location.hash"));
+}
