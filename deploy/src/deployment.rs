@@ -272,6 +272,23 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_loads_for_every_target() {
+        let text = include_str!("../deployment.example.yaml");
+        let local = ["wasm=/etc/envoy/token_vault_proxy.wasm".to_string()];
+        for (target, sets) in [
+            (Target::Istio, &[][..]),
+            (Target::Envoy, &local[..]),
+            (Target::Compose, &local[..]),
+        ] {
+            let d = load(text, sets, target).unwrap();
+            assert_eq!(d.istio.selector["istio"], "ingressgateway");
+            assert_eq!(d.tls.as_ref().unwrap().cert, "/etc/envoy/tls/tls.crt");
+        }
+        // As written it names an OCI module, which plain Envoy cannot load.
+        assert!(load(text, &[], Target::Envoy).is_err());
+    }
+
+    #[test]
     fn refuses_what_cannot_work() {
         for (text, set) in [
             ("colour: red", ""),
