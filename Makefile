@@ -28,6 +28,7 @@ setup: toolchain envoy
 toolchain:
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 	@command -v openssl >/dev/null || apt-get install -y openssl >/dev/null || sudo apt-get install -y openssl >/dev/null
+	@command -v docker-compose >/dev/null || apt-get install -y docker-compose >/dev/null || sudo apt-get install -y docker-compose >/dev/null
 	@if command -v rustup >/dev/null; then \
 	  rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1; \
 	  rustup component list --installed | grep -q '^clippy' || rustup component add clippy; \
@@ -70,6 +71,7 @@ unit:
 
 e2e: wasm
 	cargo test --test 'e2e_*' -- --test-threads=4
+	cargo test -p deploy --tests
 
 # The module as a Wasm OCI image (compat variant), built without Docker; see Dockerfile.
 oci: wasm

@@ -58,6 +58,7 @@ struct RawSettings {
     max_callout_response_bytes: usize,
     public_base_url: Option<String>,
     resource_from_request: bool,
+    mcp_hold_path: Option<String>,
 }
 
 impl Default for RawSettings {
@@ -76,6 +77,7 @@ impl Default for RawSettings {
             max_callout_response_bytes: s.max_callout_response_bytes,
             public_base_url: None,
             resource_from_request: false,
+            mcp_hold_path: None,
         }
     }
 }
@@ -190,6 +192,11 @@ pub struct Settings {
     pub public_base_url: Option<String>,
     /// Without `public_base_url`, derive it from the request's scheme and `:authority`.
     pub resource_from_request: bool,
+    /// Path of an Envoy route that holds a request until its body is in and never forwards it
+    /// (a buffer filter after this one, a direct response). MCP requests refused for a missing
+    /// account are sent there so the filter can read their JSON-RPC id. `None`: MCP clients get
+    /// the plain HTTP answer.
+    pub mcp_hold_path: Option<String>,
 }
 
 impl Default for Settings {
@@ -207,6 +214,7 @@ impl Default for Settings {
             max_callout_response_bytes: 1024 * 1024,
             public_base_url: None,
             resource_from_request: false,
+            mcp_hold_path: None,
         }
     }
 }
@@ -429,7 +437,25 @@ fn validate_settings(raw: RawSettings) -> Result<Settings, ConfigError> {
             Some(u.trim_end_matches('/').to_string())
         }
     };
+    if let Some(path) = &raw.mcp_hold_path {
+        // A leading "/." cannot be a tenant (ids are [A-Za-z0-9_-]), so no tenant's traffic
+        // can be held by mistake.
+        let ok = path.starts_with("/.")
+            && !path.starts_with("/.well-known")
+            && path.len() <= 128
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+        if !ok {
+            return Err(ConfigError::at(
+                None,
+                "settings.mcp_hold_path",
+                "must be a path starting with \"/.\" (not /.well-known) of [A-Za-z0-9/._-]",
+            ));
+        }
+    }
     Ok(Settings {
+        mcp_hold_path: raw.mcp_hold_path,
         public_base_url,
         resource_from_request: raw.resource_from_request,
         clock_skew_seconds: raw.clock_skew_seconds,

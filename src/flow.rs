@@ -138,6 +138,8 @@ pub struct Worker {
     forwarded: HashMap<u32, (usize, String)>,
     /// Per user: (iss, sub, login hint) and the hashes derived from them.
     identities: HashMap<u128, Identity>,
+    /// MCP requests that may need an elicitation answer, by context.
+    pub mcp: HashMap<u32, crate::mcp::McpState>,
 }
 
 type Identity = (String, String, Option<String>, String, String);
@@ -160,6 +162,7 @@ impl Worker {
             orphans: HashSet::new(),
             forwarded: HashMap::new(),
             identities: HashMap::new(),
+            mcp: HashMap::new(),
         }
     }
 
@@ -416,6 +419,7 @@ impl Worker {
     pub fn forget(&mut self, context_id: u32) {
         self.waiting.remove(&context_id);
         self.forwarded.remove(&context_id);
+        self.mcp.remove(&context_id);
         let mut orphaned = Vec::new();
         for (key, f) in self.flights.iter_mut() {
             f.waiters.retain(|w| *w != context_id);

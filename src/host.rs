@@ -163,6 +163,19 @@ pub fn response_status() -> Option<u16> {
         .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
 }
 
+/// The first `size` bytes of the request body buffered so far.
+pub fn request_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Make Envoy pick the route again after the request's path changed.
+pub fn clear_route_cache() -> bool {
+    hostcalls::call_foreign_function("clear_route_cache", None).is_ok()
+}
+
 pub fn remove_request_header(name: &str) -> bool {
     hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_ok()
 }

@@ -16,6 +16,7 @@ pub mod endpoints;
 pub mod flow;
 pub mod jwks;
 pub mod jwt;
+pub mod mcp;
 pub mod policy;
 pub mod reply;
 pub mod secret;

@@ -213,6 +213,15 @@ fn duplicate_ids_empty_tenants_and_bad_settings_are_rejected() {
         .err()
         .unwrap_or_default()
         .contains("settings.max_token_bytes"));
+    for hold in ["/github/x", "/.well-known/x", "relative", "/.x?y", "/.x y"] {
+        let mut doc = example();
+        doc["settings"]["mcp_hold_path"] = json!(hold);
+        let e = parse_value(&doc).err().map(|e| e.to_string());
+        assert!(
+            e.is_some_and(|e| e.contains("settings.mcp_hold_path")),
+            "{hold}"
+        );
+    }
     let mut doc = example();
     doc["settings"]["typo"] = json!(1);
     assert!(parse_value(&doc).is_err());

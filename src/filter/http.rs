@@ -16,13 +16,16 @@ use crate::connect;
 use crate::endpoints::{self, Route};
 use crate::flow::{Host, RequestInput, Step, Worker};
 use crate::host::{self, ProxyWasmHost};
-use crate::reply::{deny_reply, ConnectLink, Deny, Realm, Reply};
+use crate::mcp;
+use crate::reply::{connect_message, deny_reply, ConnectLink, Deny, Realm, Reply};
 
 pub struct Request {
     id: u32,
     worker: Option<Rc<RefCell<Worker>>>,
     /// A connect-page step waiting for its call-out (by token).
     connect_call: Option<(u32, ConnectCall)>,
+    /// Request body bytes buffered so far.
+    body_size: usize,
 }
 
 /// A connect page's inputs, kept while its call-out is awaited.
@@ -46,6 +49,7 @@ impl Request {
             id,
             worker,
             connect_call: None,
+            body_size: 0,
         }
     }
 
@@ -54,7 +58,7 @@ impl Request {
         Action::Pause
     }
 
-    fn start(&mut self, worker: &Rc<RefCell<Worker>>) -> Action {
+    fn start(&mut self, worker: &Rc<RefCell<Worker>>, end_of_stream: bool) -> Action {
         let headers = host::RequestHeaders::read();
         let method = headers.get(":method").unwrap_or_default();
         let path = headers.get(":path").unwrap_or_default();
@@ -96,6 +100,18 @@ impl Request {
             Ok(t) => t,
             Err(d) => return self.deny(Some(tenant), &d),
         };
+        if config.settings.mcp_hold_path.is_some() && !end_of_stream {
+            let candidate = mcp::recognise(
+                &method,
+                headers.get("content-type").as_deref(),
+                headers.get("mcp-protocol-version").as_deref(),
+                headers.get("accept").as_deref(),
+            );
+            if let Some(request) = candidate {
+                let state = mcp::McpState::Candidate(request);
+                worker.borrow_mut().mcp.insert(self.id, state);
+            }
+        }
         let subject_token = config.tenants[tenant]
             .vault
             .subject_token_header
@@ -259,6 +275,43 @@ impl Request {
         Action::Pause
     }
 
+    fn is_held(&self) -> bool {
+        self.worker.as_ref().is_some_and(|w| {
+            matches!(
+                w.borrow().mcp.get(&self.id),
+                Some(mcp::McpState::Held { .. })
+            )
+        })
+    }
+
+    /// The held MCP request's body is in (or too large): answer it.
+    fn answer_held(&mut self, size: usize) {
+        let Some(worker) = &self.worker else { return };
+        let state = worker.borrow_mut().mcp.remove(&self.id);
+        let Some(mcp::McpState::Held {
+            tenant,
+            request,
+            offer,
+            fallback,
+        }) = state
+        else {
+            return;
+        };
+        let answer = (size <= mcp::MAX_BODY_BYTES)
+            .then(|| mcp::elicitation(&host::request_body(size), &request, &offer))
+            .flatten();
+        match answer {
+            Some(reply) => {
+                let config = Rc::clone(&worker.borrow().config);
+                ProxyWasmHost.count(&config.tenants[tenant].id, "mcp.elicitation");
+                host::send_reply(&reply);
+            }
+            None => {
+                host::send_reply(&fallback);
+            }
+        }
+    }
+
     fn hold_while_waiting(&self) -> Action {
         // Body and trailers must not slip past headers still under check: Envoy would
         // forward the stopped headers along with them.
@@ -303,6 +356,18 @@ fn send_denial(
     deny: &Deny,
     principal: Option<&Principal>,
 ) {
+    record_denial(config, context_id, tenant, deny, principal);
+    host::send_reply(&denial_reply(config, tenant, deny, principal).0);
+}
+
+/// Count and log a refusal.
+fn record_denial(
+    config: &Config,
+    context_id: u32,
+    tenant: Option<usize>,
+    deny: &Deny,
+    principal: Option<&Principal>,
+) {
     let tenant_id = tenant.map_or(FILTER_REALM, |i| config.tenants[i].id.as_str());
     ProxyWasmHost.count(tenant_id, deny.metric());
     audit(
@@ -312,6 +377,17 @@ fn send_denial(
         false,
         deny.code(),
     );
+}
+
+/// The HTTP answer to a refusal of the active request, and the refusal as answered (with its
+/// connect link, if one was made).
+fn denial_reply(
+    config: &Config,
+    tenant: Option<usize>,
+    deny: &Deny,
+    principal: Option<&Principal>,
+) -> (Reply, Deny) {
+    let tenant_id = tenant.map_or(FILTER_REALM, |i| config.tenants[i].id.as_str());
     let metadata = tenant.and_then(|_| {
         let base = public_base(config)?;
         let path = host::request_header(":path").unwrap_or_default();
@@ -323,15 +399,67 @@ fn send_denial(
         name: tenant_id,
         resource_metadata: metadata.as_deref(),
     };
-    let offered;
     let deny = match (deny, tenant, principal) {
-        (Deny::ConnectRequired { .. }, Some(i), Some(p)) => {
-            offered = with_connect_link(config, i, deny, p);
-            &offered
-        }
-        _ => deny,
+        (Deny::ConnectRequired { .. }, Some(i), Some(p)) => with_connect_link(config, i, deny, p),
+        _ => deny.clone(),
     };
-    host::send_reply(&deny_reply(deny, &realm));
+    (deny_reply(&deny, &realm), deny)
+}
+
+/// Send an MCP request refused for a missing account to the hold route, credentials removed,
+/// to answer it in JSON-RPC once its body is in. False when it cannot be held (the caller
+/// answers it plainly).
+fn hold_for_elicitation(
+    worker: &Rc<RefCell<Worker>>,
+    config: &Config,
+    context_id: u32,
+    tenant: usize,
+    deny: &Deny,
+    principal: Option<&Principal>,
+    request: mcp::McpRequest,
+) -> bool {
+    let Some(hold_path) = &config.settings.mcp_hold_path else {
+        return false;
+    };
+    let (fallback, answered) = denial_reply(config, Some(tenant), deny, principal);
+    let Deny::ConnectRequired {
+        connection,
+        connect,
+        ..
+    } = answered
+    else {
+        return false;
+    };
+    let t = &config.tenants[tenant];
+    let mut held = host::remove_request_header("authorization");
+    if let Some(h) = &t.vault.subject_token_header {
+        held &= host::remove_request_header(h);
+    }
+    // Nothing of the original request may reach a backend: its path becomes the hold route's.
+    held = held && host::set_request_header(":path", hold_path) && host::clear_route_cache();
+    if !held {
+        warn!(
+            "#{context_id} tenant={} could not hold an MCP request for its body",
+            t.id
+        );
+        return false;
+    }
+    record_denial(config, context_id, Some(tenant), deny, principal);
+    let offer = mcp::ConnectOffer {
+        message: connect_message(&connection),
+        connection,
+        link: connect,
+    };
+    worker.borrow_mut().mcp.insert(
+        context_id,
+        mcp::McpState::Held {
+            tenant,
+            request,
+            offer,
+            fallback,
+        },
+    );
+    true
 }
 
 /// A "connect your account" refusal with the link where the user does so, when the filter
@@ -377,7 +505,8 @@ fn public_base(config: &Config) -> Option<String> {
     valid.then(|| format!("{scheme}://{authority}"))
 }
 
-/// Apply a final step to the request whose context is active. True when it may be forwarded.
+/// Apply a final step to the request whose context is active. True when the request continues
+/// down the filter chain: forwarded with its new credentials, or sent to the hold route.
 pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: Step) -> bool {
     let config = Rc::clone(&worker.borrow().config);
     match step {
@@ -414,6 +543,16 @@ pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: S
             tenant,
             principal,
         } => {
+            let candidate = match worker.borrow_mut().mcp.remove(&context_id) {
+                Some(mcp::McpState::Candidate(request)) => Some(request),
+                _ => None,
+            };
+            if let (Deny::ConnectRequired { .. }, Some(request)) = (&deny, candidate) {
+                let p = principal.as_deref();
+                if hold_for_elicitation(worker, &config, context_id, tenant, &deny, p, request) {
+                    return true;
+                }
+            }
             send_denial(
                 &config,
                 context_id,
@@ -452,9 +591,9 @@ impl Context for Request {
 }
 
 impl HttpContext for Request {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         match self.worker.clone() {
-            Some(worker) => self.start(&worker),
+            Some(worker) => self.start(&worker, end_of_stream),
             None => self.reply(&Reply::json(
                 500,
                 &serde_json::json!({"error": "server_error", "error_description": "The filter is not configured."}),
@@ -462,11 +601,23 @@ impl HttpContext for Request {
         }
     }
 
-    fn on_http_request_body(&mut self, _size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if self.is_held() {
+            if end_of_stream || size > mcp::MAX_BODY_BYTES {
+                self.answer_held(size);
+            }
+            // Keep buffering: the hold route gets nothing while this filter has the body.
+            return Action::Pause;
+        }
+        self.body_size = size;
         self.hold_while_waiting()
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.is_held() {
+            self.answer_held(self.body_size);
+            return Action::Pause;
+        }
         self.hold_while_waiting()
     }
 
