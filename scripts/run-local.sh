@@ -30,6 +30,8 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+bash scripts/walkthrough.sh http://localhost:3000 http://127.0.0.1:9000 || echo "(the walkthrough failed; see above)"
+
 cat <<MSG
 
 token-vault-proxy is up on http://localhost:3000  (Envoy admin: http://localhost:9901)
@@ -37,8 +39,17 @@ token-vault-proxy is up on http://localhost:3000  (Envoy admin: http://localhost
   # alice has a connected GitHub account: 200 from the echo backend, with her downstream token
   curl -s -H "Authorization: Bearer \$(make -s token)" localhost:3000/github/user
 
-  # bob has not connected GitHub: 403 connected_account_required
+  # bob has not connected GitHub: 403 connected_account_required with a connect_uri.
+  # Open that link in a browser, sign in as "bob", press Allow; then repeat the call: 200.
   curl -s -H "Authorization: Bearer \$(make -s token SUB=bob)" localhost:3000/github/user
+
+  # bob's connected accounts (sign in as bob): list and disconnect
+  #   http://localhost:3000/connect/github/accounts
+
+  # an MCP client without the account gets a JSON-RPC URL elicitation carrying its id
+  curl -s -H "Authorization: Bearer \$(make -s token SUB=bob)" -H 'Content-Type: application/json' \\
+       -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2025-11-25' \\
+       -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami"}}' localhost:3000/github/mcp
 
   # a read-only token cannot POST: 403 insufficient_scope
   curl -s -X POST -H "Authorization: Bearer \$(make -s token SCOPE=github:read)" localhost:3000/github/repos
