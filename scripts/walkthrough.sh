@@ -7,7 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 GW=${1:-http://localhost:3000}
 SIM_URL=${2:-http://127.0.0.1:9000}
-SIM=target/release/sim
 jar=$(mktemp)
 trap 'rm -f "$jar"' EXIT
 
@@ -15,9 +14,12 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 field() { sed -n "s/.*name=\"$1\" value=\"\([^\"]*\)\".*/\1/p" | head -1 | sed 's/&amp;/\&/g'; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 browse() { curl -s -L -b "$jar" -c "$jar" "$@"; }
+token() { curl -s -H 'content-type: application/json' -d "{\"sub\":\"$1\"}" "$SIM_URL/dev/token" | json '["access_token"]'; }
+status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$GW/github/user"; }
+expect() { if [ "$1" != "$2" ]; then echo "walkthrough: expected $2, got $1" >&2; exit 1; fi; echo "  HTTP $1"; }
 
-ALICE=$("$SIM" token --sub alice)
-BOB=$("$SIM" token --sub bob)
+ALICE=$(token alice)
+BOB=$(token bob)
 
 step "alice (GitHub connected) calls GET /github/user: the backend sees her GitHub token, not the agent's"
 curl -s -H "Authorization: Bearer $ALICE" "$GW/github/user" |
@@ -40,10 +42,10 @@ done_page=$(browse --data-urlencode "ticket=$ticket" --data "decision=allow" "$S
 echo "$done_page" | sed -n 's/.*<h1 class="ok">\([^<]*\)<\/h1>.*/  gateway page: \1/p'
 
 step "bob's agent retries: 200, brokered with bob's GitHub token"
-curl -s -o /dev/null -w '  HTTP %{http_code}\n' -H "Authorization: Bearer $BOB" "$GW/github/user"
+expect "$(status "$BOB")" 200
 
 step "bob disconnects GitHub on his connected-accounts page (so you can try the flow yourself)"
 accounts=$(browse "$GW/connect/github/accounts")
 action=$(echo "$accounts" | sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' | head -1 | sed 's/&amp;/\&/g')
-browse --data '' -o /dev/null -w '  HTTP %{http_code} after disconnecting\n' "$action"
-curl -s -o /dev/null -w '  bob again: HTTP %{http_code}\n' -H "Authorization: Bearer $BOB" "$GW/github/user"
+browse --data '' -o /dev/null "$action"
+expect "$(status "$BOB")" 403

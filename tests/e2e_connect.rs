@@ -292,3 +292,29 @@ fn connect_pages_refuse_bad_input() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("location.hash"));
 }
+
+#[test]
+fn the_make_run_walkthrough_passes() {
+    let stack = stack();
+    let out = std::process::Command::new("bash")
+        .arg(root().join("scripts/walkthrough.sh"))
+        .arg(format!("http://127.0.0.1:{}", stack.port))
+        .arg(format!("http://127.0.0.1:{}", stack.sim.port))
+        .output()
+        .expect("bash runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("gateway page: Your github account is connected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backend saw: authorization: Bearer sim_github_alice_"),
+        "{text}"
+    );
+    assert!(
+        !stack.sim.is_connected("bob", "github"),
+        "the walkthrough disconnects bob again"
+    );
+}
