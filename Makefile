@@ -29,6 +29,7 @@ toolchain:
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 	@command -v openssl >/dev/null || apt-get install -y openssl >/dev/null || sudo apt-get install -y openssl >/dev/null
 	@command -v docker-compose >/dev/null || apt-get install -y docker-compose >/dev/null || sudo apt-get install -y docker-compose >/dev/null
+	@command -v chromium >/dev/null || { echo "installing chromium (the headless-browser test)"; DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null || sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null; }
 	@if command -v rustup >/dev/null; then \
 	  rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1; \
 	  rustup component list --installed | grep -q '^clippy' || rustup component add clippy; \

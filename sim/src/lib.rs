@@ -360,6 +360,12 @@ impl Sim {
         self.lock().accounts.auto_consent = on;
     }
 
+    /// Treat every browser as signed in as `sub` at the login page (a headless browser cannot
+    /// type).
+    pub fn set_auto_login(&self, sub: Option<&str>) {
+        self.lock().accounts.auto_login = sub.map(str::to_string);
+    }
+
     /// Lifetime (`expires_in`) of downstream tokens the vault issues from now on.
     pub fn set_token_lifetime(&self, seconds: u64) {
         self.lock().token_lifetime = seconds;

@@ -29,6 +29,8 @@ pub struct Accounts {
     connect_codes: HashMap<String, String>,
     /// The consent page approves by itself (for a headless browser that cannot click).
     pub auto_consent: bool,
+    /// Every browser is already signed in as this user (an Auth0 single sign-on session).
+    pub auto_login: Option<String>,
 }
 
 struct Code {
@@ -194,6 +196,7 @@ pub(crate) fn authorize(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         });
         (form(&r.query), cookie)
     };
+    let user = user.or_else(|| lock(state).accounts.auto_login.clone());
     let p = |k: &str| params.get(k).cloned().unwrap_or_default();
     let mut st = lock(state);
     let Some(tenant) = tenant_by_connect_client(&st, &p("client_id")).cloned() else {
