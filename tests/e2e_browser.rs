@@ -12,7 +12,12 @@ use common::*;
 fn chromium() -> String {
     let found = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()));
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
     found
         .expect("chromium is required: `make setup` installs it (apt-get install chromium)")
         .to_string()
