@@ -2,9 +2,11 @@
 //! backend, the wasm filter carrying the tenants file as its plugin configuration, and a
 //! cluster per name the tenants file uses (issuer JWKS hosts, Auth0 domains) and per backend.
 //! The tenants file's cluster names are kept, so the embedded configuration is the file as
-//! written (plus the deployment's public URL).
+//! written (plus the deployment's public URL). With `settings.mcp_hold_path`, the route the
+//! filter sends refused MCP requests to: held by the buffer filter, never forwarded.
 
 use serde_json::Value;
+use token_vault_proxy::mcp::MAX_BODY_BYTES;
 
 use crate::deployment::Deployment;
 use crate::doc::Node;
@@ -17,6 +19,9 @@ pub const HEADER: &str =
 # change those and render again rather than editing this file.\n";
 
 const ROOT_ID: &str = "token-vault-proxy";
+const BUFFER: &str = "envoy.filters.http.buffer";
+const BUFFER_PER_ROUTE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute";
 
 /// The plugin configuration as deployed: the tenants file with the deployment's public URL.
 pub fn plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String> {
@@ -38,6 +43,12 @@ pub fn plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String> {
     }
 }
 
+/// `settings.mcp_hold_path` of the tenants file: where the filter sends an MCP request it
+/// refuses for a missing account, to read its JSON-RPC id from the body and answer it.
+pub fn mcp_hold_path(plan: &Plan) -> Option<&str> {
+    plan.doc["settings"]["mcp_hold_path"].as_str()
+}
+
 pub fn render(plan: &Plan, d: &Deployment) -> Result<String, String> {
     Ok(format!("{HEADER}{}", bootstrap(plan, d)?.to_yaml()))
 }
@@ -45,12 +56,18 @@ pub fn render(plan: &Plan, d: &Deployment) -> Result<String, String> {
 pub fn bootstrap(plan: &Plan, d: &Deployment) -> Result<Node, String> {
     let config = plugin_config(plan, d)?;
     let pretty = serde_json::to_string_pretty(&config).map_err(|e| e.to_string())?;
+    Ok(bootstrap_with(plan, d, &format!("{pretty}\n")))
+}
 
+/// The bootstrap for `plan` with `configuration` as the filter's plugin configuration, as it
+/// is: [`bootstrap`] embeds the checked tenants file; tests of how Envoy refuses a broken
+/// configuration embed anything.
+pub fn bootstrap_with(plan: &Plan, d: &Deployment, configuration: &str) -> Node {
     let mut listener = map! {
         "name" => "agents",
         "address" => socket(&d.listen_address, d.listen_port),
     };
-    let mut chain = map! { "filters" => seq![connection_manager(plan, d, &pretty)] };
+    let mut chain = map! { "filters" => seq![connection_manager(plan, d, configuration)] };
     if let Some(tls) = &d.tls {
         chain.insert("transport_socket", downstream_tls(&tls.cert, &tls.key));
     }
@@ -67,7 +84,7 @@ pub fn bootstrap(plan: &Plan, d: &Deployment) -> Result<Node, String> {
             .map(|b| cluster(&backend_cluster(&b.tenant), &b.origin, &d.ca_bundle)),
     );
 
-    Ok(map! {
+    map! {
         // The filter's stats are tvp.<tenant>.<metric>; the tenant becomes a label.
         "stats_config" => map! {
             "stats_tags" => seq![map! {
@@ -80,7 +97,7 @@ pub fn bootstrap(plan: &Plan, d: &Deployment) -> Result<Node, String> {
             "listeners" => seq![listener],
             "clusters" => Node::Seq(clusters),
         },
-    })
+    }
 }
 
 fn socket(address: &str, port: u16) -> Node {
@@ -88,23 +105,21 @@ fn socket(address: &str, port: u16) -> Node {
 }
 
 fn connection_manager(plan: &Plan, d: &Deployment, config: &str) -> Node {
-    let mut routes: Vec<Node> = plan
-        .backends
-        .iter()
-        .map(|b| {
-            // The tenant segment is replaced by the backend URL's path; the backend sees its
-            // own host name.
-            map! {
-                "match" => map! { "prefix" => format!("/{}/", b.tenant) },
-                "route" => map! {
-                    "cluster" => backend_cluster(&b.tenant),
-                    "prefix_rewrite" => b.prefix.clone(),
-                    "host_rewrite_literal" => authority(&b.origin),
-                    "timeout" => "30s",
-                },
-            }
-        })
-        .collect();
+    let hold = mcp_hold_path(plan);
+    let mut routes: Vec<Node> = hold.map(hold_route).into_iter().collect();
+    routes.extend(plan.backends.iter().map(|b| {
+        // The tenant segment is replaced by the backend URL's path; the backend sees its
+        // own host name.
+        map! {
+            "match" => map! { "prefix" => format!("/{}/", b.tenant) },
+            "route" => map! {
+                "cluster" => backend_cluster(&b.tenant),
+                "prefix_rewrite" => b.prefix.clone(),
+                "host_rewrite_literal" => authority(&b.origin),
+                "timeout" => "30s",
+            },
+        }
+    }));
     // The filter answers everything else itself; this only guards a gap.
     routes.push(map! {
         "match" => map! { "prefix" => "/" },
@@ -113,50 +128,101 @@ fn connection_manager(plan: &Plan, d: &Deployment, config: &str) -> Node {
             "body" => map! { "inline_string" => "{\"error\":\"not_found\"}" },
         },
     });
+    let mut virtual_host = map! {
+        "name" => "tenants",
+        "domains" => seq!["*"],
+    };
+    let mut http_filters = vec![map! {
+        "name" => "envoy.filters.http.wasm",
+        "typed_config" => wasm_filter(d, plan, config),
+    }];
+    if hold.is_some() {
+        // The buffer filter works on the hold route only.
+        virtual_host.insert(
+            "typed_per_filter_config",
+            map! { BUFFER => map! { "@type" => BUFFER_PER_ROUTE, "disabled" => true } },
+        );
+        http_filters.push(map! {
+            "name" => BUFFER,
+            "typed_config" => map! {
+                "@type" => "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                "max_request_bytes" => max_body_bytes(),
+            },
+        });
+    }
+    virtual_host.insert("routes", Node::Seq(routes));
+    http_filters.push(map! {
+        "name" => "envoy.filters.http.router",
+        "typed_config" => map! {
+            "@type" => "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+        },
+    });
     map! {
         "name" => "envoy.filters.network.http_connection_manager",
         "typed_config" => map! {
             "@type" => "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix" => "agents",
             "codec_type" => "AUTO",
-            // One JSON line per request; "tvp" is the filter's decision record.
-            "access_log" => seq![map! {
-                "name" => "envoy.access_loggers.stdout",
-                "typed_config" => map! {
-                    "@type" => "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-                    "log_format" => map! {
-                        "json_format" => map! {
-                            "time" => "%START_TIME%",
-                            "method" => "%REQ(:METHOD)%",
-                            "path" => "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
-                            "status" => "%RESPONSE_CODE%",
-                            "duration_ms" => "%DURATION%",
-                            "upstream" => "%UPSTREAM_CLUSTER%",
-                            "tvp" => "%FILTER_STATE(wasm.tvp_decision:PLAIN)%",
-                        },
-                    },
-                },
-            }],
+            "access_log" => seq![access_log()],
             "route_config" => map! {
                 "name" => "tenants",
-                "virtual_hosts" => seq![map! {
-                    "name" => "tenants",
-                    "domains" => seq!["*"],
-                    "routes" => Node::Seq(routes),
+                "virtual_hosts" => seq![virtual_host],
+            },
+            "http_filters" => Node::Seq(http_filters),
+        },
+    }
+}
+
+/// One JSON line per request; "tvp" is the filter's decision record. Paths without the query:
+/// the connect pages' callbacks carry single-use codes in it.
+fn access_log() -> Node {
+    map! {
+        "name" => "envoy.access_loggers.stdout",
+        "typed_config" => map! {
+            "@type" => "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format" => map! {
+                "json_format" => map! {
+                    "time" => "%START_TIME%",
+                    "method" => "%REQ(:METHOD)%",
+                    "path" => "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                    "status" => "%RESPONSE_CODE%",
+                    "duration_ms" => "%DURATION%",
+                    "upstream" => "%UPSTREAM_CLUSTER%",
+                    "tvp" => "%FILTER_STATE(wasm.tvp_decision:PLAIN)%",
+                },
+                "formatters" => seq![map! {
+                    "name" => "envoy.formatter.req_without_query",
+                    "typed_config" => map! {
+                        "@type" => "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery",
+                    },
                 }],
             },
-            "http_filters" => seq![
-                map! {
-                    "name" => "envoy.filters.http.wasm",
-                    "typed_config" => wasm_filter(d, plan, config),
-                },
-                map! {
-                    "name" => "envoy.filters.http.router",
-                    "typed_config" => map! {
-                        "@type" => "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                    },
-                },
-            ],
+        },
+    }
+}
+
+/// The filter reads at most this much of a held request's body; the buffer filter holds as
+/// much (a larger body gets the buffer filter's 413, never the backend).
+fn max_body_bytes() -> u32 {
+    u32::try_from(MAX_BODY_BYTES).unwrap_or(u32::MAX)
+}
+
+/// settings.mcp_hold_path: an MCP request refused for a missing account waits here,
+/// credentials removed, until the filter has read its JSON-RPC id and answered it. The buffer
+/// filter holds it; nothing is ever forwarded from this route (the 403 is only reached if the
+/// filter has not answered).
+fn hold_route(path: &str) -> Node {
+    map! {
+        "match" => map! { "path" => path },
+        "direct_response" => map! {
+            "status" => 403u16,
+            "body" => map! { "inline_string" => "{\"error\":\"connected_account_required\"}" },
+        },
+        "typed_per_filter_config" => map! {
+            BUFFER => map! {
+                "@type" => BUFFER_PER_ROUTE,
+                "buffer" => map! { "max_request_bytes" => max_body_bytes() },
+            },
         },
     }
 }
@@ -185,7 +251,7 @@ fn wasm_filter(d: &Deployment, plan: &Plan, config: &str) -> Node {
             "vm_config" => vm,
             "configuration" => map! {
                 "@type" => "type.googleapis.com/google.protobuf.StringValue",
-                "value" => format!("{config}\n"),
+                "value" => config,
             },
         },
     }
@@ -297,11 +363,12 @@ mod tests {
         assert_eq!(sim["type"], "STATIC");
         assert!(sim.get("transport_socket").is_none());
         let routes = &hcm(&b)["route_config"]["virtual_hosts"][0]["routes"];
-        assert_eq!(routes[0]["match"]["prefix"], "/github/");
-        assert_eq!(routes[0]["route"]["cluster"], "backend_github");
-        assert_eq!(routes[0]["route"]["prefix_rewrite"], "/");
-        assert_eq!(routes[0]["route"]["host_rewrite_literal"], "127.0.0.1:9001");
-        assert_eq!(routes[2]["direct_response"]["status"], 404);
+        assert_eq!(routes[0]["match"]["path"], "/.tvp-hold");
+        assert_eq!(routes[1]["match"]["prefix"], "/github/");
+        assert_eq!(routes[1]["route"]["cluster"], "backend_github");
+        assert_eq!(routes[1]["route"]["prefix_rewrite"], "/");
+        assert_eq!(routes[1]["route"]["host_rewrite_literal"], "127.0.0.1:9001");
+        assert_eq!(routes[3]["direct_response"]["status"], 404);
         let wasm = &hcm(&b)["http_filters"][0]["typed_config"]["config"];
         assert_eq!(wasm["fail_open"], false);
         assert_eq!(
@@ -339,7 +406,7 @@ mod tests {
             github["transport_socket"]["typed_config"]["sni"],
             "api.github.com"
         );
-        let route = &hcm(&b)["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+        let route = &hcm(&b)["route_config"]["virtual_hosts"][0]["routes"][1]["route"];
         assert_eq!(route["prefix_rewrite"], "/v3/");
         assert_eq!(route["host_rewrite_literal"], "api.github.com");
         let chain = &b["static_resources"]["listeners"][0]["filter_chains"][0];
@@ -354,6 +421,70 @@ mod tests {
         assert_eq!(
             embedded["settings"]["public_base_url"],
             "https://gw.example.com"
+        );
+    }
+
+    fn filter_names(b: &Value) -> Vec<&str> {
+        hcm(b)["http_filters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_mcp_hold_route_is_buffered_and_never_forwarded() {
+        let b = render_json(&example(), &[]);
+        assert_eq!(
+            filter_names(&b),
+            [
+                "envoy.filters.http.wasm",
+                BUFFER,
+                "envoy.filters.http.router"
+            ]
+        );
+        let host = &hcm(&b)["route_config"]["virtual_hosts"][0];
+        assert_eq!(
+            host["typed_per_filter_config"][BUFFER],
+            json!({"@type": BUFFER_PER_ROUTE, "disabled": true})
+        );
+        let hold = &host["routes"][0];
+        assert_eq!(hold["match"], json!({"path": "/.tvp-hold"}));
+        assert_eq!(hold["direct_response"]["status"], 403);
+        assert!(hold.get("route").is_none());
+        assert_eq!(
+            hold["typed_per_filter_config"][BUFFER]["buffer"]["max_request_bytes"],
+            65536
+        );
+
+        let mut doc = example();
+        doc["settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("mcp_hold_path");
+        let b = render_json(&doc, &[]);
+        assert_eq!(
+            filter_names(&b),
+            ["envoy.filters.http.wasm", "envoy.filters.http.router"]
+        );
+        let host = &hcm(&b)["route_config"]["virtual_hosts"][0];
+        assert!(host.get("typed_per_filter_config").is_none());
+        assert_eq!(host["routes"][0]["match"]["prefix"], "/github/");
+        assert!(!b.to_string().contains(BUFFER));
+    }
+
+    #[test]
+    fn the_access_log_leaves_out_queries() {
+        let b = render_json(&example(), &[]);
+        let format = &hcm(&b)["access_log"][0]["typed_config"]["log_format"];
+        assert_eq!(
+            format["json_format"]["path"],
+            "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%"
+        );
+        assert_eq!(
+            format["formatters"][0]["name"],
+            "envoy.formatter.req_without_query"
         );
     }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::deployment::Deployment;
 use crate::doc::{yaml_stream, Node};
-use crate::envoy::{plugin_config, HEADER};
+use crate::envoy::{mcp_hold_path, plugin_config, HEADER};
 use crate::upstream::{Origin, Plan};
 use crate::{map, schema, seq, tenants};
 
@@ -17,9 +17,31 @@ pub fn cluster_name(o: &Origin) -> String {
     format!("outbound|{}||{}", o.port, o.host)
 }
 
-/// The plugin configuration for Istio: the deployed configuration with Istio's cluster names.
+/// What a WasmPlugin cannot deploy: the MCP hold route (routes need an EnvoyFilter, which has
+/// no vendored schema to check it against). Without the route the filter must not send
+/// requests there (fail closed), so the setting is left out and MCP clients get the plain
+/// answer.
+pub fn warnings(plan: &Plan) -> Vec<String> {
+    mcp_hold_path(plan)
+        .map(|path| {
+            format!(
+                "tvp: warning: settings.mcp_hold_path (\"{path}\") is left out of the WasmPlugin's pluginConfig: \
+                 a WasmPlugin cannot add the hold route it needs, so MCP clients without a connected \
+                 account get the plain HTTP 403 connected_account_required instead of a JSON-RPC \
+                 URL elicitation"
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
+/// The plugin configuration for Istio: the deployed configuration with Istio's cluster names,
+/// without the MCP hold path (see [`warnings`]).
 pub fn istio_plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String> {
     let mut doc = plugin_config(plan, d)?;
+    if let Some(settings) = doc["settings"].as_object_mut() {
+        settings.remove("mcp_hold_path");
+    }
     for c in &plan.clusters {
         if c.origin.is_ip() {
             return Err(format!(
@@ -234,7 +256,29 @@ mod tests {
         back["tenants"][0]["vault"]["cluster"] = json!("acme");
         back["tenants"][1]["jwks"]["cluster"] = json!("google_idp");
         back["tenants"][1]["vault"]["cluster"] = json!("google_idp");
-        assert_eq!(back, auth0_both());
+        let mut without_hold = auth0_both();
+        without_hold["settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("mcp_hold_path");
+        assert_eq!(back, without_hold);
+    }
+
+    #[test]
+    fn the_mcp_hold_path_is_left_out_with_a_warning() {
+        let doc = auth0_both();
+        let config = &docs(&doc)[0]["spec"]["pluginConfig"];
+        assert!(config["settings"].get("mcp_hold_path").is_none());
+        assert_eq!(config["settings"]["callout_timeout_ms"], 5000);
+        let said = warnings(&plan(&doc).unwrap());
+        assert_eq!(said.len(), 1);
+        assert!(said[0].contains("plain HTTP 403"), "{said:?}");
+        let mut doc = doc;
+        doc["settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("mcp_hold_path");
+        assert!(warnings(&plan(&doc).unwrap()).is_empty());
     }
 
     #[test]

@@ -13,10 +13,12 @@ pub mod upstream;
 
 use deployment::Target;
 
-/// What `tvp render` writes: a file name (for `--out DIR`) and its text.
+/// What `tvp render` writes: a file name (for `--out DIR`) and its text, and what the user
+/// must know about it (lines for standard error).
 pub struct Rendered {
     pub file: &'static str,
     pub text: String,
+    pub warnings: Vec<String>,
 }
 
 /// Render a tenants file for a target. Errors are the lines to print: every problem of the
@@ -35,12 +37,20 @@ pub fn render(
     let plan = upstream::plan(&doc)
         .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let d = deployment::load(deployment_text, overrides, target).map_err(|e| vec![e])?;
-    let (file, text) = match target {
-        Target::Envoy | Target::Compose => ("envoy.yaml", envoy::render(&plan, &d)),
-        Target::Istio => ("istio.yaml", istio::render(&plan, &d)),
+    let (file, text, warnings) = match target {
+        Target::Envoy | Target::Compose => ("envoy.yaml", envoy::render(&plan, &d), vec![]),
+        Target::Istio => (
+            "istio.yaml",
+            istio::render(&plan, &d),
+            istio::warnings(&plan),
+        ),
     };
-    text.map(|text| Rendered { file, text })
-        .map_err(|e| vec![e])
+    text.map(|text| Rendered {
+        file,
+        text,
+        warnings,
+    })
+    .map_err(|e| vec![e])
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ fn the_compose_envoy_config_validates() {
         deploy::deployment::COMPOSE_WASM,
         &wasm_path().display().to_string(),
     );
+    assert_mcp_hold_route(&yaml, "/.tvp-hold");
     envoy_validates(&yaml, &dir);
 }
 

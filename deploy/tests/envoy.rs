@@ -19,6 +19,21 @@ fn wasm_set() -> String {
 fn the_example_renders_to_a_valid_bootstrap() {
     let dir = scratch("envoy-example");
     let yaml = render("envoy", &example(), &[wasm_set()], &dir);
+    assert_mcp_hold_route(&yaml, "/.tvp-hold");
+    envoy_validates(&yaml, &dir);
+}
+
+#[test]
+fn without_an_mcp_hold_path_no_hold_route_and_no_buffer_filter() {
+    let dir = scratch("envoy-no-hold");
+    let mut doc = example();
+    doc["settings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("mcp_hold_path");
+    let yaml = render("envoy", &doc, &[wasm_set()], &dir);
+    assert!(!yaml.contains("buffer"), "{yaml}");
+    assert!(!yaml.contains(".tvp-hold"), "{yaml}");
     envoy_validates(&yaml, &dir);
 }
 

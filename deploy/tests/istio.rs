@@ -158,25 +158,51 @@ fn the_checker_rejects_broken_documents() {
     assert_eq!(err.lines().count(), 6, "{err}");
 }
 
-#[test]
-fn the_local_stack_cannot_go_to_istio() {
-    let dir = scratch("istio-local");
+/// `tvp render istio` of a tenants file written to `dir`, with a module URL.
+fn tvp_render_istio(dir: &std::path::Path, tenants: &str) -> (i32, String, String) {
     let file = dir.join("tenants.json");
-    std::fs::write(&file, example_text()).unwrap();
-    let (code, _, err) = tvp(&[
+    std::fs::write(&file, tenants).unwrap();
+    tvp(&[
         "render",
         "istio",
         "--tenants",
         file.to_str().unwrap(),
         "--set",
         "wasm=oci://registry.example/tvp:1",
-    ]);
+    ])
+}
+
+#[test]
+fn the_local_stack_cannot_go_to_istio() {
+    let dir = scratch("istio-local");
+    let (code, _, err) = tvp_render_istio(&dir, &example_text());
     assert_eq!(code, 1);
     assert!(
         err.contains("a ServiceEntry host must be a DNS name"),
         "{err}"
     );
+    let file = dir.join("tenants.json");
     let (code, _, err) = tvp(&["render", "istio", "--tenants", file.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("wasm: Istio needs the module's URL"), "{err}");
+}
+
+#[test]
+fn the_mcp_hold_path_is_left_out_of_the_plugin_config_with_a_warning() {
+    let dir = scratch("istio-hold");
+    let doc = auth0_tenants();
+    assert_eq!(doc["settings"]["mcp_hold_path"], "/.tvp-hold");
+    let (code, out, err) = tvp_render_istio(&dir, &doc.to_string());
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("mcp_hold_path"), "{out}");
+    assert!(!out.contains(".tvp-hold"), "{out}");
+    let docs = stream(&out);
+    assert_eq!(
+        docs[0]["spec"]["pluginConfig"]["settings"]["max_token_bytes"],
+        8192
+    );
+    assert!(
+        err.contains("settings.mcp_hold_path") && err.contains("plain HTTP 403"),
+        "{err}"
+    );
 }

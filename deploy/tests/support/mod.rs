@@ -75,11 +75,16 @@ pub fn wasm_path() -> PathBuf {
     p
 }
 
+/// The HTTP connection manager of a rendered bootstrap.
+fn connection_manager(yaml: &str) -> Value {
+    let doc: Value = serde_yaml::from_str(yaml).unwrap();
+    doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        .clone()
+}
+
 /// The secret variables a rendered bootstrap asks Envoy's environment for.
 pub fn host_env_keys(yaml: &str) -> Vec<String> {
-    let doc: Value = serde_yaml::from_str(yaml).unwrap();
-    let filters = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-        ["typed_config"]["http_filters"];
+    let filters = &connection_manager(yaml)["http_filters"];
     filters[0]["typed_config"]["config"]["vm_config"]["environment_variables"]["host_env_keys"]
         .as_array()
         .map(|a| {
@@ -88,6 +93,40 @@ pub fn host_env_keys(yaml: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The bootstrap holds MCP requests sent to `path` in the buffer filter and never forwards
+/// them: the route (first, matched exactly) answers locally, the buffer filter runs between
+/// the wasm filter and the router and only on that route.
+pub fn assert_mcp_hold_route(yaml: &str, path: &str) {
+    let hcm = connection_manager(yaml);
+    let buffer = "envoy.filters.http.buffer";
+    let filters: Vec<&str> = hcm["http_filters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        filters,
+        [
+            "envoy.filters.http.wasm",
+            buffer,
+            "envoy.filters.http.router"
+        ]
+    );
+    let host = &hcm["route_config"]["virtual_hosts"][0];
+    assert_eq!(host["typed_per_filter_config"][buffer]["disabled"], true);
+    let hold = &host["routes"][0];
+    assert_eq!(hold["match"], serde_json::json!({ "path": path }));
+    assert_eq!(hold["direct_response"]["status"], 403);
+    assert!(hold.get("route").is_none(), "{hold}");
+    assert!(
+        hold["typed_per_filter_config"][buffer]["buffer"]["max_request_bytes"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{hold}"
+    );
 }
 
 /// `envoy --mode validate` on a bootstrap, with a value for every secret variable it names.
