@@ -29,7 +29,7 @@ fn refused_with_link(stack: &Stack, token: &str) -> String {
     let prefix = format!("http://127.0.0.1:{}/connect/github/start?id=", stack.port);
     assert!(url.starts_with(&prefix), "{url}");
     // Opaque: no user id, no token in the link.
-    assert!(!url.contains("bob") && !url.contains(token));
+    assert!(!url.contains("bob") && !url.contains("carol") && !url.contains(token));
     url
 }
 
@@ -110,6 +110,33 @@ fn bob_connects_from_the_link_and_his_next_call_succeeds() {
     // The used link is gone too.
     let (_, again) = browser.open(&link);
     assert_eq!(again.status, 400, "{}", again.text());
+}
+
+#[test]
+fn flow_state_is_shared_by_envoys_workers() {
+    let stack = Stack::with(Options {
+        public_base_is_stack: true,
+        concurrency: 2,
+        ..Options::default()
+    });
+    // Each request is its own connection, which the kernel spreads over both workers: a flow
+    // step can only succeed if the state the previous step left is visible to every worker.
+    for user in ["bob", "carol"] {
+        let link = refused_with_link(&stack, &stack.token("github", user));
+        let mut browser = Browser::new();
+        let (_, page) = sign_in(&mut browser, &stack, &link, user);
+        let (_, done) = consent(&mut browser, &stack, &page, "allow");
+        assert_eq!(done.status, 200, "{}", done.text());
+        assert!(stack.sim.is_connected(user, "github"));
+    }
+    // Log lines carry the worker's thread id: the connect pages ran on both.
+    let threads: std::collections::HashSet<String> = stack
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(" connect GET "))
+        .filter_map(|l| l.split("][").nth(1).map(str::to_string))
+        .collect();
+    assert_eq!(threads.len(), 2, "{threads:?}");
 }
 
 #[test]

@@ -207,6 +207,11 @@ impl Request {
     fn apply_connect(&mut self, config: &Config, input: ConnectInput, outcome: connect::Outcome) {
         match outcome {
             connect::Outcome::Reply(reply) => {
+                // The page and status only: the query carries codes and state.
+                info!(
+                    "#{} tenant={} connect {} {} -> {}",
+                    self.id, config.tenants[input.tenant].id, input.method, input.page, reply.status
+                );
                 host::send_reply(&reply);
             }
             connect::Outcome::Call(request, pending) => {
