@@ -210,7 +210,11 @@ impl Request {
                 // The page and status only: the query carries codes and state.
                 info!(
                     "#{} tenant={} connect {} {} -> {}",
-                    self.id, config.tenants[input.tenant].id, input.method, input.page, reply.status
+                    self.id,
+                    config.tenants[input.tenant].id,
+                    input.method,
+                    input.page,
+                    reply.status
                 );
                 host::send_reply(&reply);
             }
