@@ -1,5 +1,5 @@
 //! Plugin configuration in real Envoy: invalid documents refuse to load with one line naming
-//! the tenant and field; the shipped config validates and is the template's rendering.
+//! the tenant and field; the shipped config is `tvp render envoy`'s and validates.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -85,22 +85,23 @@ fn invalid_configurations_refuse_to_start() {
     );
 }
 
+const RENDER: &str = "cargo run -q -p deploy --bin tvp -- render envoy --tenants tenants.example.json --deployment envoy/local.deployment.yaml --out envoy";
+
 #[test]
-fn shipped_envoy_config_is_the_rendered_template_and_validates() {
-    let template = std::fs::read_to_string(root().join("envoy/envoy.template.yaml")).unwrap();
-    let example = std::fs::read_to_string(root().join("tenants.example.json")).unwrap();
-    let rendered = sim::envoy::render(
-        &template,
-        &sim::envoy::Ports::LOCAL,
-        "target/wasm32-wasip1/release/token_vault_proxy.wasm",
-        &example,
+fn shipped_envoy_config_is_the_rendering_and_validates() {
+    let read = |file: &str| std::fs::read_to_string(root().join(file)).unwrap();
+    let rendered = deploy::render(
+        deploy::deployment::Target::Envoy,
+        &read("tenants.example.json"),
+        &read("envoy/local.deployment.yaml"),
+        &[],
     )
-    .unwrap();
-    let shipped = std::fs::read_to_string(root().join("envoy/envoy.yaml")).unwrap();
+    .unwrap_or_else(|problems| panic!("{problems:#?}"));
     assert!(
-        rendered == shipped,
-        "envoy/envoy.yaml is stale: run `cargo run -p sim -- render-envoy > envoy/envoy.yaml`"
+        rendered.text == read("envoy/envoy.yaml"),
+        "envoy/envoy.yaml is stale: run `{RENDER}`"
     );
+    assert!(rendered.text.contains("path: /.tvp-hold"));
     wasm_path();
     let out = Command::new(envoy_bin())
         .args(["--mode", "validate", "-c", "envoy/envoy.yaml"])

@@ -1,5 +1,5 @@
 //! Rendered Envoy bootstraps pass `envoy --mode validate` (real Envoy, real module), and the
-//! local stack's rendering routes what the hand-written envoy/envoy.yaml routes.
+//! local stack's envoy/envoy.yaml is the rendering.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -129,81 +129,30 @@ fn https_upstreams_and_a_tls_listener_validate() {
     envoy_validates(&yaml, &dir);
 }
 
-/// What a bootstrap routes: per route prefix, (prefix rewrite, the endpoint its cluster
-/// reaches); the plugin configuration; per cluster the configuration names, its endpoint.
-struct Routing {
-    routes: BTreeMap<String, (String, String)>,
-    config: Value,
-    clusters: BTreeMap<String, String>,
-}
-
-fn routing(yaml: &str) -> Routing {
-    let b: Value = serde_yaml::from_str(yaml).unwrap();
-    let endpoint = |name: &str| {
-        let c = b["static_resources"]["clusters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("no cluster {name}"));
-        let a = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-            ["socket_address"];
-        format!("{}:{}", a["address"].as_str().unwrap(), a["port_value"])
-    };
-    let hcm =
-        &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
-    let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["route"].is_object())
-        .map(|r| {
-            let cluster = r["route"]["cluster"].as_str().unwrap();
-            (
-                r["match"]["prefix"].as_str().unwrap().to_string(),
-                (
-                    r["route"]["prefix_rewrite"].as_str().unwrap().to_string(),
-                    endpoint(cluster),
-                ),
-            )
-        })
-        .collect();
-    let config: Value = serde_json::from_str(
-        hcm["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    let mut named = BTreeMap::new();
-    for t in config["tenants"].as_array().unwrap() {
-        for c in [&t["jwks"]["cluster"], &t["vault"]["cluster"]] {
-            let c = c.as_str().unwrap();
-            named.insert(c.to_string(), endpoint(c));
-        }
-    }
-    Routing {
-        routes,
-        config,
-        clusters: named,
-    }
-}
-
-/// The shipped envoy/envoy.yaml is hand-written (envoy/envoy.template.yaml); rendering the
-/// tenants it embeds must give the same routes, backends and filter clusters. (Whether it
-/// embeds the current tenants.example.json is the root e2e tests' check.)
+/// envoy/envoy.yaml, the local stack's bootstrap, is what `tvp render envoy` writes for the
+/// example and envoy/local.deployment.yaml (the root e2e tests validate it in Envoy and run
+/// every test on the same rendering with free ports).
 #[test]
-fn the_local_rendering_routes_like_the_shipped_envoy_yaml() {
-    let shipped = std::fs::read_to_string(repo().join("envoy/envoy.yaml")).unwrap();
-    let shipped = routing(&shipped);
+fn the_local_stack_envoy_yaml_is_the_rendering() {
     let dir = scratch("envoy-local");
-    let ours = routing(&render("envoy", &shipped.config, &[], &dir));
-    assert_eq!(ours.routes, shipped.routes);
-    assert_eq!(ours.clusters, shipped.clusters);
-    assert_eq!(ours.config, shipped.config);
-    assert_eq!(
-        ours.routes.len(),
-        shipped.config["tenants"].as_array().unwrap().len()
+    let (code, _, err) = tvp(&[
+        "render",
+        "envoy",
+        "--tenants",
+        "tenants.example.json",
+        "--deployment",
+        "envoy/local.deployment.yaml",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ours = std::fs::read_to_string(dir.join("envoy.yaml")).unwrap();
+    let shipped = std::fs::read_to_string(repo().join("envoy/envoy.yaml")).unwrap();
+    assert!(
+        ours == shipped,
+        "envoy/envoy.yaml is stale: run\n  cargo run -q -p deploy --bin tvp -- render envoy --tenants tenants.example.json --deployment envoy/local.deployment.yaml --out envoy"
     );
+    assert_mcp_hold_route(&ours, "/.tvp-hold");
 }
 
 #[test]
@@ -225,20 +174,4 @@ fn render_refuses_a_broken_tenants_file_with_its_problems() {
         err.contains("$.tenants[1].issuer: must be an absolute http(s) URL"),
         "{err}"
     );
-}
-
-#[test]
-fn out_dir_writes_envoy_yaml() {
-    let dir = scratch("envoy-out");
-    let (code, _, err) = tvp(&[
-        "render",
-        "envoy",
-        "--tenants",
-        "tenants.example.json",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let text = std::fs::read_to_string(dir.join("envoy.yaml")).unwrap();
-    assert!(text.contains("name: agents"));
 }

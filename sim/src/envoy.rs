@@ -1,6 +1,6 @@
-//! Render `envoy/envoy.template.yaml` for a set of ports (the local stack and the tests).
-
-use serde_json::Value;
+//! The example tenants re-pointed at a sim on other ports (the tests and the bench run the
+//! local stack on free ports). Envoy configurations are rendered by `tvp render envoy`
+//! (deploy/), envoy/envoy.yaml included.
 
 pub struct Ports {
     pub listen: u16,
@@ -9,43 +9,9 @@ pub struct Ports {
     pub backend: u16,
 }
 
-impl Ports {
-    /// The local stack's fixed ports.
-    pub const LOCAL: Ports = Ports {
-        listen: 3000,
-        admin: 9901,
-        sim: 9000,
-        backend: 9001,
-    };
-}
-
 /// The plugin configuration of the local stack, re-pointed at other sim ports.
 pub fn plugin_config_for(example: &str, ports: &Ports) -> String {
     example
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", ports.sim))
         .replace("127.0.0.1:9001", &format!("127.0.0.1:{}", ports.backend))
-}
-
-/// Fill the template. `plugin_config` is embedded as a YAML block scalar.
-pub fn render(
-    template: &str,
-    ports: &Ports,
-    wasm: &str,
-    plugin_config: &str,
-) -> Result<String, String> {
-    // Pretty-print so the embedded document reads like tenants.example.json.
-    let doc: Value =
-        serde_json::from_str(plugin_config).map_err(|e| format!("plugin configuration: {e}"))?;
-    let pretty = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-    let indented: Vec<String> = pretty
-        .lines()
-        .map(|l| format!("                    {l}"))
-        .collect();
-    Ok(template
-        .replace("{{LISTEN_PORT}}", &ports.listen.to_string())
-        .replace("{{ADMIN_PORT}}", &ports.admin.to_string())
-        .replace("{{SIM_PORT}}", &ports.sim.to_string())
-        .replace("{{BACKEND_PORT}}", &ports.backend.to_string())
-        .replace("{{WASM}}", wasm)
-        .replace("{{PLUGIN_CONFIG}}", &indented.join("\n")))
 }

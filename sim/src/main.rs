@@ -10,7 +10,6 @@ use sim::{Sim, SimTenant};
 
 const USAGE: &str = "usage:
   sim serve [--config tenants.example.json] [--port 9000] [--backend-port 9001]
-  sim render-envoy   (prints envoy/envoy.yaml for the local stack)
   sim token [--port 9000] [--tenant github] [--sub alice] [--scope 'a b'] [--claims JSON] [--alg RS256]";
 
 fn main() -> ExitCode {
@@ -34,7 +33,6 @@ fn main() -> ExitCode {
             port(flag("--backend-port"), 9001),
         ),
         Some("token") => token(port(flag("--port"), 9000), &flag),
-        Some("render-envoy") => render_envoy(),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -66,19 +64,6 @@ fn serve(config: &str, port: u16, backend_port: u16) -> Result<(), String> {
     loop {
         std::thread::park();
     }
-}
-
-/// Print envoy/envoy.yaml: the template rendered for the local stack.
-fn render_envoy() -> Result<(), String> {
-    let template =
-        std::fs::read_to_string("envoy/envoy.template.yaml").map_err(|e| e.to_string())?;
-    let example = std::fs::read_to_string("tenants.example.json").map_err(|e| e.to_string())?;
-    let wasm = "target/wasm32-wasip1/release/token_vault_proxy.wasm";
-    print!(
-        "{}",
-        sim::envoy::render(&template, &sim::envoy::Ports::LOCAL, wasm, &example)?
-    );
-    Ok(())
 }
 
 fn token(port: u16, flag: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {

@@ -179,16 +179,10 @@ impl Stack {
         if opts.public_base_is_stack {
             config["settings"]["public_base_url"] = json!(format!("http://127.0.0.1:{port}"));
         }
-        let ports = sim::envoy::Ports {
-            listen: port,
-            admin,
-            sim: sim.port,
-            backend: sim.backend_port,
-        };
         let dir = root().join("target/e2e").join(format!("envoy-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let yaml = render(&ports, &config.to_string());
+        let yaml = render(port, admin, &config);
         let cfg_path = dir.join("envoy.yaml");
         std::fs::write(&cfg_path, yaml).expect("write envoy.yaml");
         let log = dir.join("envoy.log");
@@ -369,16 +363,26 @@ impl Drop for Stack {
     }
 }
 
-pub fn render(ports: &sim::envoy::Ports, plugin_config: &str) -> String {
-    let template =
-        std::fs::read_to_string(root().join("envoy/envoy.template.yaml")).expect("template");
-    sim::envoy::render(
-        &template,
-        ports,
-        &wasm_path().display().to_string(),
-        plugin_config,
-    )
-    .expect("render")
+/// The local stack's deployment (envoy/local.deployment.yaml) on these ports, with the
+/// module's absolute path.
+fn local_deployment(listen: u16, admin: u16) -> deploy::deployment::Deployment {
+    let text = std::fs::read_to_string(root().join("envoy/local.deployment.yaml"))
+        .expect("envoy/local.deployment.yaml");
+    let sets = [
+        format!("listen_port={listen}"),
+        format!("admin_port={admin}"),
+        format!("wasm={}", wasm_path().display()),
+    ];
+    deploy::deployment::load(&text, &sets, deploy::deployment::Target::Envoy)
+        .expect("envoy/local.deployment.yaml loads")
+}
+
+/// What `tvp render envoy` makes of a plugin configuration for the local stack (as
+/// envoy/envoy.yaml), on these ports.
+pub fn render(listen: u16, admin: u16, plugin_config: &Value) -> String {
+    let plan = deploy::upstream::plan(plugin_config)
+        .unwrap_or_else(|p| panic!("cannot deploy the configuration: {p:?}"));
+    deploy::envoy::render(&plan, &local_deployment(listen, admin)).expect("render")
 }
 
 pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
@@ -426,20 +430,14 @@ pub fn envoy_refuses(plugin_config: &str) -> (bool, String) {
         .join("target/e2e")
         .join(format!("refuse-{}", ports.listen));
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let template =
-        std::fs::read_to_string(root().join("envoy/envoy.template.yaml")).expect("template");
-    // Embed the document as is, even if it is not JSON.
-    let indented: Vec<String> = plugin_config
-        .lines()
-        .map(|l| format!("                    {l}"))
-        .collect();
-    let yaml = template
-        .replace("{{LISTEN_PORT}}", &ports.listen.to_string())
-        .replace("{{ADMIN_PORT}}", &ports.admin.to_string())
-        .replace("{{SIM_PORT}}", "1")
-        .replace("{{BACKEND_PORT}}", "1")
-        .replace("{{WASM}}", &wasm_path().display().to_string())
-        .replace("{{PLUGIN_CONFIG}}", &indented.join("\n"));
+    // The example's routes and clusters (nothing answers on port 1), with the document under
+    // test embedded as it is, even if it is not JSON.
+    let example = std::fs::read_to_string(root().join("tenants.example.json")).expect("example");
+    let example: Value = serde_json::from_str(&sim::envoy::plugin_config_for(&example, &ports))
+        .expect("example tenants");
+    let plan = deploy::upstream::plan(&example).expect("the example deploys");
+    let d = local_deployment(ports.listen, ports.admin);
+    let yaml = deploy::envoy::bootstrap_with(&plan, &d, plugin_config).to_yaml();
     let cfg = dir.join("envoy.yaml");
     std::fs::write(&cfg, yaml).expect("write");
     let log = dir.join("envoy.log");
