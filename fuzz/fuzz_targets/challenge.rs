@@ -23,7 +23,12 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(delimiters % 2, 0, "{header}");
-    let deny = Deny::ConnectRequired { connection: a.to_string(), tenant_name: b.to_string() };
+    let deny = Deny::ConnectRequired {
+        connection: a.to_string(),
+        tenant_name: b.to_string(),
+        scopes: vec![b.to_string()],
+        connect: Some(reply::ConnectLink { id: a.to_string(), url: b.to_string() }),
+    };
     let r = reply::deny_reply(&deny, &realm);
     assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_ok());
     for (_, v) in &r.headers {
