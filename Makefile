@@ -21,7 +21,7 @@ SCOPE ?=
 CLAIMS ?=
 export TENANT SUB SCOPE CLAIMS
 
-.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench soak fuzz oci clean
+.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench soak fuzz oci envoy-config clean
 
 setup: toolchain envoy
 
@@ -73,6 +73,10 @@ unit:
 e2e: wasm
 	cargo test --test 'e2e_*' -- --test-threads=4
 	cargo test -p deploy --tests
+
+# envoy/envoy.yaml from tenants.example.json and the local deployment description.
+envoy-config:
+	cargo run -q -p deploy --bin tvp -- render envoy --tenants tenants.example.json --deployment envoy/local.deployment.yaml --out envoy
 
 # The module as a Wasm OCI image (compat variant), built without Docker; see Dockerfile.
 oci: wasm
