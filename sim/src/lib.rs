@@ -3,6 +3,7 @@
 //! - tenant issuers: OIDC discovery, JWKS (with rotation) and a dev endpoint that mints agent
 //!   tokens with chosen claims;
 //! - the Auth0 Token Vault exchange (`POST /oauth/token`), checking every literal;
+//! - Okta for the Okta vault backends (STS and ID-JAG, see `okta`);
 //! - an echo backend (its own port) that answers with what it received.
 //!
 //! It counts calls per endpoint, records what the vault and the backend saw, and can be told to
@@ -13,18 +14,18 @@ pub mod envoy;
 pub mod http;
 pub mod keys;
 pub mod myaccount;
+pub mod okta;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Value};
 
 use http::{Request, Response};
 use keys::IssuerKeys;
+pub use okta::{OktaGrant, OktaVault};
 
 pub const FEDERATED_GRANT: &str =
     "urn:auth0:params:oauth:grant-type:token-exchange:federated-connection-access-token";
@@ -42,35 +43,53 @@ pub struct SimTenant {
     pub read_scopes: Vec<String>,
     pub write_scopes: Vec<String>,
     pub default_alg: String,
-    pub vault_client_id: String,
-    pub vault_client_secret: String,
+    /// The connection (provider) the vault brokers tokens for, whatever the vault.
     pub connection: String,
-    /// Auth0 domain of the vault (host:port), for the My Account API audience.
+    /// The Auth0 vault's client; `None` when the vault is Okta.
+    pub vault_client_id: Option<String>,
+    pub vault_client_secret: Option<String>,
+    /// Auth0 domain of the vault (host:port), for the My Account API audience; empty when the
+    /// vault is Okta.
     pub vault_domain: String,
+    /// The Okta vault (`type: "okta-sts"` or `"id-jag"`); `None` for Auth0.
+    pub okta: Option<OktaVault>,
     /// The web client of the filter's connect pages, when the tenant has them.
     pub connect_client_id: Option<String>,
     pub connect_client_secret: Option<String>,
 }
 
 /// A client secret given inline or by environment variable name, as the filter reads it.
-fn secret_of(section: &Value) -> Result<Option<String>, String> {
+fn secret_of(
+    section: &Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
     let s = |v: &Value| v.as_str().map(str::to_string);
     match (
         s(&section["client_secret"]),
         s(&section["client_secret_env"]),
     ) {
         (Some(v), _) => Ok(Some(v)),
-        (None, Some(name)) => std::env::var(&name)
+        (None, Some(name)) => env(&name)
             .map(Some)
-            .map_err(|_| format!("environment variable {name} is not set")),
+            .ok_or_else(|| format!("environment variable {name} is not set")),
         _ => Ok(None),
     }
 }
 
 impl SimTenant {
-    /// Read the tenants of a filter configuration document. A secret given by environment
-    /// variable is read from the sim's own environment, as Envoy reads it from its own.
+    /// Read the tenants of a filter configuration document. A secret or key given by
+    /// environment variable is read from the sim's own environment, as Envoy reads it from
+    /// its own.
     pub fn from_filter_config(doc: &Value) -> Result<Vec<SimTenant>, String> {
+        SimTenant::from_filter_config_with(doc, &|name| std::env::var(name).ok())
+    }
+
+    /// As `from_filter_config`, with `env` resolving the `*_env` variables (tests hand Envoy
+    /// its environment without setting the test process's own).
+    pub fn from_filter_config_with(
+        doc: &Value,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<SimTenant>, String> {
         let tenants = doc["tenants"].as_array().ok_or("no tenants array")?;
         tenants
             .iter()
@@ -86,7 +105,19 @@ impl SimTenant {
                         .unwrap_or_default()
                 };
                 let vault = &t["vault"];
-                let secret = secret_of(vault)?.ok_or("tenant without a vault client secret")?;
+                let okta = match vault["type"].as_str().unwrap_or("auth0") {
+                    "auth0" => None,
+                    _ => Some(OktaVault::from_config(vault, env)?),
+                };
+                // Auth0's fields are required of an Auth0 vault, and ignored for Okta.
+                let is_auth0 = okta.is_none();
+                let auth0 = |v: Option<String>, what: &str| -> Result<Option<String>, String> {
+                    match v {
+                        _ if !is_auth0 => Ok(None),
+                        Some(v) => Ok(Some(v)),
+                        None => Err(format!("tenant without {what}")),
+                    }
+                };
                 let connect = &t["connect"];
                 Ok(SimTenant {
                     id: s(&t["id"]).ok_or("tenant without id")?,
@@ -98,13 +129,13 @@ impl SimTenant {
                         .first()
                         .cloned()
                         .unwrap_or_else(|| "RS256".into()),
-                    vault_client_id: s(&vault["client_id"])
-                        .ok_or("tenant without vault.client_id")?,
-                    vault_client_secret: secret,
                     connection: s(&vault["connection"]).ok_or("tenant without vault.connection")?,
-                    vault_domain: s(&vault["domain"]).ok_or("tenant without vault.domain")?,
+                    vault_client_id: auth0(s(&vault["client_id"]), "vault.client_id")?,
+                    vault_client_secret: auth0(secret_of(vault, env)?, "a vault client secret")?,
+                    vault_domain: auth0(s(&vault["domain"]), "vault.domain")?.unwrap_or_default(),
+                    okta,
                     connect_client_id: s(&connect["client_id"]),
-                    connect_client_secret: secret_of(connect)?,
+                    connect_client_secret: secret_of(connect, env)?,
                 })
             })
             .collect()
@@ -154,6 +185,10 @@ pub enum Endpoint {
     Login,
     /// The My Account API.
     MyAccount,
+    /// Okta's token endpoint (STS and ID-JAG leg 1).
+    Okta,
+    /// The resource authorization server's token endpoint (ID-JAG leg 2).
+    ResourceAs,
 }
 
 impl Endpoint {
@@ -165,6 +200,8 @@ impl Endpoint {
             Endpoint::Backend => "backend",
             Endpoint::Login => "login",
             Endpoint::MyAccount => "my_account",
+            Endpoint::Okta => "okta",
+            Endpoint::ResourceAs => "resource_as",
         }
     }
 
@@ -176,6 +213,8 @@ impl Endpoint {
             Endpoint::Backend,
             Endpoint::Login,
             Endpoint::MyAccount,
+            Endpoint::Okta,
+            Endpoint::ResourceAs,
         ]
         .into_iter()
         .find(|e| e.name() == name)
@@ -203,6 +242,15 @@ struct State {
     minted: Vec<String>,
     downstream: Vec<String>,
     accounts: myaccount::Accounts,
+    okta: okta::Okta,
+}
+
+impl State {
+    fn is_connected(&self, sub: &str, connection: &str) -> bool {
+        self.connected
+            .get(sub)
+            .is_some_and(|c| c.contains(connection))
+    }
 }
 
 /// Options for minting an agent token.
@@ -244,7 +292,6 @@ impl Sim {
             ("bob".to_string(), HashSet::new()),
         ]);
         let state = Arc::new(Mutex::new(State {
-            tenants,
             keys,
             connected,
             counts: BTreeMap::new(),
@@ -256,6 +303,8 @@ impl Sim {
             minted: Vec::new(),
             downstream: Vec::new(),
             accounts: myaccount::Accounts::default(),
+            okta: okta::Okta::new(&tenants),
+            tenants,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let control = http::bind(port)?;
@@ -349,10 +398,7 @@ impl Sim {
 
     /// Whether `sub` has connected `connection`.
     pub fn is_connected(&self, sub: &str, connection: &str) -> bool {
-        self.lock()
-            .connected
-            .get(sub)
-            .is_some_and(|c| c.contains(connection))
+        self.lock().is_connected(sub, connection)
     }
 
     /// Let the provider consent page approve by itself (a headless browser cannot click).
@@ -374,6 +420,11 @@ impl Sim {
     /// JSON bodies the vault received.
     pub fn vault_requests(&self) -> Vec<Value> {
         self.lock().vault_requests.clone()
+    }
+
+    /// Form bodies Okta's and the resource authorization server's token endpoints received.
+    pub fn okta_requests(&self) -> Vec<HashMap<String, String>> {
+        self.lock().okta.requests.clone()
     }
 
     /// Requests the echo backend received.
@@ -545,6 +596,21 @@ fn control_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
         }
         ("GET", ["connected-accounts", "connect"])
         | ("POST", ["connected-accounts", "approve"]) => myaccount::consent(state, &r),
+        ("POST", ["okta", "oauth2", "v1", "token"]) => {
+            if let Err(resp) = faulted(enter(state, Endpoint::Okta)) {
+                return resp;
+            }
+            okta::token(state, &r)
+        }
+        ("GET", ["okta", "interact"]) | ("POST", ["okta", "interact", "approve"]) => {
+            okta::interact(state, &r)
+        }
+        ("POST", ["resource-as", "oauth2", "v1", "token"]) => {
+            if let Err(resp) = faulted(enter(state, Endpoint::ResourceAs)) {
+                return resp;
+            }
+            okta::resource_token(state, &r)
+        }
         ("POST", ["dev", "token"]) => {
             let Ok(body) = serde_json::from_slice::<Value>(&r.body) else {
                 return Response::json(400, &json!({"error": "body must be JSON"}));
@@ -658,12 +724,12 @@ fn vault_exchange(state: &Arc<Mutex<State>>, r: &Request) -> Response {
     let Some(tenant) = st
         .tenants
         .iter()
-        .find(|t| t.vault_client_id == s("client_id"))
+        .find(|t| t.vault_client_id.as_deref() == Some(s("client_id")))
         .cloned()
     else {
         return err(401, "invalid_client", "Client authentication failed");
     };
-    if tenant.vault_client_secret != s("client_secret") {
+    if tenant.vault_client_secret.as_deref() != Some(s("client_secret")) {
         return err(401, "invalid_client", "Client authentication failed");
     }
     if s("connection") != tenant.connection {
@@ -674,31 +740,10 @@ fn vault_exchange(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         );
     }
     let sub = match s("subject_token_type") {
-        ACCESS_TOKEN_TYPE => {
-            let token = s("subject_token");
-            let keys = st.keys.get(&tenant.id);
-            let claims = token
-                .split('.')
-                .nth(1)
-                .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
-            let valid = keys.is_some_and(|k| k.verifies(token))
-                && claims.as_ref().is_some_and(|c| {
-                    c["aud"] == json!(tenant.audience)
-                        || c["aud"]
-                            .as_array()
-                            .is_some_and(|a| a.contains(&json!(tenant.audience)))
-                })
-                && claims
-                    .as_ref()
-                    .is_some_and(|c| c["exp"].as_u64().is_some_and(|e| e > now()));
-            if !valid {
-                return err(401, "invalid_grant", "Invalid subject token");
-            }
-            claims
-                .and_then(|c| c["sub"].as_str().map(str::to_string))
-                .unwrap_or_default()
-        }
+        ACCESS_TOKEN_TYPE => match subject_claims(&st, &tenant, s("subject_token")) {
+            Some(c) => c["sub"].as_str().unwrap_or_default().to_string(),
+            None => return err(401, "invalid_grant", "Invalid subject token"),
+        },
         // The sim's refresh tokens are "rt-<sub>".
         REFRESH_TOKEN_TYPE => match s("subject_token").strip_prefix("rt-") {
             Some(sub) if !sub.is_empty() => sub.to_string(),
@@ -706,26 +751,14 @@ fn vault_exchange(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         },
         _ => return err(400, "invalid_request", "subject_token_type is invalid"),
     };
-    let connected = st
-        .connected
-        .get(&sub)
-        .is_some_and(|c| c.contains(&tenant.connection));
-    if !connected {
+    if !st.is_connected(&sub, &tenant.connection) {
         return err(
             401,
             "federated_connection_refresh_token_not_found",
             "Federated connection Refresh Token not found.",
         );
     }
-    st.issued += 1;
-    let token = format!(
-        "sim_{}_{}_{}",
-        tenant
-            .connection
-            .replace(|c: char| !c.is_ascii_alphanumeric(), ""),
-        sub,
-        st.issued
-    );
+    let token = issue_token(&mut st, "sim", &tenant.connection, &sub);
     Response::json(
         200,
         &json!({
@@ -736,6 +769,27 @@ fn vault_exchange(state: &Arc<Mutex<State>>, r: &Request) -> Response {
             "token_type": "Bearer",
         }),
     )
+}
+
+/// The claims of a subject token the tenant's issuer signed for the tenant's audience, unexpired.
+fn subject_claims(st: &State, tenant: &SimTenant, token: &str) -> Option<Value> {
+    let claims = keys::claims_of(token)?;
+    let audience = json!(tenant.audience);
+    let aud_ok = claims["aud"] == audience
+        || claims["aud"]
+            .as_array()
+            .is_some_and(|a| a.contains(&audience));
+    let valid = st.keys.get(&tenant.id).is_some_and(|k| k.verifies(token))
+        && aud_ok
+        && claims["exp"].as_u64().is_some_and(|e| e > now());
+    valid.then_some(claims)
+}
+
+/// A new downstream token, `<prefix>_<connection>_<sub>_<n>`.
+fn issue_token(st: &mut State, prefix: &str, connection: &str, sub: &str) -> String {
+    st.issued += 1;
+    let connection = connection.replace(|c: char| !c.is_ascii_alphanumeric(), "");
+    format!("{prefix}_{connection}_{sub}_{}", st.issued)
 }
 
 /// The echo backend: reports what it received. `/stream` streams the answer in chunks.
