@@ -65,13 +65,19 @@ pub fn jwks_lease_key(tenant: &Tenant) -> String {
 pub enum Downstream {
     Token(Secret),
     /// The vault said "not connected": remembered briefly so a retry storm does not hit it.
-    NotConnected,
+    NotConnected {
+        /// Where the vault sends the user to consent (Okta STS), if it said.
+        interaction_uri: Option<String>,
+    },
 }
 
 pub fn encode_downstream(value: &Downstream, expires_at_ms: u64) -> Vec<u8> {
     let (kind, payload) = match value {
         Downstream::Token(t) => (KIND_TOKEN, t.expose().as_bytes()),
-        Downstream::NotConnected => (KIND_NOT_CONNECTED, &b""[..]),
+        Downstream::NotConnected { interaction_uri } => (
+            KIND_NOT_CONNECTED,
+            interaction_uri.as_deref().unwrap_or("").as_bytes(),
+        ),
     };
     let mut out = Vec::with_capacity(10 + payload.len());
     out.push(FORMAT_VERSION);
@@ -98,7 +104,12 @@ pub fn decode_downstream(bytes: &[u8], now_ms: u64) -> Option<Downstream> {
         KIND_TOKEN => Some(Downstream::Token(Secret::new(
             std::str::from_utf8(payload).ok()?,
         ))),
-        KIND_NOT_CONNECTED => Some(Downstream::NotConnected),
+        KIND_NOT_CONNECTED => {
+            let uri = std::str::from_utf8(payload).ok()?;
+            Some(Downstream::NotConnected {
+                interaction_uri: (!uri.is_empty()).then(|| uri.to_string()),
+            })
+        }
         _ => None,
     }
 }
@@ -249,8 +260,16 @@ mod tests {
         let bytes = encode_downstream(&v, 2_000);
         assert_eq!(decode_downstream(&bytes, 1_999), Some(v));
         assert_eq!(decode_downstream(&bytes, 2_000), None);
-        let nc = encode_downstream(&Downstream::NotConnected, 10);
-        assert_eq!(decode_downstream(&nc, 5), Some(Downstream::NotConnected));
+        let plain = Downstream::NotConnected {
+            interaction_uri: None,
+        };
+        let nc = encode_downstream(&plain, 10);
+        assert_eq!(decode_downstream(&nc, 5), Some(plain));
+        let with_uri = Downstream::NotConnected {
+            interaction_uri: Some("https://okta.example/interact?s=1".into()),
+        };
+        let nc = encode_downstream(&with_uri, 10);
+        assert_eq!(decode_downstream(&nc, 5), Some(with_uri));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::crypto::signing::SigningKey;
 use crate::jwt::Alg;
 use crate::secret::Secret;
 
@@ -143,7 +144,8 @@ struct RawVault {
     #[serde(rename = "type")]
     kind: String,
     cluster: String,
-    domain: String,
+    #[serde(default)]
+    domain: Option<String>,
     client_id: String,
     #[serde(default)]
     client_secret: Option<String>,
@@ -158,6 +160,25 @@ struct RawVault {
     login_hint_claim: Option<String>,
     #[serde(default)]
     connect_required_errors: Option<Vec<String>>,
+    // Okta backends (okta-sts, id-jag).
+    #[serde(default)]
+    token_url: Option<String>,
+    #[serde(default)]
+    private_key_env: Option<String>,
+    #[serde(default)]
+    key_id: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    resource_token_url: Option<String>,
+    #[serde(default)]
+    resource_cluster: Option<String>,
+    #[serde(default)]
+    resource_client_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -256,21 +277,75 @@ pub struct ScopePolicy {
 pub enum SubjectTokenType {
     AccessToken,
     RefreshToken,
+    /// The agent's bearer token is an OIDC ID token for the agent's client (Okta "user access").
+    IdToken,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VaultConfig {
     pub cluster: String,
-    /// Auth0 domain (host[:port]), used as `:authority` of the exchange.
+    /// Host[:port] of the exchange (the Auth0 domain; the Okta org), its `:authority`.
     pub domain: String,
     pub client_id: String,
-    pub client_secret: Secret,
+    /// Auth0 connection, or for Okta backends the name the user knows the resource by.
     pub connection: String,
     pub subject_token_type: SubjectTokenType,
     /// Request header carrying the Auth0 refresh token (refresh-token exchanges only).
     pub subject_token_header: Option<String>,
     pub login_hint_claim: Option<String>,
     pub connect_required_errors: Vec<String>,
+    pub backend: VaultBackend,
+}
+
+/// Which vault brokers the downstream token, with what only that vault needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultBackend {
+    /// Auth0 Token Vault: the federated-connection access-token exchange.
+    Auth0 { client_secret: Secret },
+    /// Okta AI agent token exchange with a Resource server (STS) connection.
+    OktaSts {
+        token: Endpoint,
+        key: SigningKey,
+        resource: String,
+    },
+    /// Cross App Access: an ID-JAG from the IdP, exchanged at the resource's authorization
+    /// server for an access token.
+    IdJag {
+        token: Endpoint,
+        key: SigningKey,
+        audience: String,
+        scopes: Vec<String>,
+        resource_token: Endpoint,
+        resource_client_id: String,
+    },
+}
+
+impl VaultBackend {
+    /// The client-assertion key, for the Okta backends.
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        match self {
+            VaultBackend::Auth0 { .. } => None,
+            VaultBackend::OktaSts { key, .. } | VaultBackend::IdJag { key, .. } => Some(key),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            VaultBackend::Auth0 { .. } => "auth0",
+            VaultBackend::OktaSts { .. } => "okta-sts",
+            VaultBackend::IdJag { .. } => "id-jag",
+        }
+    }
+}
+
+/// A token endpoint reached through an Envoy cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+    /// The absolute URL: the `aud` of client assertions sent to it.
+    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -552,6 +627,12 @@ fn validate_tenant(
         ));
     }
 
+    if raw.connect.is_some() && !matches!(vault.backend, VaultBackend::Auth0 { .. }) {
+        return Err(err(
+            "connect",
+            "only for vault type \"auth0\" (Okta sends users to its own interaction URL)",
+        ));
+    }
     let connect = raw
         .connect
         .map(|c| validate_connect(c, &vault, env))
@@ -649,27 +730,79 @@ fn validate_vault(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<VaultConfig, FieldError> {
     let field = |f: &str, m: &str| (format!("vault.{f}"), m.to_string());
-    if raw.kind != "auth0" {
-        return Err(field("type", "must be \"auth0\""));
-    }
     let cluster = cluster_name(&raw.cluster).map_err(|m| field("cluster", m))?;
-    if !is_authority(&raw.domain) {
-        return Err(field(
-            "domain",
-            "must be a host name with an optional port, without scheme or path",
-        ));
-    }
     require_text(&raw.client_id).map_err(|m| field("client_id", m))?;
-    let client_secret = resolve_secret(raw.client_secret, raw.client_secret_env, env)
-        .map_err(|(f, m)| field(f, &m))?;
     require_text(&raw.connection).map_err(|m| field("connection", m))?;
-    let subject_token_type = match raw.subject_token_type.as_deref() {
-        None | Some("access_token") => SubjectTokenType::AccessToken,
-        Some("refresh_token") => SubjectTokenType::RefreshToken,
-        Some(_) => {
+    if let Some(claim) = &raw.login_hint_claim {
+        require_text(claim).map_err(|m| field("login_hint_claim", m))?;
+    }
+    // Fields of one backend are refused on another: a typo must not be silently ignored.
+    let present = |name: &'static str, set: bool| set.then_some(name);
+    let auth0_only = [
+        present("domain", raw.domain.is_some()),
+        present("client_secret", raw.client_secret.is_some()),
+        present("client_secret_env", raw.client_secret_env.is_some()),
+        present("subject_token_header", raw.subject_token_header.is_some()),
+        present("login_hint_claim", raw.login_hint_claim.is_some()),
+        present(
+            "connect_required_errors",
+            raw.connect_required_errors.is_some(),
+        ),
+    ];
+    let okta = [
+        present("token_url", raw.token_url.is_some()),
+        present("private_key_env", raw.private_key_env.is_some()),
+        present("key_id", raw.key_id.is_some()),
+    ];
+    let sts_only = [present("resource", raw.resource.is_some())];
+    let id_jag_only = [
+        present("audience", raw.audience.is_some()),
+        present("scopes", raw.scopes.is_some()),
+        present("resource_token_url", raw.resource_token_url.is_some()),
+        present("resource_cluster", raw.resource_cluster.is_some()),
+        present("resource_client_id", raw.resource_client_id.is_some()),
+    ];
+    let refuse = |fields: &[Option<&'static str>], kind: &str| match fields.iter().flatten().next()
+    {
+        Some(f) => Err(field(f, &format!("is not used by vault type \"{kind}\""))),
+        None => Ok(()),
+    };
+    let kind = raw.kind.as_str();
+    match kind {
+        "auth0" => {
+            refuse(&okta, kind)?;
+            refuse(&sts_only, kind)?;
+            refuse(&id_jag_only, kind)?;
+        }
+        "okta-sts" => {
+            refuse(&auth0_only, kind)?;
+            refuse(&id_jag_only, kind)?;
+        }
+        "id-jag" => {
+            refuse(&auth0_only, kind)?;
+            refuse(&sts_only, kind)?;
+        }
+        _ => {
+            return Err(field(
+                "type",
+                "must be \"auth0\", \"okta-sts\" or \"id-jag\"",
+            ))
+        }
+    }
+    let subject_token_type = match (kind, raw.subject_token_type.as_deref()) {
+        (_, None | Some("access_token")) => SubjectTokenType::AccessToken,
+        ("auth0", Some("refresh_token")) => SubjectTokenType::RefreshToken,
+        ("okta-sts" | "id-jag", Some("id_token")) => SubjectTokenType::IdToken,
+        ("auth0", Some(_)) => {
             return Err(field(
                 "subject_token_type",
                 "must be access_token or refresh_token",
+            ))
+        }
+        _ => {
+            return Err(field(
+                "subject_token_type",
+                "must be access_token or id_token",
             ))
         }
     };
@@ -683,17 +816,14 @@ fn validate_vault(
                 "required when subject_token_type is refresh_token",
             ))
         }
-        (SubjectTokenType::AccessToken, Some(_)) => {
+        (_, Some(_)) => {
             return Err(field(
                 "subject_token_header",
                 "only used with subject_token_type refresh_token",
             ))
         }
-        (SubjectTokenType::AccessToken, None) => None,
+        (_, None) => None,
     };
-    if let Some(claim) = &raw.login_hint_claim {
-        require_text(claim).map_err(|m| field("login_hint_claim", m))?;
-    }
     let connect_required_errors = match raw.connect_required_errors {
         None => vec![
             "federated_connection_refresh_token_not_found".into(),
@@ -704,17 +834,109 @@ fn validate_vault(
         }
         Some(list) => list,
     };
+    let (domain, backend) = match kind {
+        "auth0" => {
+            let domain = raw.domain.unwrap_or_default();
+            if !is_authority(&domain) {
+                return Err(field(
+                    "domain",
+                    "must be a host name with an optional port, without scheme or path",
+                ));
+            }
+            let client_secret = resolve_secret(raw.client_secret, raw.client_secret_env, env)
+                .map_err(|(f, m)| field(f, &m))?;
+            (domain, VaultBackend::Auth0 { client_secret })
+        }
+        _ => {
+            let token =
+                endpoint(&cluster, raw.token_url.as_deref()).map_err(|m| field("token_url", m))?;
+            let key = signing_key(raw.private_key_env.as_deref(), raw.key_id.as_deref(), env)
+                .map_err(|(f, m)| field(f, &m))?;
+            let backend = if kind == "okta-sts" {
+                let resource = raw.resource.unwrap_or_default();
+                require_text(&resource).map_err(|m| field("resource", m))?;
+                VaultBackend::OktaSts {
+                    token: token.clone(),
+                    key,
+                    resource,
+                }
+            } else {
+                let audience = raw.audience.unwrap_or_default();
+                Url::parse(&audience).map_err(|m| field("audience", m))?;
+                let scopes = raw.scopes.unwrap_or_default();
+                if let Some(bad) = scopes
+                    .iter()
+                    .find(|s| s.is_empty() || !s.bytes().all(is_scope_char))
+                {
+                    return Err(field(
+                        "scopes",
+                        &format!("'{}' is not a valid scope token", printable(bad)),
+                    ));
+                }
+                let resource_cluster = match &raw.resource_cluster {
+                    Some(c) => cluster_name(c).map_err(|m| field("resource_cluster", m))?,
+                    None => cluster.clone(),
+                };
+                let resource_token = endpoint(&resource_cluster, raw.resource_token_url.as_deref())
+                    .map_err(|m| field("resource_token_url", m))?;
+                let resource_client_id = raw.resource_client_id.unwrap_or_default();
+                require_text(&resource_client_id).map_err(|m| field("resource_client_id", m))?;
+                VaultBackend::IdJag {
+                    token: token.clone(),
+                    key,
+                    audience,
+                    scopes,
+                    resource_token,
+                    resource_client_id,
+                }
+            };
+            (token.authority, backend)
+        }
+    };
     Ok(VaultConfig {
         cluster,
-        domain: raw.domain,
+        domain,
         client_id: raw.client_id,
-        client_secret,
         connection: raw.connection,
         subject_token_type,
         subject_token_header,
         login_hint_claim: raw.login_hint_claim,
         connect_required_errors,
+        backend,
     })
+}
+
+/// A token endpoint from its absolute URL.
+fn endpoint(cluster: &str, url: Option<&str>) -> Result<Endpoint, &'static str> {
+    let url_text = url.ok_or("missing")?;
+    let parsed = Url::parse(url_text)?;
+    Ok(Endpoint {
+        cluster: cluster.to_string(),
+        authority: parsed.authority,
+        path: parsed.path_and_query,
+        url: url_text.to_string(),
+    })
+}
+
+/// The client-assertion key: PEM from an environment variable of the Wasm VM, never inline.
+fn signing_key(
+    env_name: Option<&str>,
+    kid: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SigningKey, (&'static str, String)> {
+    let name = env_name.ok_or(("private_key_env", "missing".to_string()))?;
+    let kid = kid.ok_or(("key_id", "missing".to_string()))?;
+    require_text(kid).map_err(|m| ("key_id", m.to_string()))?;
+    let pem = env(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+        (
+            "private_key_env",
+            format!(
+                "environment variable '{}' is not set for the Wasm VM (vm_config.environment_variables)",
+                printable(name)
+            ),
+        )
+    })?;
+    SigningKey::from_pem(&pem, kid).map_err(|m| ("private_key_env", m.to_string()))
 }
 
 /// A client secret given inline or by the name of an environment variable of the Wasm VM.

@@ -10,11 +10,14 @@ use crate::cache::{self, Downstream, Verified, VerifiedTokens};
 use crate::cache::{Principal, TokenDigest};
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::{Config, JwksSource, SubjectTokenType, Tenant};
+use crate::crypto::signing::{AssertionSigner, PureRustSigner};
 use crate::crypto::SignatureVerifier;
 use crate::jwks::{self, KeySet, RefetchPolicy};
 use crate::jwt::{Claims, TokenError};
+use crate::reply::ConnectLink;
 use crate::reply::Deny;
-use crate::vault::{auth0, VaultOutcome};
+use crate::secret::{hex, sha256};
+use crate::vault::{self, VaultOutcome};
 
 /// The few host services the pipeline needs.
 pub trait Host {
@@ -35,7 +38,12 @@ pub fn evict_downstream(host: &dyn Host, key: &str) {
     let (_, cas) = host.shared_get(key);
     host.shared_set(
         key,
-        &cache::encode_downstream(&Downstream::NotConnected, 0),
+        &cache::encode_downstream(
+            &Downstream::NotConnected {
+                interaction_uri: None,
+            },
+            0,
+        ),
         cas,
     );
 }
@@ -96,9 +104,17 @@ struct Waiting {
 
 #[derive(Debug, Clone)]
 enum Purpose {
-    Discovery { tenant: usize },
-    Jwks { tenant: usize },
-    Vault { tenant: usize },
+    Discovery {
+        tenant: usize,
+    },
+    Jwks {
+        tenant: usize,
+    },
+    /// Call `leg` (0 first) of the tenant's vault exchange.
+    Vault {
+        tenant: usize,
+        leg: u8,
+    },
 }
 
 struct Flight {
@@ -127,6 +143,8 @@ struct TenantKeys {
 pub struct Worker {
     pub config: Rc<Config>,
     verifier: Box<dyn SignatureVerifier>,
+    /// Signs client assertions (Okta backends).
+    signer: Box<dyn AssertionSigner>,
     digest: TokenDigest,
     verified: VerifiedTokens,
     keys: Vec<TenantKeys>,
@@ -155,6 +173,7 @@ impl Worker {
             digest: TokenDigest::new(),
             config,
             verifier,
+            signer: Box::new(PureRustSigner),
             keys: (0..n).map(|_| TenantKeys::default()).collect(),
             flights: HashMap::new(),
             callouts: HashMap::new(),
@@ -164,6 +183,12 @@ impl Worker {
             identities: HashMap::new(),
             mcp: HashMap::new(),
         }
+    }
+
+    /// Sign client assertions with `signer` instead of pure Rust.
+    pub fn with_signer(mut self, signer: Box<dyn AssertionSigner>) -> Self {
+        self.signer = signer;
+        self
     }
 
     fn policy(&self) -> RefetchPolicy {
@@ -293,10 +318,15 @@ impl Worker {
             Some(Downstream::Token(t)) => {
                 Step::Forward(forward(input.tenant, tenant, &principal, t.expose()))
             }
-            Some(Downstream::NotConnected) => deny(connect_required(tenant), Some(&principal)),
+            Some(Downstream::NotConnected { interaction_uri }) => deny(
+                connect_required(tenant, interaction_uri.as_deref()),
+                Some(&principal),
+            ),
             None => {
                 let subject = match tenant.vault.subject_token_type {
-                    SubjectTokenType::AccessToken => input.token.clone(),
+                    SubjectTokenType::AccessToken | SubjectTokenType::IdToken => {
+                        input.token.clone()
+                    }
                     SubjectTokenType::RefreshToken => match &input.subject_token {
                         Some(t) => t.clone(),
                         None => {
@@ -309,17 +339,26 @@ impl Worker {
                         }
                     },
                 };
-                let request = auth0::exchange_request(
+                let request = match vault::first_request(
                     &tenant.vault,
                     &subject,
                     principal.claims.login_hint.as_deref(),
-                );
+                    self.signer.as_ref(),
+                    now_ms / 1000,
+                ) {
+                    Ok(request) => request,
+                    Err(outcome) => {
+                        host.count(&tenant.id, vault_metric(&outcome));
+                        return vault_step(tenant, input.tenant, &principal, &outcome);
+                    }
+                };
                 let tenant_index = input.tenant;
                 self.wait(
                     context_id,
                     principal.downstream_key.clone(),
                     Purpose::Vault {
                         tenant: tenant_index,
+                        leg: 0,
                     },
                     request,
                     Waiting {
@@ -483,8 +522,9 @@ impl Worker {
         };
         self.orphans.remove(key);
         let now_ms = host.now_ms();
-        let (Purpose::Discovery { tenant } | Purpose::Jwks { tenant } | Purpose::Vault { tenant }) =
-            flight.purpose;
+        let (Purpose::Discovery { tenant }
+        | Purpose::Jwks { tenant }
+        | Purpose::Vault { tenant, .. }) = flight.purpose;
         let tenant_id = self.config.tenants[tenant].id.clone();
         let kind = if matches!(flight.purpose, Purpose::Vault { .. }) {
             "vault.latency_ms"
@@ -551,11 +591,38 @@ impl Worker {
                     w.after_keys(host, ctx, waiting, failure)
                 });
             }
-            Purpose::Vault { tenant } => {
+            Purpose::Vault { tenant, leg } => {
                 let t = &self.config.tenants[tenant];
-                let outcome = match &response.body {
-                    Some(_) => auth0::parse_exchange(&t.vault, response),
-                    None => VaultOutcome::Failed(DependencyFailure::BadAnswer),
+                let step = match &response.body {
+                    Some(_) => vault::read_answer(
+                        &t.vault,
+                        leg,
+                        response,
+                        self.signer.as_ref(),
+                        now_ms / 1000,
+                    ),
+                    None => vault::Step::Done(VaultOutcome::Failed(DependencyFailure::BadAnswer)),
+                };
+                let outcome = match step {
+                    vault::Step::Done(outcome) => outcome,
+                    vault::Step::Next(request) => {
+                        // Next leg: the same waiters wait for the following call.
+                        self.flights.insert(
+                            key.to_string(),
+                            Flight {
+                                purpose: Purpose::Vault {
+                                    tenant,
+                                    leg: leg.saturating_add(1),
+                                },
+                                request,
+                                waiters: flight.waiters,
+                                owner: None,
+                                sent_ms: now_ms,
+                            },
+                        );
+                        self.orphans.insert(key.to_string());
+                        return Vec::new();
+                    }
                 };
                 host.count(&tenant_id, vault_metric(&outcome));
                 self.store_downstream(host, key, &outcome, now_ms);
@@ -842,9 +909,14 @@ impl Worker {
                 Downstream::Token(access_token.clone()),
                 expires_in.saturating_sub(s.downstream_expiry_margin_seconds),
             ),
-            VaultOutcome::ConnectRequired { .. } => {
-                (Downstream::NotConnected, s.not_connected_cache_seconds)
-            }
+            VaultOutcome::ConnectRequired {
+                interaction_uri, ..
+            } => (
+                Downstream::NotConnected {
+                    interaction_uri: interaction_uri.clone(),
+                },
+                s.not_connected_cache_seconds,
+            ),
             _ => return,
         };
         if ttl_s == 0 {
@@ -864,6 +936,7 @@ fn vault_metric(outcome: &VaultOutcome) -> &'static str {
         VaultOutcome::Token { .. } => "vault.ok",
         VaultOutcome::ConnectRequired { .. } => "vault.connect_required",
         VaultOutcome::Misconfigured { .. } => "vault.misconfigured",
+        VaultOutcome::Forbidden { .. } => "vault.forbidden",
         VaultOutcome::RateLimited { .. } => "vault.rate_limited",
         VaultOutcome::Failed(DependencyFailure::Unavailable) => "vault.unavailable",
         VaultOutcome::Failed(DependencyFailure::Timeout) => "vault.timeout",
@@ -882,7 +955,9 @@ fn failure_of(response: &CalloutResponse) -> DependencyFailure {
     }
 }
 
-fn connect_required(tenant: &Tenant) -> Deny {
+/// "Connect your account"; with the vault's own interaction URL when it gave one (Okta STS),
+/// otherwise the filter's connect pages fill the link in.
+fn connect_required(tenant: &Tenant, interaction_uri: Option<&str>) -> Deny {
     Deny::ConnectRequired {
         connection: tenant.vault.connection.clone(),
         tenant_name: tenant.name.clone(),
@@ -891,7 +966,10 @@ fn connect_required(tenant: &Tenant) -> Deny {
             .as_ref()
             .map(|c| c.scopes.clone())
             .unwrap_or_default(),
-        connect: None,
+        connect: interaction_uri.map(|url| ConnectLink {
+            id: hex(&sha256(url.as_bytes())[..16]),
+            url: url.to_string(),
+        }),
     }
 }
 
@@ -927,8 +1005,11 @@ fn vault_step(
         VaultOutcome::Token { access_token, .. } => {
             Step::Forward(forward(index, tenant, principal, access_token.expose()))
         }
-        VaultOutcome::ConnectRequired { .. } => deny(connect_required(tenant)),
+        VaultOutcome::ConnectRequired {
+            interaction_uri, ..
+        } => deny(connect_required(tenant, interaction_uri.as_deref())),
         VaultOutcome::Misconfigured { .. } => deny(Deny::VaultMisconfigured),
+        VaultOutcome::Forbidden { .. } => deny(Deny::VaultForbidden),
         VaultOutcome::RateLimited {
             retry_after_seconds,
         } => deny(Deny::VaultRateLimited {

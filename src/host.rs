@@ -234,6 +234,13 @@ pub fn verify_signature(arguments: &[u8]) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// Envoy's `sign` foreign function: `None` if the host lacks it or failed.
+pub fn sign(arguments: &[u8]) -> Option<Vec<u8>> {
+    hostcalls::call_foreign_function("sign", Some(arguments))
+        .ok()
+        .flatten()
+}
+
 /// Log only what Envoy will print: skipping formatting and a host call per request when the
 /// wasm log level is above `info`. Re-read on every tick, as `/logging` can change it.
 pub fn follow_host_log_level() {

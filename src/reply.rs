@@ -28,6 +28,8 @@ pub enum Deny {
     KeysUnavailable(DependencyFailure),
     VaultFailed(DependencyFailure),
     VaultMisconfigured,
+    /// The resource's authorization server refused this access (Cross App Access).
+    VaultForbidden,
     VaultRateLimited {
         retry_after_seconds: Option<u64>,
     },
@@ -51,6 +53,7 @@ impl Deny {
             Deny::VaultFailed(DependencyFailure::Timeout) => "vault_timeout",
             Deny::VaultFailed(DependencyFailure::BadAnswer) => "vault_bad_answer",
             Deny::VaultMisconfigured => "vault_misconfigured",
+            Deny::VaultForbidden => "vault_forbidden",
             Deny::VaultRateLimited { .. } => "vault_rate_limited",
         }
     }
@@ -73,6 +76,7 @@ impl Deny {
             "vault_timeout" => "deny.vault_timeout",
             "vault_bad_answer" => "deny.vault_bad_answer",
             "vault_misconfigured" => "deny.vault_misconfigured",
+            "vault_forbidden" => "deny.vault_forbidden",
             "vault_rate_limited" => "deny.vault_rate_limited",
             "token_too_large" => "deny.token_too_large",
             "token_malformed" => "deny.token_malformed",
@@ -232,6 +236,11 @@ pub fn deny_reply(deny: &Deny, realm: &Realm<'_>) -> Reply {
             502,
             "server_error",
             "The token vault refused this gateway's credentials.",
+        ),
+        Deny::VaultForbidden => error(
+            403,
+            "access_denied",
+            "The resource's authorization server does not allow this access.",
         ),
         Deny::VaultRateLimited {
             retry_after_seconds,

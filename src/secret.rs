@@ -30,6 +30,15 @@ impl fmt::Display for Secret {
     }
 }
 
+/// 256 bits from the host's CSPRNG (WASI `random_get` in Envoy), URL-safe base64: 43
+/// characters, also a valid PKCE verifier. `None` if the host has no randomness.
+pub fn random_token() -> Option<String> {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }

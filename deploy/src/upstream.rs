@@ -152,17 +152,43 @@ pub fn plan(doc: &Value) -> Result<Plan, Vec<Problem>> {
             }),
             None => problems.push(Problem::new(source, "not an http(s) URL")),
         }
-        // The Auth0 domain has no scheme: plain HTTP only where the file itself says so
-        // (the local sim), TLS otherwise.
-        let domain = t["vault"]["domain"].as_str().unwrap_or_default();
-        let tls = !plain.contains(domain);
-        match Origin::from_authority(domain, tls) {
-            Some(origin) => clusters.push(ClusterUse {
-                path: at.dotted("vault.cluster"),
-                name: t["vault"]["cluster"].as_str().unwrap_or_default().into(),
-                origin,
-            }),
-            None => problems.push(Problem::new(at.dotted("vault.domain"), "not host[:port]")),
+        let vault_cluster = t["vault"]["cluster"].as_str().unwrap_or_default();
+        if t["vault"]["type"] == "auth0" {
+            // The Auth0 domain has no scheme: plain HTTP only where the file itself says so
+            // (the local sim), TLS otherwise.
+            let domain = t["vault"]["domain"].as_str().unwrap_or_default();
+            let tls = !plain.contains(domain);
+            match Origin::from_authority(domain, tls) {
+                Some(origin) => clusters.push(ClusterUse {
+                    path: at.dotted("vault.cluster"),
+                    name: vault_cluster.into(),
+                    origin,
+                }),
+                None => problems.push(Problem::new(at.dotted("vault.domain"), "not host[:port]")),
+            }
+        } else {
+            // Okta backends name their token endpoints by URL: the IdP's, and for Cross App
+            // Access the resource authorization server's (its own cluster, or the vault's).
+            let resource_cluster = t["vault"]["resource_cluster"]
+                .as_str()
+                .unwrap_or(vault_cluster);
+            for (field, name) in [
+                ("token_url", vault_cluster),
+                ("resource_token_url", resource_cluster),
+            ] {
+                let path = at.dotted(&format!("vault.{field}"));
+                if path.get(doc).is_none() {
+                    continue;
+                }
+                match url_at(doc, &path).and_then(|u| Origin::from_url(&u)) {
+                    Some(origin) => clusters.push(ClusterUse {
+                        path,
+                        name: name.into(),
+                        origin,
+                    }),
+                    None => problems.push(Problem::new(path, "not an http(s) URL")),
+                }
+            }
         }
         match url_at(doc, &at.key("backend")) {
             Some(url) => match Origin::from_url(&url) {
@@ -220,17 +246,17 @@ pub fn plan(doc: &Value) -> Result<Plan, Vec<Problem>> {
     })
 }
 
-/// Every `client_secret_env` anywhere in a tenant (vault, connect, what comes next).
+/// Every `client_secret_env` and `private_key_env` anywhere in a tenant (vault, connect).
 fn collect_env(v: &Value, at: &JsonPath, keys: &mut BTreeSet<String>, problems: &mut Vec<Problem>) {
     match v {
         Value::Object(o) => {
             for (k, child) in o {
                 let p = at.key(k);
                 match (k.as_str(), child.as_str()) {
-                    ("client_secret_env", Some(name)) if is_env_name(name) => {
+                    ("client_secret_env" | "private_key_env", Some(name)) if is_env_name(name) => {
                         keys.insert(name.to_string());
                     }
-                    ("client_secret_env", _) => problems.push(Problem::new(
+                    ("client_secret_env" | "private_key_env", _) => problems.push(Problem::new(
                         p,
                         "not a usable environment variable name ([A-Za-z_][A-Za-z0-9_]*, as Envoy and Kubernetes need)",
                     )),

@@ -789,7 +789,10 @@ fn subject_claims(st: &State, tenant: &SimTenant, token: &str) -> Option<Value> 
 fn issue_token(st: &mut State, prefix: &str, connection: &str, sub: &str) -> String {
     st.issued += 1;
     let connection = connection.replace(|c: char| !c.is_ascii_alphanumeric(), "");
-    format!("{prefix}_{connection}_{sub}_{}", st.issued)
+    let token = format!("{prefix}_{connection}_{sub}_{}", st.issued);
+    // Every issued token is checked for in Envoy's log by the tests.
+    st.downstream.push(token.clone());
+    token
 }
 
 /// The echo backend: reports what it received. `/stream` streams the answer in chunks.

@@ -253,7 +253,6 @@ fn exchange(st: &mut State, f: &Form, r: &Request) -> Response {
 fn sts(st: &mut State, tenant: &SimTenant, sub: &str, host: &str) -> Response {
     if st.is_connected(sub, &tenant.connection) {
         let token = issue_token(st, "sts", &tenant.connection, sub);
-        st.downstream.push(token.clone());
         return Response::json(
             200,
             &json!({
@@ -389,7 +388,6 @@ fn redeem(st: &mut State, f: &Form) -> Response {
     }
     let sub = claims["sub"].as_str().unwrap_or_default();
     let token = issue_token(st, "xaa", &tenant.connection, sub);
-    st.downstream.push(token.clone());
     let mut body = json!({
         "access_token": token,
         "token_type": "Bearer",

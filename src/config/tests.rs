@@ -28,7 +28,10 @@ fn example_parses_with_defaults_and_env_secret() {
     let cfg = parse_value(&example()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.tenants.len(), 2);
     let gh = &cfg.tenants[0];
-    assert_eq!(gh.vault.client_secret.expose(), "s3cret");
+    assert!(matches!(
+        &gh.vault.backend,
+        VaultBackend::Auth0 { client_secret } if client_secret.expose() == "s3cret"
+    ));
     assert_eq!(gh.algorithms, vec![Alg::Rs256, Alg::Es256]);
     assert_eq!(gh.downstream.header, "authorization");
     assert_eq!(gh.scopes.read_methods, vec!["GET", "HEAD", "OPTIONS"]);
@@ -285,4 +288,94 @@ fn regression_control_characters_never_reach_the_error_line() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(!line.contains('\n'), "{line}");
+}
+
+#[test]
+fn okta_backends_are_checked_field_by_field() {
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwehRANCAAQeGFMv1HVMAvMEHZx1zrM7g//YGsfOT+iCzLHJi8WJbqRsMRxOL/QN2Wo2U+bkVEXTLf5Ibs7XXHqQxqGIgcCj
+-----END PRIVATE KEY-----";
+    let sts = json!({
+        "type": "okta-sts", "cluster": "okta",
+        "token_url": "https://org.okta.example/oauth2/v1/token",
+        "client_id": "agent", "private_key_env": "OKTA_KEY", "key_id": "k1",
+        "resource": "https://slack.example/api", "connection": "slack",
+    });
+    let with_vault = |vault: &Value| {
+        let mut doc = example();
+        doc["tenants"][1]["vault"] = vault.clone();
+        doc
+    };
+    let env = |name: &str| match name {
+        "OKTA_KEY" => Some(PEM.to_string()),
+        "BAD_KEY" => Some("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----".into()),
+        _ => Some("s3cret".to_string()),
+    };
+    let parse_doc = |doc: &Value| parse(doc.to_string().as_bytes(), &env);
+    let cfg = parse_doc(&with_vault(&sts)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.tenants[1].vault.backend.name(), "okta-sts");
+    assert_eq!(cfg.tenants[1].vault.domain, "org.okta.example");
+    let refusals: Vec<(Value, &str)> = vec![
+        (
+            json!({"client_secret": "x"}),
+            "field 'vault.client_secret': is not used by vault type \"okta-sts\"",
+        ),
+        (
+            json!({"audience": "https://x/"}),
+            "field 'vault.audience': is not used",
+        ),
+        (
+            json!({"private_key_env": "MISSING_KEY"}),
+            "field 'vault.private_key_env'",
+        ),
+        (
+            json!({"private_key_env": "BAD_KEY"}),
+            "field 'vault.private_key_env'",
+        ),
+        (json!({"token_url": "not a url"}), "field 'vault.token_url'"),
+        (json!({"resource": ""}), "field 'vault.resource'"),
+        (
+            json!({"subject_token_type": "refresh_token"}),
+            "field 'vault.subject_token_type'",
+        ),
+        (json!({"type": "vault-9000"}), "field 'vault.type'"),
+    ];
+    let env_missing = |name: &str| (name != "MISSING_KEY").then(|| env(name)).flatten();
+    for (patch, expected) in refusals {
+        let mut vault = sts.clone();
+        for (k, v) in patch.as_object().into_iter().flatten() {
+            vault[k] = v.clone();
+        }
+        let doc = with_vault(&vault);
+        let e = parse(doc.to_string().as_bytes(), &env_missing)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("tenant 'google'") && e.contains(expected),
+            "{patch}: {e}"
+        );
+    }
+    // Auth0's own fields are refused on Okta backends and Okta's on Auth0.
+    let mut doc = example();
+    doc["tenants"][0]["vault"]["resource"] = json!("x");
+    let e = parse_value(&doc)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("field 'vault.resource': is not used by vault type \"auth0\""),
+        "{e}"
+    );
+    // The filter's connect pages are Auth0's; Okta sends users to its own interaction URL.
+    let mut doc = with_vault(&sts);
+    doc["tenants"][1]["connect"] = doc["tenants"][0]["connect"].clone();
+    let e = parse_doc(&doc)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("field 'connect': only for vault type \"auth0\""),
+        "{e}"
+    );
 }

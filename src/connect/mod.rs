@@ -22,7 +22,7 @@ use crate::callout::{CalloutRequest, CalloutResponse};
 use crate::config::{ConnectConfig, Tenant};
 use crate::flow::Host;
 use crate::reply::Reply;
-use crate::secret::{hex, sha256};
+use crate::secret::{hex, random_token, sha256};
 use records::{AfterLogin, Consent, Kind, Link, LinkPointer, Login, Session};
 
 const LOGIN_COOKIE: &str = "tvp_login";
@@ -169,13 +169,6 @@ fn redirect(location: &str, cookies: Vec<String>) -> Outcome {
         headers,
         body: Vec::new(),
     })
-}
-
-/// 256 bits from the host's CSPRNG, URL-safe (also a valid PKCE verifier: 43 characters).
-pub fn random_token() -> Option<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).ok()?;
-    Some(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 fn pkce_challenge(verifier: &str) -> String {

@@ -71,6 +71,117 @@ pub fn ecdsa_signature(raw: &[u8], half: usize) -> Option<Vec<u8>> {
     Some(sequence(&[&unsigned_integer(r), &unsigned_integer(s)]))
 }
 
+/// The DER element at the start of `bytes`: its tag, its content and what follows it.
+pub fn element(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&first, mut rest) = rest.split_first()?;
+    let len = if first < 0x80 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 3 || rest.len() < n {
+            return None;
+        }
+        let (len_bytes, after) = rest.split_at(n);
+        rest = after;
+        len_bytes
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize)
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// `rsaEncryption` (1.2.840.113549.1.1.1), as the content of a DER OID.
+const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+
+/// The modulus size in bits of a PKCS#8 RSA private key; `None` if it is not one.
+pub fn pkcs8_rsa_modulus_bits(pkcs8: &[u8]) -> Option<usize> {
+    let (0x30, info, _) = element(pkcs8)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = element(info)? else {
+        return None;
+    };
+    let (0x30, algorithm, rest) = element(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = element(algorithm)? else {
+        return None;
+    };
+    if oid != RSA_ENCRYPTION_OID {
+        return None;
+    }
+    let (0x04, private_key, _) = element(rest)? else {
+        return None;
+    };
+    let (0x30, fields, _) = element(private_key)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = element(fields)? else {
+        return None;
+    };
+    let (0x02, modulus, _) = element(rest)? else {
+        return None;
+    };
+    let magnitude = match modulus {
+        [0, rest @ ..] => rest,
+        other => other,
+    };
+    let first = *magnitude.first()?;
+    Some(magnitude.len() * 8 - first.leading_zeros() as usize)
+}
+
+/// A DER `SEQUENCE { INTEGER r, INTEGER s }` (what BoringSSL's ECDSA signing gives) as the
+/// fixed-size `r || s` a JWS carries; `None` if it is not one, or an integer is too large.
+pub fn ecdsa_raw(der: &[u8], half: usize) -> Option<Vec<u8>> {
+    fn read_len(bytes: &[u8], i: &mut usize) -> Option<usize> {
+        let first = *bytes.get(*i)?;
+        *i += 1;
+        if first < 0x80 {
+            return Some(first as usize);
+        }
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 2 {
+            return None;
+        }
+        let mut len = 0usize;
+        for _ in 0..n {
+            len = (len << 8) | *bytes.get(*i)? as usize;
+            *i += 1;
+        }
+        Some(len)
+    }
+    let mut i = 0;
+    if *der.get(i)? != 0x30 {
+        return None;
+    }
+    i += 1;
+    let total = read_len(der, &mut i)?;
+    if i + total != der.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(half * 2);
+    for _ in 0..2 {
+        if *der.get(i)? != 0x02 {
+            return None;
+        }
+        i += 1;
+        let len = read_len(der, &mut i)?;
+        let int = der.get(i..i + len)?;
+        i += len;
+        let magnitude = match int {
+            [0, rest @ ..] => rest,
+            other => other,
+        };
+        if magnitude.len() > half {
+            return None;
+        }
+        out.extend(std::iter::repeat_n(0, half - magnitude.len()));
+        out.extend_from_slice(magnitude);
+    }
+    (i == der.len()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +199,21 @@ mod tests {
         length(300, &mut out);
         assert_eq!(out, vec![0x82, 0x01, 0x2c]);
         assert_eq!(tlv(0x04, &[0; 200])[..3], [0x04, 0x81, 200]);
+    }
+
+    #[test]
+    fn ecdsa_raw_inverts_ecdsa_signature() {
+        let mut raw = vec![0u8; 64];
+        raw[0] = 0x80; // r needs a leading zero in DER
+        raw[33] = 0x01; // s has leading zeros that DER drops
+        raw[63] = 0x7f;
+        let der = ecdsa_signature(&raw, 32).unwrap_or_default();
+        assert_eq!(ecdsa_raw(&der, 32), Some(raw));
+        assert_eq!(ecdsa_raw(&der[..der.len() - 1], 32), None);
+        assert_eq!(ecdsa_raw(b"\x30\x00", 32), None);
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert_eq!(ecdsa_raw(&trailing, 32), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod der;
 pub mod native;
+pub mod signing;
 
 use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey, RsaSignature};
 use jwt_compact::{Algorithm, AlgorithmSignature};

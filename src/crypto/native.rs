@@ -68,7 +68,7 @@ fn native_form(alg: Alg, key: &Key, signature: &[u8]) -> Option<(&'static str, V
     }
 }
 
-fn varint(mut v: usize, out: &mut Vec<u8>) {
+pub(crate) fn varint(mut v: usize, out: &mut Vec<u8>) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -76,7 +76,7 @@ fn varint(mut v: usize, out: &mut Vec<u8>) {
     out.push(v as u8);
 }
 
-fn field(number: u8, bytes: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn field(number: u8, bytes: &[u8], out: &mut Vec<u8>) {
     out.push((number << 3) | 2);
     varint(bytes.len(), out);
     out.extend_from_slice(bytes);
@@ -95,6 +95,21 @@ pub fn encode_arguments(hash: &str, spki_der: &[u8], signature: &[u8], text: &[u
 /// `VerifySignatureResult { bool result = 1; string error = 2 }` -> `result`; `None` if the
 /// answer is not such a message.
 pub fn decode_result(bytes: &[u8]) -> Option<bool> {
+    decode_fields(bytes).map(|f| f.flag)
+}
+
+/// The fields of a host answer this filter reads: bool/varint field 1, bytes field 2.
+pub(crate) struct HostAnswer<'a> {
+    pub flag: bool,
+    pub bytes_field_2: Option<&'a [u8]>,
+}
+
+/// Decode a protobuf answer; `None` if it is not well-formed.
+pub(crate) fn decode_fields(bytes: &[u8]) -> Option<HostAnswer<'_>> {
+    let mut answer = HostAnswer {
+        flag: false,
+        bytes_field_2: None,
+    };
     let mut result = false;
     let mut i = 0;
     while i < bytes.len() {
@@ -121,12 +136,17 @@ pub fn decode_result(bytes: &[u8]) -> Option<bool> {
             }
             2 => {
                 let len = usize::try_from(read_varint(&mut i)?).ok()?;
-                i = i.checked_add(len).filter(|end| *end <= bytes.len())?;
+                let end = i.checked_add(len).filter(|end| *end <= bytes.len())?;
+                if tag >> 3 == 2 {
+                    answer.bytes_field_2 = Some(&bytes[i..end]);
+                }
+                i = end;
             }
             _ => return None,
         }
     }
-    Some(result)
+    answer.flag = result;
+    Some(answer)
 }
 
 /// The start-up probe: an ES256 signature (P-256 key from a fixed scalar, no other use) over

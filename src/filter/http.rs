@@ -476,8 +476,14 @@ fn hold_for_elicitation(
 fn with_connect_link(config: &Config, tenant: usize, deny: &Deny, principal: &Principal) -> Deny {
     let mut deny = deny.clone();
     let t = &config.tenants[tenant];
-    if let (Deny::ConnectRequired { connect, .. }, Some(_), Some(base)) =
-        (&mut deny, &t.connect, public_base(config))
+    if let (
+        Deny::ConnectRequired {
+            connect: connect @ None,
+            ..
+        },
+        Some(_),
+        Some(base),
+    ) = (&mut deny, &t.connect, public_base(config))
     {
         *connect = connect::offer(
             &ProxyWasmHost,

@@ -11,6 +11,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::config;
+use crate::crypto::signing::NativeSigner;
 use crate::crypto::{NativeVerifier, PureRustVerifier, SignatureVerifier};
 use crate::flow::{Resolution, Step, Worker};
 use crate::host::{self, ProxyWasmHost};
@@ -55,8 +56,33 @@ impl RootContext for Root {
         let bytes = host::plugin_configuration();
         match config::parse(&bytes, &config::process_env) {
             Ok(cfg) => {
-                info!("configured {} tenant(s)", cfg.tenants.len());
-                self.worker = Some(Rc::new(RefCell::new(Worker::new(Rc::new(cfg), verifier()))));
+                let host_signs = NativeSigner::host_works(&host::sign);
+                let needs_host = cfg.tenants.iter().find(|t| {
+                    t.vault
+                        .backend
+                        .signing_key()
+                        .is_some_and(|k| k.needs_host())
+                });
+                if let (false, Some(t)) = (host_signs, needs_host) {
+                    error!(
+                        "invalid plugin configuration: tenant '{}': field 'vault.private_key_env': \
+                         an RSA key needs Envoy's sign function, which this host lacks; use a P-256 key",
+                        t.id
+                    );
+                    return false;
+                }
+                info!(
+                    "configured {} tenant(s); client assertions signed {}",
+                    cfg.tenants.len(),
+                    if host_signs {
+                        "by the host"
+                    } else {
+                        "in pure Rust"
+                    }
+                );
+                let worker = Worker::new(Rc::new(cfg), verifier())
+                    .with_signer(Box::new(NativeSigner::new(Box::new(host::sign))));
+                self.worker = Some(Rc::new(RefCell::new(worker)));
                 // Clusters cannot be called yet during configuration: fetch keys on an early
                 // first tick, then settle to the normal period.
                 self.ticks = 0;

@@ -1,11 +1,8 @@
 //! Auth0 Token Vault: the federated-connection access-token exchange (`POST /oauth/token`).
 
-use serde::Deserialize;
-
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
-use crate::config::{SubjectTokenType, VaultConfig};
-use crate::secret::Secret;
-use crate::vault::{is_header_safe_token, parse_retry_after, VaultOutcome};
+use crate::config::{SubjectTokenType, VaultBackend, VaultConfig};
+use crate::vault::{error_answer, parse_retry_after, token_answer, VaultOutcome};
 
 pub const GRANT_TYPE: &str =
     "urn:auth0:params:oauth:grant-type:token-exchange:federated-connection-access-token";
@@ -30,14 +27,18 @@ pub fn exchange_request(
     subject_token: &str,
     login_hint: Option<&str>,
 ) -> CalloutRequest {
+    let client_secret = match &vault.backend {
+        VaultBackend::Auth0 { client_secret } => client_secret.expose(),
+        _ => "",
+    };
     let mut body = serde_json::json!({
         "grant_type": GRANT_TYPE,
         "client_id": vault.client_id,
-        "client_secret": vault.client_secret.expose(),
+        "client_secret": client_secret,
         "subject_token": subject_token,
         "subject_token_type": match vault.subject_token_type {
-            SubjectTokenType::AccessToken => ACCESS_TOKEN_TYPE,
             SubjectTokenType::RefreshToken => REFRESH_TOKEN_TYPE,
+            SubjectTokenType::AccessToken | SubjectTokenType::IdToken => ACCESS_TOKEN_TYPE,
         },
         "requested_token_type": REQUESTED_TOKEN_TYPE,
         "connection": vault.connection,
@@ -58,63 +59,36 @@ pub fn exchange_request(
     }
 }
 
-#[derive(Deserialize)]
-struct Success {
-    access_token: String,
-    #[serde(default)]
-    token_type: Option<String>,
-    #[serde(default)]
-    expires_in: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-}
-
-/// Seconds to keep a token whose answer did not say how long it lives.
-const DEFAULT_EXPIRES_IN: u64 = 300;
-
 /// Read the vault's answer.
 pub fn parse_exchange(vault: &VaultConfig, response: &CalloutResponse) -> VaultOutcome {
     let Some(body) = &response.body else {
         return VaultOutcome::Failed(DependencyFailure::BadAnswer);
     };
     match response.status {
-        Some(200) => match serde_json::from_slice::<Success>(body) {
-            Ok(s)
-                if is_header_safe_token(&s.access_token)
-                    && s.token_type
-                        .as_deref()
-                        .is_none_or(|t| t.eq_ignore_ascii_case("bearer")) =>
-            {
-                VaultOutcome::Token {
-                    access_token: Secret::new(s.access_token),
-                    expires_in: s.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
-                }
-            }
-            _ => VaultOutcome::Failed(DependencyFailure::BadAnswer),
+        Some(200) => match token_answer(body, "bearer", None) {
+            Some((access_token, expires_in)) => VaultOutcome::Token {
+                access_token,
+                expires_in,
+            },
+            None => VaultOutcome::Failed(DependencyFailure::BadAnswer),
         },
         Some(429) => VaultOutcome::RateLimited {
             retry_after_seconds: parse_retry_after(response.retry_after.as_deref()),
         },
         Some(status @ (400 | 401 | 403)) => {
-            let Ok(err) = serde_json::from_slice::<ErrorBody>(body) else {
+            let Some((error, code, _)) = error_answer(body) else {
                 return VaultOutcome::Failed(DependencyFailure::BadAnswer);
             };
-            // Only an identifier-like code is kept: it goes into logs.
-            let code: String = err
-                .error
-                .chars()
-                .take(64)
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if vault.connect_required_errors.contains(&err.error) {
-                VaultOutcome::ConnectRequired { vault_error: code }
-            } else if status == 401 && !MISCONFIGURATION_ERRORS.contains(&err.error.as_str()) {
+            let connect = |vault_error| VaultOutcome::ConnectRequired {
+                vault_error,
+                interaction_uri: None,
+            };
+            if vault.connect_required_errors.contains(&error) {
+                connect(code)
+            } else if status == 401 && !MISCONFIGURATION_ERRORS.contains(&error.as_str()) {
                 // Auth0 documents 401 for "no identity matches the connection"; the subject
                 // token already passed our own validation, so the account is what is missing.
-                VaultOutcome::ConnectRequired { vault_error: code }
+                connect(code)
             } else {
                 VaultOutcome::Misconfigured { vault_error: code }
             }

@@ -1,12 +1,25 @@
 //! Token Vault backends: each builds its exchange request and reads the answer, without I/O.
+//!
+//! - `auth0`: Auth0 Token Vault, one call;
+//! - `okta`: Okta's AI agent token exchange, a Resource server (STS) in one call, or Cross App
+//!   Access in two (an ID-JAG from the IdP, then an access token from the resource's AS).
 
+pub mod assertion;
 pub mod auth0;
+pub mod okta;
 
-use crate::callout::DependencyFailure;
+use serde::Deserialize;
+
+use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
+use crate::config::{VaultBackend, VaultConfig};
+use crate::crypto::signing::AssertionSigner;
 use crate::secret::Secret;
 
 /// Longest downstream token accepted from a vault (it becomes a request header).
 pub const MAX_DOWNSTREAM_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Seconds to keep a token whose answer did not say how long it lives.
+const DEFAULT_EXPIRES_IN: u64 = 300;
 
 /// What a vault exchange produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +31,15 @@ pub enum VaultOutcome {
     /// The user has not connected the downstream account (or it needs re-consent).
     ConnectRequired {
         vault_error: String,
+        /// Where the vault itself wants the user sent (Okta's `interaction_uri`).
+        interaction_uri: Option<String>,
     },
     /// The vault refused the filter itself (bad client, not allowed): an operator problem.
     Misconfigured {
+        vault_error: String,
+    },
+    /// The resource's authorization server does not allow this access.
+    Forbidden {
         vault_error: String,
     },
     RateLimited {
@@ -35,10 +54,50 @@ impl VaultOutcome {
             VaultOutcome::Token { .. } => "ok",
             VaultOutcome::ConnectRequired { .. } => "connect_required",
             VaultOutcome::Misconfigured { .. } => "vault_misconfigured",
+            VaultOutcome::Forbidden { .. } => "vault_forbidden",
             VaultOutcome::RateLimited { .. } => "vault_rate_limited",
             VaultOutcome::Failed(DependencyFailure::Unavailable) => "vault_unavailable",
             VaultOutcome::Failed(DependencyFailure::Timeout) => "vault_timeout",
             VaultOutcome::Failed(DependencyFailure::BadAnswer) => "vault_bad_answer",
+        }
+    }
+}
+
+/// After one call of an exchange: the result, or the next call to make.
+#[derive(Debug)]
+pub enum Step {
+    Done(VaultOutcome),
+    Next(CalloutRequest),
+}
+
+/// The first call of the tenant's exchange. `now_s` dates client assertions.
+pub fn first_request(
+    vault: &VaultConfig,
+    subject_token: &str,
+    login_hint: Option<&str>,
+    signer: &dyn AssertionSigner,
+    now_s: u64,
+) -> Result<CalloutRequest, VaultOutcome> {
+    match &vault.backend {
+        VaultBackend::Auth0 { .. } => Ok(auth0::exchange_request(vault, subject_token, login_hint)),
+        VaultBackend::OktaSts { .. } | VaultBackend::IdJag { .. } => {
+            okta::first_request(vault, subject_token, signer, now_s)
+        }
+    }
+}
+
+/// Read the answer to call number `leg` (0 first) of the tenant's exchange.
+pub fn read_answer(
+    vault: &VaultConfig,
+    leg: u8,
+    response: &CalloutResponse,
+    signer: &dyn AssertionSigner,
+    now_s: u64,
+) -> Step {
+    match &vault.backend {
+        VaultBackend::Auth0 { .. } => Step::Done(auth0::parse_exchange(vault, response)),
+        VaultBackend::OktaSts { .. } | VaultBackend::IdJag { .. } => {
+            okta::read_answer(vault, leg, response, signer, now_s)
         }
     }
 }
@@ -54,4 +113,56 @@ pub fn is_header_safe_token(token: &str) -> bool {
 /// `Retry-After` in seconds (the HTTP-date form is not worth trusting from a vault), capped.
 pub fn parse_retry_after(value: Option<&str>) -> Option<u64> {
     value?.trim().parse::<u64>().ok().map(|s| s.min(3600))
+}
+
+#[derive(Deserialize)]
+struct Success {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    issued_token_type: Option<String>,
+}
+
+/// A successful token answer: the token (header-safe) and its lifetime. `token_type` must be
+/// `expected_type` (case-insensitive) when given; `issued_token_type`, when the answer has one,
+/// must be `issued`.
+fn token_answer(body: &[u8], expected_type: &str, issued: Option<&str>) -> Option<(Secret, u64)> {
+    let s: Success = serde_json::from_slice(body).ok()?;
+    let type_ok = s
+        .token_type
+        .as_deref()
+        .is_none_or(|t| t.eq_ignore_ascii_case(expected_type));
+    let issued_ok = match (issued, s.issued_token_type.as_deref()) {
+        (Some(want), Some(got)) => want == got,
+        _ => true,
+    };
+    (type_ok && issued_ok && is_header_safe_token(&s.access_token)).then(|| {
+        (
+            Secret::new(s.access_token),
+            s.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+        )
+    })
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    interaction_uri: Option<String>,
+}
+
+/// An OAuth error answer: the raw `error`, a log-safe copy of it, and `interaction_uri`.
+fn error_answer(body: &[u8]) -> Option<(String, String, Option<String>)> {
+    let e: ErrorBody = serde_json::from_slice(body).ok()?;
+    // Only an identifier-like code is kept: it goes into logs.
+    let code: String = e
+        .error
+        .chars()
+        .take(64)
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    Some((e.error, code, e.interaction_uri))
 }

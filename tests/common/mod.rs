@@ -82,6 +82,9 @@ pub struct Options {
     /// Set `settings.public_base_url` to this stack's own listener (for flows a client
     /// follows through redirects).
     pub public_base_is_stack: bool,
+    /// Tenants added to the example's (`127.0.0.1:9000`/`:9001` re-pointed at this stack's
+    /// sim), known to the sim too: e.g. [`okta_tenants`].
+    pub extra_tenants: Vec<Value>,
 }
 
 impl Default for Options {
@@ -93,6 +96,7 @@ impl Default for Options {
             concurrency: 1,
             wait_for_keys: true,
             public_base_is_stack: false,
+            extra_tenants: Vec::new(),
         }
     }
 }
@@ -130,6 +134,67 @@ impl Response {
     }
 }
 
+/// The environment variable of the Okta agent's private key (see [`okta_tenants`]).
+pub const AGENT_KEY_ENV: &str = "OKTA_AGENT_PRIVATE_KEY";
+
+/// One RSA key for the Okta agent client per test process (generating one takes a while).
+pub fn agent_key_pem() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(sim::keys::generate_agent_key_pem)
+}
+
+fn agent_key_env(name: &str) -> Option<String> {
+    (name == AGENT_KEY_ENV).then(|| agent_key_pem().to_string())
+}
+
+/// `doc` with the local stack's sim and backend addresses replaced by these ports.
+fn repoint(doc: &Value, sim_port: u16, backend_port: u16) -> Value {
+    let ports = sim::envoy::Ports {
+        listen: 0,
+        admin: 0,
+        sim: sim_port,
+        backend: backend_port,
+    };
+    serde_json::from_str(&sim::envoy::plugin_config_for(&doc.to_string(), &ports))
+        .unwrap_or_default()
+}
+
+/// Two tenants brokered by Okta (as the sim plays it): `slack` through the STS exchange,
+/// `wiki` through Cross App Access (ID-JAG), both authenticated by the agent's client
+/// assertion signed with [`agent_key_pem`].
+pub fn okta_tenants() -> Vec<Value> {
+    let tenant = |id: &str, vault: Value| {
+        json!({
+            "id": id, "name": format!("{id} via Okta"),
+            "issuer": format!("http://127.0.0.1:9000/issuers/{id}/"),
+            "audience": format!("https://{id}.tvp.example"),
+            "jwks": {"cluster": "sim_control", "url": format!("http://127.0.0.1:9000/issuers/{id}/jwks.json")},
+            "algorithms": ["RS256"],
+            "scopes": {"read": [format!("{id}:read")], "write": [format!("{id}:write")]},
+            "backend": "http://127.0.0.1:9001",
+            "vault": vault,
+        })
+    };
+    let okta = |kind: &str| {
+        json!({
+            "type": kind, "cluster": "sim_control",
+            "token_url": "http://127.0.0.1:9000/okta/oauth2/v1/token",
+            "client_id": "okta-agent-client", "private_key_env": AGENT_KEY_ENV,
+            "key_id": "agent-key-1",
+        })
+    };
+    let mut sts = okta("okta-sts");
+    sts["resource"] = json!("https://slack.example/api");
+    sts["connection"] = json!("slack");
+    let mut jag = okta("id-jag");
+    jag["audience"] = json!("http://127.0.0.1:9000/resource-as");
+    jag["scopes"] = json!(["wiki.read"]);
+    jag["resource_token_url"] = json!("http://127.0.0.1:9000/resource-as/oauth2/v1/token");
+    jag["resource_client_id"] = json!("wiki-resource-client");
+    jag["connection"] = json!("wiki");
+    vec![tenant("slack", sts), tenant("wiki", jag)]
+}
+
 pub fn sim_tenants(sim_port: u16, backend_port: u16) -> Vec<SimTenant> {
     let example = std::fs::read_to_string(root().join("tenants.example.json")).unwrap_or_default();
     let ports = sim::envoy::Ports {
@@ -160,10 +225,24 @@ impl Stack {
         let sim = (0..5)
             .find_map(|_| {
                 let (sim_port, backend_port) = (free_port(), free_port());
-                Sim::start(sim_tenants(sim_port, backend_port), sim_port, backend_port).ok()
+                let mut tenants = sim_tenants(sim_port, backend_port);
+                let extra = repoint(
+                    &json!({"tenants": opts.extra_tenants}),
+                    sim_port,
+                    backend_port,
+                );
+                tenants.extend(
+                    SimTenant::from_filter_config_with(&extra, &agent_key_env)
+                        .expect("extra tenants"),
+                );
+                Sim::start(tenants, sim_port, backend_port).ok()
             })
             .expect("sim starts");
         let mut config = plugin_config(&sim, opts.settings.clone());
+        let extra = repoint(&json!(opts.extra_tenants), sim.port, sim.backend_port);
+        if let (Some(list), Some(extra)) = (config["tenants"].as_array_mut(), extra.as_array()) {
+            list.extend(extra.iter().cloned());
+        }
         if let Some(edit) = &opts.edit {
             edit(&mut config);
         }
@@ -347,6 +426,11 @@ impl Drop for Stack {
                     && !text.contains("github-connect-demo-secret"),
                 "a client secret reached Envoy's log"
             );
+            let key_line = agent_key_pem().lines().nth(1).unwrap_or("-");
+            assert!(
+                !text.contains(key_line),
+                "the agent's private key reached Envoy's log"
+            );
         }
         // A trapped VM or a panic is a failure even if every assertion passed.
         let bad = text
@@ -412,6 +496,7 @@ pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
             "100",
         ])
         .env("GITHUB_VAULT_CLIENT_SECRET", GITHUB_SECRET)
+        .env(AGENT_KEY_ENV, agent_key_pem())
         .stdout(access_log)
         .stderr(log_file)
         .spawn()

@@ -1,5 +1,6 @@
 use super::*;
 use crate::config;
+use crate::secret::Secret;
 use serde_json::{json, Value};
 
 fn vault() -> VaultConfig {
@@ -164,7 +165,7 @@ fn answers_map_to_outcomes() {
 #[test]
 fn vault_error_code_is_sanitised_for_logs() {
     match answer(401, json!({"error": "bad\ncode\"<x>"})) {
-        VaultOutcome::ConnectRequired { vault_error } => assert_eq!(vault_error, "badcodex"),
+        VaultOutcome::ConnectRequired { vault_error, .. } => assert_eq!(vault_error, "badcodex"),
         other => panic!("{other:?}"),
     }
 }
