@@ -398,6 +398,20 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The first tenant whose client-assertion key only the host can sign with, when the
+    /// host cannot: such a configuration must not load.
+    pub fn unsignable_tenant(&self, host_signs: bool) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| {
+            !host_signs
+                && t.vault
+                    .backend
+                    .signing_key()
+                    .is_some_and(SigningKey::needs_host)
+        })
+    }
+}
+
 /// Parse and validate the plugin configuration. `env` resolves `client_secret_env` names.
 pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let raw: RawConfig = serde_json::from_slice(json).map_err(|e| {

@@ -73,6 +73,10 @@ fn auth0_sts_and_id_jag_tenants_side_by_side() {
             "{tenant}: a cached token asks no vault"
         );
     }
+    // The public tenant list shows neither the private key nor its variable's value.
+    let tenants = stack.get("/tenants", &[]).unwrap().text();
+    assert!(tenants.contains("\"slack\"") && !tenants.contains("PRIVATE KEY"));
+    assert!(!tenants.contains(agent_key_pem().lines().nth(1).unwrap_or("-")));
     // One STS call and two ID-JAG legs in all; a token of one tenant is refused by another.
     assert_eq!(stack.sim.count(Endpoint::Okta), 2);
     assert_eq!(stack.sim.count(Endpoint::ResourceAs), 1);

@@ -379,3 +379,39 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
         "{e}"
     );
 }
+
+#[test]
+fn rsa_client_keys_need_a_host_that_signs() {
+    use base64::Engine;
+    use rsa::pkcs8::EncodePrivateKey;
+    let key =
+        rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap_or_else(|e| panic!("{e}"));
+    let der = key
+        .to_pkcs8_der()
+        .map(|d| d.as_bytes().to_vec())
+        .unwrap_or_default();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    );
+    let mut doc = example();
+    doc["tenants"][1]["vault"] = json!({
+        "type": "okta-sts", "cluster": "okta",
+        "token_url": "https://org.okta.example/oauth2/v1/token",
+        "client_id": "agent", "private_key_env": "OKTA_KEY", "key_id": "k1",
+        "resource": "https://slack.example/api", "connection": "slack",
+    });
+    let env = |name: &str| {
+        Some(if name == "OKTA_KEY" {
+            pem.clone()
+        } else {
+            "s3cret".into()
+        })
+    };
+    let cfg = parse(doc.to_string().as_bytes(), &env).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.unsignable_tenant(true), None);
+    assert_eq!(
+        cfg.unsignable_tenant(false).map(|t| t.id.as_str()),
+        Some("google")
+    );
+}

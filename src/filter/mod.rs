@@ -57,13 +57,7 @@ impl RootContext for Root {
         match config::parse(&bytes, &config::process_env) {
             Ok(cfg) => {
                 let host_signs = NativeSigner::host_works(&host::sign);
-                let needs_host = cfg.tenants.iter().find(|t| {
-                    t.vault
-                        .backend
-                        .signing_key()
-                        .is_some_and(|k| k.needs_host())
-                });
-                if let (false, Some(t)) = (host_signs, needs_host) {
+                if let Some(t) = cfg.unsignable_tenant(host_signs) {
                     error!(
                         "invalid plugin configuration: tenant '{}': field 'vault.private_key_env': \
                          an RSA key needs Envoy's sign function, which this host lacks; use a P-256 key",
