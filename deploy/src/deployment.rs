@@ -45,6 +45,7 @@ struct RawDeployment {
     wasm: Option<String>,
     wasm_sha256: Option<String>,
     ca_bundle: Option<String>,
+    lds_path: Option<String>,
     istio: Option<RawIstio>,
 }
 
@@ -96,6 +97,10 @@ pub struct Deployment {
     pub wasm_sha256: Option<String>,
     /// CA bundle Envoy verifies https upstreams against.
     pub ca_bundle: String,
+    /// `render envoy` only: where Envoy reads its listener (routes, the filter and its plugin
+    /// configuration) from, watching the file's directory, so a new tenants file takes effect
+    /// by moving a new listener file there, without a restart. `None`: one static bootstrap.
+    pub lds_path: Option<String>,
     pub istio: Istio,
 }
 
@@ -162,6 +167,7 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
         ca_bundle: raw
             .ca_bundle
             .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
+        lds_path: raw.lds_path,
         istio: Istio {
             name: raw_istio.name.unwrap_or_else(|| "token-vault-proxy".into()),
             namespace: raw_istio.namespace.unwrap_or_else(|| "istio-system".into()),
@@ -215,6 +221,23 @@ fn check(d: &Deployment, target: Target) -> Result<(), String> {
             "Envoy loads the module from a local file here (oci:// is for Istio)",
         );
     }
+    if let Some(p) = &d.lds_path {
+        if target != Target::Envoy {
+            // Istio pushes configuration over xDS anyway; the compose demo mounts one file.
+            return bad("lds_path", "only `render envoy` writes a listener file");
+        }
+        match lds_dir(p) {
+            None => return bad(
+                "lds_path",
+                "must be a .yaml file in a directory of its own (DIR/NAME.yaml): Envoy watches DIR",
+            ),
+            // `--out DIR` writes both files into DIR.
+            Some((_, "envoy.yaml")) => {
+                return bad("lds_path", "envoy.yaml is the bootstrap's name")
+            }
+            Some(_) => {}
+        }
+    }
     if !["SERVER", "CLIENT", "CLIENT_AND_SERVER"].contains(&d.istio.mode.as_str()) {
         return bad("istio.mode", "must be SERVER, CLIENT or CLIENT_AND_SERVER");
     }
@@ -222,6 +245,17 @@ fn check(d: &Deployment, target: Target) -> Result<(), String> {
         return bad("istio.ports", "ports must not be 0");
     }
     Ok(())
+}
+
+/// The directory Envoy watches for a listener file at `path` and the file's name: `DIR/NAME`
+/// with a non-empty DIR and NAME ending in `.yaml` or `.yml` (Envoy parses by extension).
+pub fn lds_dir(path: &str) -> Option<(&str, &str)> {
+    let (dir, name) = path.rsplit_once('/')?;
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let stem = name
+        .strip_suffix(".yaml")
+        .or_else(|| name.strip_suffix(".yml"))?;
+    (!stem.is_empty()).then_some((dir, name))
 }
 
 #[cfg(test)]
@@ -286,6 +320,10 @@ mod tests {
         }
         // As written it names an OCI module, which plain Envoy cannot load.
         assert!(load(text, &[], Target::Envoy).is_err());
+        // The commented lds_path works as documented.
+        let hot = text.replace("# lds_path:", "lds_path:");
+        let d = load(&hot, &local, Target::Envoy).unwrap();
+        assert_eq!(d.lds_path.as_deref(), Some("/etc/envoy/lds/listeners.yaml"));
     }
 
     #[test]
@@ -307,5 +345,35 @@ mod tests {
             assert!(load(text, &sets, Target::Envoy).is_err(), "{text} {set}");
         }
         assert!(load("", &["oops".into()], Target::Envoy).is_err());
+    }
+
+    #[test]
+    fn a_listener_file_for_render_envoy_only() {
+        let d = load(
+            "lds_path: /etc/envoy/lds/listeners.yaml",
+            &[],
+            Target::Envoy,
+        )
+        .unwrap();
+        assert_eq!(
+            lds_dir(d.lds_path.as_deref().unwrap()),
+            Some(("/etc/envoy/lds", "listeners.yaml"))
+        );
+        assert_eq!(load("", &[], Target::Envoy).unwrap().lds_path, None);
+        assert_eq!(lds_dir("/l.yml"), Some(("/", "l.yml")));
+        for bad in [
+            "listeners.yaml",
+            "/etc/envoy/lds/",
+            "/etc/envoy/lds.json",
+            "/x/.yaml",
+            "/etc/envoy/envoy.yaml",
+        ] {
+            let set = [format!("lds_path={bad}")];
+            assert!(load("", &set, Target::Envoy).is_err(), "{bad}");
+        }
+        let set = ["lds_path=/etc/envoy/lds/listeners.yaml".to_string()];
+        assert!(load("", &set, Target::Compose).is_err());
+        let istio = [set[0].clone(), "wasm=oci://r/x:1".into()];
+        assert!(load("", &istio, Target::Istio).is_err());
     }
 }

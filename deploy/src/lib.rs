@@ -18,6 +18,8 @@ use deployment::Target;
 pub struct Rendered {
     pub file: &'static str,
     pub text: String,
+    /// Files that go next to `file` (name, text): the listener file of `lds_path`.
+    pub more: Vec<(String, String)>,
     pub warnings: Vec<String>,
 }
 
@@ -45,9 +47,14 @@ pub fn render(
             istio::warnings(&plan),
         ),
     };
+    let more = envoy::render_listeners(&plan, &d)
+        .map_err(|e| vec![e])?
+        .into_iter()
+        .collect();
     text.map(|text| Rendered {
         file,
         text,
+        more,
         warnings,
     })
     .map_err(|e| vec![e])

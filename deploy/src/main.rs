@@ -16,8 +16,11 @@ const USAGE: &str = "usage:
       compose  the docker-compose demo's Envoy bootstrap (envoy.yaml)
       The deployment file (JSON or YAML) and --set take: public_base_url, listen_address,
       listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256, ca_bundle,
-      istio.name, istio.namespace, istio.selector, istio.ports, istio.mode.
-      Without --out the result goes to standard output.
+      lds_path, istio.name, istio.namespace, istio.selector, istio.ports, istio.mode.
+      Without --out the result goes to standard output. With lds_path=DIR/NAME.yaml (envoy
+      only), the listener and the plugin configuration go to NAME.yaml, which Envoy reloads
+      when a new one is moved into DIR; --out is required then. Files are written atomically
+      (renamed into place): rendering straight into DIR is itself a push.
   tvp check RESOURCES.yaml
       check Kubernetes resources (a YAML stream) against the vendored Istio CRD schemas";
 
@@ -113,15 +116,53 @@ fn render(args: &[String]) -> Result<(), Vec<String>> {
     for w in &rendered.warnings {
         eprintln!("{w}");
     }
-    match out {
-        None => print!("{}", rendered.text),
-        Some(dir) => {
-            let path = dir.join(rendered.file);
-            std::fs::create_dir_all(&dir)
-                .and_then(|()| std::fs::write(&path, &rendered.text))
-                .map_err(|e| vec![format!("tvp: {}: {e}", path.display())])?;
-            eprintln!("wrote {}", path.display());
+    let Some(dir) = out else {
+        if !rendered.more.is_empty() {
+            return Err(vec![
+                "tvp: lds_path: the listener goes to a file of its own: use --out DIR".into(),
+            ]);
+        }
+        print!("{}", rendered.text);
+        return Ok(());
+    };
+    let bootstrap = dir.join(rendered.file);
+    if !rendered.more.is_empty() {
+        // Envoy reads the bootstrap only when it starts; a listener file naming a cluster the
+        // running bootstrap lacks is refused.
+        if std::fs::read_to_string(&bootstrap).is_ok_and(|old| old != rendered.text) {
+            eprintln!(
+                "{}: changed (clusters or admin): restart Envoy with it before pushing the listener file",
+                bootstrap.display()
+            );
         }
     }
+    // The listener file last: its arrival is what a watching Envoy acts on.
+    let files = std::iter::once((rendered.file.to_string(), &rendered.text))
+        .chain(rendered.more.iter().map(|(n, t)| (n.clone(), t)));
+    for (name, text) in files {
+        let path = dir.join(name);
+        write_atomically(&dir, &path, text)
+            .map_err(|e| vec![format!("tvp: {}: {e}", path.display())])?;
+        eprintln!("wrote {}", path.display());
+    }
     Ok(())
+}
+
+/// Write to a temporary file in `dir` and rename it over `path`: a reader (Envoy watching
+/// the directory for moves) sees the old file or the new one, never half of one.
+fn write_atomically(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+    text: &str,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tvp-{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
