@@ -702,9 +702,11 @@ impl Worker {
     fn keys_for(&mut self, host: &dyn Host, tenant: usize, now_ms: u64) -> Option<Rc<KeySet>> {
         let policy = self.policy();
         let state = &mut self.keys[tenant];
-        let due = state
-            .synced_at_ms
-            .is_none_or(|t| now_ms.saturating_sub(t) >= KEY_SYNC_INTERVAL_MS);
+        // Without keys, look every time: another worker may have just stored them.
+        let due = state.keys.is_none()
+            || state
+                .synced_at_ms
+                .is_none_or(|t| now_ms.saturating_sub(t) >= KEY_SYNC_INTERVAL_MS);
         if due {
             state.synced_at_ms = Some(now_ms);
             let key = cache::jwks_key(&self.config.tenants[tenant]);

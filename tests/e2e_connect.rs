@@ -50,7 +50,8 @@ fn consent(
     page: &Response,
     decision: &str,
 ) -> (String, Response) {
-    let ticket = Browser::field(&page.text(), "ticket").expect("consent form");
+    let ticket = Browser::field(&page.text(), "ticket")
+        .unwrap_or_else(|| panic!("no consent form: {} {}", page.status, page.text()));
     let approve = format!(
         "http://127.0.0.1:{}/connected-accounts/approve",
         stack.sim.port
@@ -184,7 +185,8 @@ fn forged_connect_code_and_declined_consent_do_not_connect() {
     let link = refused_with_link(&stack, &stack.token("github", "bob"));
     let mut browser = Browser::new();
     let (_, page) = sign_in(&mut browser, &stack, &link, "bob");
-    let ticket = Browser::field(&page.text(), "ticket").expect("consent form");
+    let ticket = Browser::field(&page.text(), "ticket")
+        .unwrap_or_else(|| panic!("no consent form: {} {}", page.status, page.text()));
     let approve = format!(
         "http://127.0.0.1:{}/connected-accounts/approve",
         stack.sim.port

@@ -175,8 +175,13 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
         .stdout(Stdio::piped())
         .spawn()
         .expect("run gzip -dc");
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    // Feed gzip from another thread: it writes as it reads, and a full output pipe would
+    // block it (and us) if we wrote all input first.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
     assert!(out.status.success(), "the layer is not gzip");
     out.stdout
 }

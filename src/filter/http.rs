@@ -8,39 +8,26 @@ use log::{info, warn};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use super::connect_pages::{with_connect_link, ConnectCall};
+use super::mcp_hold::hold_for_elicitation;
 use super::{handle_response, send};
 use crate::auth;
 use crate::cache::Principal;
 use crate::config::{Config, Tenant};
-use crate::connect;
+
 use crate::endpoints::{self, Route};
 use crate::flow::{Host, RequestInput, Step, Worker};
 use crate::host::{self, ProxyWasmHost};
 use crate::mcp;
-use crate::reply::{connect_message, deny_reply, ConnectLink, Deny, Realm, Reply};
+use crate::reply::{deny_reply, Deny, Realm, Reply};
 
 pub struct Request {
-    id: u32,
-    worker: Option<Rc<RefCell<Worker>>>,
+    pub(super) id: u32,
+    pub(super) worker: Option<Rc<RefCell<Worker>>>,
     /// A connect-page step waiting for its call-out (by token).
-    connect_call: Option<(u32, ConnectCall)>,
+    pub(super) connect_call: Option<(u32, ConnectCall)>,
     /// Request body bytes buffered so far.
     body_size: usize,
-}
-
-/// A connect page's inputs, kept while its call-out is awaited.
-struct ConnectInput {
-    tenant: usize,
-    base: String,
-    method: String,
-    page: String,
-    query: String,
-    cookies: Vec<Vec<u8>>,
-}
-
-struct ConnectCall {
-    input: ConnectInput,
-    pending: Box<connect::Pending>,
 }
 
 impl Request {
@@ -53,7 +40,7 @@ impl Request {
         }
     }
 
-    fn reply(&self, reply: &Reply) -> Action {
+    pub(super) fn reply(&self, reply: &Reply) -> Action {
         host::send_reply(reply);
         Action::Pause
     }
@@ -142,136 +129,7 @@ impl Request {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn connect_page(
-        &mut self,
-        worker: &Rc<RefCell<Worker>>,
-        config: &Config,
-        tenant_id: &str,
-        page: &str,
-        method: &str,
-        path: &str,
-        headers: &host::RequestHeaders,
-    ) -> Action {
-        let Some(tenant) = config.tenants.iter().position(|t| t.id == tenant_id) else {
-            return self.deny(None, &Deny::UnknownTenant);
-        };
-        let base = public_base(config);
-        let (Some(base), Some(_)) = (base, &config.tenants[tenant].connect) else {
-            return self.reply(&connect::pages::failed(
-                404,
-                "Not found",
-                "This gateway does not connect accounts for this tenant.",
-            ));
-        };
-        let input = ConnectInput {
-            tenant,
-            base,
-            method: method.to_string(),
-            page: page.to_string(),
-            query: connect::form::query_of(path).to_string(),
-            cookies: headers
-                .all("cookie")
-                .into_iter()
-                .map(<[u8]>::to_vec)
-                .collect(),
-        };
-        self.run_connect(worker, input)
-    }
-
-    fn run_connect(&mut self, worker: &Rc<RefCell<Worker>>, input: ConnectInput) -> Action {
-        let config = Rc::clone(&worker.borrow().config);
-        let tenant = &config.tenants[input.tenant];
-        let Some(connect_config) = &tenant.connect else {
-            return Action::Pause;
-        };
-        let ctx = connect::Ctx {
-            host: &ProxyWasmHost,
-            tenant,
-            connect: connect_config,
-            base: &input.base,
-            now_ms: ProxyWasmHost.now_ms(),
-        };
-        let cookies: Vec<&[u8]> = input.cookies.iter().map(Vec::as_slice).collect();
-        let incoming = connect::Incoming {
-            method: &input.method,
-            page: &input.page,
-            query: &input.query,
-            cookies: &cookies,
-        };
-        let outcome = connect::handle(&ctx, &incoming);
-        self.apply_connect(&config, input, outcome);
-        Action::Pause
-    }
-
-    fn apply_connect(&mut self, config: &Config, input: ConnectInput, outcome: connect::Outcome) {
-        match outcome {
-            connect::Outcome::Reply(reply) => {
-                // The page and status only: the query carries codes and state.
-                info!(
-                    "#{} tenant={} connect {} {} -> {}",
-                    self.id,
-                    config.tenants[input.tenant].id,
-                    input.method,
-                    input.page,
-                    reply.status
-                );
-                host::send_reply(&reply);
-            }
-            connect::Outcome::Call(request, pending) => {
-                match host::dispatch(&request, config.settings.callout_timeout_ms) {
-                    Ok(token) => self.connect_call = Some((token, ConnectCall { input, pending })),
-                    Err(status) => {
-                        warn!(
-                            "#{} connect call-out to cluster '{}' failed to start: {status:?}",
-                            self.id, request.cluster
-                        );
-                        host::send_reply(&connect::pages::failed(
-                            503,
-                            "Something went wrong",
-                            "The identity provider could not be reached. Please try again later.",
-                        ));
-                    }
-                }
-            }
-        }
-    }
-
-    /// The answer to a connect page's call-out.
-    fn connect_answered(
-        &mut self,
-        worker: &Rc<RefCell<Worker>>,
-        call: ConnectCall,
-        body_size: usize,
-    ) {
-        let config = Rc::clone(&worker.borrow().config);
-        let response =
-            host::callout_response(body_size, config.settings.max_callout_response_bytes);
-        let tenant = &config.tenants[call.input.tenant];
-        let Some(connect_config) = &tenant.connect else {
-            return;
-        };
-        let ctx = connect::Ctx {
-            host: &ProxyWasmHost,
-            tenant,
-            connect: connect_config,
-            base: &call.input.base,
-            now_ms: ProxyWasmHost.now_ms(),
-        };
-        let index = call.input.tenant;
-        let mut verify = |id_token: &str| {
-            worker.borrow_mut().verify_id_token(
-                &ProxyWasmHost,
-                index,
-                id_token,
-                &connect_config.client_id,
-            )
-        };
-        let outcome = connect::resume(&ctx, *call.pending, &response, &mut verify);
-        self.apply_connect(&config, call.input, outcome);
-    }
-
-    fn deny(&self, tenant: Option<usize>, deny: &Deny) -> Action {
+    pub(super) fn deny(&self, tenant: Option<usize>, deny: &Deny) -> Action {
         match &self.worker {
             Some(w) => {
                 let config = Rc::clone(&w.borrow().config);
@@ -282,43 +140,6 @@ impl Request {
             }
         }
         Action::Pause
-    }
-
-    fn is_held(&self) -> bool {
-        self.worker.as_ref().is_some_and(|w| {
-            matches!(
-                w.borrow().mcp.get(&self.id),
-                Some(mcp::McpState::Held { .. })
-            )
-        })
-    }
-
-    /// The held MCP request's body is in (or too large): answer it.
-    fn answer_held(&mut self, size: usize) {
-        let Some(worker) = &self.worker else { return };
-        let state = worker.borrow_mut().mcp.remove(&self.id);
-        let Some(mcp::McpState::Held {
-            tenant,
-            request,
-            offer,
-            fallback,
-        }) = state
-        else {
-            return;
-        };
-        let answer = (size <= mcp::MAX_BODY_BYTES)
-            .then(|| mcp::elicitation(&host::request_body(size), &request, &offer))
-            .flatten();
-        match answer {
-            Some(reply) => {
-                let config = Rc::clone(&worker.borrow().config);
-                ProxyWasmHost.count(&config.tenants[tenant].id, "mcp.elicitation");
-                host::send_reply(&reply);
-            }
-            None => {
-                host::send_reply(&fallback);
-            }
-        }
     }
 
     fn hold_while_waiting(&self) -> Action {
@@ -370,7 +191,7 @@ fn send_denial(
 }
 
 /// Count and log a refusal.
-fn record_denial(
+pub(super) fn record_denial(
     config: &Config,
     context_id: u32,
     tenant: Option<usize>,
@@ -390,7 +211,7 @@ fn record_denial(
 
 /// The HTTP answer to a refusal of the active request, and the refusal as answered (with its
 /// connect link, if one was made).
-fn denial_reply(
+pub(super) fn denial_reply(
     config: &Config,
     tenant: Option<usize>,
     deny: &Deny,
@@ -415,91 +236,8 @@ fn denial_reply(
     (deny_reply(&deny, &realm), deny)
 }
 
-/// Send an MCP request refused for a missing account to the hold route, credentials removed,
-/// to answer it in JSON-RPC once its body is in. False when it cannot be held (the caller
-/// answers it plainly).
-fn hold_for_elicitation(
-    worker: &Rc<RefCell<Worker>>,
-    config: &Config,
-    context_id: u32,
-    tenant: usize,
-    deny: &Deny,
-    principal: Option<&Principal>,
-    request: mcp::McpRequest,
-) -> bool {
-    let Some(hold_path) = &config.settings.mcp_hold_path else {
-        return false;
-    };
-    let (fallback, answered) = denial_reply(config, Some(tenant), deny, principal);
-    let Deny::ConnectRequired {
-        connection,
-        connect,
-        ..
-    } = answered
-    else {
-        return false;
-    };
-    let t = &config.tenants[tenant];
-    let mut held = host::remove_request_header("authorization");
-    if let Some(h) = &t.vault.subject_token_header {
-        held &= host::remove_request_header(h);
-    }
-    // Nothing of the original request may reach a backend: its path becomes the hold route's.
-    held = held && host::set_request_header(":path", hold_path) && host::clear_route_cache();
-    if !held {
-        warn!(
-            "#{context_id} tenant={} could not hold an MCP request for its body",
-            t.id
-        );
-        return false;
-    }
-    record_denial(config, context_id, Some(tenant), deny, principal);
-    let offer = mcp::ConnectOffer {
-        message: connect_message(&connection),
-        connection,
-        link: connect,
-    };
-    worker.borrow_mut().mcp.insert(
-        context_id,
-        mcp::McpState::Held {
-            tenant,
-            request,
-            offer,
-            fallback,
-        },
-    );
-    true
-}
-
-/// A "connect your account" refusal with the link where the user does so, when the filter
-/// runs the Connected Accounts flow for the tenant.
-fn with_connect_link(config: &Config, tenant: usize, deny: &Deny, principal: &Principal) -> Deny {
-    let mut deny = deny.clone();
-    let t = &config.tenants[tenant];
-    if let (
-        Deny::ConnectRequired {
-            connect: connect @ None,
-            ..
-        },
-        Some(_),
-        Some(base),
-    ) = (&mut deny, &t.connect, public_base(config))
-    {
-        *connect = connect::offer(
-            &ProxyWasmHost,
-            t,
-            &base,
-            &principal.claims.sub,
-            &principal.downstream_key,
-            ProxyWasmHost.now_ms(),
-        )
-        .map(|(id, url)| ConnectLink { id, url });
-    }
-    deny
-}
-
 /// The gateway's public URL: configured, or (when allowed) taken from the request.
-fn public_base(config: &Config) -> Option<String> {
+pub(super) fn public_base(config: &Config) -> Option<String> {
     if let Some(base) = &config.settings.public_base_url {
         return Some(base.clone());
     }

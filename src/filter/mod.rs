@@ -1,7 +1,9 @@
 //! proxy-wasm glue: the root context (configuration, background key refresh) and the HTTP
 //! context (one per request). They share one [`Worker`] per VM.
 
+mod connect_pages;
 mod http;
+mod mcp_hold;
 
 use std::cell::RefCell;
 use std::rc::Rc;

@@ -1,0 +1,29 @@
+//! MCP request bodies (attacker-controlled JSON-RPC): never panic; an answer is JSON-RPC 2.0
+//! that echoes a string or number id and never carries anything but the offer's URL.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use token_vault_proxy::mcp::{elicitation, ConnectOffer, McpRequest};
+use token_vault_proxy::reply::ConnectLink;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else { return };
+    let versions = [None, Some("2025-06-18"), Some("2025-11-25"), Some("2026-07-28"), Some("2099-01-01")];
+    let request = McpRequest {
+        protocol_version: versions[usize::from(selector) % versions.len()].map(str::to_string),
+    };
+    let offer = ConnectOffer {
+        connection: "github".into(),
+        message: "Authorization required to access the Token Vault: github".into(),
+        link: (selector & 0x80 == 0).then(|| ConnectLink {
+            id: "L1".into(),
+            url: "https://gw.example/connect/github/start?id=L1".into(),
+        }),
+    };
+    if let Some(reply) = elicitation(body, &request, &offer) {
+        let answer: serde_json::Value = serde_json::from_slice(&reply.body).expect("JSON");
+        assert_eq!(answer["jsonrpc"], "2.0");
+        assert!(answer["id"].is_string() || answer["id"].is_number());
+        assert!(answer["result"].is_object() != answer["error"].is_object());
+    }
+});

@@ -1,0 +1,49 @@
+//! Okta answers (STS, ID-JAG legs): never panic; a token accepted is header-safe, and an
+//! interaction URL passed on is on the Okta org's origin.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use token_vault_proxy::callout::CalloutResponse;
+use token_vault_proxy::config;
+use token_vault_proxy::crypto::signing::PureRustSigner;
+use token_vault_proxy::vault::{okta, Step, VaultOutcome};
+
+const PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwehRANCAAQeGFMv1HVMAvMEHZx1zrM7g//YGsfOT+iCzLHJi8WJbqRsMRxOL/QN2Wo2U+bkVEXTLf5Ibs7XXHqQxqGIgcCj
+-----END PRIVATE KEY-----";
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else { return };
+    let kind = if selector & 1 == 0 { "okta-sts" } else { "id-jag" };
+    let doc = serde_json::json!({"tenants": [{
+        "id": "t", "name": "T", "issuer": "https://a.example/", "audience": "x",
+        "jwks": {"cluster": "c"}, "algorithms": ["RS256"], "scopes": {"read": ["r"], "write": ["w"]},
+        "backend": "https://b.example",
+        "vault": if kind == "okta-sts" {
+            serde_json::json!({"type": kind, "cluster": "okta", "token_url": "https://org.okta.example/oauth2/v1/token",
+              "client_id": "a", "private_key_env": "K", "key_id": "k", "resource": "r", "connection": "s"})
+        } else {
+            serde_json::json!({"type": kind, "cluster": "okta", "token_url": "https://org.okta.example/oauth2/v1/token",
+              "client_id": "a", "private_key_env": "K", "key_id": "k", "audience": "https://as.example/",
+              "resource_token_url": "https://as.example/token", "resource_client_id": "b", "connection": "w"})
+        },
+    }]});
+    let Ok(cfg) = config::parse(doc.to_string().as_bytes(), &|_| Some(PEM.into())) else { return };
+    let statuses = [200u16, 400, 401, 403, 429, 500];
+    let response = CalloutResponse {
+        status: Some(statuses[usize::from(selector >> 1) % statuses.len()]),
+        retry_after: None,
+        body: Some(body.to_vec()),
+    };
+    let leg = (selector >> 5) & 1;
+    match okta::read_answer(&cfg.tenants[0].vault, leg, &response, &PureRustSigner, 1_800_000_000) {
+        Step::Done(VaultOutcome::Token { access_token, .. }) => {
+            assert!(access_token.expose().bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        }
+        Step::Done(VaultOutcome::ConnectRequired { interaction_uri: Some(uri), .. }) => {
+            assert!(uri.to_ascii_lowercase().starts_with("https://org.okta.example/")
+                || uri.to_ascii_lowercase() == "https://org.okta.example");
+        }
+        _ => {}
+    }
+});
