@@ -137,6 +137,8 @@ struct TenantKeys {
     last_failure: Option<DependencyFailure>,
     /// Consecutive failed fetches, for the cold-start retry backoff.
     failures: u32,
+    /// When this worker claimed the refresh lease it holds, if it holds one.
+    lease_claimed_ms: Option<u64>,
 }
 
 /// Per-worker state shared by the root context and every HTTP context of one VM.
@@ -587,6 +589,11 @@ impl Worker {
             }
             Purpose::Jwks { tenant } => {
                 let failure = self.store_jwks(host, tenant, response, now_ms);
+                if failure.is_none() {
+                    self.release_refresh_lease(host, tenant);
+                } else {
+                    self.keys[tenant].lease_claimed_ms = None;
+                }
                 finish(self, &mut |w, ctx, waiting| {
                     w.after_keys(host, ctx, waiting, failure)
                 });
@@ -735,10 +742,11 @@ impl Worker {
         let now_ms = host.now_ms();
         let policy = self.policy();
         let mut due = Vec::new();
-        for i in 0..self.config.tenants.len() {
+        let config = Rc::clone(&self.config);
+        for i in 0..config.tenants.len() {
             self.keys_for(host, i, now_ms);
             let state = &self.keys[i];
-            let tenant = &self.config.tenants[i];
+            let tenant = &config.tenants[i];
             let flight = jwks_flight(tenant);
             if self.flights.contains_key(&flight) {
                 continue;
@@ -790,7 +798,7 @@ impl Worker {
 
     /// Claim the right to refresh tenant `i`'s keys for one call-out window, across workers.
     /// Shared-data CAS makes exactly one claimant win a window.
-    fn take_refresh_lease(&self, host: &dyn Host, i: usize, now_ms: u64) -> bool {
+    fn take_refresh_lease(&mut self, host: &dyn Host, i: usize, now_ms: u64) -> bool {
         let key = cache::jwks_lease_key(&self.config.tenants[i]);
         let window = self.config.settings.callout_timeout_ms + 1000;
         let (value, mut cas) = host.shared_get(&key);
@@ -805,7 +813,28 @@ impl Worker {
             host.shared_set(&key, &0u64.to_be_bytes(), None);
             cas = host.shared_get(&key).1;
         }
-        cas.is_some() && host.shared_set(&key, &now_ms.to_be_bytes(), cas)
+        let claimed = cas.is_some() && host.shared_set(&key, &now_ms.to_be_bytes(), cas);
+        if claimed {
+            self.keys[i].lease_claimed_ms = Some(now_ms);
+        }
+        claimed
+    }
+
+    /// A refresh this worker claimed succeeded: free the lease at once, so the next refresh
+    /// (by any worker) is not held back by this one's window. A failed one keeps it: failures
+    /// back off across workers.
+    fn release_refresh_lease(&mut self, host: &dyn Host, i: usize) {
+        let Some(claimed) = self.keys[i].lease_claimed_ms.take() else {
+            return;
+        };
+        let key = cache::jwks_lease_key(&self.config.tenants[i]);
+        let (value, cas) = host.shared_get(&key);
+        let held_since = value
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes);
+        if held_since == Some(claimed) {
+            host.shared_set(&key, &0u64.to_be_bytes(), cas);
+        }
     }
 
     /// Remember which downstream token a forwarded request carries.

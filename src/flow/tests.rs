@@ -272,3 +272,36 @@ fn jwks_failure_without_keys_is_unavailable_and_backs_off() {
         Step::Wait { start: Some(_), .. }
     ));
 }
+
+#[test]
+fn background_refresh_takes_a_lease_and_frees_it_when_done() {
+    let mut f = fixture();
+    let mut other = Worker::new(Rc::clone(&f.worker.config), Box::new(PureRustVerifier));
+    // Both workers tick with no keys: one of them fetches each tenant's keys.
+    let mine = f.worker.refresh_due(&f.host);
+    let theirs = other.refresh_due(&f.host);
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert!(theirs.is_empty(), "the lease keeps the second worker out: {theirs:?}");
+    let github = mine
+        .iter()
+        .find(|(_, r)| r.path.contains("/github/"))
+        .map(|(flight, _)| flight.clone())
+        .unwrap_or_default();
+    f.worker.dispatched(&github, 7, 0, NOW_S * 1000);
+    let jwks = f.keys.jwks();
+    f.answer(7, 200, jwks);
+    // Done and stored: the lease is free at once, so the next refresh is not held back by the
+    // window of this one; the other tenant's fetch still holds its lease.
+    let lease = |i: usize| {
+        let key = cache::jwks_lease_key(&f.worker.config.tenants[i]);
+        f.host.shared_get(&key).0
+    };
+    assert_eq!(lease(0), Some(0u64.to_be_bytes().to_vec()));
+    assert_eq!(lease(1), Some((NOW_S * 1000).to_be_bytes().to_vec()));
+    f.host.now.set((NOW_S + 500) * 1000);
+    let later = other.refresh_due(&f.host);
+    assert!(
+        later.iter().any(|(_, r)| r.path.contains("/github/")),
+        "{later:?}"
+    );
+}
