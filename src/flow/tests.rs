@@ -281,7 +281,10 @@ fn background_refresh_takes_a_lease_and_frees_it_when_done() {
     let mine = f.worker.refresh_due(&f.host);
     let theirs = other.refresh_due(&f.host);
     assert_eq!(mine.len(), 2, "{mine:?}");
-    assert!(theirs.is_empty(), "the lease keeps the second worker out: {theirs:?}");
+    assert!(
+        theirs.is_empty(),
+        "the lease keeps the second worker out: {theirs:?}"
+    );
     let github = mine
         .iter()
         .find(|(_, r)| r.path.contains("/github/"))
