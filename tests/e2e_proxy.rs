@@ -79,7 +79,7 @@ fn client_supplied_credential_headers_are_replaced_not_forwarded() {
     );
     assert_eq!(r.status, 400);
     assert_eq!(stack.sim.count(Endpoint::Backend), 0);
-    // With a custom downstream header, a client-supplied copy is removed.
+    // With a custom downstream header, client-supplied copies are removed.
     drop(stack);
     let stack = Stack::with(Options {
         edit: Some(Box::new(|c| {
@@ -96,6 +96,8 @@ fn client_supplied_credential_headers_are_replaced_not_forwarded() {
         &[
             ("authorization", &auth),
             ("x-downstream-token", "token forged"),
+            // Setting the header must replace every copy, not only the first.
+            ("x-downstream-token", "token forged-again"),
         ],
         b"",
     );
