@@ -197,6 +197,13 @@ pub(crate) fn authorize(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         (form(&r.query), cookie)
     };
     let user = user.or_else(|| lock(state).accounts.auto_login.clone());
+    let p0 = |k: &str| params.get(k).cloned().unwrap_or_default();
+    // `prompt=login`: ask for credentials even with a single sign-on session.
+    let user = if r.method == "GET" && p0("prompt") == "login" {
+        None
+    } else {
+        user
+    };
     let p = |k: &str| params.get(k).cloned().unwrap_or_default();
     let mut st = lock(state);
     let Some(tenant) = tenant_by_connect_client(&st, &p("client_id")).cloned() else {

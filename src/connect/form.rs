@@ -85,7 +85,7 @@ pub fn cookie(values: &[&[u8]], name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim_matches('"').to_string())
-        .filter(|v| !v.is_empty() && v.len() <= 256)
+        .filter(|v| !v.is_empty() && v.len() <= 1024)
 }
 
 #[cfg(test)]

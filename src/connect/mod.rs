@@ -12,6 +12,7 @@
 pub mod form;
 pub mod pages;
 pub mod records;
+pub mod sealed;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -22,7 +23,7 @@ use crate::callout::{CalloutRequest, CalloutResponse};
 use crate::config::{ConnectConfig, Tenant};
 use crate::flow::Host;
 use crate::reply::Reply;
-use crate::secret::{hex, random_token, sha256};
+use crate::secret::{random_token, sha256};
 use records::{AfterLogin, Consent, Kind, Link, LinkPointer, Login, Session};
 
 const LOGIN_COOKIE: &str = "tvp_login";
@@ -175,8 +176,14 @@ fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()))
 }
 
-fn cookie_hash(value: &str) -> String {
-    hex(&sha256(value.as_bytes()))
+fn state_matches(state: &str, binding: &str) -> bool {
+    let expected = sealed::digest(binding);
+    state.len() == expected.len()
+        && state
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 fn no_randomness() -> Outcome {
@@ -242,7 +249,7 @@ pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
                 );
                 call(ctx.call("GET", &path, Some(&s.token)), Pending::List(s))
             }
-            None => login(ctx, AfterLogin::Accounts),
+            None => login(ctx, AfterLogin::Accounts, false),
         },
         ("POST", "/accounts/delete") => delete(ctx, inc),
         _ => Outcome::Reply(pages::failed(
@@ -271,18 +278,22 @@ fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
         },
         None => None,
     };
-    let Some((session_key, s)) = session(ctx, inc) else {
-        return login(ctx, AfterLogin::Connect { link: link_id });
+    // `fresh`: the user asked to sign in again (after being signed in as someone else).
+    let fresh = form::param(inc.query, "fresh").is_some();
+    let session = session(ctx, inc).filter(|_| !fresh);
+    let Some((session_key, s)) = session else {
+        return login(ctx, AfterLogin::Connect { link: link_id }, fresh);
     };
-    if let Some(l) = &link {
+    if let (Some(l), Some(id)) = (&link, &link_id) {
         if l.sub != s.sub {
             ctx.count("connect.wrong_user");
-            return Outcome::Reply(pages::failed(
-                403,
-                "You are signed in as a different user",
-                "This link was made for another account. Sign in with the account your agent \
-                 acts for and open the link again.",
-            ));
+            // Forget this browser's session, and offer a sign-in that asks for credentials
+            // again (otherwise single sign-on would log the same user back in).
+            let retry = ctx.url(&format!("/start?id={}&fresh=1", form::encode(id)));
+            let mut page = pages::wrong_user(&retry);
+            page.headers
+                .push(("set-cookie", ctx.cookie(SESSION_COOKIE, "", 0)));
+            return Outcome::Reply(page);
         }
     }
     let (Some(state), Some(verifier)) = (random_token(), random_token()) else {
@@ -319,23 +330,22 @@ fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     )
 }
 
-/// Send the browser to log in, bound to it by a cookie only it has.
-fn login(ctx: &Ctx<'_>, then: AfterLogin) -> Outcome {
-    let (Some(state), Some(verifier), Some(binding)) =
-        (random_token(), random_token(), random_token())
-    else {
+/// Send the browser to log in. The sign-in (PKCE verifier, where to go next) is sealed in a
+/// cookie only this browser has, and `state` is its digest: the callback must come from it.
+fn login(ctx: &Ctx<'_>, then: AfterLogin, fresh: bool) -> Outcome {
+    let Some(verifier) = random_token() else {
         return no_randomness();
     };
     let record = Login {
         tenant: ctx.tenant.id.clone(),
-        binding: cookie_hash(&binding),
         verifier: verifier.clone(),
         then,
         expires_ms: ctx.now_ms + records::STATE_TTL_MS,
     };
-    if !records::put(ctx.host, &records::key(Kind::Login, &state), &record) {
-        return upstream_failed("start a sign-in");
-    }
+    let Some(binding) = sealed::seal(ctx.host, &record) else {
+        return no_randomness();
+    };
+    let state = sealed::digest(&binding);
     let redirect_uri = ctx.url("/login/callback");
     let query = form::encode_pairs(&[
         ("response_type", "code"),
@@ -347,7 +357,8 @@ fn login(ctx: &Ctx<'_>, then: AfterLogin) -> Outcome {
         ("code_challenge", &pkce_challenge(&verifier)),
         ("code_challenge_method", "S256"),
     ]);
-    let location = format!("{}/authorize?{query}", ctx.connect.login_url);
+    let prompt = if fresh { "&prompt=login" } else { "" };
+    let location = format!("{}/authorize?{query}{prompt}", ctx.connect.login_url);
     let cookie = ctx.cookie(LOGIN_COOKIE, &binding, records::STATE_TTL_MS / 1000);
     redirect(&location, vec![cookie])
 }
@@ -356,14 +367,18 @@ fn login_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     let Some(state) = form::param(inc.query, "state") else {
         return expired();
     };
-    let Some(login) =
-        records::take::<Login>(ctx.host, &records::key(Kind::Login, &state), ctx.now_ms)
-    else {
-        return expired();
-    };
-    let binding = form::cookie(inc.cookies, LOGIN_COOKIE).map(|b| cookie_hash(&b));
-    if login.tenant != ctx.tenant.id || binding.as_deref() != Some(login.binding.as_str()) {
+    // Without this browser's sealed sign-in the callback is someone else's (login CSRF).
+    let Some(binding) = form::cookie(inc.cookies, LOGIN_COOKIE) else {
         return other_browser();
+    };
+    let Some(login) = sealed::open::<Login>(ctx.host, &binding) else {
+        return other_browser();
+    };
+    if login.tenant != ctx.tenant.id || !state_matches(&state, &binding) {
+        return other_browser();
+    }
+    if login.expires_ms <= ctx.now_ms {
+        return expired();
     }
     if form::param(inc.query, "error").is_some() {
         return Outcome::Reply(pages::failed(

@@ -91,6 +91,21 @@ pub fn failed(status: u32, title: &str, why: &str) -> Reply {
     )
 }
 
+/// The link was made for another user than the one signed in.
+pub fn wrong_user(sign_in_again: &str) -> Reply {
+    page(
+        403,
+        "You are signed in as a different user",
+        &format!(
+            "<h1 class=\"fail\">You are signed in as a different user</h1>\
+             <p>This link was made for another account. Sign in with the account your agent acts \
+             for.</p><p><a href=\"{}\">Sign in with another account</a></p>",
+            escape(sign_in_again)
+        ),
+        None,
+    )
+}
+
 /// The connected accounts of one connection, each with a disconnect button.
 pub fn accounts(
     tenant_name: &str,

@@ -35,12 +35,10 @@ pub enum AfterLogin {
     Accounts,
 }
 
-/// An authorization request in flight (keyed by its `state`).
+/// An authorization request in flight, sealed in the browser's login cookie.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Login {
     pub tenant: String,
-    /// Hash of the browser-binding cookie set when the login started (login CSRF).
-    pub binding: String,
     pub verifier: String,
     pub then: AfterLogin,
     pub expires_ms: u64,
@@ -113,7 +111,6 @@ expiring!(LinkPointer);
 pub enum Kind {
     Link,
     LinkOfUser,
-    Login,
     Session,
     Consent,
 }
@@ -123,7 +120,6 @@ pub fn key(kind: Kind, id: &str) -> String {
     let space = match kind {
         Kind::Link => "link",
         Kind::LinkOfUser => "user",
-        Kind::Login => "login",
         Kind::Session => "session",
         Kind::Consent => "consent",
     };

@@ -132,11 +132,27 @@ fn login_completes_into_a_session_once() {
     );
     assert!(!cookie_value(&r, "tvp_session").is_empty());
 
-    // The state is single use.
+    // The browser's sealed sign-in is cleared: a replayed callback has nothing to show for it.
+    assert!(header(&r, "set-cookie")
+        .iter()
+        .any(|c| c.starts_with("tvp_login=;") && c.contains("Max-Age=0")));
     assert_eq!(
-        reply(handle(&c, &get("/login/callback", &query, &cookies))).status,
+        reply(handle(&c, &get("/login/callback", &query, &[]))).status,
         400
     );
+    // A forged or altered sign-in cookie is not ours.
+    let forged = format!("tvp_login={}x", cookie_value(&start, "tvp_login"));
+    let forged_cookies: [&[u8]; 1] = [forged.as_bytes()];
+    assert_eq!(
+        reply(handle(&c, &get("/login/callback", &query, &forged_cookies))).status,
+        400
+    );
+    // Starting a sign-in stores nothing: only a sealed cookie in the browser.
+    let before = h.shared.borrow().len();
+    for _ in 0..5 {
+        reply(handle(&c, &get("/accounts", "", &[])));
+    }
+    assert_eq!(h.shared.borrow().len(), before);
 }
 
 #[test]

@@ -355,6 +355,8 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        // Remember the size for the trailers callback, held or not.
+        self.body_size = size;
         if self.is_held() {
             if end_of_stream || size > mcp::MAX_BODY_BYTES {
                 self.answer_held(size);
@@ -362,7 +364,6 @@ impl HttpContext for Request {
             // Keep buffering: the hold route gets nothing while this filter has the body.
             return Action::Pause;
         }
-        self.body_size = size;
         self.hold_while_waiting()
     }
 
