@@ -5,7 +5,8 @@
 //! - 2026-07-28 and later: an `input_required` result whose input request is a URL elicitation
 //!   (`requestState` is the connect link's id: opaque, unguessable, kept server-side);
 //! - older revisions have no URL elicitation: a `tools/call` gets a tool error naming the
-//!   link, anything else the plain HTTP answer.
+//!   link, any other request (`initialize` first of all: a user without the account is refused
+//!   from the first message on) a JSON-RPC error carrying the link.
 
 use serde_json::{json, Value};
 
@@ -17,6 +18,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const URL_ELICITATION_SINCE: &str = "2025-11-25";
 const INPUT_REQUIRED_SINCE: &str = "2026-07-28";
 const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// JSON-RPC server error (implementation-defined range) for "connect the account first" where
+/// no URL elicitation applies: `-32042` is reserved for URL elicitations.
+const CONNECT_REQUIRED_CODE: i64 = -32000;
 
 /// A request that looks like MCP's Streamable HTTP transport carrying a JSON-RPC message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +102,17 @@ pub fn elicitation(body: &[u8], request: &McpRequest, offer: &ConnectOffer) -> O
         // A notification gets no answer; nothing to correlate an error with.
         _ => return None,
     };
-    let version = request.protocol_version.as_deref().unwrap_or("");
+    // `initialize` carries its revision and capabilities in its params, not in headers.
+    let initialize = message["method"] == "initialize";
+    let proposed = message["params"]["protocolVersion"]
+        .as_str()
+        .filter(|v| is_revision(v));
+    let version = match (initialize, proposed) {
+        (true, Some(v)) => v,
+        _ => request.protocol_version.as_deref().unwrap_or(""),
+    };
+    let url_capable =
+        !initialize || !message["params"]["capabilities"]["elicitation"]["url"].is_null();
     let answer = match &offer.link {
         Some(link) if version >= INPUT_REQUIRED_SINCE && declares_url_elicitation(&message) => {
             json!({"result": {
@@ -112,7 +126,9 @@ pub fn elicitation(body: &[u8], request: &McpRequest, offer: &ConnectOffer) -> O
                 "requestState": link.id,
             }})
         }
-        Some(link) if (URL_ELICITATION_SINCE..INPUT_REQUIRED_SINCE).contains(&version) => {
+        Some(link)
+            if url_capable && (URL_ELICITATION_SINCE..INPUT_REQUIRED_SINCE).contains(&version) =>
+        {
             json!({"error": {
                 "code": -32042,
                 "message": "This request requires more information.",
@@ -134,7 +150,22 @@ pub fn elicitation(body: &[u8], request: &McpRequest, offer: &ConnectOffer) -> O
             };
             json!({"result": {"content": [{"type": "text", "text": text}], "isError": true}})
         }
-        _ => return None,
+        // Any other request: a server error the client shows, with the link to act on.
+        _ => {
+            let (text, uri) = match &offer.link {
+                Some(link) => (
+                    format!("{} Connect it at {}", offer.message, link.url),
+                    json!(link.url),
+                ),
+                None => (offer.message.clone(), Value::Null),
+            };
+            json!({"error": {
+                "code": CONNECT_REQUIRED_CODE,
+                "message": text,
+                "data": {"error": "connected_account_required", "connection": offer.connection,
+                         "connect_uri": uri},
+            }})
+        }
     };
     let mut answer = answer;
     answer["jsonrpc"] = json!("2.0");
@@ -240,10 +271,35 @@ mod tests {
             "{text}"
         );
         let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-        assert_eq!(answer(list, Some("2025-06-18"), true), None);
+        let a = answer(list, Some("2025-06-18"), true).unwrap_or_default();
+        assert_eq!(a["error"]["code"], -32000);
+        assert_eq!(
+            a["error"]["data"]["connect_uri"],
+            "https://gw/connect/github/start?id=L1"
+        );
         // Without a link a URL elicitation is impossible.
         let a = answer(call(json!(1)), Some("2025-11-25"), false).unwrap_or_default();
         assert_eq!(a["result"]["isError"], true);
+    }
+
+    #[test]
+    fn initialize_is_answered_by_what_it_declares() {
+        let init = |caps: Value| {
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                   "params": {"protocolVersion": "2025-11-25", "capabilities": caps,
+                              "clientInfo": {"name": "c", "version": "1"}}})
+        };
+        // No header yet: the revision comes from the params.
+        let a = answer(init(json!({"elicitation": {"url": {}}})), None, true).unwrap_or_default();
+        assert_eq!(a["error"]["code"], -32042);
+        assert_eq!(a["id"], 0);
+        // A client that did not declare URL elicitation gets the plain server error.
+        let a = answer(init(json!({"elicitation": {}})), None, true).unwrap_or_default();
+        assert_eq!(a["error"]["code"], -32000);
+        assert!(a["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("https://gw/connect/github/start?id=L1"));
     }
 
     #[test]

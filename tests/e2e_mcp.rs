@@ -116,6 +116,28 @@ fn each_revision_gets_its_own_form() {
     let text = r["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("/connect/github/start?id="), "{text}");
 
+    // A new session's first message, `initialize`, is refused too (the user has no account):
+    // it carries no version header, its params say what the client can do.
+    let init = |caps: Value| {
+        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+               "params": {"protocolVersion": "2025-11-25", "capabilities": caps,
+                          "clientInfo": {"name": "e2e", "version": "1"}}})
+    };
+    let r = mcp_call(
+        &stack,
+        &token,
+        None,
+        &init(json!({"elicitation": {"url": {}}})),
+    )
+    .json();
+    assert_eq!(
+        (r["id"].clone(), r["error"]["code"].clone()),
+        (json!(0), json!(-32042))
+    );
+    let r = mcp_call(&stack, &token, None, &init(json!({}))).json();
+    assert_eq!(r["error"]["code"], -32000, "{r}");
+    assert!(r["error"]["data"]["connect_uri"].is_string());
+
     // Not a single JSON-RPC request: the plain HTTP refusal.
     let batch = json!([tools_call(json!(9))]);
     let r = mcp_call(&stack, &token, Some("2025-11-25"), &batch);
