@@ -9,7 +9,7 @@ use crate::auth;
 use crate::cache::{self, Downstream, Verified, VerifiedTokens};
 use crate::cache::{Principal, TokenDigest};
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
-use crate::config::{Config, JwksSource, SubjectTokenType, Tenant};
+use crate::config::{Config, JwksSource, SubjectTokenType, Tenant, VaultBackend};
 use crate::crypto::signing::{AssertionSigner, PureRustSigner};
 use crate::crypto::SignatureVerifier;
 use crate::jwks::{self, KeySet, RefetchPolicy};
@@ -482,11 +482,52 @@ impl Worker {
     }
 
     /// Flights whose owner went away and that others still wait for: redispatch them.
-    pub fn take_orphans(&mut self) -> Vec<(String, CalloutRequest)> {
+    pub fn take_orphans(&mut self, now_ms: u64) -> Vec<(String, CalloutRequest)> {
         let keys: Vec<String> = self.orphans.drain().collect();
-        keys.into_iter()
-            .filter_map(|k| self.flights.get(&k).map(|f| (k.clone(), f.request.clone())))
-            .collect()
+        let mut out = Vec::new();
+        for key in keys {
+            self.restart_single_use_exchange(&key, now_ms);
+            if let Some(f) = self.flights.get(&key) {
+                out.push((key, f.request.clone()));
+            }
+        }
+        out
+    }
+
+    /// A vault call sent by a context that went away is sent again; an Okta call must not be
+    /// replayed as it was (its client assertion's `jti`, and an ID-JAG, are single-use), so the
+    /// exchange starts over from its first call with a fresh assertion.
+    fn restart_single_use_exchange(&mut self, key: &str, now_ms: u64) {
+        let Some(flight) = self.flights.get_mut(key) else {
+            return;
+        };
+        let Purpose::Vault { tenant, .. } = flight.purpose else {
+            return;
+        };
+        let vault = &self.config.tenants[tenant].vault;
+        // Never sent (the next leg of a chain), or Auth0's exchange, which may be repeated.
+        if flight.sent_ms == 0 || matches!(vault.backend, VaultBackend::Auth0 { .. }) {
+            return;
+        }
+        let Some(Waiting {
+            input,
+            stage: Stage::NeedDownstream(principal),
+        }) = flight.waiters.iter().find_map(|w| self.waiting.get(w))
+        else {
+            return;
+        };
+        let subject = match vault.subject_token_type {
+            SubjectTokenType::RefreshToken => input.subject_token.clone().unwrap_or_default(),
+            _ => input.token.clone(),
+        };
+        let hint = principal.claims.login_hint.as_deref();
+        if let Ok(request) =
+            vault::first_request(vault, &subject, hint, self.signer.as_ref(), now_ms / 1000)
+        {
+            flight.request = request;
+            flight.purpose = Purpose::Vault { tenant, leg: 0 };
+            flight.sent_ms = 0;
+        }
     }
 
     /// A dispatch failed before anything was sent (e.g. the cluster does not exist).
@@ -624,7 +665,8 @@ impl Worker {
                                 request,
                                 waiters: flight.waiters,
                                 owner: None,
-                                sent_ms: now_ms,
+                                // Not sent yet: `dispatched` dates it.
+                                sent_ms: 0,
                             },
                         );
                         self.orphans.insert(key.to_string());

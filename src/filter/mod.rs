@@ -159,7 +159,8 @@ fn send(
 }
 
 fn dispatch_orphans(worker: &Rc<RefCell<Worker>>, owner: u32) {
-    let orphans = worker.borrow_mut().take_orphans();
+    let now = crate::flow::Host::now_ms(&ProxyWasmHost);
+    let orphans = worker.borrow_mut().take_orphans(now);
     for (flight, request) in orphans {
         send(worker, &flight, &request, owner);
     }

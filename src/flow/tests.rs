@@ -224,7 +224,7 @@ fn waiters_survive_their_owner_going_away() {
     ));
     // The owner's client hangs up: its call-out is lost with it.
     f.worker.forget(1);
-    let orphans = f.worker.take_orphans();
+    let orphans = f.worker.take_orphans(NOW_S * 1000);
     assert_eq!(orphans.len(), 1);
     assert_eq!(orphans[0].0, flight);
     // The root re-sends it; the answer finishes the waiter.
@@ -240,7 +240,7 @@ fn waiters_survive_their_owner_going_away() {
     let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
     f.worker.dispatched(&flight, 8, 3, NOW_S * 1000);
     f.worker.forget(3);
-    assert!(f.worker.take_orphans().is_empty());
+    assert!(f.worker.take_orphans(NOW_S * 1000).is_empty());
     assert!(!f.worker.is_waiting(3));
 }
 
@@ -308,4 +308,52 @@ fn background_refresh_takes_a_lease_and_frees_it_when_done() {
         later.iter().any(|(_, r)| r.path.contains("/github/")),
         "{later:?}"
     );
+}
+
+#[test]
+fn a_lost_okta_call_is_sent_again_with_a_fresh_assertion() {
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwehRANCAAQeGFMv1HVMAvMEHZx1zrM7g//YGsfOT+iCzLHJi8WJbqRsMRxOL/QN2Wo2U+bkVEXTLf5Ibs7XXHqQxqGIgcCj
+-----END PRIVATE KEY-----";
+    let mut doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default();
+    doc["tenants"][0]["vault"] = json!({
+        "type": "okta-sts", "cluster": "okta",
+        "token_url": "https://org.okta.example/oauth2/v1/token",
+        "client_id": "agent", "private_key_env": "K", "key_id": "k1",
+        "resource": "https://api.example", "connection": "github",
+    });
+    doc["tenants"][0]
+        .as_object_mut()
+        .map(|t| t.remove("connect"));
+    let cfg = config::parse(doc.to_string().as_bytes(), &|_| Some(PEM.into()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut f = fixture();
+    f.worker = Worker::new(Rc::new(cfg), Box::new(PureRustVerifier));
+    let alice = f.token("alice", "github:read");
+    let s = f.begin(1, "GET", &alice);
+    let jwks = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    f.worker.dispatched(&jwks, 1, 1, NOW_S * 1000);
+    let resolved = f.answer(1, 200, f.keys.jwks());
+    let (flight, first) = started(&resolved[0].1)
+        .map(|(k, r)| (k.to_string(), r.clone()))
+        .unwrap_or_else(|| panic!("{resolved:?}"));
+    f.worker.dispatched(&flight, 2, 1, NOW_S * 1000);
+    assert!(matches!(
+        f.begin(2, "GET", &alice),
+        Step::Wait { start: None, .. }
+    ));
+    // The owner goes away after sending: the call is sent again, not replayed.
+    f.worker.forget(1);
+    let orphans = f.worker.take_orphans(NOW_S * 1000);
+    assert_eq!(orphans.len(), 1);
+    let assertion = |r: &CalloutRequest| {
+        let body = String::from_utf8(r.body.clone().unwrap_or_default()).unwrap_or_default();
+        body.split('&')
+            .find_map(|p| p.strip_prefix("client_assertion="))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(!assertion(&first).is_empty());
+    assert_ne!(assertion(&orphans[0].1), assertion(&first), "a fresh jti");
 }
