@@ -298,9 +298,14 @@ fn accounts_page_lists_and_disconnects() {
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.json()["connect_uri"].is_string());
 
-    // And the self-service page connects it again (she is still signed in).
+    // A bare GET of the start page connects nothing: it shows the accounts page.
     let start = format!("http://127.0.0.1:{}/connect/github/start", stack.port);
-    let (_, page) = browser.open(&start);
+    let (at, page) = browser.open(&start);
+    assert!(at.ends_with("/connect/github/accounts"), "{at}");
+    // Its Connect button (a POST with the session's anti-CSRF value) connects it again.
+    let connect = Browser::form_action(&page.text()).expect("a Connect button");
+    assert!(connect.contains("/start?csrf="), "{connect}");
+    let (_, page) = browser.submit(&connect, "");
     let (_, done) = consent(&mut browser, &stack, &page, "allow");
     assert_eq!(done.status, 200, "{}", done.text());
     assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
@@ -323,9 +328,12 @@ fn connect_pages_refuse_bad_input() {
         let r = browser.send("GET", &format!("{base}{path}"), None);
         assert_eq!(r.status, status, "{path}: {}", r.text());
         if status == 302 {
-            // A duplicated id is no id: the user is sent to sign in, not to someone's link.
-            let (authority, _, _) = split_url(r.header("location").unwrap_or("http://x/"));
-            assert_eq!(authority, format!("127.0.0.1:{}", stack.sim.port));
+            // A duplicated id is no id: the user is sent to their own accounts page, not to
+            // someone's link.
+            let location = r.header("location").unwrap_or("http://x/");
+            let (authority, _, path) = split_url(location);
+            assert_eq!(authority, format!("127.0.0.1:{}", stack.port));
+            assert_eq!(path, "/connect/github/accounts");
         }
     }
     // The fragment form of the callback gets the page that moves it to the query.

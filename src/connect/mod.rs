@@ -238,7 +238,22 @@ pub fn offer(
 /// A browser request to `/connect/{tenant}{page}`.
 pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     match (inc.method, inc.page) {
-        ("GET", "/start") => start(ctx, inc),
+        // From an agent's link: bound to the link's user, so a GET is safe.
+        ("GET", "/start") if form::param(inc.query, "id").is_some() => start(ctx, inc),
+        // Connecting for yourself changes state: only the accounts page's button (a POST with
+        // the session's anti-CSRF value) does it; a bare GET shows that page.
+        ("GET", "/start") => redirect(&ctx.url("/accounts"), Vec::new()),
+        ("POST", "/start") => match session(ctx, inc) {
+            Some((_, s)) if form::param(inc.query, "csrf").as_deref() == Some(s.csrf.as_str()) => {
+                start(ctx, inc)
+            }
+            Some(_) => other_browser(),
+            None => Outcome::Reply(pages::failed(
+                401,
+                "You are not signed in",
+                "Open the connected accounts page again to sign in.",
+            )),
+        },
         ("GET", "/login/callback") => login_callback(ctx, inc),
         ("GET", "/callback") => consent_callback(ctx, inc),
         ("GET", "/accounts") => match session(ctx, inc) {
@@ -549,7 +564,7 @@ pub fn resume(
                 AfterLogin::Connect { link: Some(id) } => {
                     ctx.url(&format!("/start?id={}", form::encode(&id)))
                 }
-                AfterLogin::Connect { link: None } => ctx.url("/start"),
+                AfterLogin::Connect { link: None } => ctx.url("/accounts"),
                 AfterLogin::Accounts => ctx.url("/accounts"),
             };
             let cookies = vec![
@@ -646,7 +661,7 @@ pub fn resume(
                 connection,
                 &accounts,
                 &ctx.url("/accounts/delete"),
-                &ctx.url("/start"),
+                &ctx.url(&format!("/start?csrf={}", form::encode(&session.csrf))),
                 &session.csrf,
             ))
         }

@@ -132,7 +132,8 @@ pub fn accounts(
         .collect();
     let body = if accounts.is_empty() {
         format!(
-            "<p>No {c} account is connected.</p><p><a href=\"{h}\">Connect your {c} account</a></p>",
+            "<p>No {c} account is connected.</p><form method=\"post\" action=\"{h}\">\
+             <button type=\"submit\">Connect your {c} account</button></form>",
             c = escape(connection),
             h = escape(connect_href)
         )
