@@ -47,22 +47,44 @@ impl Ctx<'_> {
         format!("{}/connect/{}{page}", self.base, self.tenant.id)
     }
 
-    /// Cookies are scoped to this tenant's connect pages.
-    fn cookie(&self, name: &str, value: &str, max_age_s: u64) -> String {
-        let base_path = self
-            .base
+    fn base_path(&self) -> &str {
+        self.base
             .split_once("://")
             .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
-            .unwrap_or("");
-        let secure = if self.base.starts_with("https://") {
-            "; Secure"
+            .unwrap_or("")
+    }
+
+    /// On an https origin the cookies are `__Host-` cookies (Secure, `Path=/`, no `Domain`):
+    /// no sibling subdomain or plain-http page can plant one (session fixation). One per tenant.
+    fn host_cookies(&self) -> bool {
+        self.base.starts_with("https://") && self.base_path().is_empty()
+    }
+
+    fn cookie_name(&self, name: &str) -> String {
+        if self.host_cookies() {
+            format!("__Host-{name}-{}", self.tenant.id)
         } else {
-            ""
+            name.to_string()
+        }
+    }
+
+    /// A cookie of this tenant's connect pages.
+    fn cookie(&self, name: &str, value: &str, max_age_s: u64) -> String {
+        let name = self.cookie_name(name);
+        let (path, secure) = if self.host_cookies() {
+            ("/".to_string(), "; Secure")
+        } else if self.base.starts_with("https://") {
+            (
+                format!("{}/connect/{}/", self.base_path(), self.tenant.id),
+                "; Secure",
+            )
+        } else {
+            (
+                format!("{}/connect/{}/", self.base_path(), self.tenant.id),
+                "",
+            )
         };
-        format!(
-            "{name}={value}; Path={base_path}/connect/{}/; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{secure}",
-            self.tenant.id
-        )
+        format!("{name}={value}; Path={path}; Max-Age={max_age_s}; HttpOnly; SameSite=Lax{secure}")
     }
 
     fn call(&self, method: &'static str, path: &str, bearer: Option<&str>) -> CalloutRequest {
@@ -277,7 +299,7 @@ pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
 
 /// The logged-in session of this browser for this tenant, with its key.
 fn session(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<(String, Session)> {
-    let sid = form::cookie(inc.cookies, SESSION_COOKIE)?;
+    let sid = form::cookie(inc.cookies, &ctx.cookie_name(SESSION_COOKIE))?;
     let key = records::key(Kind::Session, &sid);
     let s: Session = records::get(ctx.host, &key, ctx.now_ms)?;
     (s.tenant == ctx.tenant.id).then_some((key, s))
@@ -383,7 +405,7 @@ fn login_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
         return expired();
     };
     // Without this browser's sealed sign-in the callback is someone else's (login CSRF).
-    let Some(binding) = form::cookie(inc.cookies, LOGIN_COOKIE) else {
+    let Some(binding) = form::cookie(inc.cookies, &ctx.cookie_name(LOGIN_COOKIE)) else {
         return other_browser();
     };
     let Some(login) = sealed::open::<Login>(ctx.host, &binding) else {

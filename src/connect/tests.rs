@@ -94,7 +94,12 @@ fn login_redirect_carries_pkce_and_binds_the_browser() {
     );
     let cookie = header(&r, "set-cookie")[0];
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
-    assert!(cookie.contains("Path=/connect/github/") && cookie.contains("Secure"));
+    // An https gateway gets `__Host-` cookies: Secure, Path=/, one per tenant.
+    assert!(cookie.starts_with("__Host-tvp_login-github="), "{cookie}");
+    assert!(
+        cookie.contains("; Path=/;") && cookie.contains("Secure"),
+        "{cookie}"
+    );
 }
 
 #[test]
@@ -103,7 +108,10 @@ fn login_completes_into_a_session_once() {
     let c = ctx(&h, &cfg);
     let start = reply(handle(&c, &get("/accounts", "", &[])));
     let state = location_param(&start, "state");
-    let binding = format!("tvp_login={}", cookie_value(&start, "tvp_login"));
+    let binding = format!(
+        "__Host-tvp_login-github={}",
+        cookie_value(&start, "__Host-tvp_login-github")
+    );
     let query = format!("code=abc&state={state}");
     let cookies: [&[u8]; 1] = [binding.as_bytes()];
 
@@ -130,18 +138,21 @@ fn login_completes_into_a_session_once() {
         header(&r, "location")[0],
         "https://gw.example/connect/github/accounts"
     );
-    assert!(!cookie_value(&r, "tvp_session").is_empty());
+    assert!(!cookie_value(&r, "__Host-tvp_session-github").is_empty());
 
     // The browser's sealed sign-in is cleared: a replayed callback has nothing to show for it.
     assert!(header(&r, "set-cookie")
         .iter()
-        .any(|c| c.starts_with("tvp_login=;") && c.contains("Max-Age=0")));
+        .any(|c| c.starts_with("__Host-tvp_login-github=;") && c.contains("Max-Age=0")));
     assert_eq!(
         reply(handle(&c, &get("/login/callback", &query, &[]))).status,
         400
     );
     // A forged or altered sign-in cookie is not ours.
-    let forged = format!("tvp_login={}x", cookie_value(&start, "tvp_login"));
+    let forged = format!(
+        "__Host-tvp_login-github={}x",
+        cookie_value(&start, "__Host-tvp_login-github")
+    );
     let forged_cookies: [&[u8]; 1] = [forged.as_bytes()];
     assert_eq!(
         reply(handle(&c, &get("/login/callback", &query, &forged_cookies))).status,
@@ -161,7 +172,10 @@ fn an_id_token_that_does_not_verify_makes_no_session() {
     let c = ctx(&h, &cfg);
     let start = reply(handle(&c, &get("/accounts", "", &[])));
     let query = format!("code=abc&state={}", location_param(&start, "state"));
-    let binding = format!("tvp_login={}", cookie_value(&start, "tvp_login"));
+    let binding = format!(
+        "__Host-tvp_login-github={}",
+        cookie_value(&start, "__Host-tvp_login-github")
+    );
     let cookies: [&[u8]; 1] = [binding.as_bytes()];
     let Outcome::Call(_, pending) = handle(&c, &get("/login/callback", &query, &cookies)) else {
         panic!("expected the code exchange");
@@ -177,7 +191,10 @@ fn state_expires() {
     let (h, cfg) = (host(), config());
     let start = reply(handle(&ctx(&h, &cfg), &get("/accounts", "", &[])));
     let query = format!("code=abc&state={}", location_param(&start, "state"));
-    let binding = format!("tvp_login={}", cookie_value(&start, "tvp_login"));
+    let binding = format!(
+        "__Host-tvp_login-github={}",
+        cookie_value(&start, "__Host-tvp_login-github")
+    );
     let cookies: [&[u8]; 1] = [binding.as_bytes()];
     h.now.set(NOW_MS + records::STATE_TTL_MS + 1);
     let r = reply(handle(
@@ -218,7 +235,7 @@ fn session_for(h: &FakeHost, sub: &str) -> String {
         expires_ms: NOW_MS + 60_000,
     };
     records::put(h, &records::key(Kind::Session, "sid"), &session);
-    "tvp_session=sid".to_string()
+    "__Host-tvp_session-github=sid".to_string()
 }
 
 #[test]
@@ -307,4 +324,26 @@ fn disconnect_needs_the_forms_csrf_value_and_a_post() {
         }
         Outcome::Reply(r) => panic!("expected the delete call, got {}", r.status),
     }
+}
+
+#[test]
+fn on_https_only_host_prefixed_cookies_count() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    session_for(&h, "alice");
+    // A cookie planted without the `__Host-` prefix (from a sibling subdomain, or over plain
+    // http) is not a session: the user is sent to sign in.
+    let planted: [&[u8]; 1] = [b"tvp_session=sid"];
+    let r = reply(handle(&c, &get("/accounts", "", &planted)));
+    assert_eq!(r.status, 302);
+    assert!(header(&r, "location")[0].contains("/authorize?"));
+    // A plain-http gateway (the local stack) scopes unprefixed cookies to the tenant's pages.
+    let local = Ctx {
+        base: "http://localhost:3000",
+        ..ctx(&h, &cfg)
+    };
+    let r = reply(handle(&local, &get("/accounts", "", &[])));
+    let cookie = header(&r, "set-cookie")[0];
+    assert!(cookie.starts_with("tvp_login=") && cookie.contains("Path=/connect/github/"));
+    assert!(!cookie.contains("Secure"), "{cookie}");
 }
