@@ -38,6 +38,12 @@ fn run() -> Result<(), String> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let Paths { envoy, wasm, dir } = Paths::new("bench")?;
+    // A second build of the module, measured side by side with the first (an optimisation's
+    // A/B in one run): BENCH_MODULE_B=/path/to/other.wasm.
+    let module_b = std::env::var("BENCH_MODULE_B")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
     // The sim plays the issuer and the vault; the echo backend is not used (the upstream is an
     // Envoy direct_response, so the backend costs the same in every variant).
     let (sim_port, backend_port) = (free_port(), free_port());
@@ -118,6 +124,20 @@ fn run() -> Result<(), String> {
         "  clusters:\n",
         &(listener("trivial", ports.trivial, &trivial_filter(&trivial)) + "  clusters:\n"),
     );
+    let b_ports = (free_port(), free_port());
+    let yaml = match &module_b {
+        Some(b) => yaml.replace(
+            "  clusters:\n",
+            &(listener("ours_b", b_ports.0, &wasm_filter(b, &plugin, "tvp-b"))
+                + &listener(
+                    "ours_b_cold",
+                    b_ports.1,
+                    &wasm_filter(b, &cold_plugin, "tvp-b-cold"),
+                )
+                + "  clusters:\n"),
+        ),
+        None => yaml,
+    };
     let cfg = dir.join("envoy.yaml");
     std::fs::write(&cfg, yaml).map_err(|e| e.to_string())?;
     let mut under_test = spawn(&envoy, &cfg, &dir.join("envoy.log"), "1")?;
@@ -135,7 +155,7 @@ fn run() -> Result<(), String> {
         ));
     }
 
-    let variants = [
+    let mut variants = vec![
         Variant {
             name: "plain Envoy (no auth)",
             port: p[0],
@@ -172,6 +192,19 @@ fn run() -> Result<(), String> {
             tokens: Some(many_file.clone()),
         },
     ];
+    let many_users_index = variants.len() - 1;
+    if module_b.is_some() {
+        variants.push(Variant {
+            name: "module B warm (same user, cached)",
+            port: b_ports.0,
+            tokens: Some(warm_file.clone()),
+        });
+        variants.push(Variant {
+            name: "module B new token each request",
+            port: b_ports.1,
+            tokens: Some(fresh_file.clone()),
+        });
+    }
 
     // Warm every path once: keys fetched, every user's downstream token exchanged, V8 tiered up.
     eprintln!("bench: warming up...");
@@ -179,7 +212,7 @@ fn run() -> Result<(), String> {
         wrk(&script, v, 3)?;
     }
     // Every one of the many users must have been exchanged once before measuring.
-    let many_users = variants.last().ok_or("no variants")?;
+    let many_users = &variants[many_users_index];
     let deadline = Instant::now() + Duration::from_secs(120);
     while sim.count(Endpoint::Vault) < users as u64 + 1 && Instant::now() < deadline {
         wrk(&script, many_users, 2)?;
@@ -247,6 +280,15 @@ fn run() -> Result<(), String> {
         size / 1024,
         size
     ));
+    if let Some(b) = &module_b {
+        let size_b = std::fs::metadata(b).map(|m| m.len()).unwrap_or(0);
+        out.push_str(&format!(
+            "module B: {} ({} KB, {} bytes)\n",
+            b.display(),
+            size_b / 1024,
+            size_b
+        ));
+    }
     out.push_str(&format!(
         "vault calls: {vault_after_warmup} during warm-up for {} distinct users ({:.2} per user), {} during the measured rounds\n",
         users + 1,
