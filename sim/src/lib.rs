@@ -15,6 +15,7 @@ pub mod http;
 pub mod keys;
 pub mod myaccount;
 pub mod okta;
+pub mod web;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::http::{Request, Response};
+use crate::web::{encode, escape, html, oauth_error, parse_form as form};
 use crate::{lock, now, SimTenant, State};
 
 const CODE_TTL_S: u64 = 300;
@@ -76,65 +77,6 @@ pub fn account_id(sub: &str, connection: &str) -> String {
     format!("cac_{}", &URL_SAFE_NO_PAD.encode(digest)[..16])
 }
 
-fn form(body: &str) -> HashMap<String, String> {
-    body.split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .filter_map(|(k, v)| Some((decode(k)?, decode(v)?)))
-        .collect()
-}
-
-fn decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Percent-encode a query or form value (the tests' browser uses it too).
-pub fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn html(status: u16, body: &str) -> Response {
-    Response::raw(
-        status,
-        "text/html; charset=utf-8",
-        format!("<!doctype html><html><body>{body}</body></html>").into_bytes(),
-    )
-}
-
 fn redirect(location: &str, cookie: Option<String>) -> Response {
     let mut headers = vec![("location".to_string(), location.to_string())];
     if let Some(c) = cookie {
@@ -152,13 +94,6 @@ fn problem(status: u16, title: &str, detail: &str) -> Response {
     Response::json(
         status,
         &json!({"type": "https://auth0.com/api-errors/A0E-400-0001", "status": status, "title": title, "detail": detail}),
-    )
-}
-
-fn oauth_error(status: u16, error: &str, description: &str) -> Response {
-    Response::json(
-        status,
-        &json!({"error": error, "error_description": description}),
     )
 }
 

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::http::{Request, Response};
 use crate::keys::{claims_of, header_of, random_id, ClientKey, IssuerKeys};
+use crate::web::{escape, html, oauth_error, parse_form};
 use crate::{issue_token, lock, now, subject_claims, SimTenant, State, ACCESS_TOKEN_TYPE};
 
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -174,13 +175,6 @@ type Form = HashMap<String, String>;
 
 fn field<'f>(f: &'f Form, k: &str) -> &'f str {
     f.get(k).map(String::as_str).unwrap_or_default()
-}
-
-fn oauth_error(status: u16, error: &str, description: &str) -> Response {
-    Response::json(
-        status,
-        &json!({"error": error, "error_description": description}),
-    )
 }
 
 /// `POST /okta/oauth2/v1/token`: token exchange for an STS token or an ID-JAG.
@@ -497,41 +491,13 @@ fn read_grant(state: &Arc<Mutex<State>>, r: &Request, grant: &str) -> Result<For
     Ok(f)
 }
 
-/// `application/x-www-form-urlencoded` pairs; a pair that does not decode is dropped.
-fn parse_form(text: &str) -> Form {
-    text.split('&')
-        .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((unescape(k)?, unescape(v)?))
-        })
-        .collect()
-}
-
-fn unescape(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        out.push(match b {
-            b'+' => b' ',
-            b'%' => {
-                let hi = char::from(bytes.next()?).to_digit(16)?;
-                let lo = char::from(bytes.next()?).to_digit(16)?;
-                (hi * 16 + lo) as u8
-            }
-            b => b,
-        });
-    }
-    String::from_utf8(out).ok()
-}
-
 /// `GET /okta/interact?session=` (the consent page) and `POST /okta/interact/approve`.
 pub(crate) fn interact(state: &Arc<Mutex<State>>, r: &Request) -> Response {
     let mut st = lock(state);
     if r.method == "GET" {
         let id = parse_form(&r.query).remove("session").unwrap_or_default();
         let Some(s) = st.okta.sessions.get(&id).filter(|s| s.expires > now()) else {
-            return page(400, "<h1>Invalid or expired session</h1>");
+            return html(400, "<h1>Invalid or expired session</h1>");
         };
         // A headless browser cannot click: submitting without a button means "allow".
         let auto = if st.accounts.auto_consent {
@@ -539,7 +505,7 @@ pub(crate) fn interact(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         } else {
             ""
         };
-        return page(
+        return html(
             200,
             &format!(
                 "<h1>Allow {t} to use your {c} account ({u})?</h1>\
@@ -561,26 +527,11 @@ pub(crate) fn interact(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         .remove(field(&f, "session"))
         .filter(|s| s.expires > now())
     else {
-        return page(400, "<h1>Invalid or expired session</h1>");
+        return html(400, "<h1>Invalid or expired session</h1>");
     };
     if f.get("decision").is_some_and(|d| d != "allow") {
-        return page(200, "<h1>Not connected</h1>");
+        return html(200, "<h1>Not connected</h1>");
     }
     st.connected.entry(s.sub).or_default().insert(s.connection);
-    page(200, "<h1>Connected. You can return to your agent.</h1>")
-}
-
-fn page(status: u16, body: &str) -> Response {
-    Response::raw(
-        status,
-        "text/html; charset=utf-8",
-        format!("<!doctype html><html><body>{body}</body></html>").into_bytes(),
-    )
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    html(200, "<h1>Connected. You can return to your agent.</h1>")
 }

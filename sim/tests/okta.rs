@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use sim::keys::{claims_of, client_assertion, generate_agent_key_pem, header_of, ClientKey};
-use sim::myaccount::encode;
+use sim::web::encode;
 use sim::okta::{
     CLIENT_ASSERTION_TYPE, ID_JAG_TOKEN_TYPE, ID_JAG_TYP, JWT_BEARER_GRANT, STS_TOKEN_TYPE,
     TOKEN_EXCHANGE_GRANT,

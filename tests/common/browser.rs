@@ -150,4 +150,4 @@ impl Browser {
     }
 }
 
-pub use sim::myaccount::encode as enc;
+pub use sim::web::encode as enc;

@@ -1,0 +1,75 @@
+//! What the sim's browser pages and OAuth endpoints share: form encoding, HTML escaping, small
+//! pages and OAuth error bodies.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+
+use crate::http::Response;
+
+/// `application/x-www-form-urlencoded` pairs (also a query); a pair that does not decode is
+/// dropped.
+pub fn parse_form(text: &str) -> HashMap<String, String> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+/// Percent-decode (`+` is a space); `None` for a broken escape or non-UTF-8.
+pub fn decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'+' => b' ',
+            b'%' => {
+                let hi = char::from(bytes.next()?).to_digit(16)?;
+                let lo = char::from(bytes.next()?).to_digit(16)?;
+                (hi * 16 + lo) as u8
+            }
+            b => b,
+        });
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Percent-encode a query or form value (the tests' browser uses it too).
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A bare HTML page; `body` must already be escaped.
+pub fn html(status: u16, body: &str) -> Response {
+    Response::raw(
+        status,
+        "text/html; charset=utf-8",
+        format!("<!doctype html><html><body>{body}</body></html>").into_bytes(),
+    )
+}
+
+/// An OAuth 2.0 error answer.
+pub fn oauth_error(status: u16, error: &str, description: &str) -> Response {
+    Response::json(
+        status,
+        &json!({"error": error, "error_description": description}),
+    )
+}
