@@ -288,14 +288,6 @@ impl VaultBackend {
             VaultBackend::OktaSts { key, .. } | VaultBackend::IdJag { key, .. } => Some(key),
         }
     }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            VaultBackend::Auth0 { .. } => "auth0",
-            VaultBackend::OktaSts { .. } => "okta-sts",
-            VaultBackend::IdJag { .. } => "id-jag",
-        }
-    }
 }
 
 /// A token endpoint reached through an Envoy cluster.

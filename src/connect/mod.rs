@@ -137,7 +137,6 @@ pub enum Pending {
     Login(Login),
     /// A connect ticket is being asked for.
     Connect {
-        session: Session,
         session_key: String,
         link: Option<String>,
         downstream_key: String,
@@ -196,16 +195,6 @@ fn redirect(location: &str, cookies: Vec<String>) -> Outcome {
 
 fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(sha256(verifier.as_bytes()))
-}
-
-fn state_matches(state: &str, binding: &str) -> bool {
-    let expected = sealed::digest(binding);
-    state.len() == expected.len()
-        && state
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
 }
 
 fn no_randomness() -> Outcome {
@@ -356,7 +345,6 @@ fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     call(
         request,
         Pending::Connect {
-            session: s,
             session_key,
             link: link_id,
             downstream_key,
@@ -411,7 +399,7 @@ fn login_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     let Some(login) = sealed::open::<Login>(ctx.host, &binding) else {
         return other_browser();
     };
-    if login.tenant != ctx.tenant.id || !state_matches(&state, &binding) {
+    if login.tenant != ctx.tenant.id || !sealed::is_digest_of(&state, &binding) {
         return other_browser();
     }
     if login.expires_ms <= ctx.now_ms {
@@ -586,8 +574,7 @@ pub fn resume(
                 AfterLogin::Connect { link: Some(id) } => {
                     ctx.url(&format!("/start?id={}", form::encode(&id)))
                 }
-                AfterLogin::Connect { link: None } => ctx.url("/accounts"),
-                AfterLogin::Accounts => ctx.url("/accounts"),
+                AfterLogin::Connect { link: None } | AfterLogin::Accounts => ctx.url("/accounts"),
             };
             let cookies = vec![
                 ctx.cookie(SESSION_COOKIE, &sid, lifetime_ms / 1000),
@@ -596,7 +583,6 @@ pub fn resume(
             redirect(&next, cookies)
         }
         Pending::Connect {
-            session,
             session_key,
             link,
             downstream_key,
@@ -629,7 +615,6 @@ pub fn resume(
                 downstream_key,
                 expires_ms: ctx.now_ms + ttl_ms,
             };
-            drop(session);
             if !records::put(ctx.host, &records::key(Kind::Consent, &state), &consent) {
                 return upstream_failed("start connecting your account");
             }

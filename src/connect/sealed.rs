@@ -70,6 +70,11 @@ pub fn digest(sealed: &str) -> String {
     URL_SAFE_NO_PAD.encode(&sha256(sealed.as_bytes())[..24])
 }
 
+/// Whether `state` is the digest of `sealed`.
+pub fn is_digest_of(state: &str, sealed: &str) -> bool {
+    same(state.as_bytes(), digest(sealed).as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
