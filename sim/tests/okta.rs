@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use sim::keys::{claims_of, client_assertion, generate_agent_key_pem, header_of, ClientKey};
-use sim::web::encode;
 use sim::okta::{
     CLIENT_ASSERTION_TYPE, ID_JAG_TOKEN_TYPE, ID_JAG_TYP, JWT_BEARER_GRANT, STS_TOKEN_TYPE,
     TOKEN_EXCHANGE_GRANT,
 };
+use sim::web::encode;
 use sim::{Endpoint, Fault, Mint, OktaGrant, Sim, SimTenant, ACCESS_TOKEN_TYPE};
 
 const TOKEN_URL: &str = "http://127.0.0.1:9000/okta/oauth2/v1/token";
