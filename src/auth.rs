@@ -93,7 +93,7 @@ pub fn authorize(tenant: &Tenant, method: &str, claims: &Claims) -> Result<(), D
 
 /// The downstream credential header value.
 pub fn downstream_value(tenant: &Tenant, token: &str) -> String {
-    tenant.downstream.format.replacen("{token}", token, 1)
+    tenant.downstream.value(token)
 }
 
 #[cfg(test)]

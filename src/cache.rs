@@ -4,8 +4,10 @@
 use std::cell::OnceCell;
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
+
+use siphasher::sip128::{Hasher128, SipHasher13};
 
 use crate::config::Tenant;
 use crate::jwt::Claims;
@@ -175,18 +177,40 @@ pub struct Verified {
     pub principal: Rc<Principal>,
 }
 
-/// 128-bit keyed digest of a token (two SipHash instances with random per-worker keys). An
+/// 128-bit keyed digest of a token: one SipHash-1-3-128 pass with random per-worker keys. An
 /// attacker who cannot read the keys cannot aim a collision at a cached token, and it costs a
 /// fraction of SHA-256 in wasm, where it runs on every request.
-pub struct TokenDigest(RandomState, RandomState);
+pub struct TokenDigest {
+    k0: u64,
+    k1: u64,
+}
 
 impl TokenDigest {
     pub fn new() -> Self {
-        TokenDigest(RandomState::new(), RandomState::new())
+        // RandomState is seeded from the host's CSPRNG (WASI random_get in Envoy).
+        let seed = RandomState::new();
+        TokenDigest {
+            k0: seed.hash_one(0u8),
+            k1: seed.hash_one(1u8),
+        }
     }
 
     pub fn of(&self, token: &str) -> u128 {
-        (u128::from(self.0.hash_one(token)) << 64) | u128::from(self.1.hash_one(token))
+        self.of_parts(&[token.as_bytes()])
+    }
+
+    /// Digest of several fields; each is length-prefixed so that no two lists share an input.
+    pub fn of_parts(&self, parts: &[&[u8]]) -> u128 {
+        let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
+        if let [only] = parts {
+            h.write(only);
+        } else {
+            for part in parts {
+                h.write(&(part.len() as u64).to_le_bytes());
+                h.write(part);
+            }
+        }
+        h.finish128().as_u128()
     }
 }
 
@@ -196,12 +220,47 @@ impl Default for TokenDigest {
     }
 }
 
+/// Hash-map hasher for keys that already are keyed digests: their low 64 bits are the hash,
+/// so a lookup costs no second SipHash.
+#[derive(Default, Clone, Copy)]
+pub struct DigestKey;
+
+impl BuildHasher for DigestKey {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u128 digests are hashed with this; fold anything else in anyway.
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u128(&mut self, digest: u128) {
+        self.0 = digest as u64;
+    }
+}
+
+/// A map keyed by [`TokenDigest`] values.
+pub type DigestMap<V> = HashMap<u128, V, DigestKey>;
+
 /// Bounded per-worker cache of verified tokens keyed by their [`TokenDigest`]. Lifetime is
 /// re-checked on every hit by the caller; eviction is oldest-inserted first, enough for a set
 /// of hot tokens that each live minutes.
 pub struct VerifiedTokens {
     capacity: usize,
-    entries: HashMap<u128, Verified>,
+    entries: DigestMap<Verified>,
     order: VecDeque<u128>,
 }
 
@@ -209,7 +268,7 @@ impl VerifiedTokens {
     pub fn new(capacity: usize) -> Self {
         VerifiedTokens {
             capacity,
-            entries: HashMap::new(),
+            entries: DigestMap::default(),
             order: VecDeque::new(),
         }
     }
@@ -301,6 +360,18 @@ mod tests {
             d.of("a.b.c"),
             "keys are random per worker"
         );
+    }
+
+    #[test]
+    fn digest_parts_are_unambiguous() {
+        let d = TokenDigest::new();
+        assert_ne!(d.of_parts(&[b"ab", b"c"]), d.of_parts(&[b"a", b"bc"]));
+        assert_ne!(d.of_parts(&[b"a", b""]), d.of_parts(&[b"", b"a"]));
+        assert_eq!(d.of_parts(&[b"a.b.c"]), d.of("a.b.c"));
+        let mut map: DigestMap<u8> = DigestMap::default();
+        map.insert(d.of("x"), 1);
+        assert_eq!(map.get(&d.of("x")), Some(&1));
+        assert_eq!(map.get(&d.of("y")), None);
     }
 
     #[test]

@@ -306,6 +306,21 @@ pub struct DownstreamConfig {
     pub header: String,
     /// Value template; `{token}` is replaced by the downstream token.
     pub format: String,
+    /// Byte offset of `{token}` in `format`, found once at load rather than per request.
+    pub token_at: usize,
+}
+
+impl DownstreamConfig {
+    /// The header value carrying `token`.
+    pub fn value(&self, token: &str) -> String {
+        let (before, after) = self.format.split_at(self.token_at);
+        let after = &after["{token}".len()..];
+        let mut value = String::with_capacity(before.len() + token.len() + after.len());
+        value.push_str(before);
+        value.push_str(token);
+        value.push_str(after);
+        value
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,6 +333,8 @@ pub struct Tenant {
     pub algorithms: Vec<Alg>,
     pub scopes: ScopePolicy,
     pub backend: String,
+    /// `host[:port]` of `backend`, for decision records.
+    pub backend_authority: String,
     pub vault: VaultConfig,
     pub downstream: DownstreamConfig,
     /// Present when the filter runs the Connected Accounts flow for this tenant.
@@ -580,7 +597,9 @@ fn validate_tenant(
     }
 
     let scopes = validate_scopes(raw.scopes).map_err(|(field, m)| err(&field, &m))?;
-    Url::parse(&raw.backend).map_err(|m| err("backend", m))?;
+    let backend_authority = Url::parse(&raw.backend)
+        .map_err(|m| err("backend", m))?
+        .authority;
     let vault = validate_vault(raw.vault, env).map_err(|(field, m)| err(&field, &m))?;
     let downstream = validate_downstream(raw.downstream).map_err(|(field, m)| err(&field, &m))?;
     if vault.subject_token_header.as_deref() == Some(downstream.header.as_str())
@@ -614,6 +633,7 @@ fn validate_tenant(
         algorithms,
         scopes,
         backend: raw.backend,
+        backend_authority,
         vault,
         downstream,
         connect,
@@ -738,19 +758,23 @@ fn validate_downstream(raw: Option<RawDownstream>) -> Result<DownstreamConfig, F
     let header = header_name(raw.header.as_deref().unwrap_or("authorization"))
         .map_err(|m| ("downstream.header".to_string(), m.to_string()))?;
     let format = raw.format.unwrap_or_else(|| "Bearer {token}".into());
-    if format.matches("{token}").count() != 1 {
+    let (Some(token_at), 1) = (format.find("{token}"), format.matches("{token}").count()) else {
         return Err((
             "downstream.format".into(),
             "must contain {token} exactly once".into(),
         ));
-    }
+    };
     if format.bytes().any(|b| b.is_ascii_control()) {
         return Err((
             "downstream.format".into(),
             "must not contain control characters".into(),
         ));
     }
-    Ok(DownstreamConfig { header, format })
+    Ok(DownstreamConfig {
+        header,
+        format,
+        token_at,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

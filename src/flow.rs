@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use crate::auth;
 use crate::cache::{self, Downstream, Verified, VerifiedTokens};
-use crate::cache::{Principal, TokenDigest};
+use crate::cache::{DigestMap, Principal, TokenDigest};
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::{Config, JwksSource, SubjectTokenType, Tenant, VaultBackend};
 use crate::crypto::signing::{AssertionSigner, PureRustSigner};
@@ -157,7 +157,7 @@ pub struct Worker {
     /// Forwarded requests awaiting their response: tenant and downstream-token key.
     forwarded: HashMap<u32, (usize, String)>,
     /// Per user: (iss, sub, login hint) and the hashes derived from them.
-    identities: HashMap<u128, Identity>,
+    identities: DigestMap<Identity>,
     /// MCP requests that may need an elicitation answer, by context.
     pub mcp: HashMap<u32, crate::mcp::McpState>,
 }
@@ -182,7 +182,7 @@ impl Worker {
             waiting: HashMap::new(),
             orphans: HashSet::new(),
             forwarded: HashMap::new(),
-            identities: HashMap::new(),
+            identities: DigestMap::default(),
             mcp: HashMap::new(),
         }
     }
@@ -940,10 +940,12 @@ impl Worker {
     /// of a known user costs no SHA-256.
     fn principal(&mut self, tenant: usize, claims: Claims) -> Principal {
         let hint = claims.login_hint.as_deref().unwrap_or("");
-        let digest = self.digest.of(&format!(
-            "{tenant}\u{0}{}\u{0}{}\u{0}{hint}",
-            claims.iss, claims.sub
-        ));
+        let digest = self.digest.of_parts(&[
+            &(tenant as u64).to_le_bytes(),
+            claims.iss.as_bytes(),
+            claims.sub.as_bytes(),
+            hint.as_bytes(),
+        ]);
         if let Some((iss, sub, login_hint, sub_hash, key)) = self.identities.get(&digest) {
             // Equal fields, not just equal digests: one user's keys never serve another.
             if *iss == claims.iss && *sub == claims.sub && *login_hint == claims.login_hint {

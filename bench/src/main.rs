@@ -6,7 +6,7 @@
 //! a new token on every request, and with 10k users. Variants run in alternating rounds and
 //! medians are reported. This is a benchmark, not a test: it asserts nothing about speed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -234,7 +234,14 @@ fn run() -> Result<(), String> {
     }
     let vault_total = sim.count(Endpoint::Vault);
     let jwks_total = sim.count(Endpoint::Jwks);
-    let startup = startup_cost(&envoy, &wasm, &plugin, &dir);
+    let mut modules = vec![
+        ("the trivial wasm filter", trivial.clone()),
+        ("this filter and 50 tenants", wasm.clone()),
+    ];
+    if let Some(b) = &module_b {
+        modules.push(("module B and 50 tenants", b.clone()));
+    }
+    let startup = startup_cost(&envoy, &modules, &plugin, &dir);
     cleanup(&mut under_test, &mut upstream);
 
     let median = |xs: Vec<f64>| {
@@ -299,18 +306,26 @@ fn run() -> Result<(), String> {
         "JWKS fetches: {jwks_after_warmup} at start (2 tenants x listeners with the filter), {} during the measured rounds\n",
         jwks_total - jwks_after_warmup
     ));
-    if let Some((plain_ms, ours_ms)) = startup {
+    if let Some((plain_ms, with_modules)) = startup {
         out.push_str(&format!(
-            "start-up to ready: plain Envoy {plain_ms:.0} ms, with the filter and 50 tenants {ours_ms:.0} ms (+{:.0} ms for VM start and configure)\n",
-            ours_ms - plain_ms
+            "start-up to ready (median of 3): plain Envoy {plain_ms:.0} ms"
         ));
+        for ((label, module), ms) in modules.iter().zip(with_modules) {
+            let kb = std::fs::metadata(module)
+                .map(|m| m.len() / 1024)
+                .unwrap_or(0);
+            out.push_str(&format!(
+                "; {label} ({kb} KB) {ms:.0} ms (+{:.0} ms)",
+                ms - plain_ms
+            ));
+        }
+        out.push('\n');
     }
     println!("{out}");
     std::fs::write(dir.join("results.md"), &out).map_err(|e| e.to_string())?;
     Ok(())
 }
 
-/// Median time from exec to ready, plain Envoy and Envoy with the filter and 50 tenants.
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -324,7 +339,15 @@ fn cpu_ticks(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn startup_cost(envoy: &Path, wasm: &Path, plugin: &Value, dir: &Path) -> Option<(f64, f64)> {
+/// Median time from exec to ready: plain Envoy, then Envoy with each module (and 50 tenants;
+/// the trivial filter ignores them). V8 compiles the whole module before ready, so this grows
+/// with module size.
+fn startup_cost(
+    envoy: &Path,
+    modules: &[(&str, PathBuf)],
+    plugin: &Value,
+    dir: &Path,
+) -> Option<(f64, Vec<f64>)> {
     let mut fifty = plugin.clone();
     let template = fifty["tenants"][0].clone();
     fifty["tenants"] = Value::Array(
@@ -336,12 +359,12 @@ fn startup_cost(envoy: &Path, wasm: &Path, plugin: &Value, dir: &Path) -> Option
             })
             .collect(),
     );
-    let measure = |with_filter: bool| -> Option<f64> {
+    let measure = |module: Option<&Path>| -> Option<f64> {
         let mut times = Vec::new();
         for _ in 0..3 {
             let admin = free_port();
             let cfg = dir.join("startup.yaml");
-            let yaml = startup_yaml(free_port(), admin, with_filter.then_some((wasm, &fifty)));
+            let yaml = startup_yaml(free_port(), admin, module.map(|w| (w, &fifty)));
             std::fs::write(&cfg, yaml).ok()?;
             let started = Instant::now();
             let mut child = spawn(envoy, &cfg, &dir.join("startup.log"), "1").ok()?;
@@ -356,5 +379,9 @@ fn startup_cost(envoy: &Path, wasm: &Path, plugin: &Value, dir: &Path) -> Option
         times.sort_by(|a, b| a.total_cmp(b));
         times.get(times.len() / 2).copied()
     };
-    Some((measure(false)?, measure(true)?))
+    let with_modules = modules
+        .iter()
+        .map(|(_, m)| measure(Some(m)))
+        .collect::<Option<Vec<f64>>>()?;
+    Some((measure(None)?, with_modules))
 }

@@ -418,3 +418,18 @@ fn rsa_client_keys_need_a_host_that_signs() {
         Some("google")
     );
 }
+
+#[test]
+fn downstream_value_fills_the_template() {
+    for (format, want) in [
+        ("Bearer {token}", "Bearer abc"),
+        ("{token}", "abc"),
+        ("token={token};v=1", "token=abc;v=1"),
+    ] {
+        let mut doc = example();
+        doc["tenants"][0]["downstream"] = json!({"header": "x-api-key", "format": format});
+        let cfg = parse_value(&doc).map_err(|e| e.to_string());
+        let value = cfg.map(|c| c.tenants[0].downstream.value("abc"));
+        assert_eq!(value.as_deref(), Ok(want), "{format}");
+    }
+}

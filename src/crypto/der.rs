@@ -131,6 +131,44 @@ pub fn pkcs8_rsa_modulus_bits(pkcs8: &[u8]) -> Option<usize> {
     Some(magnitude.len() * 8 - first.leading_zeros() as usize)
 }
 
+/// `id-ecPublicKey` (1.2.840.10045.2.1) and `prime256v1` (1.2.840.10045.3.1.7), OID contents.
+const EC_PUBLIC_KEY_OID: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const PRIME256V1_OID: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+
+/// The 32-byte private scalar of a PKCS#8 P-256 key (RFC 5208 wrapping an RFC 5915
+/// ECPrivateKey); `None` if it is not one. Range checks are left to the curve crate.
+pub fn pkcs8_p256_scalar(pkcs8: &[u8]) -> Option<[u8; 32]> {
+    let (0x30, info, []) = element(pkcs8)? else {
+        return None;
+    };
+    let (0x02, [0], rest) = element(info)? else {
+        return None;
+    };
+    let (0x30, algorithm, rest) = element(rest)? else {
+        return None;
+    };
+    let (0x06, EC_PUBLIC_KEY_OID, params) = element(algorithm)? else {
+        return None;
+    };
+    let (0x06, PRIME256V1_OID, []) = element(params)? else {
+        return None;
+    };
+    let (0x04, private_key, _attributes) = element(rest)? else {
+        return None;
+    };
+    let (0x30, ec_key, []) = element(private_key)? else {
+        return None;
+    };
+    let (0x02, [1], rest) = element(ec_key)? else {
+        return None;
+    };
+    // Optional [0] parameters and [1] public key follow; the scalar is all signing needs.
+    let (0x04, scalar, _) = element(rest)? else {
+        return None;
+    };
+    scalar.try_into().ok()
+}
+
 /// A DER `SEQUENCE { INTEGER r, INTEGER s }` (what BoringSSL's ECDSA signing gives) as the
 /// fixed-size `r || s` a JWS carries; `None` if it is not one, or an integer is too large.
 pub fn ecdsa_raw(der: &[u8], half: usize) -> Option<Vec<u8>> {
@@ -231,6 +269,38 @@ mod tests {
 #[cfg(test)]
 mod spki_tests {
     use super::*;
+
+    #[test]
+    fn pkcs8_p256_scalar_matches_the_p256_crate() {
+        use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+        let key = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+        let der = key
+            .to_pkcs8_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default();
+        assert_eq!(pkcs8_p256_scalar(&der), Some([9u8; 32]));
+        let parsed = p256::ecdsa::SigningKey::from_pkcs8_der(&der).map(|k| k.to_bytes().to_vec());
+        assert_eq!(parsed.ok(), Some(vec![9u8; 32]));
+        // Truncated, trailing bytes, another curve's OID, an RSA key: all refused.
+        assert_eq!(pkcs8_p256_scalar(&der[..der.len() - 1]), None);
+        let mut trailing = der.clone();
+        trailing.push(0);
+        assert_eq!(pkcs8_p256_scalar(&trailing), None);
+        let mut p384 = der.clone();
+        if let Some(i) = p384
+            .windows(PRIME256V1_OID.len())
+            .position(|w| w == PRIME256V1_OID)
+        {
+            p384[i + PRIME256V1_OID.len() - 1] = 0x08;
+        }
+        assert_eq!(pkcs8_p256_scalar(&p384), None);
+        let keys = sim::keys::IssuerKeys::generate("t");
+        let rsa = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&keys.rsa[0].key)
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default();
+        assert_eq!(pkcs8_p256_scalar(&rsa), None);
+        assert_eq!(pkcs8_p256_scalar(b""), None);
+    }
     use rsa::pkcs8::EncodePublicKey;
     use rsa::traits::PublicKeyParts;
 

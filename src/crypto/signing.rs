@@ -8,7 +8,6 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use p256::pkcs8::DecodePrivateKey;
 
 use super::der;
 use super::native::{decode_fields, field, ForeignCall};
@@ -86,7 +85,9 @@ impl SigningKey {
                 return Err("RSA keys must have at least 2048 bits");
             }
             PrivateKey::Rsa
-        } else if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_der(&der) {
+        } else if let Some(k) = der::pkcs8_p256_scalar(&der)
+            .and_then(|scalar| p256::ecdsa::SigningKey::from_slice(&scalar).ok())
+        {
             PrivateKey::P256(k)
         } else {
             return Err("must be an RSA or P-256 private key in PKCS#8");
@@ -147,7 +148,9 @@ impl NativeSigner {
 
     /// Whether the host signs correctly: an ES256 signature of a fixed probe key must verify.
     pub fn host_works(call: &dyn Fn(&[u8]) -> Option<Vec<u8>>) -> bool {
-        let Ok(key) = p256::ecdsa::SigningKey::from_pkcs8_der(&PROBE_KEY_PKCS8) else {
+        let Some(key) = der::pkcs8_p256_scalar(&PROBE_KEY_PKCS8)
+            .and_then(|scalar| p256::ecdsa::SigningKey::from_slice(&scalar).ok())
+        else {
             return false;
         };
         let text = b"token-vault-proxy host signer probe";
@@ -215,7 +218,7 @@ mod tests {
     use super::*;
     use crate::crypto::{PublicKey, PureRustVerifier, SignatureVerifier};
     use crate::jwt::Alg;
-    use p256::pkcs8::EncodePrivateKey;
+    use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 
     fn p256_pem() -> String {
         let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap_or_else(|e| panic!("{e}"));

@@ -2,10 +2,12 @@
 //! `valgrind --tool=callgrind` (deterministic, unlike timings on this machine):
 //!
 //!   cargo build --release -p bench --bin profile
-//!   valgrind --tool=callgrind target/release/profile warm 20000
+//!   valgrind --tool=callgrind --collect-atstart=no --toggle-collect=profile::serve \
+//!       target/release/profile warm 20000
 //!
 //! Signature checks are stubbed (the host verifies them natively in Envoy); everything else
-//! is the real pipeline: token parsing, claim checks, caches, scopes, the downstream lookup.
+//! is the real pipeline: token parsing, claim checks, caches, scopes, the downstream lookup,
+//! the decision record.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,6 +15,7 @@ use std::rc::Rc;
 
 use serde_json::json;
 use sim::{Mint, Sim, SimTenant};
+use token_vault_proxy::audit;
 use token_vault_proxy::cache;
 use token_vault_proxy::config;
 use token_vault_proxy::crypto::{Key, SignatureVerifier};
@@ -78,16 +81,18 @@ fn main() {
         Ok(s) => s,
         Err(e) => return eprintln!("{e}"),
     };
-    let tokens: Vec<String> = (0..if mode == "cold" { n } else { 1 })
-        .map(|i| {
-            sim.mint(&Mint {
-                tenant: "github".into(),
-                sub: "alice".into(),
-                claims: Some(json!({"jti": i.to_string()})),
-                ..Mint::default()
-            })
-            .unwrap_or_default()
+    // One signed token; the cold run's distinct tokens only change `jti` in the payload and
+    // keep that signature (the stub verifier accepts it), so minting stays out of the profile.
+    let signed = sim
+        .mint(&Mint {
+            tenant: "github".into(),
+            sub: "alice".into(),
+            claims: Some(json!({"jti": "0"})),
+            ..Mint::default()
         })
+        .unwrap_or_default();
+    let tokens: Vec<String> = (0..if mode == "cold" { n } else { 1 })
+        .map(|i| with_jti(&signed, i))
         .collect();
     let host = MemoryHost {
         shared: RefCell::new(HashMap::new()),
@@ -98,7 +103,22 @@ fn main() {
         &cache::encode_jwks(host.now_ms(), sim.jwks("github").to_string().as_bytes()),
         None,
     );
-    let mut worker = Worker::new(Rc::clone(&cfg), Box::new(AcceptAll));
+    let worker = Worker::new(Rc::clone(&cfg), Box::new(AcceptAll));
+    match serve(worker, &host, &tokens, n) {
+        Ok(forwarded) => println!("{mode}: {forwarded} of {n} requests forwarded"),
+        Err(deny) => eprintln!("denied: {deny}"),
+    }
+}
+
+/// The measured part: `n` requests through the worker. Not inlined, so callgrind can count
+/// only this (`--toggle-collect=profile::serve`).
+#[inline(never)]
+fn serve(
+    mut worker: Worker,
+    host: &MemoryHost,
+    tokens: &[String],
+    n: usize,
+) -> Result<usize, String> {
     let mut forwarded = 0usize;
     for i in 0..n {
         let token = &tokens[i % tokens.len()];
@@ -108,20 +128,45 @@ fn main() {
             token: token.clone(),
             subject_token: None,
         };
-        match worker.begin(&host, i as u32, input) {
-            Step::Forward(_) => forwarded += 1,
+        match worker.begin(host, i as u32, input) {
+            Step::Forward(f) => {
+                // The filter's decision record, built once per token as the filter does.
+                let tenant = &worker.config.tenants[f.tenant];
+                let record = f
+                    .principal
+                    .allow_record
+                    .get_or_init(|| audit::record(Some(tenant), Some(&f.principal), true, "ok"));
+                forwarded += usize::from(!record.is_empty());
+            }
             Step::Wait { flight, .. } => {
                 // Answer the one vault call as the vault would, then carry on.
-                let key = flight;
                 let value = cache::encode_downstream(
                     &cache::Downstream::Token(Secret::new("gho_x")),
                     host.now_ms() + 3_600_000,
                 );
-                host.shared_set(&key, &value, None);
+                host.shared_set(&flight, &value, None);
                 worker.forget(i as u32);
             }
-            Step::Deny { deny, .. } => return eprintln!("denied: {deny:?}"),
+            Step::Deny { deny, .. } => return Err(format!("{deny:?}")),
         }
     }
-    println!("{mode}: {forwarded} of {n} requests forwarded");
+    Ok(forwarded)
+}
+
+/// `token` with its payload's `jti` set to `i`, header and signature unchanged.
+fn with_jti(token: &str, i: usize) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let parts: Vec<&str> = token.split('.').collect();
+    let Some(payload) = parts.get(1).and_then(|p| B64.decode(p).ok()) else {
+        return token.to_string();
+    };
+    let mut claims: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
+    claims["jti"] = json!(i.to_string());
+    format!(
+        "{}.{}.{}",
+        parts[0],
+        B64.encode(claims.to_string()),
+        parts.get(2).unwrap_or(&"")
+    )
 }
