@@ -7,7 +7,7 @@
 //! medians are reported. This is a benchmark, not a test: it asserts nothing about speed.
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bench::*;
@@ -232,6 +232,26 @@ fn run() -> Result<(), String> {
             samples[i].push(sample);
         }
     }
+    // Opt-in (BENCH_PERF=1, needs `perf`): one more pass per variant under `perf record`
+    // (cpu-clock samples; this machine has no hardware counters), outside the timed rounds.
+    let profiles: Vec<String> = if std::env::var("BENCH_PERF").is_ok_and(|v| v == "1") {
+        variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                eprintln!("bench: perf: {}", v.name);
+                perf_split(
+                    &script,
+                    v,
+                    under_test.id(),
+                    &dir.join(format!("perf-{i}.data")),
+                )
+                .unwrap_or_else(|e| format!("perf failed: {e}"))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let vault_total = sim.count(Endpoint::Vault);
     let jwks_total = sim.count(Endpoint::Jwks);
     let mut modules = vec![
@@ -321,6 +341,14 @@ fn run() -> Result<(), String> {
         }
         out.push('\n');
     }
+    if !profiles.is_empty() {
+        out.push_str(
+            "\nWhere the Envoy under test spends its CPU (perf cpu-clock samples by object; V8's wasm code is the JIT):\n\n| variant | split |\n|---|---|\n",
+        );
+        for (v, split) in variants.iter().zip(&profiles) {
+            out.push_str(&format!("| {} | {split} |\n", v.name));
+        }
+    }
     println!("{out}");
     std::fs::write(dir.join("results.md"), &out).map_err(|e| e.to_string())?;
     Ok(())
@@ -384,4 +412,65 @@ fn startup_cost(
         .map(|(_, m)| measure(Some(m)))
         .collect::<Option<Vec<f64>>>()?;
     Some((measure(None)?, with_modules))
+}
+
+/// Samples Envoy (`pid`) while wrk drives variant `v` for 4 s, and sums the samples by the
+/// object they fell in: JIT (wasm compiled by V8), envoy (its own C++ and BoringSSL), libc,
+/// kernel.
+fn perf_split(script: &Path, v: &Variant, pid: u32, data: &Path) -> Result<String, String> {
+    let mut perf = Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "-F", "4999", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("perf: {e} (install with `apt-get install linux-perf`)"))?;
+    let run = wrk(script, v, 4);
+    // perf writes its data when interrupted.
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let _ = perf.wait();
+    run?;
+    let report = Command::new("perf")
+        .args(["report", "--stdio", "--sort", "dso", "-i"])
+        .arg(data)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let mut shares: Vec<(String, f64)> = Vec::new();
+    for line in String::from_utf8_lossy(&report.stdout).lines() {
+        let line = line.trim();
+        let Some((percent, object)) = line.split_once('%') else {
+            continue;
+        };
+        let Ok(percent) = percent.trim().parse::<f64>() else {
+            continue;
+        };
+        let object = object.trim();
+        let name = if object.starts_with("[JIT]") || object.starts_with("perf-") {
+            "JIT (wasm)"
+        } else if object.contains("kernel") {
+            "kernel"
+        } else if object.starts_with("libc") || object.starts_with("ld-linux") {
+            "libc"
+        } else if object == "envoy" {
+            "envoy"
+        } else {
+            "other"
+        };
+        match shares.iter_mut().find(|(n, _)| n == name) {
+            Some((_, p)) => *p += percent,
+            None => shares.push((name.to_string(), percent)),
+        }
+    }
+    if shares.is_empty() {
+        return Err("no samples".into());
+    }
+    Ok(shares
+        .iter()
+        .map(|(n, p)| format!("{n} {p:.0}%"))
+        .collect::<Vec<_>>()
+        .join(", "))
 }
