@@ -44,11 +44,35 @@ impl Host for ProxyWasmHost {
     }
 }
 
+/// FNV-1a: the metric maps are keyed by configured tenant ids, static metric names and
+/// Envoy's metric ids, never by request data, so they need no keyed (SipHash) hashing, and
+/// three lookups run on every request.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+
 thread_local! {
     /// Metric ids by metric then tenant, defined on first use; looked up without allocating.
-    static METRICS: RefCell<HashMap<&'static str, HashMap<String, u32>>> = RefCell::new(HashMap::new());
+    static METRICS: RefCell<FnvMap<&'static str, FnvMap<String, u32>>> = RefCell::new(FnvMap::default());
     /// Counter increments not yet handed to Envoy.
-    static PENDING: RefCell<HashMap<u32, i64>> = RefCell::new(HashMap::new());
+    static PENDING: RefCell<FnvMap<u32, i64>> = RefCell::new(FnvMap::default());
 }
 
 /// Hand the counted increments to Envoy (called on every tick, about once a second).
