@@ -177,9 +177,10 @@ pub struct Verified {
     pub principal: Rc<Principal>,
 }
 
-/// 128-bit keyed digest of a token: one SipHash-1-3-128 pass with random per-worker keys. An
-/// attacker who cannot read the keys cannot aim a collision at a cached token, and it costs a
-/// fraction of SHA-256 in wasm, where it runs on every request.
+/// 128-bit keyed digest of a token: one SipHash-1-3-128 pass with random per-worker keys (from
+/// the host's CSPRNG). The digests never leave the worker, so serving one token as another
+/// needs a blind second preimage of a keyed 128-bit function; it costs a fraction of SHA-256
+/// in wasm, where it runs on every request.
 pub struct TokenDigest {
     k0: u64,
     k1: u64,
@@ -199,7 +200,9 @@ impl TokenDigest {
         self.of_parts(&[token.as_bytes()])
     }
 
-    /// Digest of several fields; each is length-prefixed so that no two lists share an input.
+    /// Digest of several fields, each length-prefixed so that no two lists of two or more share
+    /// an input. A single field is hashed as is (equal to [`TokenDigest::of`]); single- and
+    /// multi-field digests key different maps.
     pub fn of_parts(&self, parts: &[&[u8]]) -> u128 {
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
         if let [only] = parts {
@@ -223,7 +226,7 @@ impl Default for TokenDigest {
 /// Hash-map hasher for keys that already are keyed digests: their low 64 bits are the hash,
 /// so a lookup costs no second SipHash.
 #[derive(Default, Clone, Copy)]
-pub struct DigestKey;
+pub(crate) struct DigestKey;
 
 impl BuildHasher for DigestKey {
     type Hasher = DigestHasher;
@@ -233,7 +236,7 @@ impl BuildHasher for DigestKey {
 }
 
 #[derive(Default)]
-pub struct DigestHasher(u64);
+pub(crate) struct DigestHasher(u64);
 
 impl Hasher for DigestHasher {
     fn finish(&self) -> u64 {
@@ -252,8 +255,9 @@ impl Hasher for DigestHasher {
     }
 }
 
-/// A map keyed by [`TokenDigest`] values.
-pub type DigestMap<V> = HashMap<u128, V, DigestKey>;
+/// A map keyed by [`TokenDigest`] values. Only for those: [`DigestHasher`] trusts its keys to
+/// be keyed digests an attacker cannot choose, so it does no hashing of its own.
+pub(crate) type DigestMap<V> = HashMap<u128, V, DigestKey>;
 
 /// Bounded per-worker cache of verified tokens keyed by their [`TokenDigest`]. Lifetime is
 /// re-checked on every hit by the caller; eviction is oldest-inserted first, enough for a set

@@ -306,19 +306,19 @@ pub struct DownstreamConfig {
     pub header: String,
     /// Value template; `{token}` is replaced by the downstream token.
     pub format: String,
-    /// Byte offset of `{token}` in `format`, found once at load rather than per request.
-    pub token_at: usize,
+    /// `format` split around `{token}` once at load rather than on every request.
+    before_token: String,
+    after_token: String,
 }
 
 impl DownstreamConfig {
     /// The header value carrying `token`.
     pub fn value(&self, token: &str) -> String {
-        let (before, after) = self.format.split_at(self.token_at);
-        let after = &after["{token}".len()..];
-        let mut value = String::with_capacity(before.len() + token.len() + after.len());
-        value.push_str(before);
+        let mut value =
+            String::with_capacity(self.before_token.len() + token.len() + self.after_token.len());
+        value.push_str(&self.before_token);
         value.push_str(token);
-        value.push_str(after);
+        value.push_str(&self.after_token);
         value
     }
 }
@@ -758,7 +758,10 @@ fn validate_downstream(raw: Option<RawDownstream>) -> Result<DownstreamConfig, F
     let header = header_name(raw.header.as_deref().unwrap_or("authorization"))
         .map_err(|m| ("downstream.header".to_string(), m.to_string()))?;
     let format = raw.format.unwrap_or_else(|| "Bearer {token}".into());
-    let (Some(token_at), 1) = (format.find("{token}"), format.matches("{token}").count()) else {
+    let (Some((before, after)), 1) = (
+        format.split_once("{token}"),
+        format.matches("{token}").count(),
+    ) else {
         return Err((
             "downstream.format".into(),
             "must contain {token} exactly once".into(),
@@ -772,8 +775,9 @@ fn validate_downstream(raw: Option<RawDownstream>) -> Result<DownstreamConfig, F
     }
     Ok(DownstreamConfig {
         header,
+        before_token: before.to_string(),
+        after_token: after.to_string(),
         format,
-        token_at,
     })
 }
 

@@ -162,7 +162,15 @@ pub struct Worker {
     pub mcp: HashMap<u32, crate::mcp::McpState>,
 }
 
-type Identity = (String, String, Option<String>, String, String);
+/// A user seen before on this worker, with the hashes derived for them.
+struct Identity {
+    tenant: usize,
+    iss: String,
+    sub: String,
+    login_hint: Option<String>,
+    sub_hash: String,
+    downstream_key: String,
+}
 
 /// A request that a call-out answer has decided, to be applied in its own context.
 pub type Resolution = (u32, Step);
@@ -946,10 +954,15 @@ impl Worker {
             claims.sub.as_bytes(),
             hint.as_bytes(),
         ]);
-        if let Some((iss, sub, login_hint, sub_hash, key)) = self.identities.get(&digest) {
+        if let Some(known) = self.identities.get(&digest) {
             // Equal fields, not just equal digests: one user's keys never serve another.
-            if *iss == claims.iss && *sub == claims.sub && *login_hint == claims.login_hint {
-                return Principal::with_hashes(claims, sub_hash.clone(), key.clone());
+            if known.tenant == tenant
+                && known.iss == claims.iss
+                && known.sub == claims.sub
+                && known.login_hint == claims.login_hint
+            {
+                let (sub_hash, key) = (known.sub_hash.clone(), known.downstream_key.clone());
+                return Principal::with_hashes(claims, sub_hash, key);
             }
         }
         let principal = Principal::new(&self.config.tenants[tenant], claims);
@@ -957,13 +970,14 @@ impl Worker {
             self.identities.clear();
         }
         let c = &principal.claims;
-        let entry = (
-            c.iss.clone(),
-            c.sub.clone(),
-            c.login_hint.clone(),
-            principal.sub_hash.clone(),
-            principal.downstream_key.clone(),
-        );
+        let entry = Identity {
+            tenant,
+            iss: c.iss.clone(),
+            sub: c.sub.clone(),
+            login_hint: c.login_hint.clone(),
+            sub_hash: principal.sub_hash.clone(),
+            downstream_key: principal.downstream_key.clone(),
+        };
         self.identities.insert(digest, entry);
         principal
     }

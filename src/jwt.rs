@@ -433,9 +433,9 @@ fn unique_object<'de>(
             f.write_str("a JSON object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            // A typical token has a dozen members: one allocation each, no regrowth.
+            // A typical token has a dozen members, of which the filter keeps fewer: no regrowth.
             let mut names: Vec<Cow<'de, str>> = Vec::with_capacity(16);
-            let mut kept = Vec::with_capacity(16);
+            let mut kept = Vec::with_capacity(8);
             while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
                 if names.len() >= MAX_MEMBERS || names.contains(&name) {
                     return Err(serde::de::Error::custom("duplicate or too many members"));

@@ -135,14 +135,29 @@ pub fn pkcs8_rsa_modulus_bits(pkcs8: &[u8]) -> Option<usize> {
 const EC_PUBLIC_KEY_OID: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
 const PRIME256V1_OID: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 
-/// The 32-byte private scalar of a PKCS#8 P-256 key (RFC 5208 wrapping an RFC 5915
-/// ECPrivateKey); `None` if it is not one. Range checks are left to the curve crate.
-pub fn pkcs8_p256_scalar(pkcs8: &[u8]) -> Option<[u8; 32]> {
+/// A P-256 private key read from PKCS#8: its scalar, left-padded to 32 bytes, and the public
+/// points the encoding carries (SEC1 bytes, up to two), which the caller must check against the
+/// scalar.
+#[derive(Debug, PartialEq, Eq)]
+pub struct P256PrivateKey<'a> {
+    pub scalar: [u8; 32],
+    pub public_points: Vec<&'a [u8]>,
+}
+
+/// Parse a PKCS#8 (RFC 5208, or RFC 5958 version 2) P-256 private key wrapping an RFC 5915
+/// ECPrivateKey; `None` if it is anything else, has fields out of order or trailing bytes.
+/// Range checks on the scalar are left to the curve crate.
+pub fn pkcs8_p256(pkcs8: &[u8]) -> Option<P256PrivateKey<'_>> {
     let (0x30, info, []) = element(pkcs8)? else {
         return None;
     };
-    let (0x02, [0], rest) = element(info)? else {
+    let (0x02, version, rest) = element(info)? else {
         return None;
+    };
+    let version_2 = match version {
+        [0] => false,
+        [1] => true,
+        _ => return None,
     };
     let (0x30, algorithm, rest) = element(rest)? else {
         return None;
@@ -153,20 +168,69 @@ pub fn pkcs8_p256_scalar(pkcs8: &[u8]) -> Option<[u8; 32]> {
     let (0x06, PRIME256V1_OID, []) = element(params)? else {
         return None;
     };
-    let (0x04, private_key, _attributes) = element(rest)? else {
+    let (0x04, private_key, mut rest) = element(rest)? else {
         return None;
     };
+    let mut public_points = Vec::new();
+    // attributes [0] IMPLICIT (ignored), then in version 2 publicKey [1] IMPLICIT BIT STRING.
+    if let Some((0xa0, _attributes, after)) = element(rest) {
+        rest = after;
+    }
+    if let Some((0x81, bits, after)) = element(rest) {
+        if !version_2 {
+            return None;
+        }
+        public_points.push(bit_string_bytes(bits)?);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+
     let (0x30, ec_key, []) = element(private_key)? else {
         return None;
     };
     let (0x02, [1], rest) = element(ec_key)? else {
         return None;
     };
-    // Optional [0] parameters and [1] public key follow; the scalar is all signing needs.
-    let (0x04, scalar, _) = element(rest)? else {
+    let (0x04, scalar, mut rest) = element(rest)? else {
         return None;
     };
-    scalar.try_into().ok()
+    // Some encoders drop the scalar's leading zero bytes.
+    if scalar.is_empty() || scalar.len() > 32 {
+        return None;
+    }
+    let mut padded = [0u8; 32];
+    padded[32 - scalar.len()..].copy_from_slice(scalar);
+    // parameters [0] EXPLICIT (must name P-256 too), publicKey [1] EXPLICIT BIT STRING.
+    if let Some((0xa0, params, after)) = element(rest) {
+        let (0x06, PRIME256V1_OID, []) = element(params)? else {
+            return None;
+        };
+        rest = after;
+    }
+    if let Some((0xa1, public_key, after)) = element(rest) {
+        let (0x03, bits, []) = element(public_key)? else {
+            return None;
+        };
+        public_points.push(bit_string_bytes(bits)?);
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    Some(P256PrivateKey {
+        scalar: padded,
+        public_points,
+    })
+}
+
+/// The bytes of a BIT STRING's content with no unused bits.
+fn bit_string_bytes(content: &[u8]) -> Option<&[u8]> {
+    match content.split_first()? {
+        (0, bytes) => Some(bytes),
+        _ => None,
+    }
 }
 
 /// A DER `SEQUENCE { INTEGER r, INTEGER s }` (what BoringSSL's ECDSA signing gives) as the
@@ -269,40 +333,95 @@ mod tests {
 #[cfg(test)]
 mod spki_tests {
     use super::*;
+    use rsa::pkcs8::EncodePublicKey;
+    use rsa::traits::PublicKeyParts;
 
     #[test]
-    fn pkcs8_p256_scalar_matches_the_p256_crate() {
+    fn pkcs8_p256_matches_the_p256_crate() {
         use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
         let key = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap_or_else(|e| panic!("{e}"));
         let der = key
             .to_pkcs8_der()
             .map(|d| d.as_bytes().to_vec())
             .unwrap_or_default();
-        assert_eq!(pkcs8_p256_scalar(&der), Some([9u8; 32]));
-        let parsed = p256::ecdsa::SigningKey::from_pkcs8_der(&der).map(|k| k.to_bytes().to_vec());
-        assert_eq!(parsed.ok(), Some(vec![9u8; 32]));
+        let point = key.verifying_key().to_encoded_point(false);
+        let parsed = pkcs8_p256(&der);
+        assert_eq!(parsed.as_ref().map(|k| k.scalar), Some([9u8; 32]));
+        assert_eq!(
+            parsed.map(|k| k.public_points),
+            Some(vec![point.as_bytes()])
+        );
+        let theirs = p256::ecdsa::SigningKey::from_pkcs8_der(&der).map(|k| k.to_bytes().to_vec());
+        assert_eq!(theirs.ok(), Some(vec![9u8; 32]));
         // Truncated, trailing bytes, another curve's OID, an RSA key: all refused.
-        assert_eq!(pkcs8_p256_scalar(&der[..der.len() - 1]), None);
+        assert_eq!(pkcs8_p256(&der[..der.len() - 1]), None);
         let mut trailing = der.clone();
         trailing.push(0);
-        assert_eq!(pkcs8_p256_scalar(&trailing), None);
-        let mut p384 = der.clone();
-        if let Some(i) = p384
+        assert_eq!(pkcs8_p256(&trailing), None);
+        let mut other_curve = der.clone();
+        if let Some(i) = other_curve
             .windows(PRIME256V1_OID.len())
             .position(|w| w == PRIME256V1_OID)
         {
-            p384[i + PRIME256V1_OID.len() - 1] = 0x08;
+            other_curve[i + PRIME256V1_OID.len() - 1] = 0x08;
         }
-        assert_eq!(pkcs8_p256_scalar(&p384), None);
+        assert_eq!(pkcs8_p256(&other_curve), None);
         let keys = sim::keys::IssuerKeys::generate("t");
         let rsa = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&keys.rsa[0].key)
             .map(|d| d.as_bytes().to_vec())
             .unwrap_or_default();
-        assert_eq!(pkcs8_p256_scalar(&rsa), None);
-        assert_eq!(pkcs8_p256_scalar(b""), None);
+        assert_eq!(pkcs8_p256(&rsa), None);
+        assert_eq!(pkcs8_p256(b""), None);
     }
-    use rsa::pkcs8::EncodePublicKey;
-    use rsa::traits::PublicKeyParts;
+
+    /// Hand-built encodings: the optional fields each way round, v2 with its outer public key,
+    /// and a scalar without its leading zero.
+    #[test]
+    fn pkcs8_p256_optional_fields() {
+        let point = [&[4u8][..], &[1u8; 64]].concat();
+        let bits = [&[0u8][..], &point].concat();
+        let oid = tlv(0x06, PRIME256V1_OID);
+        let algorithm = sequence(&[&tlv(0x06, EC_PUBLIC_KEY_OID), &oid]);
+        let pkcs8 = |version: u8, scalar: &[u8], inner: &[&[u8]], outer: &[&[u8]]| {
+            let ec_key = sequence(&[
+                &[&[2u8, 1, 1][..], &tlv(0x04, scalar)].concat(),
+                &inner.concat(),
+            ]);
+            sequence(&[
+                &[2, 1, version],
+                &algorithm,
+                &tlv(0x04, &ec_key),
+                &outer.concat(),
+            ])
+        };
+        let params = tlv(0xa0, &oid);
+        let inner_public = tlv(0xa1, &tlv(0x03, &bits));
+        let attributes = tlv(0xa0, &[]);
+        let outer_public = tlv(0x81, &bits);
+        let scalar = [5u8; 32];
+        let full = pkcs8(0, &scalar, &[&params, &inner_public], &[&attributes]);
+        assert_eq!(
+            pkcs8_p256(&full),
+            Some(P256PrivateKey {
+                scalar,
+                public_points: vec![&point[..]],
+            })
+        );
+        let v2 = pkcs8(1, &scalar, &[], &[&outer_public]);
+        assert_eq!(pkcs8_p256(&v2).map(|k| k.public_points.len()), Some(1));
+        // A v1 key may not carry the v2 public key; fields out of order are refused.
+        assert_eq!(pkcs8_p256(&pkcs8(0, &scalar, &[], &[&outer_public])), None);
+        assert_eq!(
+            pkcs8_p256(&pkcs8(0, &scalar, &[&inner_public, &params], &[])),
+            None
+        );
+        let short = pkcs8(0, &scalar[1..], &[], &[]);
+        let mut padded = scalar;
+        padded[0] = 0;
+        assert_eq!(pkcs8_p256(&short).map(|k| k.scalar), Some(padded));
+        assert_eq!(pkcs8_p256(&pkcs8(0, &[7u8; 33], &[], &[])), None);
+        assert_eq!(pkcs8_p256(&pkcs8(2, &scalar, &[], &[])), None);
+    }
 
     #[test]
     fn rsa_spki_matches_the_rsa_crate() {

@@ -85,9 +85,7 @@ impl SigningKey {
                 return Err("RSA keys must have at least 2048 bits");
             }
             PrivateKey::Rsa
-        } else if let Some(k) = der::pkcs8_p256_scalar(&der)
-            .and_then(|scalar| p256::ecdsa::SigningKey::from_slice(&scalar).ok())
-        {
+        } else if let Some(k) = p256_signing_key(&der) {
             PrivateKey::P256(k)
         } else {
             return Err("must be an RSA or P-256 private key in PKCS#8");
@@ -148,9 +146,7 @@ impl NativeSigner {
 
     /// Whether the host signs correctly: an ES256 signature of a fixed probe key must verify.
     pub fn host_works(call: &dyn Fn(&[u8]) -> Option<Vec<u8>>) -> bool {
-        let Some(key) = der::pkcs8_p256_scalar(&PROBE_KEY_PKCS8)
-            .and_then(|scalar| p256::ecdsa::SigningKey::from_slice(&scalar).ok())
-        else {
+        let Some(key) = p256_signing_key(&PROBE_KEY_PKCS8) else {
             return false;
         };
         let text = b"token-vault-proxy host signer probe";
@@ -165,6 +161,17 @@ impl NativeSigner {
         });
         verified.is_some()
     }
+}
+
+/// A P-256 signing key from PKCS#8 DER, refused when a public key it carries is not the
+/// scalar's own (corrupt key material would otherwise load and fail on every signature).
+fn p256_signing_key(pkcs8: &[u8]) -> Option<p256::ecdsa::SigningKey> {
+    let parsed = der::pkcs8_p256(pkcs8)?;
+    let key = p256::ecdsa::SigningKey::from_slice(&parsed.scalar).ok()?;
+    let matches = |point: &&[u8]| {
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(point).is_ok_and(|p| &p == key.verifying_key())
+    };
+    parsed.public_points.iter().all(matches).then_some(key)
 }
 
 /// The probe key (P-256, scalar 0x07 repeated; no other use), PKCS#8 DER.
@@ -313,6 +320,29 @@ mod tests {
         assert_eq!(
             SigningKey::from_pem(&pem_of(&der), "r0").err(),
             Some("RSA keys must have at least 2048 bits")
+        );
+    }
+
+    #[test]
+    fn a_p256_key_whose_public_half_is_not_its_own_is_refused() {
+        let key =
+            |b: u8| p256::ecdsa::SigningKey::from_slice(&[b; 32]).unwrap_or_else(|e| panic!("{e}"));
+        let der = key(7)
+            .to_pkcs8_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default();
+        assert!(SigningKey::from_pem(&pem_of(&der), "k").is_ok());
+        let own = key(7).verifying_key().to_encoded_point(false);
+        let other = key(8).verifying_key().to_encoded_point(false);
+        let at = der.windows(own.len()).position(|w| w == own.as_bytes());
+        let mut swapped = der.clone();
+        if let Some(i) = at {
+            swapped[i..i + other.len()].copy_from_slice(other.as_bytes());
+        }
+        assert!(at.is_some());
+        assert_eq!(
+            SigningKey::from_pem(&pem_of(&swapped), "k").err(),
+            Some("must be an RSA or P-256 private key in PKCS#8")
         );
     }
 
