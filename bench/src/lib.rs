@@ -1,5 +1,7 @@
 //! Shared pieces of the benchmark and soak binaries: Envoy configs, process control, wrk.
 
+pub mod measure;
+
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -1,18 +1,21 @@
 //! `make bench`: side-by-side throughput and latency in one Envoy, as ratios to plain Envoy.
 //!
-//! One Envoy under test (pinned to CPU 1, one worker) carries six listeners that all route to
-//! the same upstream (a second Envoy answering with `direct_response`, on CPU 0 with wrk):
-//! plain routing, native `jwt_authn` with and without its JWT cache, and our filter warm, with
-//! a new token on every request, and with 10k users. Variants run in alternating rounds and
-//! medians are reported. This is a benchmark, not a test: it asserts nothing about speed.
+//! One Envoy under test (pinned to CPU 1, one worker) carries a listener per variant, all
+//! routing to the same upstream (a second Envoy answering with `direct_response`, on CPU 0 with
+//! wrk): plain routing, a trivial wasm filter, native `jwt_authn` with and without its JWT
+//! cache, and our filter warm, with a new token on every request, and with 10k users (plus
+//! module B's warm and new-token listeners with `BENCH_MODULE_B`). Variants run in alternating
+//! rounds and medians are reported. This is a benchmark, not a test: it asserts nothing about
+//! speed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
+use bench::measure::{cpu_ticks, perf_split, startup_cost};
 use bench::*;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sim::{Endpoint, Mint};
 
 const SECRET: &str = "bench-secret";
@@ -264,6 +267,61 @@ fn run() -> Result<(), String> {
     let startup = startup_cost(&envoy, &modules, &plugin, &dir);
     cleanup(&mut under_test, &mut upstream);
 
+    let out = report(&Report {
+        variants: &variants,
+        samples: &samples,
+        rounds,
+        seconds,
+        wasm: &wasm,
+        module_b: module_b.as_deref(),
+        users,
+        vault: (vault_after_warmup, vault_total),
+        jwks: (jwks_after_warmup, jwks_total),
+        modules: &modules,
+        startup,
+        profiles: &profiles,
+    });
+    println!("{out}");
+    std::fs::write(dir.join("results.md"), &out).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Everything one run measured, for the results table.
+struct Report<'a> {
+    variants: &'a [Variant],
+    samples: &'a [Vec<Sample>],
+    rounds: usize,
+    seconds: u64,
+    wasm: &'a Path,
+    module_b: Option<&'a Path>,
+    users: usize,
+    /// Vault calls after warm-up and at the end.
+    vault: (u64, u64),
+    /// JWKS fetches after warm-up and at the end.
+    jwks: (u64, u64),
+    modules: &'a [(&'a str, PathBuf)],
+    startup: Option<(f64, Vec<f64>)>,
+    profiles: &'a [String],
+}
+
+/// The results as Markdown: medians per variant as ratios to plain Envoy (the first variant),
+/// module sizes, call counts, start-up and the optional perf split.
+fn report(r: &Report) -> String {
+    let Report {
+        variants,
+        samples,
+        rounds,
+        seconds,
+        wasm,
+        module_b,
+        users,
+        vault: (vault_after_warmup, vault_total),
+        jwks: (jwks_after_warmup, jwks_total),
+        modules,
+        profiles,
+        ..
+    } = *r;
+    let startup = r.startup.clone();
     let median = |xs: Vec<f64>| {
         let mut xs = xs;
         xs.sort_by(|a, b| a.total_cmp(b));
@@ -301,13 +359,13 @@ fn run() -> Result<(), String> {
             bad
         ));
     }
-    let size = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(wasm).map(|m| m.len()).unwrap_or(0);
     out.push_str(&format!(
         "\nwasm module: {} KB ({} bytes)\n",
         size / 1024,
         size
     ));
-    if let Some(b) = &module_b {
+    if let Some(b) = module_b {
         let size_b = std::fs::metadata(b).map(|m| m.len()).unwrap_or(0);
         out.push_str(&format!(
             "module B: {} ({} KB, {} bytes)\n",
@@ -345,132 +403,9 @@ fn run() -> Result<(), String> {
         out.push_str(
             "\nWhere the Envoy under test spends its CPU (perf cpu-clock samples by object; V8's wasm code is the JIT):\n\n| variant | split |\n|---|---|\n",
         );
-        for (v, split) in variants.iter().zip(&profiles) {
+        for (v, split) in variants.iter().zip(profiles) {
             out.push_str(&format!("| {} | {split} |\n", v.name));
         }
     }
-    println!("{out}");
-    std::fs::write(dir.join("results.md"), &out).map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may contain spaces) start after ") ".
-            let rest = s.rsplit_once(") ")?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
-}
-
-/// Median time from exec to ready: plain Envoy, then Envoy with each module (and 50 tenants;
-/// the trivial filter ignores them). V8 compiles the whole module before ready, so this grows
-/// with module size.
-fn startup_cost(
-    envoy: &Path,
-    modules: &[(&str, PathBuf)],
-    plugin: &Value,
-    dir: &Path,
-) -> Option<(f64, Vec<f64>)> {
-    let mut fifty = plugin.clone();
-    let template = fifty["tenants"][0].clone();
-    fifty["tenants"] = Value::Array(
-        (0..50)
-            .map(|i| {
-                let mut t = template.clone();
-                t["id"] = json!(format!("tenant-{i}"));
-                t
-            })
-            .collect(),
-    );
-    let measure = |module: Option<&Path>| -> Option<f64> {
-        let mut times = Vec::new();
-        for _ in 0..3 {
-            let admin = free_port();
-            let cfg = dir.join("startup.yaml");
-            let yaml = startup_yaml(free_port(), admin, module.map(|w| (w, &fifty)));
-            std::fs::write(&cfg, yaml).ok()?;
-            let started = Instant::now();
-            let mut child = spawn(envoy, &cfg, &dir.join("startup.log"), "1").ok()?;
-            let ok = wait_ready(admin);
-            let elapsed = started.elapsed().as_secs_f64() * 1000.0;
-            let _ = child.kill();
-            let _ = child.wait();
-            if ok {
-                times.push(elapsed);
-            }
-        }
-        times.sort_by(|a, b| a.total_cmp(b));
-        times.get(times.len() / 2).copied()
-    };
-    let with_modules = modules
-        .iter()
-        .map(|(_, m)| measure(Some(m)))
-        .collect::<Option<Vec<f64>>>()?;
-    Some((measure(None)?, with_modules))
-}
-
-/// Samples Envoy (`pid`) while wrk drives variant `v` for 4 s, and sums the samples by the
-/// object they fell in: JIT (wasm compiled by V8), envoy (its own C++ and BoringSSL), libc,
-/// kernel.
-fn perf_split(script: &Path, v: &Variant, pid: u32, data: &Path) -> Result<String, String> {
-    let mut perf = Command::new("perf")
-        .args(["record", "-q", "-e", "cpu-clock", "-F", "4999", "-p"])
-        .arg(pid.to_string())
-        .arg("-o")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("perf: {e} (install with `apt-get install linux-perf`)"))?;
-    let run = wrk(script, v, 4);
-    // perf writes its data when interrupted.
-    let _ = Command::new("kill")
-        .args(["-INT", &perf.id().to_string()])
-        .status();
-    let _ = perf.wait();
-    run?;
-    let report = Command::new("perf")
-        .args(["report", "--stdio", "--sort", "dso", "-i"])
-        .arg(data)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let mut shares: Vec<(String, f64)> = Vec::new();
-    for line in String::from_utf8_lossy(&report.stdout).lines() {
-        let line = line.trim();
-        let Some((percent, object)) = line.split_once('%') else {
-            continue;
-        };
-        let Ok(percent) = percent.trim().parse::<f64>() else {
-            continue;
-        };
-        let object = object.trim();
-        let name = if object.starts_with("[JIT]") || object.starts_with("perf-") {
-            "JIT (wasm)"
-        } else if object.contains("kernel") {
-            "kernel"
-        } else if object.starts_with("libc") || object.starts_with("ld-linux") {
-            "libc"
-        } else if object == "envoy" {
-            "envoy"
-        } else {
-            "other"
-        };
-        match shares.iter_mut().find(|(n, _)| n == name) {
-            Some((_, p)) => *p += percent,
-            None => shares.push((name.to_string(), percent)),
-        }
-    }
-    if shares.is_empty() {
-        return Err("no samples".into());
-    }
-    Ok(shares
-        .iter()
-        .map(|(n, p)| format!("{n} {p:.0}%"))
-        .collect::<Vec<_>>()
-        .join(", "))
+    out
 }
