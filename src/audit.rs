@@ -86,6 +86,24 @@ mod tests {
         assert_eq!(v["scopes"], json!(["github:read"]));
         assert_eq!(v["connection"], "github");
         assert_eq!(v["downstream_host"], "127.0.0.1:9001");
+        // Keys in alphabetical order, every one present (null when unknown): the shape access
+        // logs and log pipelines already parse.
+        let keys = [
+            "client_id",
+            "connection",
+            "decision",
+            "downstream_host",
+            "reason",
+            "scopes",
+            "sub",
+            "tenant",
+        ];
+        let at: Vec<Option<usize>> = keys
+            .iter()
+            .map(|k| line.find(&format!("\"{k}\":")))
+            .collect();
+        assert!(at.iter().all(Option::is_some), "{line}");
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
         let denied: serde_json::Value =
             serde_json::from_str(&record(None, None, false, "no_tenant")).unwrap_or_default();
         assert_eq!(denied["decision"], "deny");
