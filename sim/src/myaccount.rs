@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::http::{Request, Response};
-use crate::web::{encode, escape, html, oauth_error, parse_form as form};
+use crate::web::{consent_page, encode, escape, html, oauth_error, parse_form as form};
 use crate::{lock, now, SimTenant, State};
 
 const CODE_TTL_S: u64 = 300;
@@ -438,24 +438,17 @@ pub(crate) fn consent(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         else {
             return html(400, "<h1>Invalid or expired ticket</h1>");
         };
-        let auto = if st.accounts.auto_consent {
-            "<script>document.forms[0].submit()</script>"
-        } else {
-            ""
-        };
-        return html(
-            200,
-            &format!(
-                "<h1>Connect your {c} account</h1><p>{t} asks to act for <b>{u}</b> with {c}.</p>\
-                 <form method=\"post\" action=\"/connected-accounts/approve\">\
-                 <input type=\"hidden\" name=\"ticket\" value=\"{ticket_id}\">\
-                 <button name=\"decision\" value=\"allow\">Allow</button>\
-                 <button name=\"decision\" value=\"deny\">Deny</button></form>{auto}",
-                c = escape(&ticket.connection),
-                t = escape(&ticket.tenant),
-                u = escape(&ticket.sub),
-                ticket_id = escape(&ticket_id),
-            ),
+        let heading = format!(
+            "<h1>Connect your {c} account</h1><p>{t} asks to act for <b>{u}</b> with {c}.</p>",
+            c = escape(&ticket.connection),
+            t = escape(&ticket.tenant),
+            u = escape(&ticket.sub),
+        );
+        return consent_page(
+            &heading,
+            "/connected-accounts/approve",
+            ("ticket", &ticket_id),
+            st.accounts.auto_consent,
         );
     }
     let f = form(&String::from_utf8_lossy(&r.body));

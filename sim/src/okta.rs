@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::http::{Request, Response};
 use crate::keys::{claims_of, header_of, random_id, ClientKey, IssuerKeys};
-use crate::web::{escape, html, oauth_error, parse_form};
+use crate::web::{consent_page, escape, html, oauth_error, parse_form};
 use crate::{issue_token, lock, now, subject_claims, SimTenant, State, ACCESS_TOKEN_TYPE};
 
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -499,25 +499,17 @@ pub(crate) fn interact(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         let Some(s) = st.okta.sessions.get(&id).filter(|s| s.expires > now()) else {
             return html(400, "<h1>Invalid or expired session</h1>");
         };
-        // A headless browser cannot click: submitting without a button means "allow".
-        let auto = if st.accounts.auto_consent {
-            "<script>document.forms[0].submit()</script>"
-        } else {
-            ""
-        };
-        return html(
-            200,
-            &format!(
-                "<h1>Allow {t} to use your {c} account ({u})?</h1>\
-                 <form method=\"post\" action=\"/okta/interact/approve\">\
-                 <input type=\"hidden\" name=\"session\" value=\"{id}\">\
-                 <button name=\"decision\" value=\"allow\">Allow</button>\
-                 <button name=\"decision\" value=\"deny\">Deny</button></form>{auto}",
-                t = escape(&s.tenant),
-                c = escape(&s.connection),
-                u = escape(&s.sub),
-                id = escape(&id),
-            ),
+        let heading = format!(
+            "<h1>Allow {t} to use your {c} account ({u})?</h1>",
+            t = escape(&s.tenant),
+            c = escape(&s.connection),
+            u = escape(&s.sub),
+        );
+        return consent_page(
+            &heading,
+            "/okta/interact/approve",
+            ("session", &id),
+            st.accounts.auto_consent,
         );
     }
     let f = parse_form(&String::from_utf8_lossy(&r.body));

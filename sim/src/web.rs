@@ -66,6 +66,33 @@ pub fn html(status: u16, body: &str) -> Response {
     )
 }
 
+/// A consent page: `heading` (already escaped), then Allow and Deny buttons posting `hidden`
+/// (name, raw value) to `action`. With `auto_submit` a script submits the form at once: a
+/// headless browser cannot click, and a submission without a button means "allow".
+pub fn consent_page(
+    heading: &str,
+    action: &str,
+    hidden: (&str, &str),
+    auto_submit: bool,
+) -> Response {
+    let auto = if auto_submit {
+        "<script>document.forms[0].submit()</script>"
+    } else {
+        ""
+    };
+    html(
+        200,
+        &format!(
+            "{heading}<form method=\"post\" action=\"{action}\">\
+             <input type=\"hidden\" name=\"{name}\" value=\"{value}\">\
+             <button name=\"decision\" value=\"allow\">Allow</button>\
+             <button name=\"decision\" value=\"deny\">Deny</button></form>{auto}",
+            name = hidden.0,
+            value = escape(hidden.1),
+        ),
+    )
+}
+
 /// An OAuth 2.0 error answer.
 pub fn oauth_error(status: u16, error: &str, description: &str) -> Response {
     Response::json(
