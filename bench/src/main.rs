@@ -318,10 +318,9 @@ fn report(r: &Report) -> String {
         vault: (vault_after_warmup, vault_total),
         jwks: (jwks_after_warmup, jwks_total),
         modules,
+        ref startup,
         profiles,
-        ..
     } = *r;
-    let startup = r.startup.clone();
     let median = |xs: Vec<f64>| {
         let mut xs = xs;
         xs.sort_by(|a, b| a.total_cmp(b));
@@ -385,6 +384,7 @@ fn report(r: &Report) -> String {
         jwks_total - jwks_after_warmup
     ));
     if let Some((plain_ms, with_modules)) = startup {
+        let plain_ms = *plain_ms;
         out.push_str(&format!(
             "start-up to ready (median of 3): plain Envoy {plain_ms:.0} ms"
         ));
