@@ -31,6 +31,8 @@ pub struct CalloutResponse {
     /// `None` when the host gave no usable `:status` (reset, malformed).
     pub status: Option<u16>,
     pub retry_after: Option<String>,
+    /// `X-RateLimit-Reset`: when Auth0's standard rate limit resets (epoch seconds).
+    pub rate_limit_reset: Option<String>,
     pub body: Option<Vec<u8>>,
 }
 

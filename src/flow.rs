@@ -329,7 +329,7 @@ impl Worker {
                 Step::Forward(forward(input.tenant, tenant, &principal, t.expose()))
             }
             Some(Downstream::NotConnected { interaction_uri }) => deny(
-                connect_required(tenant, interaction_uri.as_deref()),
+                connect_required(tenant, interaction_uri.as_deref(), &[]),
                 Some(&principal),
             ),
             None => {
@@ -543,6 +543,7 @@ impl Worker {
         let response = CalloutResponse {
             status: Some(503),
             retry_after: None,
+            rate_limit_reset: None,
             body: Some(Vec::new()),
         };
         self.complete_flight(host, flight, &response)
@@ -652,6 +653,7 @@ impl Worker {
                 let step = match &response.body {
                     Some(_) => vault::read_answer(
                         &t.vault,
+                        t.connect.as_ref().map_or(&[][..], |c| &c.scopes),
                         leg,
                         response,
                         self.signer.as_ref(),
@@ -1024,6 +1026,7 @@ fn vault_metric(outcome: &VaultOutcome) -> &'static str {
     match outcome {
         VaultOutcome::Token { .. } => "vault.ok",
         VaultOutcome::ConnectRequired { .. } => "vault.connect_required",
+        VaultOutcome::SubjectRejected { .. } => "vault.subject_rejected",
         VaultOutcome::Misconfigured { .. } => "vault.misconfigured",
         VaultOutcome::Forbidden { .. } => "vault.forbidden",
         VaultOutcome::RateLimited { .. } => "vault.rate_limited",
@@ -1046,7 +1049,11 @@ fn failure_of(response: &CalloutResponse) -> DependencyFailure {
 
 /// "Connect your account"; with the vault's own interaction URL when it gave one (Okta STS),
 /// otherwise the filter's connect pages fill the link in.
-fn connect_required(tenant: &Tenant, interaction_uri: Option<&str>) -> Deny {
+fn connect_required(
+    tenant: &Tenant,
+    interaction_uri: Option<&str>,
+    missing_scopes: &[String],
+) -> Deny {
     Deny::ConnectRequired {
         connection: tenant.vault.connection.clone(),
         tenant_name: tenant.name.clone(),
@@ -1055,9 +1062,12 @@ fn connect_required(tenant: &Tenant, interaction_uri: Option<&str>) -> Deny {
             .as_ref()
             .map(|c| c.scopes.clone())
             .unwrap_or_default(),
-        connect: interaction_uri.map(|url| ConnectLink {
-            id: hex(&sha256(url.as_bytes())[..16]),
-            url: url.to_string(),
+        missing_scopes: missing_scopes.to_vec(),
+        connect: interaction_uri.map(|url| {
+            Box::new(ConnectLink {
+                id: hex(&sha256(url.as_bytes())[..16]),
+                url: url.to_string(),
+            })
         }),
     }
 }
@@ -1097,8 +1107,15 @@ fn vault_step(
             Step::Forward(forward(index, tenant, principal, access_token.expose()))
         }
         VaultOutcome::ConnectRequired {
-            interaction_uri, ..
-        } => deny(connect_required(tenant, interaction_uri.as_deref())),
+            interaction_uri,
+            missing_scopes,
+            ..
+        } => deny(connect_required(
+            tenant,
+            interaction_uri.as_deref(),
+            missing_scopes,
+        )),
+        VaultOutcome::SubjectRejected { .. } => deny(Deny::InvalidToken(TokenError::Rejected)),
         VaultOutcome::Misconfigured { .. } => deny(Deny::VaultMisconfigured),
         VaultOutcome::Forbidden { .. } => deny(Deny::VaultForbidden),
         VaultOutcome::RateLimited {

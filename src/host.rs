@@ -142,6 +142,7 @@ pub fn callout_response(body_size: usize, max_body: usize) -> CalloutResponse {
     CalloutResponse {
         status,
         retry_after: header("retry-after"),
+        rate_limit_reset: header("x-ratelimit-reset"),
         body,
     }
 }

@@ -81,6 +81,8 @@ pub enum TokenError {
     Expired,
     NotYetValid,
     MissingSubject,
+    /// Valid here, but the token vault refused it (revoked, or expired by its clock).
+    Rejected,
 }
 
 impl TokenError {
@@ -97,6 +99,7 @@ impl TokenError {
             TokenError::Expired => "token_expired",
             TokenError::NotYetValid => "token_not_yet_valid",
             TokenError::MissingSubject => "missing_sub",
+            TokenError::Rejected => "token_rejected",
         }
     }
 
@@ -117,6 +120,7 @@ impl TokenError {
             TokenError::Expired => "The access token has expired.",
             TokenError::NotYetValid => "The access token is not yet valid.",
             TokenError::MissingSubject => "The access token has no subject.",
+            TokenError::Rejected => "The authorization server no longer accepts this access token.",
         }
     }
 }

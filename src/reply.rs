@@ -21,8 +21,12 @@ pub enum Deny {
         tenant_name: String,
         /// Provider scopes the connection is asked for (empty: the connection's defaults).
         scopes: Vec<String>,
-        /// Where the user connects the account, when the filter runs the flow.
-        connect: Option<ConnectLink>,
+        /// Of those, the ones the connected account lacks (re-consent); empty when the
+        /// account is not connected at all.
+        missing_scopes: Vec<String>,
+        /// Where the user connects the account, when the filter runs the flow (boxed: it
+        /// keeps every refusal small).
+        connect: Option<Box<ConnectLink>>,
     },
     /// Signing keys could not be obtained.
     KeysUnavailable(DependencyFailure),
@@ -89,6 +93,7 @@ impl Deny {
             "token_expired" => "deny.token_expired",
             "token_not_yet_valid" => "deny.token_not_yet_valid",
             "missing_sub" => "deny.missing_sub",
+            "token_rejected" => "deny.token_rejected",
             _ => "deny.other",
         }
     }
@@ -101,9 +106,17 @@ pub struct ConnectLink {
     pub url: String,
 }
 
-/// What an agent shows its user when an account must be connected.
-pub fn connect_message(connection: &str) -> String {
-    format!("Authorization required to access the Token Vault: {connection}")
+/// What an agent shows its user when an account must be connected, or connected again to
+/// grant the scopes it lacks.
+pub fn connect_message(connection: &str, missing_scopes: &[String]) -> String {
+    if missing_scopes.is_empty() {
+        format!("Authorization required to access the Token Vault: {connection}")
+    } else {
+        format!(
+            "Authorization required to access the Token Vault: {connection} (grant the missing scopes: {})",
+            missing_scopes.join(" ")
+        )
+    }
 }
 
 /// A local reply, ready for `send_http_response`.
@@ -209,16 +222,23 @@ pub fn deny_reply(deny: &Deny, realm: &Realm<'_>) -> Reply {
             connection,
             tenant_name,
             scopes,
+            missing_scopes,
             connect,
         } => {
+            let description = if missing_scopes.is_empty() {
+                format!("The user has not connected their {connection} account for {tenant_name}.")
+            } else {
+                format!(
+                    "The user's {connection} account for {tenant_name} lacks scopes: {}.",
+                    missing_scopes.join(" ")
+                )
+            };
             let mut body = json!({
                 "error": "connected_account_required",
-                "error_description": format!(
-                    "The user has not connected their {connection} account for {tenant_name}."
-                ),
+                "error_description": description,
                 "name": "AUTH0_AI_INTERRUPT",
                 "code": "TOKEN_VAULT_ERROR",
-                "message": connect_message(connection),
+                "message": connect_message(connection, missing_scopes),
                 "connection": connection,
                 "scopes": scopes,
                 "requiredScopes": scopes,
@@ -227,6 +247,9 @@ pub fn deny_reply(deny: &Deny, realm: &Realm<'_>) -> Reply {
             });
             if let Some(link) = connect {
                 body["connect_uri"] = json!(link.url);
+            }
+            if !missing_scopes.is_empty() {
+                body["missingScopes"] = json!(missing_scopes);
             }
             Reply::json(403, &body).with_header("x-connect-required", connection.clone())
         }
@@ -350,10 +373,11 @@ mod tests {
                 connection: "github".into(),
                 tenant_name: "GitHub".into(),
                 scopes: vec!["repo".into()],
-                connect: Some(ConnectLink {
+                missing_scopes: Vec::new(),
+                connect: Some(Box::new(ConnectLink {
                     id: "abc".into(),
                     url: "https://gw/connect/github/start?id=abc".into(),
-                }),
+                })),
             },
             &Realm::named("github"),
         );

@@ -228,11 +228,7 @@ fn vault_failures_fail_closed_with_the_right_status() {
             with_status(error("invalid_client"), 401),
             502,
         ),
-        (
-            "access_denied",
-            with_status(error("access_denied"), 403),
-            502,
-        ),
+        ("mfa_required", with_status(error("mfa_required"), 403), 502),
         (
             "bad request",
             with_status(error("invalid_request"), 400),
@@ -261,10 +257,28 @@ fn vault_failures_fail_closed_with_the_right_status() {
     stack.sim.fail(Endpoint::Vault, limited, Some(1));
     let r = stack.call("GET", "/github/user", &token);
     assert_eq!((r.status, r.header("retry-after")), (503, Some("7")));
+    // Auth0's standard 429 has no Retry-After: its X-RateLimit-Reset becomes one.
+    stack
+        .sim
+        .fail(Endpoint::Vault, Fault::auth0_rate_limited(30), Some(1));
+    let r = stack.call("GET", "/github/user", &token);
+    assert_eq!(r.status, 503, "{}", r.text());
+    let wait: u64 = r.header("retry-after").unwrap_or("").parse().unwrap_or(0);
+    assert!((28..=30).contains(&wait), "retry-after {wait}");
     assert_eq!(stack.sim.count(Endpoint::Backend), 0);
     // Failures are not cached: the vault heals and the next request goes through.
     assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
     assert_eq!(stack.sim.count(Endpoint::Backend), 1);
+    // Any other 4xx means "authorization required", as the auth0-ai SDKs read it (last: the
+    // answer is remembered for a few seconds, as "not connected" is; alice's token is cached).
+    stack.sim.fail(
+        Endpoint::Vault,
+        with_status(error("access_denied"), 403),
+        Some(1),
+    );
+    let r = stack.call("GET", "/github/user", &stack.token("github", "dave"));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"], "connected_account_required");
     let log = stack.log_text();
     assert!(!log.contains(&token) && !log.contains(GITHUB_SECRET));
 }
@@ -318,5 +332,36 @@ fn discovery_failure_and_recovery() {
     assert_eq!(
         stack.eventually(200, || stack.call("GET", "/google/files", &token).status),
         200
+    );
+}
+
+/// A token the filter still accepts (within its clock skew) but the vault refuses as expired
+/// (`401 invalid_grant`, as Auth0 and the sim answer): the agent is told to get a new token,
+/// never sent round a connect flow that cannot help.
+#[test]
+fn vault_refusing_the_agent_token_is_invalid_token_not_connect() {
+    let stack = Stack::start();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let token = stack.mint(Mint {
+        tenant: "github".into(),
+        sub: "alice".into(),
+        claims: Some(json!({"exp": now - 20})),
+        ..Mint::default()
+    });
+    let r = stack.call("GET", "/github/user", &token);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["error"], "invalid_token");
+    let challenge = r.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(!r.text().contains("connect"), "{}", r.text());
+    assert_eq!(stack.sim.count(Endpoint::Vault), 1);
+    assert_eq!(stack.sim.count(Endpoint::Backend), 0);
+    let decisions = stack.decisions();
+    assert_eq!(
+        decisions.last().map(|d| d["reason"].clone()),
+        Some(json!("token_rejected"))
     );
 }

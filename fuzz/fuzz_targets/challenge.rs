@@ -27,7 +27,8 @@ fuzz_target!(|data: &[u8]| {
         connection: a.to_string(),
         tenant_name: b.to_string(),
         scopes: vec![b.to_string()],
-        connect: Some(reply::ConnectLink { id: a.to_string(), url: b.to_string() }),
+        missing_scopes: vec![a.to_string()],
+        connect: Some(Box::new(reply::ConnectLink { id: a.to_string(), url: b.to_string() })),
     };
     let r = reply::deny_reply(&deny, &realm);
     assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_ok());

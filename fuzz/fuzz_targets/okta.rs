@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let response = CalloutResponse {
         status: Some(statuses[usize::from(selector >> 1) % statuses.len()]),
         retry_after: None,
+        rate_limit_reset: None,
         body: Some(body.to_vec()),
     };
     let leg = (selector >> 5) & 1;

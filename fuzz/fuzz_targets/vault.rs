@@ -15,9 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let response = CalloutResponse {
         status: Some(statuses[usize::from(status) % statuses.len()]),
         retry_after: std::str::from_utf8(body).ok().map(|s| s.chars().take(8).collect()),
+        rate_limit_reset: std::str::from_utf8(body).ok().map(|s| s.chars().take(12).collect()),
         body: Some(body.to_vec()),
     };
-    if let VaultOutcome::Token { access_token, .. } = auth0::parse_exchange(&cfg.tenants[0].vault, &response) {
+    if let VaultOutcome::Token { access_token, .. } = auth0::parse_exchange(&cfg.tenants[0].vault, &["repo".to_string()], &response, 1_800_000_000) {
         assert!(access_token.expose().bytes().all(|b| (0x21..=0x7e).contains(&b)));
     }
 });

@@ -166,6 +166,30 @@ impl Fault {
         }
     }
 
+    /// Auth0's standard rate-limit answer: 429 with `X-RateLimit-Limit`, `-Remaining` and
+    /// `-Reset` (epoch seconds) and no `Retry-After`, which Auth0 sends only with custom
+    /// policies (<https://auth0.com/docs/troubleshoot/customer-support/operational-policies/rate-limit-policy>).
+    pub fn auth0_rate_limited(reset_in_seconds: u64) -> Fault {
+        Fault::Respond {
+            status: 429,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-ratelimit-limit".into(), "50".into()),
+                ("x-ratelimit-remaining".into(), "0".into()),
+                (
+                    "x-ratelimit-reset".into(),
+                    (now() + reset_in_seconds).to_string(),
+                ),
+            ],
+            body: serde_json::json!({
+                "error": "too_many_requests",
+                "error_description": "Global limit has been reached",
+            })
+            .to_string()
+            .into_bytes(),
+        }
+    }
+
     pub fn body(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Fault {
         Fault::Respond {
             status,

@@ -70,6 +70,7 @@ fn ok(status: u16, body: serde_json::Value) -> CalloutResponse {
     CalloutResponse {
         status: Some(status),
         retry_after: None,
+        rate_limit_reset: None,
         body: Some(body.to_string().into_bytes()),
     }
 }

@@ -188,7 +188,7 @@ pub(super) fn with_connect_link(
             &principal.downstream_key,
             ProxyWasmHost.now_ms(),
         )
-        .map(|(id, url)| ConnectLink { id, url });
+        .map(|(id, url)| Box::new(ConnectLink { id, url }));
     }
     deny
 }

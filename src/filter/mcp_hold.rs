@@ -33,6 +33,7 @@ pub(super) fn hold_for_elicitation(
     let Deny::ConnectRequired {
         connection,
         connect,
+        missing_scopes,
         ..
     } = answered
     else {
@@ -54,9 +55,9 @@ pub(super) fn hold_for_elicitation(
     }
     record_denial(config, context_id, Some(tenant), deny, principal);
     let offer = mcp::ConnectOffer {
-        message: connect_message(&connection),
+        message: connect_message(&connection, &missing_scopes),
         connection,
-        link: connect,
+        link: connect.map(|l| *l),
     };
     worker.borrow_mut().mcp.insert(
         context_id,

@@ -53,6 +53,7 @@ impl Fixture {
         let response = CalloutResponse {
             status: Some(status),
             retry_after: None,
+            rate_limit_reset: None,
             body: Some(body.to_string().into_bytes()),
         };
         self.worker.on_response(&self.host, token, &response)

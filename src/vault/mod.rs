@@ -33,6 +33,13 @@ pub enum VaultOutcome {
         vault_error: String,
         /// Where the vault itself wants the user sent (Okta's `interaction_uri`).
         interaction_uri: Option<String>,
+        /// Provider scopes the connection lacks (re-consent), when the vault's answer said.
+        missing_scopes: Vec<String>,
+    },
+    /// The vault refused the agent's token itself (expired at the vault's clock, revoked):
+    /// the agent needs a new token; connecting an account cannot help.
+    SubjectRejected {
+        vault_error: String,
     },
     /// The vault refused the filter itself (bad client, not allowed): an operator problem.
     Misconfigured {
@@ -53,6 +60,7 @@ impl VaultOutcome {
         match self {
             VaultOutcome::Token { .. } => "ok",
             VaultOutcome::ConnectRequired { .. } => "connect_required",
+            VaultOutcome::SubjectRejected { .. } => "vault_subject_rejected",
             VaultOutcome::Misconfigured { .. } => "vault_misconfigured",
             VaultOutcome::Forbidden { .. } => "vault_forbidden",
             VaultOutcome::RateLimited { .. } => "vault_rate_limited",
@@ -86,16 +94,23 @@ pub fn first_request(
     }
 }
 
-/// Read the answer to call number `leg` (0 first) of the tenant's exchange.
+/// Read the answer to call number `leg` (0 first) of the tenant's exchange. `required_scopes`
+/// are the provider scopes the downstream token must carry (the tenant's `connect.scopes`).
 pub fn read_answer(
     vault: &VaultConfig,
+    required_scopes: &[String],
     leg: u8,
     response: &CalloutResponse,
     signer: &dyn AssertionSigner,
     now_s: u64,
 ) -> Step {
     match &vault.backend {
-        VaultBackend::Auth0 { .. } => Step::Done(auth0::parse_exchange(vault, response)),
+        VaultBackend::Auth0 { .. } => Step::Done(auth0::parse_exchange(
+            vault,
+            required_scopes,
+            response,
+            now_s,
+        )),
         VaultBackend::OktaSts { .. } | VaultBackend::IdJag { .. } => {
             okta::read_answer(vault, leg, response, signer, now_s)
         }
@@ -110,14 +125,48 @@ pub fn is_header_safe_token(token: &str) -> bool {
         && token.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is not worth trusting from a vault), capped.
-pub fn parse_retry_after(value: Option<&str>) -> Option<u64> {
-    value?.trim().parse::<u64>().ok().map(|s| s.min(3600))
+/// Longest wait ever passed on to a client.
+const MAX_RETRY_AFTER_SECONDS: u64 = 3600;
+
+/// Seconds until a rate-limited call may be retried: `Retry-After` in seconds (the HTTP-date
+/// form is not worth trusting from a vault), else Auth0's standard `X-RateLimit-Reset` (epoch
+/// seconds: <https://auth0.com/docs/troubleshoot/customer-support/operational-policies/rate-limit-policy>),
+/// capped. At least one second: a reset already past still means "not now".
+pub fn retry_after_seconds(response: &CalloutResponse, now_s: u64) -> Option<u64> {
+    if let Some(seconds) = response
+        .retry_after
+        .as_deref()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(seconds.min(MAX_RETRY_AFTER_SECONDS));
+    }
+    let reset = response
+        .rate_limit_reset
+        .as_deref()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(
+        reset
+            .saturating_sub(now_s)
+            .clamp(1, MAX_RETRY_AFTER_SECONDS),
+    )
+}
+
+/// A successful token answer.
+#[derive(Debug)]
+struct Issued {
+    access_token: Secret,
+    expires_in: u64,
+    /// The provider scopes the token carries, when the answer said (space-separated).
+    scope: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct Success {
     access_token: String,
+    #[serde(default)]
+    scope: Option<String>,
     #[serde(default)]
     token_type: Option<String>,
     #[serde(default)]
@@ -126,10 +175,10 @@ struct Success {
     issued_token_type: Option<String>,
 }
 
-/// A successful token answer: the token (header-safe) and its lifetime. `token_type` must be
-/// `expected_type` (case-insensitive) when given; `issued_token_type`, when the answer has one,
-/// must be `issued`.
-fn token_answer(body: &[u8], expected_type: &str, issued: Option<&str>) -> Option<(Secret, u64)> {
+/// A successful token answer: the token (header-safe), its lifetime and scopes. `token_type`
+/// must be `expected_type` (case-insensitive) when given; `issued_token_type`, when the answer
+/// has one, must be `issued`.
+fn token_answer(body: &[u8], expected_type: &str, issued: Option<&str>) -> Option<Issued> {
     let s: Success = serde_json::from_slice(body).ok()?;
     let type_ok = s
         .token_type
@@ -139,11 +188,10 @@ fn token_answer(body: &[u8], expected_type: &str, issued: Option<&str>) -> Optio
         (Some(want), Some(got)) => want == got,
         _ => true,
     };
-    (type_ok && issued_ok && is_header_safe_token(&s.access_token)).then(|| {
-        (
-            Secret::new(s.access_token),
-            s.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
-        )
+    (type_ok && issued_ok && is_header_safe_token(&s.access_token)).then(|| Issued {
+        access_token: Secret::new(s.access_token),
+        expires_in: s.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+        scope: s.scope,
     })
 }
 

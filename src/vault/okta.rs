@@ -11,7 +11,7 @@ use crate::config::{Endpoint, SubjectTokenType, VaultBackend, VaultConfig};
 use crate::connect::form::encode_pairs;
 use crate::crypto::signing::{AssertionSigner, SigningKey};
 use crate::vault::assertion::{client_assertion, ASSERTION_TYPE};
-use crate::vault::{error_answer, parse_retry_after, token_answer, Step, VaultOutcome};
+use crate::vault::{error_answer, retry_after_seconds, token_answer, Issued, Step, VaultOutcome};
 
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -128,7 +128,7 @@ pub fn read_answer(
     match (&vault.backend, leg) {
         (VaultBackend::OktaSts { token, .. }, 0) => Step::Done(match response.status {
             Some(200) => token_outcome(body, Some(STS_TOKEN_TYPE)),
-            _ => sts_error(response, body, token),
+            _ => sts_error(response, body, token, now_s),
         }),
         (
             VaultBackend::IdJag {
@@ -142,23 +142,24 @@ pub fn read_answer(
             // The ID-JAG is a bearer credential of its own: it only ever goes to the resource's
             // authorization server, never into a log or the cache.
             Some(200) => match token_answer(body, "N_A", Some(ID_JAG_TOKEN_TYPE)) {
-                Some((id_jag, _)) => {
-                    match assertion(key, resource_client_id, resource_token, now_s, signer) {
-                        Ok(client_assertion) => Step::Next(form_request(
-                            resource_token,
-                            &[
-                                ("grant_type", JWT_BEARER),
-                                ("assertion", id_jag.expose()),
-                                ("client_assertion_type", ASSERTION_TYPE),
-                                ("client_assertion", &client_assertion),
-                            ],
-                        )),
-                        Err(outcome) => Step::Done(outcome),
-                    }
-                }
+                Some(Issued {
+                    access_token: id_jag,
+                    ..
+                }) => match assertion(key, resource_client_id, resource_token, now_s, signer) {
+                    Ok(client_assertion) => Step::Next(form_request(
+                        resource_token,
+                        &[
+                            ("grant_type", JWT_BEARER),
+                            ("assertion", id_jag.expose()),
+                            ("client_assertion_type", ASSERTION_TYPE),
+                            ("client_assertion", &client_assertion),
+                        ],
+                    )),
+                    Err(outcome) => Step::Done(outcome),
+                },
                 None => Step::Done(VaultOutcome::Failed(DependencyFailure::BadAnswer)),
             },
-            _ => Step::Done(oauth_error(response, body)),
+            _ => Step::Done(oauth_error(response, body, now_s)),
         },
         (VaultBackend::IdJag { .. }, 1) => Step::Done(match response.status {
             Some(200) => token_outcome(body, None),
@@ -166,7 +167,7 @@ pub fn read_answer(
             Some(400) if error_answer(body).is_some_and(|(e, _, _)| e == "invalid_grant") => {
                 VaultOutcome::Failed(DependencyFailure::BadAnswer)
             }
-            _ => oauth_error(response, body),
+            _ => oauth_error(response, body, now_s),
         }),
         _ => Step::Done(VaultOutcome::Failed(DependencyFailure::BadAnswer)),
     }
@@ -174,27 +175,33 @@ pub fn read_answer(
 
 fn token_outcome(body: &[u8], issued: Option<&str>) -> VaultOutcome {
     match token_answer(body, "bearer", issued) {
-        Some((access_token, expires_in)) => VaultOutcome::Token {
-            access_token,
-            expires_in,
+        Some(issued) => VaultOutcome::Token {
+            access_token: issued.access_token,
+            expires_in: issued.expires_in,
         },
         None => VaultOutcome::Failed(DependencyFailure::BadAnswer),
     }
 }
 
 /// STS errors: `interaction_required` means the user must consent at `interaction_uri`.
-fn sts_error(response: &CalloutResponse, body: &[u8], token: &Endpoint) -> VaultOutcome {
+fn sts_error(
+    response: &CalloutResponse,
+    body: &[u8],
+    token: &Endpoint,
+    now_s: u64,
+) -> VaultOutcome {
     if response.status == Some(400) {
         if let Some((error, code, uri)) = error_answer(body) {
             if error == "interaction_required" {
                 return VaultOutcome::ConnectRequired {
                     vault_error: code,
                     interaction_uri: uri.filter(|u| same_origin(u, &token.url)),
+                    missing_scopes: Vec::new(),
                 };
             }
         }
     }
-    oauth_error(response, body)
+    oauth_error(response, body, now_s)
 }
 
 /// Only send users to the Okta org the filter talks to: an answer cannot redirect them
@@ -211,10 +218,10 @@ fn same_origin(uri: &str, token_url: &str) -> bool {
 
 /// Any other answer: 429 is rate limiting, 403 a refusal of this access, other 4xx the
 /// filter's own client or configuration, 5xx the vault's trouble.
-fn oauth_error(response: &CalloutResponse, body: &[u8]) -> VaultOutcome {
+fn oauth_error(response: &CalloutResponse, body: &[u8], now_s: u64) -> VaultOutcome {
     match response.status {
         Some(429) => VaultOutcome::RateLimited {
-            retry_after_seconds: parse_retry_after(response.retry_after.as_deref()),
+            retry_after_seconds: retry_after_seconds(response, now_s),
         },
         Some(status @ (400 | 401 | 403)) => match error_answer(body) {
             Some((_, code, _)) if status == 403 => VaultOutcome::Forbidden { vault_error: code },

@@ -14,10 +14,13 @@ fn answer(status: u16, body: Value) -> VaultOutcome {
     let r = CalloutResponse {
         status: Some(status),
         retry_after: Some("12".into()),
+        rate_limit_reset: None,
         body: Some(body.to_string().into_bytes()),
     };
-    parse_exchange(&vault(), &r)
+    parse_exchange(&vault(), &[], &r, NOW_S)
 }
+
+const NOW_S: u64 = 1_800_000_000;
 
 #[test]
 fn request_uses_the_exact_literals() {
@@ -116,8 +119,13 @@ fn answers_map_to_outcomes() {
         answer(401, json!({"error": "invalid_client"})),
         VaultOutcome::Misconfigured { .. }
     ));
+    // As the auth0-ai SDKs read it: any other 4xx asks for authorization (connecting).
     assert!(matches!(
         answer(403, json!({"error": "access_denied"})),
+        VaultOutcome::ConnectRequired { .. }
+    ));
+    assert!(matches!(
+        answer(400, json!({"error": "mfa_required"})),
         VaultOutcome::Misconfigured { .. }
     ));
     assert!(matches!(
@@ -145,19 +153,21 @@ fn answers_map_to_outcomes() {
     let garbage = CalloutResponse {
         status: Some(401),
         retry_after: None,
+        rate_limit_reset: None,
         body: Some(b"<html>".to_vec()),
     };
     assert_eq!(
-        parse_exchange(&vault(), &garbage),
+        parse_exchange(&vault(), &[], &garbage, NOW_S),
         VaultOutcome::Failed(DependencyFailure::BadAnswer)
     );
     let huge = CalloutResponse {
         status: Some(200),
         retry_after: None,
+        rate_limit_reset: None,
         body: None,
     };
     assert_eq!(
-        parse_exchange(&vault(), &huge),
+        parse_exchange(&vault(), &[], &huge, NOW_S),
         VaultOutcome::Failed(DependencyFailure::BadAnswer)
     );
 }
@@ -168,4 +178,93 @@ fn vault_error_code_is_sanitised_for_logs() {
         VaultOutcome::ConnectRequired { vault_error, .. } => assert_eq!(vault_error, "badcodex"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_rejected_subject_token_is_not_a_connect_prompt() {
+    // The sim (like Auth0) answers 401 invalid_grant for an expired or revoked subject token.
+    for error in ["invalid_grant", "invalid_token"] {
+        assert!(
+            matches!(
+                answer(
+                    401,
+                    json!({"error": error, "error_description": "Invalid subject token"})
+                ),
+                VaultOutcome::SubjectRejected { .. }
+            ),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn missing_provider_scopes_ask_for_re_consent_naming_them() {
+    let required = vec!["repo".to_string(), "gist".to_string()];
+    let token = |scope: Option<&str>| {
+        CalloutResponse {
+        status: Some(200),
+        retry_after: None,
+        rate_limit_reset: None,
+        body: Some(
+            json!({"access_token": "gho_x", "token_type": "Bearer", "expires_in": 600, "scope": scope})
+                .to_string()
+                .into_bytes(),
+        ),
+    }
+    };
+    match parse_exchange(&vault(), &required, &token(Some("repo read:user")), NOW_S) {
+        VaultOutcome::ConnectRequired { missing_scopes, .. } => {
+            assert_eq!(missing_scopes, vec!["gist".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Scope tokens are compared whole, never as substrings.
+    match parse_exchange(
+        &vault(),
+        &required,
+        &token(Some("repo:status gists")),
+        NOW_S,
+    ) {
+        VaultOutcome::ConnectRequired { missing_scopes, .. } => {
+            assert_eq!(missing_scopes, required);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        parse_exchange(&vault(), &required, &token(Some("gist repo")), NOW_S),
+        VaultOutcome::Token { .. }
+    ));
+    // No `scope` in the answer: the scopes granted at connection time, nothing missing.
+    assert!(matches!(
+        parse_exchange(&vault(), &required, &token(None), NOW_S),
+        VaultOutcome::Token { .. }
+    ));
+}
+
+#[test]
+fn auth0_rate_limit_reset_becomes_retry_after() {
+    let limited = |retry_after: Option<&str>, reset: Option<String>| CalloutResponse {
+        status: Some(429),
+        retry_after: retry_after.map(str::to_string),
+        rate_limit_reset: reset,
+        body: Some(b"{\"error\":\"too_many_requests\"}".to_vec()),
+    };
+    let wait = |r: CalloutResponse| match parse_exchange(&vault(), &[], &r, NOW_S) {
+        VaultOutcome::RateLimited {
+            retry_after_seconds,
+        } => retry_after_seconds,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(wait(limited(None, Some((NOW_S + 7).to_string()))), Some(7));
+    // A reset already past still means "not now"; a far one is capped.
+    assert_eq!(wait(limited(None, Some((NOW_S - 5).to_string()))), Some(1));
+    assert_eq!(
+        wait(limited(None, Some((NOW_S + 86_400).to_string()))),
+        Some(3600)
+    );
+    assert_eq!(
+        wait(limited(Some("3"), Some((NOW_S + 7).to_string()))),
+        Some(3)
+    );
+    assert_eq!(wait(limited(None, Some("soon".into()))), None);
 }

@@ -84,6 +84,7 @@ fn response(status: u16, body: Value) -> CalloutResponse {
     CalloutResponse {
         status: Some(status),
         retry_after: Some("9".into()),
+        rate_limit_reset: None,
         body: Some(body.to_string().into_bytes()),
     }
 }
@@ -168,6 +169,7 @@ fn sts_answers_are_mapped() {
         VaultOutcome::ConnectRequired {
             vault_error: "interaction_required".into(),
             interaction_uri: Some("https://org.okta.example/interact/1".into()),
+            missing_scopes: Vec::new(),
         }
     );
     // An interaction URL elsewhere is not passed on: the user is told to connect, no link.
@@ -180,6 +182,7 @@ fn sts_answers_are_mapped() {
         VaultOutcome::ConnectRequired {
             vault_error: "interaction_required".into(),
             interaction_uri: None,
+            missing_scopes: Vec::new(),
         }
     );
     assert!(matches!(
