@@ -20,15 +20,28 @@ struct Record<'a> {
     tenant: Option<&'a str>,
 }
 
+/// What happened to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Forwarded with the downstream credential.
+    Allow,
+    /// Answered by the filter; nothing forwarded.
+    Deny,
+    /// An MCP lifecycle or listing request of a user without the account: forwarded with no
+    /// credential at all.
+    Relay,
+}
+
 /// Build the JSON record. `principal` is known once the token verified; `reason` is the
 /// stable reason code (`ok` when allowed). Written straight from borrowed fields: it runs for
 /// every new token and every refusal.
 pub fn record(
     tenant: Option<&Tenant>,
     principal: Option<&Principal>,
-    allowed: bool,
+    decision: Decision,
     reason: &str,
 ) -> String {
+    let forwarded = decision != Decision::Deny;
     let scopes: Option<Vec<&str>> = match (tenant, principal) {
         (Some(t), Some(p)) => Some(p.claims.scopes(&t.scopes.claims).collect()),
         (None, Some(p)) => Some(p.claims.scopes(&[ScopeClaim::Scope]).collect()),
@@ -37,9 +50,13 @@ pub fn record(
     let record = Record {
         client_id: principal.and_then(|p| p.claims.client_id.as_deref()),
         connection: tenant.map(|t| t.vault.connection.as_str()),
-        decision: if allowed { "allow" } else { "deny" },
+        decision: match decision {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::Relay => "relay",
+        },
         downstream_host: tenant
-            .filter(|_| allowed)
+            .filter(|_| forwarded)
             .map(|t| t.backend_authority.as_str()),
         reason,
         scopes,
@@ -76,7 +93,7 @@ mod tests {
             login_hint: None,
         };
         let p = Principal::new(&cfg.tenants[0], claims);
-        let line = record(Some(&cfg.tenants[0]), Some(&p), true, "ok");
+        let line = record(Some(&cfg.tenants[0]), Some(&p), Decision::Allow, "ok");
         assert!(!line.contains('\n') && !line.contains("alice"));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         assert_eq!(v["tenant"], "github");
@@ -105,7 +122,8 @@ mod tests {
         assert!(at.iter().all(Option::is_some), "{line}");
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
         let denied: serde_json::Value =
-            serde_json::from_str(&record(None, None, false, "no_tenant")).unwrap_or_default();
+            serde_json::from_str(&record(None, None, Decision::Deny, "no_tenant"))
+                .unwrap_or_default();
         assert_eq!(denied["decision"], "deny");
         assert!(denied["sub"].is_null() && denied["downstream_host"].is_null());
     }

@@ -159,7 +159,7 @@ pub struct Worker {
     /// Per user: (iss, sub, login hint) and the hashes derived from them.
     identities: DigestMap<Identity>,
     /// MCP requests that may need an elicitation answer, by context.
-    pub mcp: HashMap<u32, crate::mcp::McpState>,
+    pub mcp: HashMap<u32, crate::mcp::InFlight>,
 }
 
 /// A user seen before on this worker, with the hashes derived for them.

@@ -201,17 +201,63 @@ pub fn clear_route_cache() -> bool {
     hostcalls::call_foreign_function("clear_route_cache", None).is_ok()
 }
 
+/// A response header, when it is UTF-8.
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+        .and_then(|v| String::from_utf8(v).ok())
+}
+
+pub fn set_response_header(name: &str, value: &str) -> bool {
+    replace_header(MapType::HttpResponseHeaders, name, value)
+}
+
+pub fn remove_response_header(name: &str) -> bool {
+    remove_header(MapType::HttpResponseHeaders, name)
+}
+
 pub fn remove_request_header(name: &str) -> bool {
-    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_ok()
+    remove_header(MapType::HttpRequestHeaders, name)
 }
 
 pub fn set_request_header(name: &str, value: &str) -> bool {
-    hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()))
-        .is_ok()
+    replace_header(MapType::HttpRequestHeaders, name, value)
+}
+
+/// Set a header through the raw ABI: the SDK's wrapper panics (trapping the VM) on any status
+/// but Ok, and Envoy refuses writes to headers that already went on down the chain.
+fn replace_header(map: MapType, name: &str, value: &str) -> bool {
+    // SAFETY: all pointers come from live slices and their exact lengths; the host only reads.
+    let status = unsafe {
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    status == 0
+}
+
+/// Remove a header through the raw ABI (see [`replace_header`]).
+fn remove_header(map: MapType, name: &str) -> bool {
+    // SAFETY: the pointer comes from a live slice and its exact length; the host only reads.
+    let status = unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) };
+    status == 0
 }
 
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
     fn proxy_set_property(
         path: *const u8,
         path_size: usize,

@@ -1,18 +1,41 @@
-//! MCP clients (JSON-RPC over Streamable HTTP) are told "connect your account" in their own
-//! protocol: a URL-mode elicitation carrying the request's JSON-RPC id.
+//! MCP clients (JSON-RPC over Streamable HTTP) whose user has not connected the account get an
+//! answer their SDK acts on, in the form their protocol revision defines.
 //!
-//! - 2025-11-25: the `-32042` URL elicitation required error;
-//! - 2026-07-28 and later: an `input_required` result whose input request is a URL elicitation
-//!   (`requestState` is the connect link's id: opaque, unguessable, kept server-side);
-//! - older revisions have no URL elicitation: a `tools/call` gets a tool error naming the
-//!   link, any other request (`initialize` first of all: a user without the account is refused
-//!   from the first message on) a JSON-RPC error carrying the link.
+//! What the filter does with an MCP request it cannot broker (the vault said "connect"):
+//!
+//! - **Lifecycle and listing requests are relayed without a credential**: `initialize`,
+//!   `server/discover`, `ping`, the `*/list` methods, notifications, the client's responses to
+//!   server requests, and the session's `GET` stream and `DELETE`. They carry no user data and
+//!   need no provider access, and the SDKs fail the whole session when they are refused (the
+//!   official Python SDK raises out of `initialize`; in 2026-07-28 mode a refused
+//!   `server/discover` makes it fall back to the older revision). The agent's token is removed
+//!   and no downstream token is set, so the backend sees no credential at all; a backend that
+//!   answers 401 to that gets its challenge removed (see `filter/`), so the client is never
+//!   sent to the backend's own authorization server. Relaying keeps the backend's session:
+//!   after the user connects, the retry continues in the same session.
+//! - **Requests that need the account** (`tools/call`, `prompts/get`, `resources/read`, and
+//!   anything else) get the consent answer:
+//!   - 2026-07-28 and later: on `tools/call`, `prompts/get`, `resources/read` only, and only
+//!     when the request's `_meta` capabilities declare URL elicitation, an `input_required`
+//!     result with a URL elicitation (MCP 2026-07-28, basic/patterns/mrtr: "Servers MUST NOT
+//!     send InputRequiredResult responses on any other client requests"; client/elicitation:
+//!     "Servers MUST NOT send elicitation requests with modes that are not supported by the
+//!     client"). It carries no `requestState`: the filter keeps nothing for the client to echo,
+//!     the link's id is in its URL. Every result carries `resultType` (basic/index: "The
+//!     result MUST include a resultType field").
+//!   - 2025-11-25: the `-32042` URL elicitation required error, only when the session declared
+//!     `elicitation.url` at `initialize` (remembered per `Mcp-Session-Id`).
+//!   - Otherwise, a `tools/call` gets a tool result with `isError: true` naming the link (the
+//!     model reads it and tells the user); any other request a JSON-RPC error whose message
+//!     and `data.connect_uri` carry it.
 
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
 
 use crate::reply::{ConnectLink, Reply};
+use crate::secret::{hex, sha256};
 
-/// Largest JSON-RPC request body read to answer with an elicitation.
+/// Largest JSON-RPC request body read (larger ones are judged without it).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 const URL_ELICITATION_SINCE: &str = "2025-11-25";
@@ -22,33 +45,81 @@ const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 /// no URL elicitation applies: `-32042` is reserved for URL elicitations.
 const CONNECT_REQUIRED_CODE: i64 = -32000;
 
-/// A request that looks like MCP's Streamable HTTP transport carrying a JSON-RPC message.
+/// Methods that need no provider access: relayed without a credential when the account is
+/// missing. `ping` exists up to 2025-11-25, `server/discover` from 2026-07-28.
+const RELAYED_METHODS: &[&str] = &[
+    "initialize",
+    "server/discover",
+    "ping",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+];
+
+/// Methods on which 2026-07-28 allows an `InputRequiredResult`.
+const INPUT_REQUIRED_METHODS: &[&str] = &["tools/call", "prompts/get", "resources/read"];
+
+/// An HTTP request of MCP's Streamable HTTP transport, as its headers show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct McpRequest {
+    pub kind: Kind,
     /// `MCP-Protocol-Version`, when it is a well-formed revision date.
     pub protocol_version: Option<String>,
+    /// `Mcp-Method` (2026-07-28).
+    pub method_header: Option<String>,
+    /// `Mcp-Name` (2026-07-28: the tool, prompt or resource).
+    pub name_header: Option<String>,
+    /// `Mcp-Session-Id` (up to 2025-11-25).
+    pub session: Option<String>,
 }
 
-/// MCP clients POST JSON and accept an event stream; a protocol-version header is proof
-/// enough on its own.
-pub fn recognise(
-    method: &str,
-    content_type: Option<&str>,
-    protocol_version: Option<&str>,
-    accept: Option<&str>,
-) -> Option<McpRequest> {
-    let json = content_type.is_some_and(|c| {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A JSON-RPC message in a JSON `POST`.
+    Message,
+    /// The session's server-to-client stream (`GET`) or its end (`DELETE`): no body.
+    Session,
+}
+
+/// The request's headers, as [`recognise`] reads them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Headers<'a> {
+    pub method: &'a str,
+    pub content_type: Option<&'a str>,
+    pub accept: Option<&'a str>,
+    pub protocol_version: Option<&'a str>,
+    pub mcp_method: Option<&'a str>,
+    pub mcp_name: Option<&'a str>,
+    pub session: Option<&'a str>,
+}
+
+/// MCP clients POST JSON and accept an event stream; a protocol-version header is proof enough
+/// on its own. A `GET` or `DELETE` is MCP's only when it names its session.
+pub fn recognise(h: &Headers<'_>) -> Option<McpRequest> {
+    let json = h.content_type.is_some_and(|c| {
         c.split(';')
             .next()
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
     });
-    let streamable = accept.is_some_and(|a| a.contains("text/event-stream"));
-    if method != "POST" || !json || !(streamable || protocol_version.is_some()) {
-        return None;
-    }
+    let streamable = h.accept.is_some_and(|a| a.contains("text/event-stream"));
+    let kind = match h.method {
+        "POST" if json && (streamable || h.protocol_version.is_some()) => Kind::Message,
+        "GET" if streamable && h.session.is_some() => Kind::Session,
+        "DELETE" if h.session.is_some() => Kind::Session,
+        _ => return None,
+    };
     Some(McpRequest {
-        protocol_version: protocol_version
+        kind,
+        protocol_version: h
+            .protocol_version
             .filter(|v| is_revision(v))
+            .map(str::to_string),
+        method_header: h.mcp_method.map(str::to_string),
+        name_header: h.mcp_name.map(str::to_string),
+        session: h
+            .session
+            .filter(|s| is_visible_ascii(s))
             .map(str::to_string),
     })
 }
@@ -65,20 +136,180 @@ fn is_revision(v: &str) -> bool {
         })
 }
 
-/// Where an MCP request is on its way to an elicitation answer.
+/// Session ids are visible ASCII (Streamable HTTP transport, "Session Management").
+fn is_visible_ascii(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// One JSON-RPC message read from a request body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// `None` for notifications and for the client's responses to server requests.
+    pub id: Option<Value>,
+    /// `None` for the client's responses to server requests.
+    pub method: Option<String>,
+    /// `params.name` (tools, prompts) or `params.uri` (resources).
+    pub name: Option<String>,
+    /// Whether the message itself declares URL elicitation: in `initialize`'s capabilities,
+    /// or (2026-07-28) in its `_meta` client capabilities.
+    pub declares_url_elicitation: bool,
+    /// Whether the message lists its client capabilities in `_meta` at all (2026-07-28).
+    pub lists_capabilities: bool,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    jsonrpc: String,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    params: Option<Map<String, Value>>,
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// A member that is present, even as `null` (serde's `Option` would make `null` absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// Read one JSON-RPC message; `None` for anything else (batches, other JSON, garbage).
+pub fn parse(body: &[u8]) -> Option<Message> {
+    let raw: Raw = serde_json::from_slice(body).ok()?;
+    if raw.jsonrpc != "2.0" {
+        return None;
+    }
+    let id = match raw.id {
+        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id),
+        None => None,
+        // `null` or structured ids are not JSON-RPC 2.0 request ids.
+        Some(_) => return None,
+    };
+    match (&raw.method, &raw.result, &raw.error) {
+        (Some(_), None, None) => {}
+        // A response to a server request: it has an id and a result or an error.
+        (None, Some(_), None) | (None, None, Some(_)) if id.is_some() => {}
+        _ => return None,
+    }
+    let params = raw.params.unwrap_or_default();
+    let name = ["name", "uri"]
+        .iter()
+        .find_map(|k| params.get(*k).and_then(Value::as_str))
+        .map(str::to_string);
+    let meta_capabilities = params.get("_meta").and_then(|m| m.get(CLIENT_CAPABILITIES));
+    let declared = |capabilities: Option<&Value>| {
+        capabilities
+            .and_then(|c| c.get("elicitation"))
+            .and_then(|e| e.get("url"))
+            .is_some_and(|u| !u.is_null())
+    };
+    let declares_url_elicitation = declared(meta_capabilities)
+        || (raw.method.as_deref() == Some("initialize") && declared(params.get("capabilities")));
+    Some(Message {
+        id,
+        method: raw.method,
+        name,
+        declares_url_elicitation,
+        lists_capabilities: meta_capabilities.is_some(),
+    })
+}
+
+/// 2026-07-28 clients name the method (and the tool) in headers as well; an intermediary must
+/// refuse a request whose headers and body disagree (transports/streamable-http, "Validation":
+/// "Intermediaries MUST return an appropriate HTTP error status"), or a policy reading one and
+/// a server reading the other would judge different requests.
+pub fn headers_agree(request: &McpRequest, message: &Message) -> bool {
+    let method_ok = match (&request.method_header, &message.method) {
+        (Some(header), Some(method)) => header == method,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let name_ok = match (&request.name_header, &message.name) {
+        // Names that are not safe ASCII travel base64-encoded (`=?base64?...?=`): leave them.
+        (Some(header), _) if header.starts_with("=?base64?") => true,
+        (Some(header), Some(name)) => header == name,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    method_ok && name_ok
+}
+
+/// An MCP request the filter is deciding: what its headers and body said.
 #[derive(Debug, Clone)]
-pub enum McpState {
-    /// Recognised at its headers; its body has not been read.
-    Candidate(McpRequest),
-    /// Refused for a missing account and sent to the hold route: answered once its body (the
-    /// JSON-RPC id) is in. `fallback` is the plain HTTP refusal.
-    Held {
-        /// Index of the tenant in the configuration.
-        tenant: usize,
-        request: McpRequest,
-        offer: ConnectOffer,
-        fallback: Reply,
-    },
+pub struct InFlight {
+    /// Index of the tenant in the configuration.
+    pub tenant: usize,
+    pub request: McpRequest,
+    /// `None` until the body is read, or when it is not one JSON-RPC message.
+    pub message: Option<Message>,
+    /// Relayed without a credential: the backend's answer must not challenge the client.
+    pub relayed: bool,
+    /// The user (`sub`) whose URL-capable session this request opens, once it went on.
+    pub session_owner: Option<String>,
+    /// Sent to the hold route until its body is in.
+    pub held: Option<Held>,
+}
+
+/// A request of a user without the account, waiting on the hold route for its body: what is
+/// needed to relay or answer it then.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub principal: Option<std::rc::Rc<crate::cache::Principal>>,
+    pub offer: ConnectOffer,
+    /// The plain HTTP refusal.
+    pub fallback: Reply,
+    pub session_declared_url: bool,
+}
+
+impl InFlight {
+    pub fn new(tenant: usize, request: McpRequest) -> Self {
+        InFlight {
+            tenant,
+            request,
+            message: None,
+            relayed: false,
+            session_owner: None,
+            held: None,
+        }
+    }
+}
+
+impl InFlight {
+    /// An `initialize` that declares URL elicitation: its session (from the answer's
+    /// `Mcp-Session-Id`) is remembered as able to take `-32042`.
+    pub fn opens_url_capable_session(&self) -> bool {
+        self.message.as_ref().is_some_and(|m| {
+            m.method.as_deref() == Some("initialize") && m.declares_url_elicitation
+        })
+    }
+}
+
+/// How long a session's declared URL elicitation is remembered.
+pub const SESSION_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// Shared-data key remembering that a user's session declared URL elicitation: a digest of
+/// tenant, user and session id (the id is the backend's bearer-like secret: never stored).
+pub fn session_key(tenant: &str, sub: &str, session: &str) -> String {
+    let mut input = Vec::with_capacity(tenant.len() + sub.len() + session.len() + 2);
+    for part in [tenant, sub, session] {
+        input.extend_from_slice(part.as_bytes());
+        input.push(0);
+    }
+    format!("tvp/v1/mcp-session/{}", hex(&sha256(&input)[..16]))
+}
+
+/// The remembered value: when it lapses.
+pub fn encode_session(expires_at_ms: u64) -> [u8; 8] {
+    expires_at_ms.to_be_bytes()
+}
+
+/// Whether a remembered value is still live.
+pub fn session_live(value: &[u8], now_ms: u64) -> bool {
+    <[u8; 8]>::try_from(value).is_ok_and(|b| u64::from_be_bytes(b) > now_ms)
 }
 
 /// What the user must do, as the MCP answer says it.
@@ -89,233 +320,136 @@ pub struct ConnectOffer {
     pub link: Option<ConnectLink>,
 }
 
-/// The JSON-RPC answer to `body` telling the client to have the account connected; `None`
-/// when the body is not a single JSON-RPC request this can answer (the caller then sends the
-/// plain HTTP refusal).
-pub fn elicitation(body: &[u8], request: &McpRequest, offer: &ConnectOffer) -> Option<Reply> {
-    let message: Value = serde_json::from_slice(body).ok()?;
-    if message["jsonrpc"] != "2.0" || !message["method"].is_string() {
-        return None;
+/// Whether the headers alone show a request of a user without the account is relayed: the
+/// session's stream or end, or (2026-07-28) an `Mcp-Method` naming a lifecycle or listing
+/// method or a notification. `false` when the body must be read to know.
+pub fn relays_by_headers(request: &McpRequest) -> bool {
+    request.kind == Kind::Session
+        || request
+            .method_header
+            .as_deref()
+            .is_some_and(|m| RELAYED_METHODS.contains(&m) || m.starts_with("notifications/"))
+}
+
+/// Whether a request of a user without the account is relayed without any credential
+/// (lifecycle and listing) rather than answered. `message` is its JSON-RPC body (`None` when
+/// there is none or it is not one message).
+pub fn relays(request: &McpRequest, message: Option<&Message>) -> bool {
+    if request.kind == Kind::Session {
+        return true;
     }
-    let id = match &message["id"] {
-        id @ (Value::String(_) | Value::Number(_)) => id.clone(),
-        // A notification gets no answer; nothing to correlate an error with.
-        _ => return None,
-    };
-    // `initialize` carries its revision and capabilities in its params, not in headers.
-    let initialize = message["method"] == "initialize";
-    let proposed = message["params"]["protocolVersion"]
-        .as_str()
-        .filter(|v| is_revision(v));
-    let version = match (initialize, proposed) {
-        (true, Some(v)) => v,
-        _ => request.protocol_version.as_deref().unwrap_or(""),
-    };
-    let url_capable =
-        !initialize || !message["params"]["capabilities"]["elicitation"]["url"].is_null();
-    let answer = match &offer.link {
-        Some(link) if version >= INPUT_REQUIRED_SINCE && declares_url_elicitation(&message) => {
-            json!({"result": {
-                "resultType": "input_required",
-                "inputRequests": {
-                    format!("connect_{}", offer.connection): {
-                        "method": "elicitation/create",
-                        "params": {"mode": "url", "url": link.url, "message": offer.message},
-                    }
-                },
-                "requestState": link.id,
-            }})
+    match message {
+        // The client answering a request of the server's, or a notification: they need
+        // nothing of the account and get no answer.
+        Some(Message { method: None, .. }) | Some(Message { id: None, .. }) => true,
+        Some(Message {
+            method: Some(method),
+            ..
+        }) => RELAYED_METHODS.contains(&method.as_str()),
+        None => false,
+    }
+}
+
+/// The JSON-RPC consent answer to a request that needs the account; `None` when nothing
+/// MCP-shaped applies (no single request to answer): the plain HTTP refusal then.
+/// `session_declared_url`: the request's session declared URL elicitation at `initialize`.
+pub fn answer(
+    request: &McpRequest,
+    message: Option<&Message>,
+    session_declared_url: bool,
+    offer: &ConnectOffer,
+) -> Option<Reply> {
+    let message = message?;
+    let method = message.method.as_deref()?;
+    let id = message.id.as_ref()?;
+    let version = request.protocol_version.as_deref().unwrap_or("");
+    let modern = version >= INPUT_REQUIRED_SINCE || message.lists_capabilities;
+    let result = match &offer.link {
+        Some(link)
+            if modern
+                && INPUT_REQUIRED_METHODS.contains(&method)
+                && message.declares_url_elicitation =>
+        {
+            json!({"result": input_required(offer, link)})
         }
         Some(link)
-            if url_capable && (URL_ELICITATION_SINCE..INPUT_REQUIRED_SINCE).contains(&version) =>
+            if !modern
+                && session_declared_url
+                && (URL_ELICITATION_SINCE..INPUT_REQUIRED_SINCE).contains(&version) =>
         {
-            json!({"error": {
-                "code": -32042,
-                "message": "This request requires more information.",
-                "data": {"elicitations": [{
-                    "mode": "url",
-                    "elicitationId": link.id,
-                    "url": link.url,
-                    "message": offer.message,
-                }]},
-            }})
+            json!({"error": url_elicitation_required(offer, link)})
         }
-        _ if message["method"] == "tools/call" => {
-            let text = match &offer.link {
-                Some(link) => format!(
-                    "{} Ask the user to open {} to connect it, then try again.",
-                    offer.message, link.url
-                ),
-                None => format!("{} The user must connect it first.", offer.message),
-            };
-            json!({"result": {"content": [{"type": "text", "text": text}], "isError": true}})
+        _ if method == "tools/call" => {
+            let mut result = tool_error(offer);
+            if modern {
+                result["resultType"] = json!("complete");
+            }
+            json!({ "result": result })
         }
-        // Any other request: a server error the client shows, with the link to act on.
-        _ => {
-            let (text, uri) = match &offer.link {
-                Some(link) => (
-                    format!("{} Connect it at {}", offer.message, link.url),
-                    json!(link.url),
-                ),
-                None => (offer.message.clone(), Value::Null),
-            };
-            json!({"error": {
-                "code": CONNECT_REQUIRED_CODE,
-                "message": text,
-                "data": {"error": "connected_account_required", "connection": offer.connection,
-                         "connect_uri": uri},
-            }})
-        }
+        _ => json!({"error": connect_error(offer)}),
     };
-    let mut answer = answer;
+    let mut answer = result;
     answer["jsonrpc"] = json!("2.0");
-    answer["id"] = id;
+    answer["id"] = id.clone();
     Some(Reply::json(200, &answer))
 }
 
-/// From 2026-07-28 capabilities travel with each request; a client that lists them without
-/// URL elicitation must not get one. Absent capabilities are not held against it.
-fn declares_url_elicitation(message: &Value) -> bool {
-    let capabilities = &message["params"]["_meta"][CLIENT_CAPABILITIES];
-    capabilities.is_null() || !capabilities["elicitation"]["url"].is_null()
+/// 2026-07-28 `InputRequiredResult` with one URL elicitation (no `requestState`: nothing to
+/// echo; URL-mode params have no `elicitationId` in this revision).
+fn input_required(offer: &ConnectOffer, link: &ConnectLink) -> Value {
+    json!({
+        "resultType": "input_required",
+        "inputRequests": {
+            format!("connect_{}", offer.connection): {
+                "method": "elicitation/create",
+                "params": {"mode": "url", "url": link.url, "message": offer.message},
+            }
+        },
+    })
+}
+
+/// 2025-11-25 `URLElicitationRequiredError`.
+fn url_elicitation_required(offer: &ConnectOffer, link: &ConnectLink) -> Value {
+    json!({
+        "code": -32042,
+        "message": "This request requires more information.",
+        "data": {"elicitations": [{
+            "mode": "url",
+            "elicitationId": link.id,
+            "url": link.url,
+            "message": offer.message,
+        }]},
+    })
+}
+
+/// A `CallToolResult` the model reads: what is missing and where the user fixes it.
+fn tool_error(offer: &ConnectOffer) -> Value {
+    let text = match &offer.link {
+        Some(link) => format!(
+            "{} Ask the user to open {} to connect it, then try again.",
+            offer.message, link.url
+        ),
+        None => format!("{} The user must connect it first.", offer.message),
+    };
+    json!({"content": [{"type": "text", "text": text}], "isError": true})
+}
+
+/// A JSON-RPC error the client shows, with the link to act on.
+fn connect_error(offer: &ConnectOffer) -> Value {
+    let (text, uri) = match &offer.link {
+        Some(link) => (
+            format!("{} Connect it at {}", offer.message, link.url),
+            json!(link.url),
+        ),
+        None => (offer.message.clone(), Value::Null),
+    };
+    json!({
+        "code": CONNECT_REQUIRED_CODE,
+        "message": text,
+        "data": {"error": "connected_account_required", "connection": offer.connection,
+                 "connect_uri": uri},
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn offer(link: bool) -> ConnectOffer {
-        ConnectOffer {
-            connection: "github".into(),
-            message: "Authorization required to access the Token Vault: github".into(),
-            link: link.then(|| ConnectLink {
-                id: "L1".into(),
-                url: "https://gw/connect/github/start?id=L1".into(),
-            }),
-        }
-    }
-
-    fn answer(body: Value, version: Option<&str>, link: bool) -> Option<Value> {
-        let request = McpRequest {
-            protocol_version: version.map(str::to_string),
-        };
-        elicitation(body.to_string().as_bytes(), &request, &offer(link))
-            .map(|r| serde_json::from_slice(&r.body).unwrap_or_default())
-    }
-
-    fn call(id: Value) -> Value {
-        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "x"}})
-    }
-
-    #[test]
-    fn recognises_streamable_http_posts_only() {
-        let sse = Some("application/json, text/event-stream");
-        assert!(recognise("POST", Some("application/json"), None, sse).is_some());
-        assert!(recognise(
-            "POST",
-            Some("application/json; charset=utf-8"),
-            Some("2025-11-25"),
-            None
-        )
-        .is_some());
-        assert!(recognise("GET", Some("application/json"), Some("2025-11-25"), sse).is_none());
-        assert!(recognise("POST", Some("text/plain"), Some("2025-11-25"), sse).is_none());
-        assert!(recognise("POST", Some("application/json"), None, Some("*/*")).is_none());
-        let r = recognise(
-            "POST",
-            Some("application/json"),
-            Some("2025-11-25\r\nx"),
-            sse,
-        );
-        assert_eq!(r.map(|r| r.protocol_version), Some(None));
-    }
-
-    #[test]
-    fn url_elicitation_error_echoes_the_id() {
-        for id in [json!(7), json!("req-7")] {
-            let a = answer(call(id.clone()), Some("2025-11-25"), true).unwrap_or_default();
-            assert_eq!(a["id"], id);
-            assert_eq!(a["error"]["code"], -32042);
-            let e = &a["error"]["data"]["elicitations"][0];
-            assert_eq!(e["mode"], "url");
-            assert_eq!(e["elicitationId"], "L1");
-            assert_eq!(e["url"], "https://gw/connect/github/start?id=L1");
-        }
-    }
-
-    #[test]
-    fn newer_revision_gets_input_required() {
-        let a = answer(call(json!(3)), Some("2026-07-28"), true).unwrap_or_default();
-        assert_eq!(a["result"]["resultType"], "input_required");
-        let input = &a["result"]["inputRequests"]["connect_github"];
-        assert_eq!(input["method"], "elicitation/create");
-        assert_eq!(input["params"]["mode"], "url");
-        assert_eq!(a["result"]["requestState"], "L1");
-        assert_eq!(a["id"], 3);
-        // A client that lists its capabilities without URL elicitation gets a tool error.
-        let mut body = call(json!(4));
-        body["params"]["_meta"] = json!({CLIENT_CAPABILITIES: {"elicitation": {"form": {}}}});
-        let a = answer(body, Some("2026-07-28"), true).unwrap_or_default();
-        assert_eq!(a["result"]["isError"], true);
-    }
-
-    #[test]
-    fn older_revisions_get_a_tool_error_or_nothing() {
-        let a = answer(call(json!(1)), Some("2025-06-18"), true).unwrap_or_default();
-        assert_eq!(a["result"]["isError"], true);
-        let text = a["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap_or_default();
-        assert!(
-            text.contains("https://gw/connect/github/start?id=L1"),
-            "{text}"
-        );
-        let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
-        let a = answer(list, Some("2025-06-18"), true).unwrap_or_default();
-        assert_eq!(a["error"]["code"], -32000);
-        assert_eq!(
-            a["error"]["data"]["connect_uri"],
-            "https://gw/connect/github/start?id=L1"
-        );
-        // Without a link a URL elicitation is impossible.
-        let a = answer(call(json!(1)), Some("2025-11-25"), false).unwrap_or_default();
-        assert_eq!(a["result"]["isError"], true);
-    }
-
-    #[test]
-    fn initialize_is_answered_by_what_it_declares() {
-        let init = |caps: Value| {
-            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                   "params": {"protocolVersion": "2025-11-25", "capabilities": caps,
-                              "clientInfo": {"name": "c", "version": "1"}}})
-        };
-        // No header yet: the revision comes from the params.
-        let a = answer(init(json!({"elicitation": {"url": {}}})), None, true).unwrap_or_default();
-        assert_eq!(a["error"]["code"], -32042);
-        assert_eq!(a["id"], 0);
-        // A client that did not declare URL elicitation gets the plain server error.
-        let a = answer(init(json!({"elicitation": {}})), None, true).unwrap_or_default();
-        assert_eq!(a["error"]["code"], -32000);
-        assert!(a["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("https://gw/connect/github/start?id=L1"));
-    }
-
-    #[test]
-    fn only_single_requests_are_answered() {
-        for body in [
-            json!([call(json!(1))]),
-            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-            json!({"jsonrpc": "2.0", "id": null, "method": "tools/call"}),
-            json!({"jsonrpc": "1.0", "id": 1, "method": "tools/call"}),
-            json!("text"),
-        ] {
-            assert_eq!(answer(body, Some("2025-11-25"), true), None);
-        }
-        let request = McpRequest {
-            protocol_version: None,
-        };
-        assert!(elicitation(b"{not json", &request, &offer(true)).is_none());
-    }
-}
+mod tests;

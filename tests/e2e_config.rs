@@ -101,7 +101,7 @@ fn shipped_envoy_config_is_the_rendering_and_validates() {
         rendered.text == read("envoy/envoy.yaml"),
         "envoy/envoy.yaml is stale: run `{RENDER}`"
     );
-    assert!(rendered.text.contains("path: /.tvp-hold"));
+    assert!(rendered.text.contains("prefix: /.tvp-hold/github/"));
     wasm_path();
     let out = Command::new(envoy_bin())
         .args(["--mode", "validate", "-c", "envoy/envoy.yaml"])

@@ -1,6 +1,8 @@
-//! MCP clients refused for a missing account get the answer in JSON-RPC, carrying their
-//! request's id: the URL elicitation error (2025-11-25), an input_required result (2026-07-28)
-//! or a tool error (older revisions). The refused request never reaches the backend.
+//! MCP clients whose user has no account, on the wire: lifecycle and listing requests are
+//! relayed with no credential; requests that need the account get the consent answer of
+//! their revision with their JSON-RPC id (-32042 for sessions that declared URL elicitation,
+//! input_required on the 2026-07-28 methods that allow it, a tool error otherwise) and never
+//! reach the backend. The SDK-driven flows are in `e2e_mcp_sdk.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -34,53 +36,94 @@ fn stack() -> Stack {
     })
 }
 
+/// `initialize` as a 2025-11-25 client sends it.
+fn initialize(capabilities: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+           "params": {"protocolVersion": "2025-11-25", "capabilities": capabilities,
+                      "clientInfo": {"name": "e2e", "version": "1"}}})
+}
+
+/// A request with extra headers (session id, Mcp-Method).
+fn mcp_with(stack: &Stack, token: &str, extra: &[(&str, &str)], body: &Value) -> Response {
+    let auth = format!("Bearer {token}");
+    let mut headers = vec![
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+    headers.extend_from_slice(extra);
+    stack.request("POST", "/github/mcp", &headers, body.to_string().as_bytes())
+}
+
 #[test]
-fn tools_call_without_account_gets_the_url_elicitation_with_its_id() {
+fn lifecycle_is_relayed_without_any_credential_and_sessions_remember_url_elicitation() {
     let stack = stack();
     let token = stack.token("github", "bob");
-    // The first call waits for the vault (answered after a call-out), the second is refused
-    // from the cache at once: both paths hold the request until its id is read.
-    for id in [json!(42), json!("req-43")] {
-        let r = mcp_call(&stack, &token, Some("2025-11-25"), &tools_call(id.clone()));
-        assert_eq!(r.status, 200, "{}", r.text());
-        let body = r.json();
-        assert_eq!(body["jsonrpc"], "2.0");
-        assert_eq!(body["id"], id);
-        assert_eq!(body["error"]["code"], -32042);
-        let e = &body["error"]["data"]["elicitations"][0];
-        assert_eq!(e["mode"], "url");
-        let url = e["url"].as_str().unwrap();
-        assert!(
-            url.starts_with(&format!(
-                "http://127.0.0.1:{}/connect/github/start?id=",
-                stack.port
-            )),
-            "{url}"
-        );
-        assert!(url.ends_with(e["elicitationId"].as_str().unwrap()));
-        assert!(e["message"].as_str().unwrap().contains("github"));
-    }
+    // bob has no account, yet his session opens: `initialize` reaches the backend with no
+    // credential at all (not his agent token, not a client-supplied downstream header).
+    let init = mcp_with(
+        &stack,
+        &token,
+        &[],
+        &initialize(json!({"elicitation": {"url": {}}})),
+    );
+    assert_eq!(init.status, 200, "{}", init.text());
+    let session = init.header("mcp-session-id").expect("session").to_string();
+    let seen = stack.sim.backend_requests();
+    let last = seen.last().expect("relayed");
+    assert_eq!(last.header("authorization"), None);
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let s = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    assert_eq!(mcp_with(&stack, &token, &s, &note).status, 200);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    assert_eq!(mcp_with(&stack, &token, &s, &list).status, 200);
+    assert_eq!(stack.sim.count(Endpoint::Backend), 3);
+    assert!(stack
+        .sim
+        .backend_requests()
+        .iter()
+        .all(|r| r.header("authorization").is_none()));
+    let relays: Vec<Value> = stack
+        .decisions()
+        .into_iter()
+        .filter(|d| d["decision"] == "relay")
+        .collect();
+    assert_eq!(relays.len(), 3, "{relays:?}");
+
+    // The session declared URL elicitation: a tools/call in it gets -32042 with its id.
+    let r = mcp_with(&stack, &token, &s, &tools_call(json!(42))).json();
+    assert_eq!(r["id"], 42);
+    assert_eq!(r["error"]["code"], -32042, "{r}");
+    let e = &r["error"]["data"]["elicitations"][0];
+    assert_eq!(e["mode"], "url");
+    let url = e["url"].as_str().unwrap().to_string();
+    assert!(url.ends_with(e["elicitationId"].as_str().unwrap()));
     assert_eq!(
         stack.sim.count(Endpoint::Backend),
-        0,
-        "nothing was forwarded"
-    );
-    assert_eq!(
-        stack.eventually(2, || stack.stat("wasmcustom.tvp.github.mcp.elicitation")),
-        2
-    );
-    let decisions = stack.decisions();
-    assert!(
-        decisions.iter().all(|d| d["reason"] == "connect_required"),
-        "{decisions:?}"
+        3,
+        "the call was not forwarded"
     );
 
-    // The user opens the elicitation's URL and connects; the client's retry then succeeds.
-    let r = mcp_call(&stack, &token, Some("2025-11-25"), &tools_call(json!(44))).json();
-    let url = r["error"]["data"]["elicitations"][0]["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    // Another user cannot borrow bob's session to change how he is answered, and a session
+    // that declared nothing gets the tool error.
+    let carol = stack.token("github", "carol");
+    let r = mcp_with(&stack, &carol, &s, &tools_call(json!(43))).json();
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let plain = mcp_with(&stack, &token, &[], &initialize(json!({})));
+    let other = plain.header("mcp-session-id").unwrap().to_string();
+    let s2 = [
+        ("mcp-session-id", other.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let r = mcp_with(&stack, &token, &s2, &tools_call(json!(44))).json();
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("/connect/github/start?id="), "{text}");
+
+    // bob connects from the link; his retry in the same session is brokered.
     let mut browser = Browser::new();
     let (_, login) = browser.open(&url);
     let q = Browser::field(&login.text(), "q").expect("login form");
@@ -94,49 +137,90 @@ fn tools_call_without_account_gets_the_url_elicitation_with_its_id() {
     );
     let (_, done) = browser.submit(&approve, &format!("ticket={}&decision=allow", enc(&ticket)));
     assert_eq!(done.status, 200, "{}", done.text());
-    let r = mcp_call(&stack, &token, Some("2025-11-25"), &tools_call(json!(45)));
-    assert_eq!(r.status, 200);
-    assert_eq!(stack.sim.count(Endpoint::Backend), 1);
+    let r = mcp_with(&stack, &token, &s, &tools_call(json!(45)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = stack.sim.backend_requests();
+    let last = seen.last().expect("forwarded");
+    assert_eq!(last.header("mcp-session-id"), Some(session.as_str()));
+    assert!(last
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Bearer sim_github_bob_")));
+    // Three JSON-RPC consent answers: the -32042, carol's and the other session's tool errors.
+    assert_eq!(
+        stack.eventually(3, || stack.stat("wasmcustom.tvp.github.mcp.elicitation")),
+        3
+    );
 }
 
 #[test]
 fn each_revision_gets_its_own_form() {
     let stack = stack();
     let token = stack.token("github", "bob");
-    let r = mcp_call(&stack, &token, Some("2026-07-28"), &tools_call(json!(7))).json();
+    let modern = |method: &str, capabilities: Value| {
+        json!({"jsonrpc": "2.0", "id": 7, "method": method,
+               "params": {"name": "list_repos", "arguments": {}, "_meta": {
+                   "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                   "io.modelcontextprotocol/clientCapabilities": capabilities}}})
+    };
+    let v2026 = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "list_repos"),
+    ];
+    let url = json!({"elicitation": {"form": {}, "url": {}}});
+    let r = mcp_with(&stack, &token, &v2026, &modern("tools/call", url.clone())).json();
     assert_eq!(r["id"], 7);
-    assert_eq!(r["result"]["resultType"], "input_required");
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
     let input = &r["result"]["inputRequests"]["connect_github"];
     assert_eq!(input["params"]["mode"], "url");
-    assert!(r["result"]["requestState"].is_string());
+    // Declared no URL elicitation: a readable tool error, with its resultType.
+    let r = mcp_with(&stack, &token, &v2026, &modern("tools/call", json!({}))).json();
+    assert_eq!(
+        (
+            r["result"]["isError"].clone(),
+            r["result"]["resultType"].clone()
+        ),
+        (json!(true), json!("complete")),
+        "{r}"
+    );
+    // input_required is not allowed on other methods; discovery is relayed.
+    let other = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "completion/complete"),
+    ];
+    let r = mcp_with(
+        &stack,
+        &token,
+        &other,
+        &modern("completion/complete", url.clone()),
+    )
+    .json();
+    assert_eq!(r["error"]["code"], -32000, "{r}");
+    let discover = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "server/discover"),
+    ];
+    let r = mcp_with(
+        &stack,
+        &token,
+        &discover,
+        &modern("server/discover", url.clone()),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(stack.sim.count(Endpoint::Backend), 1);
+    // Headers that disagree with the body are refused before anything else.
+    let lying = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/list"),
+    ];
+    let r = mcp_with(&stack, &token, &lying, &modern("tools/call", url));
+    assert_eq!(r.status, 400, "{}", r.text());
 
     let r = mcp_call(&stack, &token, Some("2025-06-18"), &tools_call(json!(8))).json();
     assert_eq!(r["id"], 8);
     assert_eq!(r["result"]["isError"], true);
     let text = r["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.contains("/connect/github/start?id="), "{text}");
-
-    // A new session's first message, `initialize`, is refused too (the user has no account):
-    // it carries no version header, its params say what the client can do.
-    let init = |caps: Value| {
-        json!({"jsonrpc": "2.0", "id": 0, "method": "initialize",
-               "params": {"protocolVersion": "2025-11-25", "capabilities": caps,
-                          "clientInfo": {"name": "e2e", "version": "1"}}})
-    };
-    let r = mcp_call(
-        &stack,
-        &token,
-        None,
-        &init(json!({"elicitation": {"url": {}}})),
-    )
-    .json();
-    assert_eq!(
-        (r["id"].clone(), r["error"]["code"].clone()),
-        (json!(0), json!(-32042))
-    );
-    let r = mcp_call(&stack, &token, None, &init(json!({}))).json();
-    assert_eq!(r["error"]["code"], -32000, "{r}");
-    assert!(r["error"]["data"]["connect_uri"].is_string());
 
     // Not a single JSON-RPC request: the plain HTTP refusal.
     let batch = json!([tools_call(json!(9))]);
@@ -150,8 +234,8 @@ fn each_revision_gets_its_own_form() {
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(
         stack.sim.count(Endpoint::Backend),
-        0,
-        "nothing was forwarded"
+        1,
+        "only the discovery request was forwarded"
     );
 }
 

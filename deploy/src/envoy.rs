@@ -229,12 +229,11 @@ fn socket(address: &str, port: u16) -> Node {
 
 fn connection_manager(plan: &Plan, d: &Deployment, config: &str) -> Node {
     let hold = mcp_hold_path(plan);
-    let mut routes: Vec<Node> = hold.map(hold_route).into_iter().collect();
-    routes.extend(plan.backends.iter().map(|b| {
+    let tenant_route = |prefix: String, b: &crate::upstream::Backend| {
         // The tenant segment is replaced by the backend URL's path; the backend sees its
         // own host name.
         map! {
-            "match" => map! { "prefix" => format!("/{}/", b.tenant) },
+            "match" => map! { "prefix" => prefix },
             "route" => map! {
                 "cluster" => backend_name(d, &b.tenant, &b.origin),
                 "prefix_rewrite" => b.prefix.clone(),
@@ -242,7 +241,20 @@ fn connection_manager(plan: &Plan, d: &Deployment, config: &str) -> Node {
                 "timeout" => "30s",
             },
         }
-    }));
+    };
+    let mut routes: Vec<Node> = Vec::new();
+    if let Some(hold) = hold {
+        routes.extend(plan.backends.iter().map(|b| {
+            let mut route = tenant_route(format!("{hold}/{}/", b.tenant), b);
+            route.insert("typed_per_filter_config", hold_buffer());
+            route
+        }));
+    }
+    routes.extend(
+        plan.backends
+            .iter()
+            .map(|b| tenant_route(format!("/{}/", b.tenant), b)),
+    );
     // The filter answers everything else itself; this only guards a gap.
     routes.push(map! {
         "match" => map! { "prefix" => "/" },
@@ -330,22 +342,16 @@ fn max_body_bytes() -> u32 {
     u32::try_from(MAX_BODY_BYTES).unwrap_or(u32::MAX)
 }
 
-/// settings.mcp_hold_path: an MCP request refused for a missing account waits here,
-/// credentials removed, until the filter has read its JSON-RPC id and answered it. The buffer
-/// filter holds it; nothing is ever forwarded from this route (the 403 is only reached if the
-/// filter has not answered).
-fn hold_route(path: &str) -> Node {
+/// settings.mcp_hold_path: an MCP request of a user without the account waits on
+/// `{hold}/{tenant}/...`, credentials removed, until the filter has read its JSON-RPC body.
+/// The buffer filter holds it; the filter then answers it itself, or (a lifecycle or listing
+/// request) lets it go on with no credential to the tenant's backend. Clients cannot reach
+/// these routes: the filter refuses any path that is not `/{tenant}/...` first.
+fn hold_buffer() -> Node {
     map! {
-        "match" => map! { "path" => path },
-        "direct_response" => map! {
-            "status" => 403u16,
-            "body" => map! { "inline_string" => "{\"error\":\"connected_account_required\"}" },
-        },
-        "typed_per_filter_config" => map! {
-            BUFFER => map! {
-                "@type" => BUFFER_PER_ROUTE,
-                "buffer" => map! { "max_request_bytes" => max_body_bytes() },
-            },
+        BUFFER => map! {
+            "@type" => BUFFER_PER_ROUTE,
+            "buffer" => map! { "max_request_bytes" => max_body_bytes() },
         },
     }
 }
@@ -490,12 +496,12 @@ mod tests {
         assert_eq!(sim["type"], "STATIC");
         assert!(sim.get("transport_socket").is_none());
         let routes = &hcm(&b)["route_config"]["virtual_hosts"][0]["routes"];
-        assert_eq!(routes[0]["match"]["path"], "/.tvp-hold");
-        assert_eq!(routes[1]["match"]["prefix"], "/github/");
-        assert_eq!(routes[1]["route"]["cluster"], "backend_github");
-        assert_eq!(routes[1]["route"]["prefix_rewrite"], "/");
-        assert_eq!(routes[1]["route"]["host_rewrite_literal"], "127.0.0.1:9001");
-        assert_eq!(routes[3]["direct_response"]["status"], 404);
+        assert_eq!(routes[0]["match"]["prefix"], "/.tvp-hold/github/");
+        assert_eq!(routes[2]["match"]["prefix"], "/github/");
+        assert_eq!(routes[2]["route"]["cluster"], "backend_github");
+        assert_eq!(routes[2]["route"]["prefix_rewrite"], "/");
+        assert_eq!(routes[2]["route"]["host_rewrite_literal"], "127.0.0.1:9001");
+        assert_eq!(routes[4]["direct_response"]["status"], 404);
         let wasm = &hcm(&b)["http_filters"][0]["typed_config"]["config"];
         assert_eq!(wasm["fail_open"], false);
         assert_eq!(
@@ -533,8 +539,20 @@ mod tests {
             github["transport_socket"]["typed_config"]["sni"],
             "api.github.com"
         );
-        let route = &hcm(&b)["route_config"]["virtual_hosts"][0]["routes"][1]["route"];
+        let routes = hcm(&b)["route_config"]["virtual_hosts"][0]["routes"]
+            .as_array()
+            .unwrap();
+        let github = |prefix: &str| {
+            routes
+                .iter()
+                .find(|r| r["match"]["prefix"] == prefix)
+                .map(|r| r["route"].clone())
+                .unwrap()
+        };
+        let route = github("/github/");
         assert_eq!(route["prefix_rewrite"], "/v3/");
+        // Its hold route leads to the same backend, the same way.
+        assert_eq!(github("/.tvp-hold/github/"), route);
         assert_eq!(route["host_rewrite_literal"], "api.github.com");
         let chain = &b["static_resources"]["listeners"][0]["filter_chains"][0];
         assert_eq!(
@@ -561,7 +579,7 @@ mod tests {
     }
 
     #[test]
-    fn the_mcp_hold_route_is_buffered_and_never_forwarded() {
+    fn the_mcp_hold_routes_are_buffered_and_lead_to_each_tenants_backend() {
         let b = render_json(&example(), &[]);
         assert_eq!(
             filter_names(&b),
@@ -577,9 +595,8 @@ mod tests {
             json!({"@type": BUFFER_PER_ROUTE, "disabled": true})
         );
         let hold = &host["routes"][0];
-        assert_eq!(hold["match"], json!({"path": "/.tvp-hold"}));
-        assert_eq!(hold["direct_response"]["status"], 403);
-        assert!(hold.get("route").is_none());
+        assert_eq!(hold["match"], json!({"prefix": "/.tvp-hold/github/"}));
+        assert_eq!(hold["route"], host["routes"][2]["route"]);
         assert_eq!(
             hold["typed_per_filter_config"][BUFFER]["buffer"]["max_request_bytes"],
             65536

@@ -839,11 +839,18 @@ fn backend_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
     }
     let headers: Vec<Value> = r.headers.iter().map(|(n, v)| json!([n, v])).collect();
     let mut response_headers = vec![("content-type".to_string(), "application/json".to_string())];
-    // Let MCP session headers round-trip, as an MCP server would.
+    // Let MCP session headers round-trip, as an MCP server would; an `initialize` opens a
+    // session (Streamable HTTP: the server assigns `Mcp-Session-Id` on its answer).
     for name in ["mcp-session-id", "mcp-protocol-version"] {
         if let Some(v) = r.header(name) {
             response_headers.push((name.to_string(), v.to_string()));
         }
+    }
+    let initialize =
+        serde_json::from_slice::<Value>(&r.body).is_ok_and(|m| m["method"] == "initialize");
+    if initialize && r.header("mcp-session-id").is_none() {
+        let n = lock(state).backend_requests.len();
+        response_headers.push(("mcp-session-id".into(), format!("sim-session-{n}")));
     }
     let body = json!({
         "method": r.method,

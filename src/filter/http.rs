@@ -9,8 +9,8 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use super::connect_pages::{with_connect_link, ConnectCall};
-use super::mcp_hold::hold_for_elicitation;
 use super::{handle_response, send};
+use crate::audit::Decision;
 use crate::auth;
 use crate::cache::Principal;
 use crate::config::{Config, Tenant};
@@ -87,18 +87,6 @@ impl Request {
             Ok(t) => t,
             Err(d) => return self.deny(Some(tenant), &d),
         };
-        if config.settings.mcp_hold_path.is_some() && !end_of_stream {
-            let candidate = mcp::recognise(
-                &method,
-                headers.get("content-type").as_deref(),
-                headers.get("mcp-protocol-version").as_deref(),
-                headers.get("accept").as_deref(),
-            );
-            if let Some(request) = candidate {
-                let state = mcp::McpState::Candidate(request);
-                worker.borrow_mut().mcp.insert(self.id, state);
-            }
-        }
         let subject_token = config.tenants[tenant]
             .vault
             .subject_token_header
@@ -106,10 +94,36 @@ impl Request {
             .and_then(|h| headers.get(h));
         let input = RequestInput {
             tenant,
-            method,
+            method: method.clone(),
             token,
             subject_token,
         };
+        let (content_type, accept) = (headers.get("content-type"), headers.get("accept"));
+        let (version, session) = (
+            headers.get("mcp-protocol-version"),
+            headers.get("mcp-session-id"),
+        );
+        let (mcp_method, mcp_name) = (headers.get("mcp-method"), headers.get("mcp-name"));
+        let recognised = mcp::recognise(&mcp::Headers {
+            method: &method,
+            content_type: content_type.as_deref(),
+            accept: accept.as_deref(),
+            protocol_version: version.as_deref(),
+            mcp_method: mcp_method.as_deref(),
+            mcp_name: mcp_name.as_deref(),
+            session: session.as_deref(),
+        });
+        if let Some(request) = recognised.filter(|r| r.kind == mcp::Kind::Session || !end_of_stream)
+        {
+            // Remembered in case the account is missing: the answer then depends on it.
+            let inflight = mcp::InFlight::new(tenant, request);
+            worker.borrow_mut().mcp.insert(self.id, inflight);
+        }
+        self.run(worker, input)
+    }
+
+    /// Verify, authorize and broker; continue, wait or answer.
+    fn run(&mut self, worker: &Rc<RefCell<Worker>>, input: RequestInput) -> Action {
         let step = worker.borrow_mut().begin(&ProxyWasmHost, self.id, input);
         match step {
             Step::Wait { flight, start } => {
@@ -154,22 +168,30 @@ impl Request {
 
 const FILTER_REALM: &str = "token-vault-proxy";
 
+fn go_on(continues: bool) -> Action {
+    if continues {
+        Action::Continue
+    } else {
+        Action::Pause
+    }
+}
+
 /// The decision record: one JSON log line, and filter state `wasm.tvp_decision` for access logs.
-fn audit(
+pub(super) fn audit(
     context_id: u32,
     tenant: Option<&Tenant>,
     principal: Option<&Principal>,
-    allowed: bool,
+    decision: Decision,
     reason: &str,
 ) {
     let built;
-    let record: &str = match (allowed, principal) {
+    let record: &str = match (decision, principal) {
         // Every allowed request of a token has the same record: build it once.
-        (true, Some(p)) => p
+        (Decision::Allow, Some(p)) => p
             .allow_record
-            .get_or_init(|| crate::audit::record(tenant, Some(p), true, reason)),
+            .get_or_init(|| crate::audit::record(tenant, Some(p), decision, reason)),
         _ => {
-            built = crate::audit::record(tenant, principal, allowed, reason);
+            built = crate::audit::record(tenant, principal, decision, reason);
             &built
         }
     };
@@ -179,7 +201,7 @@ fn audit(
 
 /// Log the decision and answer the request whose context is active. Challenges point at the
 /// protected resource metadata of the requested path when the public URL is known.
-fn send_denial(
+pub(super) fn send_denial(
     config: &Config,
     context_id: u32,
     tenant: Option<usize>,
@@ -204,7 +226,7 @@ pub(super) fn record_denial(
         context_id,
         tenant.map(|i| &config.tenants[i]),
         principal,
-        false,
+        Decision::Deny,
         deny.code(),
     );
 }
@@ -288,7 +310,13 @@ pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: S
             }
             ProxyWasmHost.count(&tenant.id, "allow");
             worker.borrow_mut().forwarded(context_id, &f);
-            audit(context_id, Some(tenant), Some(&f.principal), true, "ok");
+            audit(
+                context_id,
+                Some(tenant),
+                Some(&f.principal),
+                Decision::Allow,
+                "ok",
+            );
             true
         }
         Step::Deny {
@@ -296,14 +324,12 @@ pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: S
             tenant,
             principal,
         } => {
-            let candidate = match worker.borrow_mut().mcp.remove(&context_id) {
-                Some(mcp::McpState::Candidate(request)) => Some(request),
-                _ => None,
-            };
-            if let (Deny::ConnectRequired { .. }, Some(request)) = (&deny, candidate) {
-                let p = principal.as_deref();
-                if hold_for_elicitation(worker, &config, context_id, tenant, &deny, p, request) {
-                    return true;
+            if matches!(deny, Deny::ConnectRequired { .. }) {
+                let p = principal.clone();
+                if let Some(continues) =
+                    super::mcp::unconnected(worker, &config, context_id, tenant, &deny, p)
+                {
+                    return continues;
                 }
             }
             send_denial(
@@ -355,28 +381,32 @@ impl HttpContext for Request {
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        // Remember the size for the trailers callback, held or not.
+        // Remember the size for the trailers callback.
         self.body_size = size;
-        if self.is_held() {
-            if end_of_stream || size > mcp::MAX_BODY_BYTES {
-                self.answer_held(size);
+        if let Some(worker) = &self.worker {
+            if super::mcp::is_held(worker, self.id) {
+                if end_of_stream || size > mcp::MAX_BODY_BYTES {
+                    return go_on(super::mcp::held_body_in(worker, self.id, size));
+                }
+                // Keep buffering: the hold route gets nothing while this filter has the body.
+                return Action::Pause;
             }
-            // Keep buffering: the hold route gets nothing while this filter has the body.
-            return Action::Pause;
         }
         self.hold_while_waiting()
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.is_held() {
-            self.answer_held(self.body_size);
-            return Action::Pause;
+        if let Some(worker) = &self.worker {
+            if super::mcp::is_held(worker, self.id) {
+                return go_on(super::mcp::held_body_in(worker, self.id, self.body_size));
+            }
         }
         self.hold_while_waiting()
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(worker) = &self.worker {
+            super::mcp::answered(worker, self.id);
             // Bind first: a RefMut alive in an `if let` scrutinee would make the borrow below
             // panic, and a panic traps the VM.
             let evicted = worker.borrow_mut().backend_answered(

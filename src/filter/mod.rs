@@ -3,7 +3,7 @@
 
 mod connect_pages;
 mod http;
-mod mcp_hold;
+mod mcp;
 
 use std::cell::RefCell;
 use std::rc::Rc;

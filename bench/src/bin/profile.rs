@@ -132,10 +132,14 @@ fn serve(
             Step::Forward(f) => {
                 // The filter's decision record, built once per token as the filter does.
                 let tenant = &worker.config.tenants[f.tenant];
-                let record = f
-                    .principal
-                    .allow_record
-                    .get_or_init(|| audit::record(Some(tenant), Some(&f.principal), true, "ok"));
+                let record = f.principal.allow_record.get_or_init(|| {
+                    audit::record(
+                        Some(tenant),
+                        Some(&f.principal),
+                        audit::Decision::Allow,
+                        "ok",
+                    )
+                });
                 forwarded += usize::from(!record.is_empty());
             }
             Step::Wait { flight, .. } => {

@@ -1,0 +1,268 @@
+//! MCP requests of a user without the account: relayed without any credential (lifecycle and
+//! listing) or answered in JSON-RPC, as [`crate::mcp`] decides.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use log::warn;
+
+use super::http::{audit, denial_reply, record_denial};
+use crate::audit::Decision;
+use crate::cache::Principal;
+use crate::config::Config;
+use crate::flow::{Host, Worker};
+use crate::host::{self, ProxyWasmHost};
+use crate::mcp;
+use crate::reply::{connect_message, deny_reply, Deny, Realm};
+
+/// Finish an MCP request refused because the account is missing. `None` when the request is
+/// not MCP (the caller answers it plainly); otherwise whether it continues down the chain
+/// (relayed, or sent to the hold route to have its body read).
+pub(super) fn unconnected(
+    worker: &Rc<RefCell<Worker>>,
+    config: &Config,
+    context_id: u32,
+    tenant: usize,
+    deny: &Deny,
+    principal: Option<Rc<Principal>>,
+) -> Option<bool> {
+    let inflight = worker.borrow().mcp.get(&context_id).cloned()?;
+    let t = &config.tenants[tenant];
+    // The JSON-RPC body decides (and must agree with the headers); Envoy shows it only to a
+    // filter that let the headers go on, so the request waits on the hold route. Without
+    // one, only the headers can tell.
+    let hold_path = match config.settings.mcp_hold_path.as_deref() {
+        Some(path) if inflight.request.kind == mcp::Kind::Message => path,
+        _ if mcp::relays_by_headers(&inflight.request) => {
+            let principal = principal.as_deref();
+            return Some(relay(worker, config, context_id, tenant, principal));
+        }
+        _ => return None,
+    };
+    let (fallback, answered) = denial_reply(config, Some(tenant), deny, principal.as_deref());
+    let Deny::ConnectRequired {
+        connection,
+        connect,
+        missing_scopes,
+        ..
+    } = answered
+    else {
+        return None;
+    };
+    // `/{tenant}/rest` waits on `{hold}/{tenant}/rest`, which leads to the same backend.
+    let path = host::request_header(":path").unwrap_or_default();
+    let held_path = path
+        .strip_prefix('/')
+        .and_then(|p| p.strip_prefix(t.id.as_str()))
+        .filter(|rest| rest.starts_with('/'))
+        .map(|rest| format!("{hold_path}/{}{rest}", t.id));
+    let held_path = held_path?;
+    if !strip_credentials(t)
+        || !host::set_request_header(":path", &held_path)
+        || !host::clear_route_cache()
+    {
+        warn!(
+            "#{context_id} tenant={} could not hold an MCP request for its body",
+            t.id
+        );
+        return None;
+    }
+    let session_declared_url = match (&inflight.request.session, principal.as_deref()) {
+        (Some(session), Some(p)) => {
+            let key = mcp::session_key(&t.id, &p.claims.sub, session);
+            ProxyWasmHost
+                .shared_get(&key)
+                .0
+                .is_some_and(|v| mcp::session_live(&v, ProxyWasmHost.now_ms()))
+        }
+        _ => false,
+    };
+    let held = mcp::Held {
+        principal,
+        offer: mcp::ConnectOffer {
+            message: connect_message(&connection, &missing_scopes),
+            connection,
+            link: connect.map(|l| *l),
+        },
+        fallback,
+        session_declared_url,
+    };
+    if let Some(entry) = worker.borrow_mut().mcp.get_mut(&context_id) {
+        entry.held = Some(held);
+    }
+    Some(true)
+}
+
+/// Whether the request is on the hold route, its body awaited.
+pub(super) fn is_held(worker: &Rc<RefCell<Worker>>, context_id: u32) -> bool {
+    worker
+        .borrow()
+        .mcp
+        .get(&context_id)
+        .is_some_and(|e| e.held.is_some())
+}
+
+/// The held request's body is in (or too large to read): relay it (its path restored) or
+/// answer it. True when it continues down the chain.
+pub(super) fn held_body_in(worker: &Rc<RefCell<Worker>>, context_id: u32, size: usize) -> bool {
+    let Some(mut entry) = worker.borrow_mut().mcp.remove(&context_id) else {
+        return false;
+    };
+    let Some(held) = entry.held.take() else {
+        return false;
+    };
+    let config = Rc::clone(&worker.borrow().config);
+    let tenant = entry.tenant;
+    let t = &config.tenants[tenant];
+    let principal = held.principal.as_deref();
+    entry.message = (size <= mcp::MAX_BODY_BYTES)
+        .then(|| mcp::parse(&host::request_body(size)))
+        .flatten();
+    let agree = entry
+        .message
+        .as_ref()
+        .is_none_or(|m| mcp::headers_agree(&entry.request, m));
+    if !agree {
+        let mismatch = Deny::InvalidRequest("The MCP headers do not match the request body.");
+        record_denial(&config, context_id, Some(tenant), &mismatch, principal);
+        // The request headers went on to the hold route: they cannot be read here any more,
+        // so the refusal is built without them.
+        host::send_reply(&deny_reply(&mismatch, &Realm::named(&t.id)));
+        return false;
+    }
+    if mcp::relays(&entry.request, entry.message.as_ref()) {
+        // The hold route leads to the tenant's backend: letting it go on relays it, still
+        // without any credential.
+        let opens_session = entry.opens_url_capable_session();
+        worker.borrow_mut().mcp.insert(context_id, entry);
+        mark_relayed(
+            worker,
+            &config,
+            context_id,
+            tenant,
+            principal,
+            opens_session,
+        );
+        return true;
+    }
+    record_denial(
+        &config,
+        context_id,
+        Some(tenant),
+        &deny_of(&held),
+        principal,
+    );
+    let answer = mcp::answer(
+        &entry.request,
+        entry.message.as_ref(),
+        held.session_declared_url,
+        &held.offer,
+    );
+    match answer {
+        Some(reply) => {
+            ProxyWasmHost.count(&t.id, "mcp.elicitation");
+            host::send_reply(&reply);
+        }
+        None => {
+            host::send_reply(&held.fallback);
+        }
+    }
+    false
+}
+
+/// The refusal a held request stands for, for its decision record.
+fn deny_of(held: &mcp::Held) -> Deny {
+    Deny::ConnectRequired {
+        connection: held.offer.connection.clone(),
+        tenant_name: String::new(),
+        scopes: Vec::new(),
+        missing_scopes: Vec::new(),
+        connect: None,
+    }
+}
+
+/// Remove every credential: the agent's token, the refresh-token header and any
+/// client-supplied copy of the downstream header.
+fn strip_credentials(t: &crate::config::Tenant) -> bool {
+    let mut stripped = host::remove_request_header("authorization");
+    stripped &= host::remove_request_header(&t.downstream.header);
+    if let Some(h) = &t.vault.subject_token_header {
+        stripped &= host::remove_request_header(h);
+    }
+    stripped
+}
+
+/// Send a lifecycle or listing request on with no credential. Fails closed.
+fn relay(
+    worker: &Rc<RefCell<Worker>>,
+    config: &Config,
+    context_id: u32,
+    tenant: usize,
+    principal: Option<&Principal>,
+) -> bool {
+    let t = &config.tenants[tenant];
+    if !strip_credentials(t) {
+        warn!(
+            "#{context_id} tenant={} could not strip credentials to relay an MCP request",
+            t.id
+        );
+        let failure = Deny::VaultFailed(crate::callout::DependencyFailure::BadAnswer);
+        super::http::send_denial(config, context_id, Some(tenant), &failure, principal);
+        return false;
+    }
+    mark_relayed(worker, config, context_id, tenant, principal, false);
+    true
+}
+
+/// Record a relay; remember the user of an `initialize` declaring URL elicitation.
+fn mark_relayed(
+    worker: &Rc<RefCell<Worker>>,
+    config: &Config,
+    context_id: u32,
+    tenant: usize,
+    principal: Option<&Principal>,
+    opens_session: bool,
+) {
+    let t = &config.tenants[tenant];
+    if let Some(entry) = worker.borrow_mut().mcp.get_mut(&context_id) {
+        entry.relayed = true;
+        entry.session_owner = principal
+            .filter(|_| opens_session)
+            .map(|p| p.claims.sub.clone());
+    }
+    ProxyWasmHost.count(&t.id, "mcp.relayed");
+    audit(
+        context_id,
+        Some(t),
+        principal,
+        Decision::Relay,
+        "connect_required",
+    );
+}
+
+/// The backend answered an MCP request: remember a URL-capable session; keep a relayed
+/// request's answer from challenging the client (a 401 there is about the missing
+/// downstream credential, which no new agent token fixes; the backend's challenge would send
+/// the client to the backend's own authorization server).
+pub(super) fn answered(worker: &Rc<RefCell<Worker>>, context_id: u32) {
+    let Some(entry) = worker.borrow().mcp.get(&context_id).cloned() else {
+        return;
+    };
+    let config = Rc::clone(&worker.borrow().config);
+    if entry.relayed {
+        host::remove_response_header("www-authenticate");
+        if host::response_status() == Some(401) {
+            host::set_response_header(":status", "403");
+        }
+    }
+    if let (Some(owner), Some(session), Some(tenant)) = (
+        &entry.session_owner,
+        host::response_header("mcp-session-id"),
+        config.tenants.get(entry.tenant),
+    ) {
+        let key = mcp::session_key(&tenant.id, owner, &session);
+        let expires = ProxyWasmHost.now_ms().saturating_add(mcp::SESSION_TTL_MS);
+        let cas = ProxyWasmHost.shared_get(&key).1;
+        ProxyWasmHost.shared_set(&key, &mcp::encode_session(expires), cas);
+    }
+}
