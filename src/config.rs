@@ -341,6 +341,14 @@ pub struct Tenant {
     pub connect: Option<ConnectConfig>,
 }
 
+impl Tenant {
+    /// Provider scopes the downstream account must grant (`connect.scopes`; none without the
+    /// connect flow).
+    pub fn provider_scopes(&self) -> &[String] {
+        self.connect.as_ref().map_or(&[], |c| &c.scopes)
+    }
+}
+
 /// The web client the filter logs users in with to connect their accounts (My Account API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectConfig {

@@ -653,7 +653,7 @@ impl Worker {
                 let step = match &response.body {
                     Some(_) => vault::read_answer(
                         &t.vault,
-                        t.connect.as_ref().map_or(&[][..], |c| &c.scopes),
+                        t.provider_scopes(),
                         leg,
                         response,
                         self.signer.as_ref(),
@@ -1057,11 +1057,7 @@ fn connect_required(
     Deny::ConnectRequired {
         connection: tenant.vault.connection.clone(),
         tenant_name: tenant.name.clone(),
-        scopes: tenant
-            .connect
-            .as_ref()
-            .map(|c| c.scopes.clone())
-            .unwrap_or_default(),
+        scopes: tenant.provider_scopes().to_vec(),
         missing_scopes: missing_scopes.to_vec(),
         connect: interaction_uri.map(|url| {
             Box::new(ConnectLink {

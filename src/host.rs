@@ -119,12 +119,7 @@ pub fn dispatch(request: &CalloutRequest, timeout_ms: u64) -> Result<u32, Status
 
 /// Read the answer of the call-out being delivered now, refusing bodies over `max_body`.
 pub fn callout_response(body_size: usize, max_body: usize) -> CalloutResponse {
-    let header = |name: &str| {
-        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
-            .ok()
-            .flatten()
-            .and_then(|v| String::from_utf8(v).ok())
-    };
+    let header = |name: &str| header_text(MapType::HttpCallResponseHeaders, name);
     let status = header(":status").and_then(|s| s.parse::<u16>().ok());
     let body = if body_size > max_body {
         None
@@ -166,26 +161,27 @@ impl RequestHeaders {
 
     /// The first value of `name` as text.
     pub fn get(&self, name: &str) -> Option<String> {
+        self.get_str(name).map(str::to_string)
+    }
+
+    /// The first value of `name` as borrowed text (no copy).
+    pub fn get_str(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n == name)
-            .and_then(|(_, v)| String::from_utf8(v.clone()).ok())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
 }
 
 pub fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-        .and_then(|v| String::from_utf8(v).ok())
+    header_text(MapType::HttpRequestHeaders, name)
 }
 
 /// `:status` of the response being processed.
 pub fn response_status() -> Option<u16> {
-    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+    header_text(MapType::HttpResponseHeaders, ":status")?
+        .parse()
         .ok()
-        .flatten()
-        .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
 }
 
 /// The first `size` bytes of the request body buffered so far.
@@ -203,10 +199,27 @@ pub fn clear_route_cache() -> bool {
 
 /// A response header, when it is UTF-8.
 pub fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
-        .and_then(|v| String::from_utf8(v).ok())
+    header_text(MapType::HttpResponseHeaders, name)
+}
+
+/// A header's value as text, read through the raw ABI: the SDK's wrapper panics (trapping the
+/// VM) on any status but Ok or NotFound, and Envoy refuses reads of request headers that
+/// already went on down the chain. `None` for absent, unreadable or non-UTF-8 values.
+fn header_text(map: MapType, name: &str) -> Option<String> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the name pointer comes from a live slice and its exact length; the host writes
+    // only the two out-parameters, which are live locals.
+    let status = unsafe {
+        proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    if status != 0 || data.is_null() {
+        return None;
+    }
+    // SAFETY: on success the host hands over `size` bytes it allocated through this module's
+    // own allocator (`proxy_on_memory_allocate`), as the SDK's own wrapper assumes.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    String::from_utf8(bytes).ok()
 }
 
 pub fn set_response_header(name: &str, value: &str) -> bool {
@@ -250,6 +263,13 @@ fn remove_header(map: MapType, name: &str) -> bool {
 
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        return_value: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key: *const u8,

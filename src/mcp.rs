@@ -32,7 +32,7 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::reply::{ConnectLink, Reply};
+use crate::reply::{connect_message, ConnectLink, Deny, Reply};
 use crate::secret::{hex, sha256};
 
 /// Largest JSON-RPC request body read (larger ones are judged without it).
@@ -82,43 +82,34 @@ pub enum Kind {
     Session,
 }
 
-/// The request's headers, as [`recognise`] reads them.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Headers<'a> {
-    pub method: &'a str,
-    pub content_type: Option<&'a str>,
-    pub accept: Option<&'a str>,
-    pub protocol_version: Option<&'a str>,
-    pub mcp_method: Option<&'a str>,
-    pub mcp_name: Option<&'a str>,
-    pub session: Option<&'a str>,
-}
-
 /// MCP clients POST JSON and accept an event stream; a protocol-version header is proof enough
-/// on its own. A `GET` or `DELETE` is MCP's only when it names its session.
-pub fn recognise(h: &Headers<'_>) -> Option<McpRequest> {
-    let json = h.content_type.is_some_and(|c| {
-        c.split(';')
-            .next()
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-    });
-    let streamable = h.accept.is_some_and(|a| a.contains("text/event-stream"));
-    let kind = match h.method {
-        "POST" if json && (streamable || h.protocol_version.is_some()) => Kind::Message,
-        "GET" if streamable && h.session.is_some() => Kind::Session,
-        "DELETE" if h.session.is_some() => Kind::Session,
+/// on its own. A `GET` or `DELETE` is MCP's only when it names its session. `header` looks up
+/// a request header (lower-case name); only what the method needs is looked up.
+pub fn recognise<'a>(method: &str, header: &dyn Fn(&str) -> Option<&'a str>) -> Option<McpRequest> {
+    let session = || header("mcp-session-id");
+    let streamable = || header("accept").is_some_and(|a| a.contains("text/event-stream"));
+    let kind = match method {
+        "POST" => {
+            let json = header("content-type").is_some_and(|c| {
+                c.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            });
+            let versioned = header("mcp-protocol-version").is_some();
+            (json && (streamable() || versioned)).then_some(Kind::Message)?
+        }
+        "GET" if streamable() && session().is_some() => Kind::Session,
+        "DELETE" if session().is_some() => Kind::Session,
         _ => return None,
     };
     Some(McpRequest {
         kind,
-        protocol_version: h
-            .protocol_version
+        protocol_version: header("mcp-protocol-version")
             .filter(|v| is_revision(v))
             .map(str::to_string),
-        method_header: h.mcp_method.map(str::to_string),
-        name_header: h.mcp_name.map(str::to_string),
-        session: h
-            .session
+        method_header: header("mcp-method").map(str::to_string),
+        name_header: header("mcp-name").map(str::to_string),
+        session: session()
             .filter(|s| is_visible_ascii(s))
             .map(str::to_string),
     })
@@ -259,7 +250,8 @@ pub struct InFlight {
 #[derive(Debug, Clone)]
 pub struct Held {
     pub principal: Option<std::rc::Rc<crate::cache::Principal>>,
-    pub offer: ConnectOffer,
+    /// The refusal as answered (with its connect link): what the consent answer says.
+    pub deny: Deny,
     /// The plain HTTP refusal.
     pub fallback: Reply,
     pub session_declared_url: bool,
@@ -318,6 +310,26 @@ pub struct ConnectOffer {
     pub connection: String,
     pub message: String,
     pub link: Option<ConnectLink>,
+}
+
+impl ConnectOffer {
+    /// The offer a "connect your account" refusal makes; `None` for any other refusal.
+    pub fn for_refusal(deny: &Deny) -> Option<Self> {
+        let Deny::ConnectRequired {
+            connection,
+            missing_scopes,
+            connect,
+            ..
+        } = deny
+        else {
+            return None;
+        };
+        Some(ConnectOffer {
+            connection: connection.clone(),
+            message: connect_message(connection, missing_scopes),
+            link: connect.as_deref().cloned(),
+        })
+    }
 }
 
 /// Whether the headers alone show a request of a user without the account is relayed: the

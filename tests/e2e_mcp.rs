@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::browser::{enc, Browser};
+use common::browser::Browser;
 use common::*;
 use serde_json::{json, Value};
 
@@ -124,18 +124,7 @@ fn lifecycle_is_relayed_without_any_credential_and_sessions_remember_url_elicita
     assert!(text.contains("/connect/github/start?id="), "{text}");
 
     // bob connects from the link; his retry in the same session is brokered.
-    let mut browser = Browser::new();
-    let (_, login) = browser.open(&url);
-    let q = Browser::field(&login.text(), "q").expect("login form");
-    let form = format!("q={}&username=bob", enc(&q));
-    let sign_in = format!("http://127.0.0.1:{}/authorize/login", stack.sim.port);
-    let (_, consent) = browser.submit(&sign_in, &form);
-    let ticket = Browser::field(&consent.text(), "ticket").expect("consent form");
-    let approve = format!(
-        "http://127.0.0.1:{}/connected-accounts/approve",
-        stack.sim.port
-    );
-    let (_, done) = browser.submit(&approve, &format!("ticket={}&decision=allow", enc(&ticket)));
+    let done = Browser::new().connect_from_link(stack.sim.port, &url, "bob");
     assert_eq!(done.status, 200, "{}", done.text());
     let r = mcp_with(&stack, &token, &s, &tools_call(json!(45)));
     assert_eq!(r.status, 200, "{}", r.text());

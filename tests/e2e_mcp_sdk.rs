@@ -14,7 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
-use common::browser::{enc, Browser};
+use common::browser::Browser;
 use common::*;
 use serde_json::{json, Value};
 
@@ -131,17 +131,7 @@ fn results(events: &[Value]) -> Vec<&Value> {
 fn connect_from(stack: &Stack, url: &str, user: &str) {
     let prefix = format!("http://127.0.0.1:{}/connect/github/start?id=", stack.port);
     assert!(url.starts_with(&prefix), "{url}");
-    let mut browser = Browser::new();
-    let (_, login) = browser.open(url);
-    let q = Browser::field(&login.text(), "q").expect("login form");
-    let sign_in = format!("http://127.0.0.1:{}/authorize/login", stack.sim.port);
-    let (_, consent) = browser.submit(&sign_in, &format!("q={}&username={user}", enc(&q)));
-    let ticket = Browser::field(&consent.text(), "ticket").expect("consent form");
-    let approve = format!(
-        "http://127.0.0.1:{}/connected-accounts/approve",
-        stack.sim.port
-    );
-    let (_, done) = browser.submit(&approve, &format!("ticket={}&decision=allow", enc(&ticket)));
+    let done = Browser::new().connect_from_link(stack.sim.port, url, user);
     assert_eq!(done.status, 200, "{}", done.text());
 }
 

@@ -2,8 +2,10 @@
 //! backend, the wasm filter carrying the tenants file as its plugin configuration, and a
 //! cluster per name the tenants file uses (issuer JWKS hosts, Auth0 domains) and per backend.
 //! The tenants file's cluster names are kept, so the embedded configuration is the file as
-//! written (plus the deployment's public URL). With `settings.mcp_hold_path`, the route the
-//! filter sends refused MCP requests to: held by the buffer filter, never forwarded.
+//! written (plus the deployment's public URL). With `settings.mcp_hold_path`, a hold route per
+//! tenant: the buffer filter holds an MCP request of a user without the account (credentials
+//! removed) while the filter reads its body, then the filter answers it or relays it to the
+//! tenant's backend.
 //! With the deployment's `lds_path`, the listener goes to a file of its own that Envoy
 //! watches (hot configuration) and the bootstrap keeps the clusters.
 
@@ -45,8 +47,8 @@ pub fn plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String> {
     }
 }
 
-/// `settings.mcp_hold_path` of the tenants file: where the filter sends an MCP request it
-/// refuses for a missing account, to read its JSON-RPC id from the body and answer it.
+/// `settings.mcp_hold_path` of the tenants file: the prefix of the routes where the filter
+/// sends an MCP request of a user without the account, to read its JSON-RPC body.
 pub fn mcp_hold_path(plan: &Plan) -> Option<&str> {
     plan.doc["settings"]["mcp_hold_path"].as_str()
 }

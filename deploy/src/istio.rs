@@ -17,18 +17,18 @@ pub fn cluster_name(o: &Origin) -> String {
     format!("outbound|{}||{}", o.port, o.host)
 }
 
-/// What a WasmPlugin cannot deploy: the MCP hold route (routes need an EnvoyFilter, which has
-/// no vendored schema to check it against). Without the route the filter must not send
-/// requests there (fail closed), so the setting is left out and MCP clients get the plain
-/// answer.
+/// What a WasmPlugin cannot deploy: the MCP hold routes (routes need an EnvoyFilter, which
+/// has no vendored schema to check it against). Without them the filter must not send
+/// requests there (fail closed), so the setting is left out: MCP clients get the plain answer,
+/// except 2026-07-28 lifecycle and listing requests, relayed by their `Mcp-Method` header.
 pub fn warnings(plan: &Plan) -> Vec<String> {
     mcp_hold_path(plan)
         .map(|path| {
             format!(
                 "tvp: warning: settings.mcp_hold_path (\"{path}\") is left out of the WasmPlugin's pluginConfig: \
-                 a WasmPlugin cannot add the hold route it needs, so MCP clients without a connected \
+                 a WasmPlugin cannot add the hold routes it needs, so MCP clients without a connected \
                  account get the plain HTTP 403 connected_account_required instead of a JSON-RPC \
-                 URL elicitation"
+                 consent answer (2026-07-28 lifecycle and listing requests are still relayed)"
             )
         })
         .into_iter()

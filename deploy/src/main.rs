@@ -12,7 +12,7 @@ const USAGE: &str = "usage:
   tvp render envoy|istio|compose --tenants TENANTS.json [--deployment FILE] [--set KEY=VALUE]... [--out DIR]
       envoy    an Envoy bootstrap (envoy.yaml)
       istio    WasmPlugin, ServiceEntry and DestinationRule resources (istio.yaml); without
-               a route of its own, settings.mcp_hold_path is left out (with a warning)
+               routes of its own, settings.mcp_hold_path is left out (with a warning)
       compose  the docker-compose demo's Envoy bootstrap (envoy.yaml)
       The deployment file (JSON or YAML) and --set take: public_base_url, listen_address,
       listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256, ca_bundle,

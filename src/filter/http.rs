@@ -87,6 +87,13 @@ impl Request {
             Ok(t) => t,
             Err(d) => return self.deny(Some(tenant), &d),
         };
+        let recognised = mcp::recognise(&method, &|name| headers.get_str(name));
+        if let Some(request) = recognised.filter(|r| r.kind == mcp::Kind::Session || !end_of_stream)
+        {
+            // Remembered in case the account is missing: the answer then depends on it.
+            let inflight = mcp::InFlight::new(tenant, request);
+            worker.borrow_mut().mcp.insert(self.id, inflight);
+        }
         let subject_token = config.tenants[tenant]
             .vault
             .subject_token_header
@@ -94,31 +101,10 @@ impl Request {
             .and_then(|h| headers.get(h));
         let input = RequestInput {
             tenant,
-            method: method.clone(),
+            method,
             token,
             subject_token,
         };
-        let (content_type, accept) = (headers.get("content-type"), headers.get("accept"));
-        let (version, session) = (
-            headers.get("mcp-protocol-version"),
-            headers.get("mcp-session-id"),
-        );
-        let (mcp_method, mcp_name) = (headers.get("mcp-method"), headers.get("mcp-name"));
-        let recognised = mcp::recognise(&mcp::Headers {
-            method: &method,
-            content_type: content_type.as_deref(),
-            accept: accept.as_deref(),
-            protocol_version: version.as_deref(),
-            mcp_method: mcp_method.as_deref(),
-            mcp_name: mcp_name.as_deref(),
-            session: session.as_deref(),
-        });
-        if let Some(request) = recognised.filter(|r| r.kind == mcp::Kind::Session || !end_of_stream)
-        {
-            // Remembered in case the account is missing: the answer then depends on it.
-            let inflight = mcp::InFlight::new(tenant, request);
-            worker.borrow_mut().mcp.insert(self.id, inflight);
-        }
         self.run(worker, input)
     }
 

@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::flow::{Host, Worker};
 use crate::host::{self, ProxyWasmHost};
 use crate::mcp;
-use crate::reply::{connect_message, deny_reply, Deny, Realm};
+use crate::reply::Deny;
 
 /// Finish an MCP request refused because the account is missing. `None` when the request is
 /// not MCP (the caller answers it plainly); otherwise whether it continues down the chain
@@ -40,23 +40,13 @@ pub(super) fn unconnected(
         _ => return None,
     };
     let (fallback, answered) = denial_reply(config, Some(tenant), deny, principal.as_deref());
-    let Deny::ConnectRequired {
-        connection,
-        connect,
-        missing_scopes,
-        ..
-    } = answered
-    else {
-        return None;
-    };
     // `/{tenant}/rest` waits on `{hold}/{tenant}/rest`, which leads to the same backend.
     let path = host::request_header(":path").unwrap_or_default();
     let held_path = path
         .strip_prefix('/')
         .and_then(|p| p.strip_prefix(t.id.as_str()))
         .filter(|rest| rest.starts_with('/'))
-        .map(|rest| format!("{hold_path}/{}{rest}", t.id));
-    let held_path = held_path?;
+        .map(|rest| format!("{hold_path}/{}{rest}", t.id))?;
     if !strip_credentials(t)
         || !host::set_request_header(":path", &held_path)
         || !host::clear_route_cache()
@@ -79,11 +69,7 @@ pub(super) fn unconnected(
     };
     let held = mcp::Held {
         principal,
-        offer: mcp::ConnectOffer {
-            message: connect_message(&connection, &missing_scopes),
-            connection,
-            link: connect.map(|l| *l),
-        },
+        deny: answered,
         fallback,
         session_declared_url,
     };
@@ -102,8 +88,8 @@ pub(super) fn is_held(worker: &Rc<RefCell<Worker>>, context_id: u32) -> bool {
         .is_some_and(|e| e.held.is_some())
 }
 
-/// The held request's body is in (or too large to read): relay it (its path restored) or
-/// answer it. True when it continues down the chain.
+/// The held request's body is in (or too large to read): relay it or answer it. True when it
+/// continues down the chain.
 pub(super) fn held_body_in(worker: &Rc<RefCell<Worker>>, context_id: u32, size: usize) -> bool {
     let Some(mut entry) = worker.borrow_mut().mcp.remove(&context_id) else {
         return false;
@@ -124,10 +110,7 @@ pub(super) fn held_body_in(worker: &Rc<RefCell<Worker>>, context_id: u32, size: 
         .is_none_or(|m| mcp::headers_agree(&entry.request, m));
     if !agree {
         let mismatch = Deny::InvalidRequest("The MCP headers do not match the request body.");
-        record_denial(&config, context_id, Some(tenant), &mismatch, principal);
-        // The request headers went on to the hold route: they cannot be read here any more,
-        // so the refusal is built without them.
-        host::send_reply(&deny_reply(&mismatch, &Realm::named(&t.id)));
+        super::http::send_denial(&config, context_id, Some(tenant), &mismatch, principal);
         return false;
     }
     if mcp::relays(&entry.request, entry.message.as_ref()) {
@@ -145,19 +128,15 @@ pub(super) fn held_body_in(worker: &Rc<RefCell<Worker>>, context_id: u32, size: 
         );
         return true;
     }
-    record_denial(
-        &config,
-        context_id,
-        Some(tenant),
-        &deny_of(&held),
-        principal,
-    );
-    let answer = mcp::answer(
-        &entry.request,
-        entry.message.as_ref(),
-        held.session_declared_url,
-        &held.offer,
-    );
+    record_denial(&config, context_id, Some(tenant), &held.deny, principal);
+    let answer = mcp::ConnectOffer::for_refusal(&held.deny).and_then(|offer| {
+        mcp::answer(
+            &entry.request,
+            entry.message.as_ref(),
+            held.session_declared_url,
+            &offer,
+        )
+    });
     match answer {
         Some(reply) => {
             ProxyWasmHost.count(&t.id, "mcp.elicitation");
@@ -168,17 +147,6 @@ pub(super) fn held_body_in(worker: &Rc<RefCell<Worker>>, context_id: u32, size: 
         }
     }
     false
-}
-
-/// The refusal a held request stands for, for its decision record.
-fn deny_of(held: &mcp::Held) -> Deny {
-    Deny::ConnectRequired {
-        connection: held.offer.connection.clone(),
-        tenant_name: String::new(),
-        scopes: Vec::new(),
-        missing_scopes: Vec::new(),
-        connect: None,
-    }
 }
 
 /// Remove every credential: the agent's token, the refresh-token header and any
@@ -245,22 +213,26 @@ fn mark_relayed(
 /// downstream credential, which no new agent token fixes; the backend's challenge would send
 /// the client to the backend's own authorization server).
 pub(super) fn answered(worker: &Rc<RefCell<Worker>>, context_id: u32) {
-    let Some(entry) = worker.borrow().mcp.get(&context_id).cloned() else {
-        return;
+    let (relayed, owner) = {
+        let w = worker.borrow();
+        let Some(entry) = w.mcp.get(&context_id) else {
+            return;
+        };
+        let owner = entry
+            .session_owner
+            .as_ref()
+            .zip(w.config.tenants.get(entry.tenant))
+            .map(|(sub, t)| (t.id.clone(), sub.clone()));
+        (entry.relayed, owner)
     };
-    let config = Rc::clone(&worker.borrow().config);
-    if entry.relayed {
+    if relayed {
         host::remove_response_header("www-authenticate");
         if host::response_status() == Some(401) {
             host::set_response_header(":status", "403");
         }
     }
-    if let (Some(owner), Some(session), Some(tenant)) = (
-        &entry.session_owner,
-        host::response_header("mcp-session-id"),
-        config.tenants.get(entry.tenant),
-    ) {
-        let key = mcp::session_key(&tenant.id, owner, &session);
+    if let (Some((tenant, sub)), Some(session)) = (owner, host::response_header("mcp-session-id")) {
+        let key = mcp::session_key(&tenant, &sub, &session);
         let expires = ProxyWasmHost.now_ms().saturating_add(mcp::SESSION_TTL_MS);
         let cas = ProxyWasmHost.shared_get(&key).1;
         ProxyWasmHost.shared_set(&key, &mcp::encode_session(expires), cas);

@@ -62,52 +62,44 @@ fn modern(method: &str, capabilities: Value) -> Value {
 #[test]
 fn recognises_streamable_http_requests_only() {
     let sse = Some("application/json, text/event-stream");
-    let h = |method, content_type, version, accept, session| Headers {
-        method,
-        content_type,
-        accept,
-        protocol_version: version,
-        session,
-        ..Headers::default()
+    let h = |method: &str,
+             content_type: Option<&'static str>,
+             version: Option<&'static str>,
+             accept: Option<&'static str>,
+             session: Option<&'static str>| {
+        let lookup = move |name: &str| match name {
+            "content-type" => content_type,
+            "mcp-protocol-version" => version,
+            "accept" => accept,
+            "mcp-session-id" => session,
+            _ => None,
+        };
+        recognise(method, &lookup)
     };
-    let post = recognise(&h("POST", Some("application/json"), None, sse, None));
+    let post = h("POST", Some("application/json"), None, sse, None);
     assert_eq!(post.map(|r| r.kind), Some(Kind::Message));
-    assert!(recognise(&h(
+    assert!(h(
         "POST",
         Some("application/json; charset=utf-8"),
         Some("2025-11-25"),
         None,
         None
-    ))
+    )
     .is_some());
-    assert!(recognise(&h(
-        "POST",
-        Some("text/plain"),
-        Some("2025-11-25"),
-        sse,
-        None
-    ))
-    .is_none());
-    assert!(recognise(&h(
-        "POST",
-        Some("application/json"),
-        None,
-        Some("*/*"),
-        None
-    ))
-    .is_none());
+    assert!(h("POST", Some("text/plain"), Some("2025-11-25"), sse, None).is_none());
+    assert!(h("POST", Some("application/json"), None, Some("*/*"), None).is_none());
     // The session's stream and its end are MCP's only when they name the session.
-    let get = recognise(&h("GET", None, None, Some("text/event-stream"), Some("s1")));
+    let get = h("GET", None, None, Some("text/event-stream"), Some("s1"));
     assert_eq!(get.map(|r| r.kind), Some(Kind::Session));
-    assert!(recognise(&h("GET", None, None, Some("text/event-stream"), None)).is_none());
-    assert!(recognise(&h("DELETE", None, None, None, Some("s1"))).is_some());
-    let r = recognise(&h(
+    assert!(h("GET", None, None, Some("text/event-stream"), None).is_none());
+    assert!(h("DELETE", None, None, None, Some("s1")).is_some());
+    let r = h(
         "POST",
         Some("application/json"),
         Some("2025-11-25\r\nx"),
         sse,
         Some("bad\nid"),
-    ));
+    );
     assert_eq!(
         r.map(|r| (r.protocol_version, r.session)),
         Some((None, None))
@@ -310,4 +302,23 @@ fn modern_headers_alone_show_what_is_relayed() {
     assert!(relays_by_headers(&with(Some("notifications/cancelled"))));
     assert!(!relays_by_headers(&with(Some("tools/call"))));
     assert!(!relays_by_headers(&with(None)));
+}
+
+#[test]
+fn a_connect_refusal_makes_the_offer_with_its_link_and_missing_scopes() {
+    let deny = Deny::ConnectRequired {
+        connection: "github".into(),
+        tenant_name: "GitHub".into(),
+        scopes: vec!["repo".into(), "gist".into()],
+        missing_scopes: vec!["gist".into()],
+        connect: Some(Box::new(ConnectLink {
+            id: "L1".into(),
+            url: "https://gw/connect/github/start?id=L1".into(),
+        })),
+    };
+    let offer = ConnectOffer::for_refusal(&deny).unwrap_or_else(|| panic!("an offer"));
+    assert_eq!(offer.connection, "github");
+    assert!(offer.message.contains("gist"), "{}", offer.message);
+    assert_eq!(offer.link.map(|l| l.id), Some("L1".to_string()));
+    assert_eq!(ConnectOffer::for_refusal(&Deny::MissingToken), None);
 }

@@ -148,6 +148,19 @@ impl Browser {
     pub fn has_cookie(&self, name: &str) -> bool {
         self.cookies.keys().any(|(_, _, n)| n == name)
     }
+
+    /// Walk a connect link as `user` with no sim session yet: sign in at the sim's login form,
+    /// allow at the provider's consent page. Returns the last page (the filter's "connected").
+    pub fn connect_from_link(&mut self, sim_port: u16, url: &str, user: &str) -> Response {
+        let (_, login) = self.open(url);
+        let q = Browser::field(&login.text(), "q").expect("login form");
+        let sign_in = format!("http://127.0.0.1:{sim_port}/authorize/login");
+        let (_, consent) = self.submit(&sign_in, &format!("q={}&username={user}", enc(&q)));
+        let ticket = Browser::field(&consent.text(), "ticket").expect("consent form");
+        let approve = format!("http://127.0.0.1:{sim_port}/connected-accounts/approve");
+        self.submit(&approve, &format!("ticket={}&decision=allow", enc(&ticket)))
+            .1
+    }
 }
 
 pub use sim::web::encode as enc;
