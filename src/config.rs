@@ -12,6 +12,7 @@ use crate::crypto::signing::SigningKey;
 use crate::jwt::Alg;
 use crate::secret::Secret;
 
+mod resource;
 mod vault;
 use vault::{resolve_secret, validate_vault, RawVault};
 
@@ -92,7 +93,10 @@ struct RawTenant {
     id: String,
     name: String,
     issuer: String,
-    audience: String,
+    #[serde(default)]
+    audience: Option<String>,
+    #[serde(default)]
+    resources: Vec<String>,
     jwks: RawJwks,
     algorithms: Vec<String>,
     scopes: RawScopes,
@@ -328,7 +332,11 @@ pub struct Tenant {
     pub id: String,
     pub name: String,
     pub issuer: String,
-    pub audience: String,
+    /// Canonical URLs of the protected resource (absolute): RFC 9728 metadata is served for
+    /// each, and MCP clients ask for tokens with one as RFC 8707 `resource`.
+    pub resources: Vec<String>,
+    /// Accepted `aud` values: the resources, then `audience`.
+    pub audiences: Vec<String>,
     pub jwks: JwksSource,
     pub algorithms: Vec<Alg>,
     pub scopes: ScopePolicy,
@@ -421,7 +429,7 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
                 one_line(&e.to_string())
             ))
         })?;
-        let tenant = validate_tenant(raw_tenant, env)?;
+        let tenant = validate_tenant(raw_tenant, &settings, env)?;
         if tenant.connect.is_some()
             && settings.public_base_url.is_none()
             && !settings.resource_from_request
@@ -539,6 +547,7 @@ fn validate_settings(raw: RawSettings) -> Result<Settings, ConfigError> {
 
 fn validate_tenant(
     raw: RawTenant,
+    settings: &Settings,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Tenant, ConfigError> {
     let id = raw.id;
@@ -560,7 +569,18 @@ fn validate_tenant(
     }
     require_text(&raw.name).map_err(|m| err("name", m))?;
     let issuer_url = Url::parse(&raw.issuer).map_err(|m| err("issuer", m))?;
-    require_text(&raw.audience).map_err(|m| err("audience", m))?;
+    if let Some(audience) = &raw.audience {
+        require_text(audience).map_err(|m| err("audience", m))?;
+    }
+    let resources = resource::resolve(&id, &raw.resources, settings.public_base_url.as_deref())
+        .map_err(|(field, m)| err(&field, &m))?;
+    let audiences = resource::audiences(&resources, raw.audience.as_deref());
+    if audiences.is_empty() {
+        return Err(err(
+            "resources",
+            "name the URL clients use (resources) or the token audience (audience)",
+        ));
+    }
 
     let jwks = match raw.jwks.url {
         Some(url) => {
@@ -609,6 +629,15 @@ fn validate_tenant(
         .map_err(|m| err("backend", m))?
         .authority;
     let vault = validate_vault(raw.vault, env).map_err(|(field, m)| err(&field, &m))?;
+    if matches!(vault.backend, VaultBackend::Auth0 { .. }) && audiences.len() > 1 {
+        // Token Vault exchanges only subject tokens for the API its Custom API Client is
+        // linked to, and a client is linked to one API (Auth0, "Configure Token Vault").
+        return Err(err(
+            "audience",
+            "an Auth0 Custom API Client is linked to one API: name its identifier once, in \
+             resources (the URL MCP clients use) or in audience",
+        ));
+    }
     let downstream = validate_downstream(raw.downstream).map_err(|(field, m)| err(&field, &m))?;
     if vault.subject_token_header.as_deref() == Some(downstream.header.as_str())
         || downstream.header == "host"
@@ -636,7 +665,8 @@ fn validate_tenant(
         id: id.clone(),
         name: raw.name,
         issuer: raw.issuer,
-        audience: raw.audience,
+        resources,
+        audiences,
         jwks,
         algorithms,
         scopes,
@@ -903,7 +933,8 @@ pub fn public_view(t: &Tenant) -> serde_json::Value {
         "id": t.id,
         "name": t.name,
         "issuer": t.issuer,
-        "audience": t.audience,
+        "resources": t.resources,
+        "audiences": t.audiences,
         "algorithms": t.algorithms.iter().map(|a| a.name()).collect::<Vec<_>>(),
         "scopes": {
             "read": t.scopes.read,

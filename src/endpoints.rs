@@ -80,25 +80,69 @@ pub fn health(config: &Config, keys_loaded: &dyn Fn(usize) -> bool) -> Reply {
     Reply::json(200, &json!({"status": status, "tenants": tenants}))
 }
 
-/// The protected resource `/{tenant}{rest}` under `base` (the public URL of the gateway).
-pub fn resource_url(base: &str, tenant: &str, rest: &str) -> String {
-    format!("{base}/{tenant}{rest}")
+/// Split an absolute URL into its origin (`scheme://authority`) and path.
+fn origin_and_path(url: &str) -> (&str, &str) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => url.split_at(after_scheme + i),
+        None => (url, ""),
+    }
 }
 
-/// Where the metadata of that resource is (RFC 9728 3.1: well-known path inserted before it).
-pub fn metadata_url(base: &str, tenant: &str, rest: &str) -> String {
-    format!("{base}/.well-known/oauth-protected-resource/{tenant}{rest}")
+/// The tenant's resource that a request for `path` is, or lies under (the longest such).
+/// `origin` is the gateway's public origin when known; without it, paths alone decide.
+pub fn covering_resource<'t>(t: &'t Tenant, origin: Option<&str>, path: &str) -> Option<&'t str> {
+    t.resources
+        .iter()
+        .map(|r| (r.as_str(), origin_and_path(r)))
+        .filter(|(_, (o, _))| origin.is_none_or(|want| want == *o))
+        .filter(|(_, (_, p))| {
+            path.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .max_by_key(|(_, (_, p))| p.len())
+        .map(|(r, _)| r)
+}
+
+/// The tenant's resource whose metadata is at `/.well-known/oauth-protected-resource{path}`:
+/// RFC 9728 section 3.3 wants the metadata's `resource` identical to that URL's resource, so
+/// only an exact match is served.
+pub fn resource_at<'t>(t: &'t Tenant, origin: Option<&str>, path: &str) -> Option<&'t str> {
+    covering_resource(t, origin, path).filter(|r| origin_and_path(r).1 == path)
+}
+
+/// Where the metadata of `resource` is (RFC 9728 section 3.1: the well-known path inserted
+/// between the host and the resource's path).
+pub fn metadata_url(resource: &str) -> String {
+    let (origin, path) = origin_and_path(resource);
+    format!("{origin}/.well-known/oauth-protected-resource{path}")
+}
+
+/// The scopes a 401 asks a client to get. For a named resource (an MCP endpoint, used with
+/// POST and GET alike) every scope of the tenant, so one sign-in serves the whole session;
+/// elsewhere, what the request's method needs.
+pub fn challenge_scope(t: &Tenant, method: &str, named_resource: bool) -> String {
+    if !named_resource {
+        return crate::policy::required_scopes(&t.scopes, method).join(" ");
+    }
+    let mut all: Vec<&str> = Vec::new();
+    for s in t.scopes.read.iter().chain(&t.scopes.write) {
+        if !all.contains(&s.as_str()) {
+            all.push(s);
+        }
+    }
+    all.join(" ")
 }
 
 /// RFC 9728 protected resource metadata: tells an MCP client which authorization server
-/// issues tokens for this resource and with which scopes.
-pub fn protected_resource(t: &Tenant, base: &str, rest: &str) -> Reply {
+/// issues tokens for `resource` and with which scopes.
+pub fn protected_resource(t: &Tenant, resource: &str) -> Reply {
     let mut scopes: Vec<&String> = t.scopes.read.iter().chain(&t.scopes.write).collect();
     scopes.dedup();
     Reply::json(
         200,
         &json!({
-            "resource": resource_url(base, &t.id, rest),
+            "resource": resource,
             "authorization_servers": [t.issuer],
             "scopes_supported": scopes,
             "bearer_methods_supported": ["header"],
@@ -121,6 +165,78 @@ pub fn tenant_info(config: &Config, id: &str) -> Option<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tenant(resources: &[&str]) -> Tenant {
+        let doc = include_str!("../tenants.example.json");
+        let env = |_: &str| Some("s".to_string());
+        let mut t = crate::config::parse(doc.as_bytes(), &env)
+            .map(|c| c.tenants[0].clone())
+            .unwrap_or_else(|e| panic!("{e}"));
+        t.resources = resources.iter().map(|r| r.to_string()).collect();
+        t
+    }
+
+    #[test]
+    fn the_resource_of_a_request_is_the_longest_that_covers_it() {
+        let t = tenant(&[
+            "https://gw/github",
+            "https://gw/github/mcp",
+            "https://b/github/mcp",
+        ]);
+        let gw = Some("https://gw");
+        assert_eq!(
+            covering_resource(&t, gw, "/github/mcp"),
+            Some("https://gw/github/mcp")
+        );
+        assert_eq!(
+            covering_resource(&t, gw, "/github/mcp/x"),
+            Some("https://gw/github/mcp")
+        );
+        assert_eq!(
+            covering_resource(&t, gw, "/github/mcpx"),
+            Some("https://gw/github")
+        );
+        assert_eq!(
+            covering_resource(&t, Some("https://b"), "/github/user"),
+            None
+        );
+        assert_eq!(
+            covering_resource(&t, Some("https://c"), "/github/mcp"),
+            None
+        );
+        // Metadata only for the exact resource (RFC 9728 section 3.3).
+        assert_eq!(
+            resource_at(&t, gw, "/github/mcp"),
+            Some("https://gw/github/mcp")
+        );
+        assert_eq!(resource_at(&t, gw, "/github/mcp/x"), None);
+        assert_eq!(resource_at(&t, Some("https://b"), "/github"), None);
+        assert_eq!(resource_at(&tenant(&[]), gw, "/github"), None);
+    }
+
+    #[test]
+    fn a_named_resource_asks_for_every_scope_other_paths_for_their_methods() {
+        let t = tenant(&["https://gw/github/mcp"]);
+        assert_eq!(
+            challenge_scope(&t, "POST", true),
+            "github:read github:write"
+        );
+        assert_eq!(challenge_scope(&t, "POST", false), "github:write");
+        assert_eq!(challenge_scope(&t, "GET", false), "github:read");
+    }
+
+    #[test]
+    fn metadata_urls_insert_the_well_known_path_after_the_host() {
+        assert_eq!(
+            metadata_url("https://gw.example.com:8443/github/mcp"),
+            "https://gw.example.com:8443/.well-known/oauth-protected-resource/github/mcp"
+        );
+        let t = tenant(&["https://gw/github/mcp"]);
+        let r = protected_resource(&t, "https://gw/github/mcp");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        assert_eq!(body["resource"], "https://gw/github/mcp");
+        assert_eq!(body["authorization_servers"][0], t.issuer);
+    }
 
     #[test]
     fn routes() {

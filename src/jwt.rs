@@ -367,7 +367,7 @@ pub fn check_claims(
     if claims.iss != tenant.issuer {
         return Err(TokenError::WrongIssuer);
     }
-    if !claims.aud.contains(&tenant.audience) {
+    if !tenant.audiences.iter().any(|a| claims.aud.contains(a)) {
         return Err(TokenError::WrongAudience);
     }
     check_lifetime(claims, now, skew)

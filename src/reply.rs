@@ -154,6 +154,8 @@ pub struct Realm<'a> {
     pub name: &'a str,
     /// URL of the protected resource metadata for the requested resource, when known.
     pub resource_metadata: Option<&'a str>,
+    /// Scopes the request needs, announced on 401 so a client asks for them up front.
+    pub scope: Option<&'a str>,
 }
 
 impl<'a> Realm<'a> {
@@ -161,6 +163,7 @@ impl<'a> Realm<'a> {
         Realm {
             name,
             resource_metadata: None,
+            scope: None,
         }
     }
 }
@@ -287,15 +290,16 @@ pub fn challenge(realm: &Realm<'_>, error: Option<(&str, &str, Option<&str>)>) -
     if let Some(url) = realm.resource_metadata {
         out.push_str(&format!(", resource_metadata=\"{}\"", quote(url)));
     }
-    if let Some((code, description, scope)) = error {
+    if let Some((code, description, _)) = error {
         out.push_str(&format!(
             ", error=\"{}\", error_description=\"{}\"",
             quote(code),
             quote(description)
         ));
-        if let Some(scope) = scope {
-            out.push_str(&format!(", scope=\"{}\"", quote(scope)));
-        }
+    }
+    // The error's own scope (insufficient_scope) wins over the request's.
+    if let Some(scope) = error.and_then(|(_, _, s)| s).or(realm.scope) {
+        out.push_str(&format!(", scope=\"{}\"", quote(scope)));
     }
     out
 }
@@ -420,6 +424,7 @@ mod tests {
         let realm = Realm {
             name: "github",
             resource_metadata: Some("https://gw/.well-known/oauth-protected-resource/github/x\"y"),
+            scope: Some("github:write"),
         };
         for deny in [
             Deny::MissingToken,
@@ -432,8 +437,14 @@ mod tests {
         }
         assert_eq!(
             header(&deny_reply(&Deny::MissingToken, &realm), "www-authenticate"),
-            Some("Bearer realm=\"github\", resource_metadata=\"https://gw/.well-known/oauth-protected-resource/github/x\\\"y\"")
+            Some("Bearer realm=\"github\", resource_metadata=\"https://gw/.well-known/oauth-protected-resource/github/x\\\"y\", scope=\"github:write\"")
         );
+        // A missing scope names what is missing, not what the method needs.
+        assert!(header(
+            &deny_reply(&Deny::InsufficientScope(vec!["s".into()]), &realm),
+            "www-authenticate"
+        )
+        .is_some_and(|h| h.ends_with(", scope=\"s\"")));
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn assert_invalid_token(stack: &Stack, token: &str, fragment: &str) {
     );
     let challenge = r.header("www-authenticate").unwrap_or_default();
     assert!(
-        challenge.starts_with("Bearer realm=\"github\", resource_metadata=\"http://localhost:3000/.well-known/oauth-protected-resource/github/")
+        challenge.starts_with("Bearer realm=\"github\"")
             && challenge.contains("\", error=\"invalid_token\""),
         "{challenge}"
     );
@@ -46,7 +46,7 @@ fn missing_and_malformed_authorization() {
     assert_eq!(r.status, 401);
     assert_eq!(
         r.header("www-authenticate"),
-        Some("Bearer realm=\"github\", resource_metadata=\"http://localhost:3000/.well-known/oauth-protected-resource/github/user\"")
+        Some("Bearer realm=\"github\", scope=\"github:read\"")
     );
     let token = stack.token("github", "alice");
     for value in [
@@ -144,7 +144,7 @@ fn claim_failures() {
     // aud as an array holding the audience among others is fine.
     let token = mint(
         &stack,
-        json!({"aud": ["https://other", "https://github.tvp.example"]}),
+        json!({"aud": ["https://other", "http://localhost:3000/github/mcp"]}),
     );
     assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
     assert_eq!(stack.sim.count(Endpoint::Vault), 1);

@@ -29,9 +29,9 @@ fn invalid_configurations_refuse_to_start() {
             Box::new(|d| d["tenants"][0]["colour"] = json!("blue")),
         ),
         (
-            "tenant 'github': missing field `audience`",
+            "tenant 'github': field 'resources': name the URL clients use",
             Box::new(|d| {
-                d["tenants"][0].as_object_mut().unwrap().remove("audience");
+                d["tenants"][0].as_object_mut().unwrap().remove("resources");
             }),
         ),
         (

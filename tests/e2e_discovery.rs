@@ -28,33 +28,16 @@ fn protected_resource_metadata_for_every_tenant() {
             "resource_name": "GitHub via AI Relay",
         })
     );
-    let g = stack
-        .request(
-            "GET",
-            "/.well-known/oauth-protected-resource/google",
-            &[],
-            b"",
-        )
-        .json();
-    assert_eq!(g["resource"], "http://localhost:3000/google");
-    assert_eq!(
-        g["authorization_servers"],
-        json!([format!(
-            "http://127.0.0.1:{}/issuers/google/",
-            stack.sim.port
-        )])
-    );
-    assert_eq!(
-        stack
-            .request(
-                "GET",
-                "/.well-known/oauth-protected-resource/nope",
-                &[],
-                b""
-            )
-            .status,
-        404
-    );
+    // Metadata only for a resource the tenant names (RFC 9728 section 3.3: `resource` is the
+    // URL the metadata was fetched for): not for its root, nor for a tenant that names none.
+    for path in [
+        "/.well-known/oauth-protected-resource/github",
+        "/.well-known/oauth-protected-resource/github/mcp/x",
+        "/.well-known/oauth-protected-resource/google",
+        "/.well-known/oauth-protected-resource/nope",
+    ] {
+        assert_eq!(stack.request("GET", path, &[], b"").status, 404, "{path}");
+    }
     assert_eq!(
         stack
             .request("GET", "/.well-known/openid-configuration", &[], b"")
@@ -65,14 +48,17 @@ fn protected_resource_metadata_for_every_tenant() {
 }
 
 #[test]
-fn challenges_point_at_the_metadata_of_the_requested_resource() {
+fn challenges_point_at_the_metadata_of_the_requested_resource_with_its_scopes() {
     let stack = Stack::start();
     let meta = "resource_metadata=\"http://localhost:3000/.well-known/oauth-protected-resource/github/mcp\"";
     let r = stack.request("POST", "/github/mcp?session=1", &[], b"{}");
     assert_eq!(r.status, 401);
+    // MCP authorization: the scopes to ask for up front; for an MCP endpoint every scope, so
+    // the session's GET and POST need one sign-in.
+    let all = "scope=\"github:read github:write\"";
     assert_eq!(
         r.header("www-authenticate"),
-        Some(format!("Bearer realm=\"github\", {meta}").as_str())
+        Some(format!("Bearer realm=\"github\", {meta}, {all}").as_str())
     );
     let expired = stack.mint(Mint {
         tenant: "github".into(),
@@ -81,7 +67,8 @@ fn challenges_point_at_the_metadata_of_the_requested_resource() {
         ..Mint::default()
     });
     let r = stack.call("GET", "/github/mcp", &expired);
-    assert!(r.header("www-authenticate").unwrap().contains(meta));
+    let h = r.header("www-authenticate").unwrap();
+    assert!(h.contains(meta) && h.ends_with(all), "{h}");
     let read_only = stack.mint(Mint {
         tenant: "github".into(),
         sub: "alice".into(),
@@ -96,14 +83,22 @@ fn challenges_point_at_the_metadata_of_the_requested_resource() {
             && h.contains("scope=\"github:write\""),
         "{h}"
     );
-    // A hostile path is quoted, never echoed raw into the header.
-    let r = stack.request("GET", "/github/a%22b\"c", &[], b"");
-    let h = r.header("www-authenticate").unwrap_or_default();
-    assert!(h.contains("github/a%22b\\\"c\""), "{h}");
+    // Below the resource: its metadata. Outside every resource (a REST path, a hostile path):
+    // none, and the request path is never echoed.
+    let r = stack.request("GET", "/github/mcp/sub", &[], b"");
+    assert!(r.header("www-authenticate").unwrap().contains(meta));
+    for path in ["/github/user", "/github/a%22b\"c", "/google/files"] {
+        let r = stack.request("GET", path, &[], b"");
+        let h = r.header("www-authenticate").unwrap_or_default();
+        assert!(
+            !h.contains("resource_metadata") && !h.contains("a%22b"),
+            "{path}: {h}"
+        );
+    }
 }
 
 #[test]
-fn resource_url_from_the_request_when_configured() {
+fn with_the_public_url_from_the_request_only_named_resources_have_metadata() {
     let stack = Stack::with(Options {
         edit: Some(Box::new(|c| {
             c["settings"]
@@ -111,20 +106,25 @@ fn resource_url_from_the_request_when_configured() {
                 .unwrap()
                 .remove("public_base_url");
             c["settings"]["resource_from_request"] = json!(true);
+            c["tenants"][0]["resources"] = json!(["https://localhost/github/mcp"]);
         })),
         ..Options::default()
     });
-    let r = stack.request("GET", "/github/mcp", &[("x-forwarded-proto", "https")], b"");
+    let https = [("x-forwarded-proto", "https")];
+    let r = stack.request("GET", "/github/mcp", &https, b"");
     assert!(r.header("www-authenticate").unwrap().contains(
         "resource_metadata=\"https://localhost/.well-known/oauth-protected-resource/github/mcp\""
     ));
-    let prm = stack
-        .request(
-            "GET",
-            "/.well-known/oauth-protected-resource/github/mcp",
-            &[],
-            b"",
-        )
-        .json();
-    assert_eq!(prm["resource"], "http://localhost/github/mcp");
+    let prm = "/.well-known/oauth-protected-resource/github/mcp";
+    assert_eq!(
+        stack.request("GET", prm, &https, b"").json()["resource"],
+        "https://localhost/github/mcp"
+    );
+    // Another origin (plain http here) is not a resource the tenant named: no metadata.
+    assert_eq!(stack.request("GET", prm, &[], b"").status, 404);
+    let r = stack.request("GET", "/github/mcp", &[], b"");
+    assert!(!r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("resource_metadata"));
 }

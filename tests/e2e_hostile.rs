@@ -83,7 +83,7 @@ fn hostile_inputs_are_refused_with_the_right_status() {
     let good = stack.token("github", "alice");
     let (h, rest) = good.split_once('.').unwrap();
     let (p, s) = rest.split_once('.').unwrap();
-    let claims_json = json!({"iss": format!("http://127.0.0.1:{}/issuers/github/", stack.sim.port), "sub": "alice", "aud": "https://github.tvp.example", "exp": 4_000_000_000u64, "scope": "github:read github:write"});
+    let claims_json = json!({"iss": format!("http://127.0.0.1:{}/issuers/github/", stack.sim.port), "sub": "alice", "aud": "http://localhost:3000/github/mcp", "exp": 4_000_000_000u64, "scope": "github:read github:write"});
     let raw_claims = |c: &str| forge(r#"{"alg":"RS256","kid":"github-rsa-1"}"#, c, s);
     // HS256 "signed" with the tenant's RSA public key (the classic algorithm confusion).
     let jwks = stack.sim.jwks("github");
@@ -292,7 +292,7 @@ fn hostile_inputs_are_refused_with_the_right_status() {
         ),
         bearer(
             "aud array holding ours among others",
-            claims(json!({"aud": ["https://x", "https://github.tvp.example"]})),
+            claims(json!({"aud": ["https://x", "http://localhost:3000/github/mcp"]})),
             200,
         ),
         bearer(

@@ -44,6 +44,8 @@ fn github2_config(github: &Value) -> Value {
             .replace("/issuers/github/", "/issuers/github2/");
         t[field] = serde_json::from_str(&moved).unwrap();
     }
+    // Its own API: an Auth0 tenant accepts one audience.
+    t.as_object_mut().unwrap().remove("resources");
     t["audience"] = json!(GITHUB2_AUDIENCE);
     t["vault"]["client_id"] = json!(GITHUB2_CLIENT);
     t.as_object_mut().unwrap().remove("connect");
@@ -247,7 +249,7 @@ fn authorization(r: &Response) -> String {
 }
 
 fn resource_metadata(stack: &HotStack) -> String {
-    let r = http(stack.port, "GET", "/github/user", &[], b"").unwrap();
+    let r = http(stack.port, "GET", "/github/mcp", &[], b"").unwrap();
     assert_eq!(r.status, 401);
     r.header("www-authenticate").unwrap_or_default().to_string()
 }
@@ -363,6 +365,9 @@ fn a_pushed_configuration_takes_effect_without_dropping_requests() {
 
     // (g) github keeps its cached downstream token across the reload (no vault call; a
     // fresh agent token, so not the per-worker verified-token cache), sent in the new format.
+    // The resource moved with the public URL, so agents now get tokens for the new URL (the
+    // authorization server's API identifier moves with it).
+    sim.set_audience("github", &format!("{NEW_BASE}/github/mcp"));
     let r = stack.call("/github/user", &stack.token("github"));
     assert_eq!(r.status, 200, "{}", r.text());
     let cached = token.replace("Bearer ", "token ");

@@ -28,6 +28,15 @@ fn python() -> PathBuf {
     p
 }
 
+/// With MCP_CLIENT_DEBUG set, the client's own logs go to the test's stderr.
+fn debug_output() -> Stdio {
+    if std::env::var_os("MCP_CLIENT_DEBUG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
+
 /// The tenant backend: an MCP server of the official SDK, logging what each request carried.
 struct Backend {
     child: Child,
@@ -88,23 +97,34 @@ fn stack(backend: &Backend) -> Stack {
     })
 }
 
-/// One run of the SDK client: its JSON events, with `on_elicitation` called (and stdin
-/// answered) whenever it reports a consent link.
-fn run_client(
+/// Who the SDK client is: a bearer token it was handed, or a user it signs in as through the
+/// SDK's own OAuth client, starting from nothing but the URL.
+enum Who<'a> {
+    Token(&'a str),
+    OAuth(&'a str),
+}
+
+/// One run of the SDK client: its JSON events and whether it exited cleanly, with
+/// `on_elicitation` called (and stdin answered) whenever it reports a consent link.
+fn run_client_as(
     stack: &Stack,
-    token: &str,
+    who: Who<'_>,
     mode: &str,
     calls: u32,
     on_elicitation: &mut dyn FnMut(&Value),
-) -> Vec<Value> {
+) -> (Vec<Value>, bool) {
     let url = format!("http://127.0.0.1:{}/github/mcp", stack.port);
+    let (flag, value) = match who {
+        Who::Token(t) => ("--token", t),
+        Who::OAuth(user) => ("--oauth-user", user),
+    };
     let mut child = Command::new(python())
         .arg(root().join("tests/mcp/client.py"))
-        .args(["--url", &url, "--token", token, "--mode", mode])
+        .args(["--url", &url, flag, value, "--mode", mode])
         .args(["--calls", &calls.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(debug_output())
         .spawn()
         .expect("start the MCP client");
     let mut stdin: ChildStdin = child.stdin.take().expect("stdin");
@@ -119,7 +139,19 @@ fn run_client(
         events.push(event);
     }
     let status = child.wait().expect("client exits");
-    assert!(status.success(), "client failed: {events:?}");
+    (events, status.success())
+}
+
+/// As `run_client_as`, for a run that must succeed.
+fn run_client(
+    stack: &Stack,
+    who: Who<'_>,
+    mode: &str,
+    calls: u32,
+    on_elicitation: &mut dyn FnMut(&Value),
+) -> Vec<Value> {
+    let (events, ok) = run_client_as(stack, who, mode, calls, on_elicitation);
+    assert!(ok, "client failed: {events:?}");
     events
 }
 
@@ -141,7 +173,7 @@ fn a_connected_user_lists_and_calls_tools_on_both_revisions() {
     let stack = stack(&backend);
     let token = stack.token("github", "alice");
     for (mode, version) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
-        let events = run_client(&stack, &token, mode, 1, &mut |e| panic!("{e}"));
+        let events = run_client(&stack, Who::Token(&token), mode, 1, &mut |e| panic!("{e}"));
         assert_eq!(events[0]["protocol_version"], version, "{events:?}");
         assert_eq!(events[1]["names"], json!(["whoami", "echo"]), "{events:?}");
         let result = results(&events)[0];
@@ -168,7 +200,7 @@ fn a_user_without_the_account_is_asked_in_his_revisions_form_and_his_retry_succe
     for (mode, user, via) in [("auto", "bob", "callback"), ("legacy", "carol", "error")] {
         let token = stack.token("github", user);
         let mut links = Vec::new();
-        let events = run_client(&stack, &token, mode, 1, &mut |e| {
+        let events = run_client(&stack, Who::Token(&token), mode, 1, &mut |e| {
             assert_eq!(e["via"], via, "{e}");
             let url = e["url"].as_str().unwrap().to_string();
             connect_from(&stack, &url, user);
@@ -195,4 +227,80 @@ fn a_user_without_the_account_is_asked_in_his_revisions_form_and_his_retry_succe
             .unwrap_or_default()
             .contains(&minted));
     }
+}
+
+/// The events of one sign-in through the SDK's OAuth client.
+fn authorizations(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "authorized")
+        .collect()
+}
+
+#[test]
+fn from_the_bare_url_a_client_signs_in_and_its_calls_are_brokered_on_both_revisions() {
+    let backend = Backend::start();
+    let stack = stack(&backend);
+    let issuer = format!("http://127.0.0.1:{}/issuers/github/", stack.sim.port);
+    let resource = format!("http://127.0.0.1:{}/github/mcp", stack.port);
+    for (mode, version) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
+        // 401 with resource_metadata and scope -> metadata -> the issuer's metadata ->
+        // dynamic registration -> code + PKCE with `resource` -> a token the filter accepts.
+        let events = run_client(&stack, Who::OAuth("alice"), mode, 1, &mut |e| panic!("{e}"));
+        let signed_in = authorizations(&events);
+        assert_eq!(signed_in.len(), 1, "{events:?}");
+        assert_eq!(signed_in[0]["iss"], issuer.as_str());
+        let authorize = signed_in[0]["authorize_url"].as_str().unwrap();
+        assert!(
+            authorize.starts_with(&format!("{issuer}authorize?"))
+                && authorize.contains(&format!("resource={}", sim::web::encode(&resource)))
+                && authorize.contains("scope=github%3Aread+github%3Awrite"),
+            "{authorize}"
+        );
+        assert_eq!(events[1]["protocol_version"], version, "{events:?}");
+        assert_eq!(events[2]["names"], json!(["whoami", "echo"]), "{events:?}");
+        let text = results(&events)[0]["text"].as_str().unwrap().to_string();
+        assert!(
+            text.starts_with("authorization=Bearer sim_github_alice_"),
+            "{mode}: {text}"
+        );
+    }
+    assert_eq!(stack.sim.registrations(), 2, "one registration per client");
+    // A user without the account signs in the same way, gets his revision's consent, connects
+    // from the link, and his retry in the same session is brokered.
+    for (mode, user) in [("auto", "bob"), ("legacy", "carol")] {
+        let mut links = 0;
+        let events = run_client(&stack, Who::OAuth(user), mode, 1, &mut |e| {
+            connect_from(&stack, e["url"].as_str().unwrap(), user);
+            links += 1;
+        });
+        assert_eq!((links, authorizations(&events).len()), (1, 1), "{events:?}");
+        let text = results(&events)[0]["text"].as_str().unwrap().to_string();
+        assert!(
+            text.starts_with(&format!("authorization=Bearer sim_github_{user}_")),
+            "{mode}: {text}"
+        );
+    }
+    // No token the authorization server issued ever reached the backend.
+    let log = std::fs::read_to_string(&backend.log).unwrap_or_default();
+    for minted in stack.sim.minted() {
+        assert!(!log.contains(&minted));
+    }
+}
+
+#[test]
+fn a_tenant_that_ignores_resource_gives_a_token_the_gateway_refuses() {
+    let backend = Backend::start();
+    let stack = stack(&backend);
+    // Auth0's default profile: `resource` is ignored, the token names no API (opaque), and the
+    // filter refuses it; the client fails instead of reaching the backend.
+    stack
+        .sim
+        .set_resource_profile(sim::authz::ResourceProfile::Audience);
+    let (events, ok) = run_client_as(&stack, Who::OAuth("alice"), "auto", 1, &mut |e| {
+        panic!("{e}")
+    });
+    assert!(!ok, "{events:?}");
+    assert!(!authorizations(&events).is_empty(), "{events:?}");
+    assert!(backend.authorizations().is_empty());
 }

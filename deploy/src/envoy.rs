@@ -663,6 +663,7 @@ mod tests {
         // A third tenant on the same backend shares its cluster.
         let mut third = doc["tenants"][0].clone();
         third["id"] = json!("github2");
+        third["resources"] = json!(["/github2/mcp"]);
         doc["tenants"].as_array_mut().unwrap().push(third);
         let p = plan(&doc).unwrap();
         let b = bootstrap(&p, &d).unwrap().to_json();

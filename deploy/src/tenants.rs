@@ -50,12 +50,21 @@ impl JsonPath {
         p
     }
 
-    /// `a.b.c` (the filter's field names) below this path.
+    /// `a.b[2].c` (the filter's field names) below this path.
     pub fn dotted(&self, field: &str) -> Self {
         field
             .split('.')
             .filter(|s| !s.is_empty())
-            .fold(self.clone(), |p, k| p.key(k))
+            .fold(self.clone(), |p, segment| {
+                let indexed = segment
+                    .strip_suffix(']')
+                    .and_then(|s| s.split_once('['))
+                    .and_then(|(k, i)| Some((k, i.parse::<usize>().ok()?)));
+                match indexed {
+                    Some((k, i)) => p.key(k).index(i),
+                    None => p.key(segment),
+                }
+            })
     }
 
     pub fn join(&self, rest: &JsonPath) -> Self {

@@ -27,6 +27,7 @@ fn with_github2() -> Value {
     let mut doc = example();
     let mut third = doc["tenants"][0].clone();
     third["id"] = json!("github2");
+    third["resources"] = json!(["/github2/mcp"]);
     doc["tenants"].as_array_mut().unwrap().push(third);
     doc
 }

@@ -47,7 +47,7 @@ fn a_broken_file_lists_every_problem_with_its_path() {
     let text = std::fs::read_to_string(repo().join("tenants.example.json")).unwrap();
     let mut doc: Value = serde_json::from_str(&text).unwrap();
     doc["settings"]["callout_timeout_ms"] = json!(0);
-    doc["tenants"][0]["audience"] = json!("");
+    doc["tenants"][0]["resources"] = json!(["/github/mcp/"]);
     doc["tenants"][0]["vault"]["client_secret_env"] = json!("not a name");
     doc["tenants"][1]["scopes"]["read"] = json!([]);
     doc["tenants"][1]["backend"] = json!("localhost:9001");
@@ -56,7 +56,7 @@ fn a_broken_file_lists_every_problem_with_its_path() {
     assert_eq!(code, 1, "{out}");
     for want in [
         "$.settings.callout_timeout_ms: must be greater than 0",
-        "$.tenants[0].audience: must not be empty",
+        "$.tenants[0].resources[0]: must not end with '/'",
         "$.tenants[1].vault.colour: unknown field `colour`",
         "$.tenants[1].scopes.read: must list at least one scope",
         "$.tenants[1].backend: must be an absolute http(s) URL",

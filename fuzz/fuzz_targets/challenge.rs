@@ -9,8 +9,9 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     let mut parts = text.splitn(3, '\u{0}');
     let (realm, a, b) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let realm = Realm { name: realm, resource_metadata: Some(b) };
+    let realm = Realm { name: realm, resource_metadata: Some(b), scope: Some(a) };
     let header = reply::challenge(&realm, Some(("invalid_token", a, Some(b))));
+    assert!(!reply::challenge(&realm, None).contains(['\r', '\n']));
     assert!(!header.contains('\r') && !header.contains('\n'));
     // Every quote inside the value is escaped: unescaped quotes are exactly the delimiters.
     let (mut delimiters, mut escaped) = (0, false);

@@ -10,6 +10,7 @@
 //! fail, so tests can assert "the vault was called once" or "the backend never saw the agent
 //! token". Demo users: `alice` has connected accounts, `bob` has none.
 
+pub mod authz;
 pub mod envoy;
 pub mod http;
 pub mod keys;
@@ -92,6 +93,9 @@ impl SimTenant {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Vec<SimTenant>, String> {
         let tenants = doc["tenants"].as_array().ok_or("no tenants array")?;
+        let public_base = doc["settings"]["public_base_url"]
+            .as_str()
+            .map(|b| b.trim_end_matches('/').to_string());
         tenants
             .iter()
             .map(|t| {
@@ -123,7 +127,8 @@ impl SimTenant {
                 Ok(SimTenant {
                     id: s(&t["id"]).ok_or("tenant without id")?,
                     issuer: s(&t["issuer"]).ok_or("tenant without issuer")?,
-                    audience: s(&t["audience"]).ok_or("tenant without audience")?,
+                    audience: api_identifier(t, public_base.as_deref())
+                        .ok_or("tenant without resources or audience")?,
                     read_scopes: list(&t["scopes"]["read"]),
                     write_scopes: list(&t["scopes"]["write"]),
                     default_alg: list(&t["algorithms"])
@@ -140,6 +145,18 @@ impl SimTenant {
                 })
             })
             .collect()
+    }
+}
+
+/// The API the tenant's agent tokens are for (its Auth0 API identifier, which the Custom API
+/// Client is linked to): the first of `resources` (a path joins the public URL), else
+/// `audience`, as the filter resolves them.
+fn api_identifier(tenant: &Value, public_base: Option<&str>) -> Option<String> {
+    let first = tenant["resources"].as_array().and_then(|r| r.first());
+    match (first.and_then(Value::as_str), public_base) {
+        (Some(path), Some(base)) if path.starts_with('/') => Some(format!("{base}{path}")),
+        (Some(url), _) => Some(url.to_string()),
+        (None, _) => tenant["audience"].as_str().map(str::to_string),
     }
 }
 
@@ -268,6 +285,7 @@ struct State {
     downstream: Vec<String>,
     accounts: myaccount::Accounts,
     okta: okta::Okta,
+    authz: authz::AuthServer,
 }
 
 impl State {
@@ -328,6 +346,7 @@ impl Sim {
             minted: Vec::new(),
             downstream: Vec::new(),
             accounts: myaccount::Accounts::default(),
+            authz: authz::AuthServer::default(),
             okta: okta::Okta::new(&tenants),
             tenants,
         }));
@@ -438,6 +457,24 @@ impl Sim {
     }
 
     /// Lifetime (`expires_in`) of downstream tokens the vault issues from now on.
+    /// Re-point a tenant's API identifier (e.g. once the gateway's public URL is known).
+    pub fn set_audience(&self, tenant: &str, audience: &str) {
+        let mut st = self.lock();
+        if let Some(t) = st.tenants.iter_mut().find(|t| t.id == tenant) {
+            t.audience = audience.to_string();
+        }
+    }
+
+    /// The tenants' Resource Parameter Compatibility Profile (Auth0 tenant setting).
+    pub fn set_resource_profile(&self, profile: authz::ResourceProfile) {
+        self.lock().authz.profile = profile;
+    }
+
+    /// Dynamic client registrations received.
+    pub fn registrations(&self) -> u64 {
+        self.lock().authz.registrations
+    }
+
     pub fn set_token_lifetime(&self, seconds: u64) {
         self.lock().token_lifetime = seconds;
     }
@@ -567,22 +604,18 @@ fn control_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
             if let Err(resp) = faulted(enter(state, Endpoint::Discovery)) {
                 return resp;
             }
-            let st = lock(state);
-            match st.tenants.iter().find(|t| t.id == *tenant) {
-                Some(t) => {
-                    let host = r.header("host").unwrap_or("127.0.0.1");
-                    Response::json(
-                        200,
-                        &json!({
-                            "issuer": t.issuer,
-                            "jwks_uri": format!("http://{host}/issuers/{tenant}/jwks.json"),
-                            "token_endpoint": format!("http://{host}/oauth/token"),
-                        }),
-                    )
-                }
-                None => Response::json(404, &json!({"error": "not_found"})),
-            }
+            authz::metadata(state, tenant)
         }
+        // RFC 8414 section 3.1: the well-known path inserted before the issuer's path.
+        ("GET", [".well-known", "oauth-authorization-server", "issuers", tenant]) => {
+            authz::metadata(state, tenant)
+        }
+        ("POST", ["issuers", tenant, "oidc", "register"]) => authz::register(state, tenant, &r),
+        ("GET", ["issuers", tenant, "authorize"])
+        | ("POST", ["issuers", tenant, "authorize", "login"]) => {
+            authz::authorize(state, tenant, &r)
+        }
+        ("POST", ["issuers", tenant, "oauth", "token"]) => authz::token(state, tenant, &r),
         ("GET", ["issuers", tenant, "jwks.json"]) => {
             if let Err(resp) = faulted(enter(state, Endpoint::Jwks)) {
                 return resp;

@@ -20,7 +20,7 @@ const CODE_TTL_S: u64 = 300;
 const MY_ACCOUNT_TOKEN_TTL_S: u64 = 600;
 const TICKET_TTL_S: u64 = 300;
 /// Cookie of the sim's own login session ("already signed in to Auth0").
-const USER_COOKIE: &str = "sim_user";
+pub(crate) const USER_COOKIE: &str = "sim_user";
 
 #[derive(Default)]
 pub struct Accounts {

@@ -49,14 +49,26 @@ fn example_parses_with_defaults_and_env_secret() {
 fn settings_default_when_absent() {
     let mut doc = example();
     doc.as_object_mut().map(|o| o.remove("settings"));
-    // The connect pages need the gateway's public URL, which has no default.
-    let refused = parse_value(&doc)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    // Resource paths and the connect pages need the gateway's public URL, which has no
+    // default.
+    let refused = |doc: &Value| {
+        parse_value(doc)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
     assert!(
-        refused.contains("tenant 'github': field 'connect': needs settings.public_base_url"),
-        "{refused}"
+        refused(&doc).contains(
+            "tenant 'github': field 'resources[0]': a path needs settings.public_base_url"
+        ),
+        "{}",
+        refused(&doc)
+    );
+    doc["tenants"][0]["resources"] = json!(["https://gw.example.com/github/mcp"]);
+    assert!(
+        refused(&doc).contains("tenant 'github': field 'connect': needs settings.public_base_url"),
+        "{}",
+        refused(&doc)
     );
     doc["tenants"][0]
         .as_object_mut()
@@ -195,6 +207,35 @@ fn every_rejection_names_tenant_and_field() {
         assert!(!line.contains('\n'), "one line: {line}");
         assert!(!line.contains("s3cret"), "no secret in: {line}");
     }
+}
+
+#[test]
+fn resources_are_the_metadata_and_the_accepted_audiences() {
+    let cfg = parse_value(&example()).unwrap_or_else(|e| panic!("{e}"));
+    let gh = &cfg.tenants[0];
+    assert_eq!(gh.resources, vec!["http://localhost:3000/github/mcp"]);
+    assert_eq!(gh.audiences, gh.resources);
+    let google = &cfg.tenants[1];
+    assert!(google.resources.is_empty());
+    assert_eq!(google.audiences, vec!["https://google.tvp.example"]);
+    // An Auth0 Custom API Client is linked to one API, so an Auth0 tenant accepts one audience.
+    assert_eq!(
+        error_for(|t| t["audience"] = json!("https://github.tvp.example")),
+        "invalid plugin configuration: tenant 'github': field 'audience': an Auth0 Custom API \
+         Client is linked to one API: name its identifier once, in resources (the URL MCP \
+         clients use) or in audience"
+    );
+    assert_eq!(
+        error_for(|t| t["audience"] = json!("http://localhost:3000/github/mcp")),
+        "accepted"
+    );
+    assert_eq!(
+        error_for(|t| t["resources"] = json!([])),
+        "invalid plugin configuration: tenant 'github': field 'resources': name the URL clients \
+         use (resources) or the token audience (audience)"
+    );
+    assert!(error_for(|t| t["resources"] = json!(["/google/mcp"]))
+        .contains("tenant 'github': field 'resources[0]': must be /github or below it"));
 }
 
 #[test]

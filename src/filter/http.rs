@@ -66,12 +66,15 @@ impl Request {
             }
             Route::NoTenant => return self.deny(None, &Deny::NoTenant),
             Route::ProtectedResource { tenant, rest } => {
-                return match (config.tenant(tenant), public_base(&config)) {
-                    (Some(t), Some(base)) => {
-                        self.reply(&endpoints::protected_resource(t, &base, rest))
-                    }
-                    _ => self.deny(None, &Deny::UnknownTenant),
-                }
+                let origin = public_base(&config);
+                let path = format!("/{tenant}{rest}");
+                let resource = config
+                    .tenant(tenant)
+                    .and_then(|t| Some((t, endpoints::resource_at(t, origin.as_deref(), &path)?)));
+                return match resource {
+                    Some((t, resource)) => self.reply(&endpoints::protected_resource(t, resource)),
+                    None => self.deny(None, &Deny::UnknownTenant),
+                };
             }
             Route::Connect { tenant, page } => {
                 return self.connect_page(worker, &config, tenant, page, &method, &path, &headers)
@@ -226,16 +229,23 @@ pub(super) fn denial_reply(
     principal: Option<&Principal>,
 ) -> (Reply, Deny) {
     let tenant_id = tenant.map_or(FILTER_REALM, |i| config.tenants[i].id.as_str());
-    let metadata = tenant.and_then(|_| {
-        let base = public_base(config)?;
+    // Challenges name the metadata of the resource the request is for, and the scopes to ask
+    // for (MCP authorization: "SHOULD include scope" on 401).
+    let metadata = tenant.and_then(|i| {
         let path = host::request_header(":path").unwrap_or_default();
         let path = path.split(['?', '#']).next().unwrap_or("");
-        let rest = path.strip_prefix('/')?.strip_prefix(tenant_id)?;
-        Some(endpoints::metadata_url(&base, tenant_id, rest))
+        let origin = public_base(config);
+        endpoints::covering_resource(&config.tenants[i], origin.as_deref(), path)
+            .map(endpoints::metadata_url)
+    });
+    let scope = tenant.map(|i| {
+        let method = host::request_header(":method").unwrap_or_default();
+        endpoints::challenge_scope(&config.tenants[i], &method, metadata.is_some())
     });
     let realm = Realm {
         name: tenant_id,
         resource_metadata: metadata.as_deref(),
+        scope: scope.as_deref(),
     };
     let deny = match (deny, tenant, principal) {
         (Deny::ConnectRequired { .. }, Some(i), Some(p)) => with_connect_link(config, i, deny, p),

@@ -28,7 +28,7 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn token(&self, sub: &str, scope: &str) -> String {
-        let claims = json!({"iss": "http://127.0.0.1:9000/issuers/github/", "aud": "https://github.tvp.example", "sub": sub, "exp": NOW_S + 600, "scope": scope});
+        let claims = json!({"iss": "http://127.0.0.1:9000/issuers/github/", "aud": "http://localhost:3000/github/mcp", "sub": sub, "exp": NOW_S + 600, "scope": scope});
         self.keys
             .sign(
                 "RS256",

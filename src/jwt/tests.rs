@@ -13,7 +13,7 @@ fn tenant() -> Tenant {
 }
 
 fn claims() -> Value {
-    json!({"iss": tenant().issuer, "sub": "alice", "aud": tenant().audience, "exp": NOW + 600, "iat": NOW, "scope": "github:read github:write"})
+    json!({"iss": tenant().issuer, "sub": "alice", "aud": tenant().audiences[0], "exp": NOW + 600, "iat": NOW, "scope": "github:read github:write"})
 }
 
 /// A token with hand-made segments (not signed).
@@ -191,7 +191,7 @@ fn claim_values_are_checked() {
         TokenError::WrongAudience
     );
     assert_eq!(
-        with("aud", json!(["https://other", tenant().audience])),
+        with("aud", json!(["https://other", tenant().audiences[0]])),
         TokenError::BadSignature
     );
     assert_eq!(with("exp", json!(NOW - 61)), TokenError::Expired);

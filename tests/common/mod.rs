@@ -256,7 +256,16 @@ impl Stack {
         let (port, admin) = (free_port(), free_port());
         let mut config = config.clone();
         if opts.public_base_is_stack {
-            config["settings"]["public_base_url"] = json!(format!("http://127.0.0.1:{port}"));
+            let base = format!("http://127.0.0.1:{port}");
+            config["settings"]["public_base_url"] = json!(base);
+            // The sim's APIs follow the gateway's public URL, as the identifiers of an Auth0
+            // tenant set up for this gateway would.
+            for t in config["tenants"].as_array().into_iter().flatten() {
+                if let Some(path) = t["resources"][0].as_str().filter(|p| p.starts_with('/')) {
+                    let id = t["id"].as_str().unwrap_or_default();
+                    sim.set_audience(id, &format!("{base}{path}"));
+                }
+            }
         }
         let dir = root().join("target/e2e").join(format!("envoy-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
