@@ -394,3 +394,17 @@ fn the_make_run_walkthrough_passes() {
         "the walkthrough disconnects bob again"
     );
 }
+
+#[test]
+fn the_accounts_page_pages_through_more_than_twenty_accounts() {
+    let stack = stack();
+    // Alice's github account and 24 more: two pages of take=20 (the API's maximum).
+    stack.sim.add_accounts("alice", "github", 24);
+    let mut browser = Browser::new();
+    let accounts = format!("http://127.0.0.1:{}/connect/github/accounts", stack.port);
+    let before = stack.sim.count(Endpoint::MyAccount);
+    let (_, page) = sign_in(&mut browser, &stack, &accounts, "alice");
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(page.text().matches(">Disconnect</button>").count(), 25);
+    assert_eq!(stack.sim.count(Endpoint::MyAccount) - before, 2);
+}
