@@ -436,3 +436,38 @@ fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
     }
     panic!("the pages never ended");
 }
+
+#[test]
+fn a_connect_code_longer_than_the_api_takes_is_refused_before_any_call() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let cookie = session_for(&h, "bob");
+    let cookies: [&[u8]; 1] = [cookie.as_bytes()];
+    let consent = |state: &str| {
+        let record = Consent {
+            tenant: "github".into(),
+            session_key: records::key(Kind::Session, "sid"),
+            auth_session: "as".into(),
+            verifier: "v".repeat(43),
+            redirect_uri: format!("{BASE}/connect/github/callback"),
+            connection: "github".into(),
+            link: None,
+            downstream_key: "dk-bob".into(),
+            expires_ms: NOW_MS + 60_000,
+        };
+        records::put(&h, &records::key(Kind::Consent, state), &record);
+        format!("state={state}&connect_code=")
+    };
+    let long = consent("s1") + &"c".repeat(MAX_CONNECT_CODE + 1);
+    assert_eq!(
+        reply(handle(&c, &get("/callback", &long, &cookies))).status,
+        400
+    );
+    let fits = consent("s2") + &"c".repeat(MAX_CONNECT_CODE);
+    match handle(&c, &get("/callback", &fits, &cookies)) {
+        Outcome::Call(request, _) => {
+            assert_eq!(request.path, "/me/v1/connected-accounts/complete")
+        }
+        Outcome::Reply(r) => panic!("expected /complete, got {}", r.status),
+    }
+}
