@@ -121,6 +121,8 @@ struct RawConnect {
     login_url: Option<String>,
     #[serde(default)]
     scopes: Vec<String>,
+    #[serde(default)]
+    id_token_algorithms: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -369,6 +371,9 @@ pub struct ConnectConfig {
     pub my_account_audience: String,
     /// Provider scopes asked for when connecting; empty means the connection's defaults.
     pub scopes: Vec<String>,
+    /// Algorithms Auth0's ID tokens for this client may be signed with (not the agent
+    /// tokens' list: Auth0 signs ID tokens RS256 or PS256 whatever the agents use).
+    pub id_token_algorithms: Vec<Alg>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -768,9 +773,23 @@ fn validate_connect(
                     "must be an origin (scheme and host, no path)",
                 ));
             }
+            // Auth0's My Account API: the token, its audience and the calls all use one
+            // domain, canonical or custom (https://auth0.com/docs/manage-users/my-account-api).
+            if !same_domain(&url, &vault.domain) {
+                return Err(field(
+                    "login_url",
+                    &format!(
+                        "host '{}' is not vault.domain '{}': use the same Auth0 domain throughout",
+                        printable(&url.authority),
+                        printable(&vault.domain)
+                    ),
+                ));
+            }
             format!("{}://{}", url.scheme, url.authority)
         }
     };
+    let id_token_algorithms = id_token_algorithms(raw.id_token_algorithms)
+        .map_err(|m| field("id_token_algorithms", &m))?;
     for s in &raw.scopes {
         if s.is_empty() || !s.bytes().all(is_scope_char) {
             return Err(field(
@@ -779,13 +798,67 @@ fn validate_connect(
             ));
         }
     }
+    // The My Account API takes 1-100 unique scopes (`/connect`, OpenAPI `uniqueItems`).
+    if raw.scopes.len() > 100 {
+        return Err(field("scopes", "at most 100 scopes"));
+    }
+    if let Some(s) = raw
+        .scopes
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| raw.scopes[..i].contains(s).then_some(s))
+    {
+        return Err(field(
+            "scopes",
+            &format!("'{}' is listed twice", printable(s)),
+        ));
+    }
     Ok(ConnectConfig {
         client_id: raw.client_id,
         client_secret,
         login_url,
         my_account_audience: format!("https://{}/me/", vault.domain),
         scopes: raw.scopes,
+        id_token_algorithms,
     })
+}
+
+/// Whether an origin is on the Auth0 domain `domain` (`host[:port]`), default ports aside.
+fn same_domain(url: &Url, domain: &str) -> bool {
+    let default_port = if url.scheme == "https" { ":443" } else { ":80" };
+    let origin = url.authority.to_ascii_lowercase();
+    let origin = origin.strip_suffix(default_port).unwrap_or(&origin);
+    let domain = domain.to_ascii_lowercase();
+    let domain = domain.strip_suffix(":443").unwrap_or(&domain);
+    origin == domain
+}
+
+/// The ID token allow-list: Auth0 signs ID tokens with RS256, PS256 or HS256 (a shared
+/// secret we never accept), https://auth0.com/docs/get-started/applications/signing-algorithms .
+fn id_token_algorithms(raw: Option<Vec<String>>) -> Result<Vec<Alg>, String> {
+    let Some(names) = raw else {
+        return Ok(vec![Alg::Rs256, Alg::Ps256]);
+    };
+    if names.is_empty() {
+        return Err("must list at least one algorithm".into());
+    }
+    let mut out = Vec::new();
+    for name in &names {
+        let alg = match name.as_str() {
+            "RS256" => Alg::Rs256,
+            "PS256" => Alg::Ps256,
+            other => {
+                return Err(format!(
+                    "'{}' is not supported (Auth0 signs ID tokens with RS256 or PS256)",
+                    printable(other)
+                ))
+            }
+        };
+        if !out.contains(&alg) {
+            out.push(alg);
+        }
+    }
+    Ok(out)
 }
 
 fn validate_downstream(raw: Option<RawDownstream>) -> Result<DownstreamConfig, FieldError> {

@@ -928,9 +928,12 @@ impl Worker {
         let keys = self.keys_for(host, tenant, now_ms)?;
         let t = &self.config.tenants[tenant];
         let s = &self.config.settings;
+        // The connect client's own list: an agent allow-list of ES256 only must not make
+        // Auth0's RS256 ID tokens unverifiable (nor widen what agent tokens may use).
+        let algorithms = &t.connect.as_ref()?.id_token_algorithms;
         let jwt = crate::jwt::parse(token, s.max_token_bytes.max(16 * 1024), None).ok()?;
         let claims = &jwt.claims;
-        let valid = t.algorithms.contains(&jwt.alg)
+        let valid = algorithms.contains(&jwt.alg)
             && claims.iss == t.issuer
             && claims.aud.iter().any(|a| a == client_id)
             && crate::jwt::check_lifetime(

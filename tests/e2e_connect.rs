@@ -114,6 +114,33 @@ fn bob_connects_from_the_link_and_his_next_call_succeeds() {
 }
 
 #[test]
+fn a_tenant_whose_agents_sign_es256_only_still_verifies_auth0s_rs256_id_token() {
+    // Agent tokens ES256 only; the login's ID token is Auth0's RS256 (connect's own list).
+    let stack = Stack::with(Options {
+        public_base_is_stack: true,
+        edit: Some(Box::new(|c| {
+            c["tenants"][0]["algorithms"] = json!(["ES256"])
+        })),
+        ..Options::default()
+    });
+    let token = stack.mint(Mint {
+        tenant: "github".into(),
+        sub: "bob".into(),
+        alg: Some("ES256".into()),
+        ..Mint::default()
+    });
+    let link = refused_with_link(&stack, &token);
+    let mut browser = Browser::new();
+    let (_, page) = sign_in(&mut browser, &stack, &link, "bob");
+    let (_, done) = consent(&mut browser, &stack, &page, "allow");
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    // The agents' list still rules agent tokens: RS256 is refused for them.
+    let rs256 = stack.token("github", "bob");
+    assert_eq!(stack.call("GET", "/github/user", &rs256).status, 401);
+}
+
+#[test]
 fn flow_state_is_shared_by_envoys_workers() {
     let stack = Stack::with(Options {
         public_base_is_stack: true,
@@ -366,4 +393,18 @@ fn the_make_run_walkthrough_passes() {
         !stack.sim.is_connected("bob", "github"),
         "the walkthrough disconnects bob again"
     );
+}
+
+#[test]
+fn the_accounts_page_pages_through_more_than_twenty_accounts() {
+    let stack = stack();
+    // Alice's github account and 24 more: two pages of take=20 (the API's maximum).
+    stack.sim.add_accounts("alice", "github", 24);
+    let mut browser = Browser::new();
+    let accounts = format!("http://127.0.0.1:{}/connect/github/accounts", stack.port);
+    let before = stack.sim.count(Endpoint::MyAccount);
+    let (_, page) = sign_in(&mut browser, &stack, &accounts, "alice");
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(page.text().matches(">Disconnect</button>").count(), 25);
+    assert_eq!(stack.sim.count(Endpoint::MyAccount) - before, 2);
 }

@@ -440,6 +440,12 @@ impl Sim {
             .remove(connection);
     }
 
+    /// Give `sub` `count` more connected accounts of `connection`, beyond the one a
+    /// connection has, so the My Account API's account list spans pages.
+    pub fn add_accounts(&self, sub: &str, connection: &str, count: usize) {
+        myaccount::add_accounts(&mut self.lock(), sub, connection, count);
+    }
+
     /// Whether `sub` has connected `connection`.
     pub fn is_connected(&self, sub: &str, connection: &str) -> bool {
         self.lock().is_connected(sub, connection)
@@ -728,6 +734,12 @@ fn control_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
         }
         ("POST", ["_sim", "heal"]) => {
             lock(state).faults.clear();
+            Response::json(200, &json!({"ok": true}))
+        }
+        ("POST", ["_sim", "accounts", sub, connection]) => {
+            let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            let count = body["count"].as_u64().unwrap_or(1).min(1000) as usize;
+            myaccount::add_accounts(&mut lock(state), sub, connection, count);
             Response::json(200, &json!({"ok": true}))
         }
         ("POST", ["_sim", "connect", sub, connection]) => {

@@ -2,8 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod support;
+
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
@@ -14,6 +14,7 @@ use sim::okta::{
 };
 use sim::web::encode;
 use sim::{Endpoint, Fault, Mint, OktaGrant, Sim, SimTenant, ACCESS_TOKEN_TYPE};
+use support::{exchange, Reply};
 
 const TOKEN_URL: &str = "http://127.0.0.1:9000/okta/oauth2/v1/token";
 const RESOURCE_AS: &str = "http://127.0.0.1:9000/resource-as";
@@ -58,52 +59,14 @@ fn start() -> Sim {
     Sim::start(tenants, 0, 0).unwrap()
 }
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 fn http(port: u16, method: &str, target: &str, form: &[(&str, &str)]) -> Reply {
     let body: Vec<String> = form
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
         .collect();
-    let body = body.join("&");
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "{method} {target} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nconnection: close\r\n\
-         content-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap();
-    Reply {
-        status: status.parse().unwrap(),
-        headers: lines
-            .filter_map(|l| l.split_once(": "))
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        body: body.to_string(),
-    }
+    let headers =
+        format!("host: 127.0.0.1:{port}\r\ncontent-type: application/x-www-form-urlencoded\r\n");
+    exchange(port, method, target, &headers, &body.join("&"))
 }
 
 fn assertion(client_id: &str, aud: &str) -> String {

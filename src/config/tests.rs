@@ -141,6 +141,31 @@ fn every_rejection_names_tenant_and_field() {
             "tenant 'github': field 'connect.scopes'",
         ),
         (
+            // One Auth0 domain throughout (My Account API): the login origin is the vault's.
+            Box::new(|t| t["connect"]["login_url"] = json!("https://login.example.com")),
+            "tenant 'github': field 'connect.login_url': host 'login.example.com' is not vault.domain '127.0.0.1:9000'",
+        ),
+        (
+            Box::new(|t| t["connect"]["login_url"] = json!("http://127.0.0.1:9443")),
+            "tenant 'github': field 'connect.login_url': host '127.0.0.1:9443'",
+        ),
+        (
+            Box::new(|t| t["connect"]["scopes"] = json!(["repo", "repo"])),
+            "tenant 'github': field 'connect.scopes': 'repo' is listed twice",
+        ),
+        (
+            Box::new(|t| t["connect"]["id_token_algorithms"] = json!(["HS256"])),
+            "tenant 'github': field 'connect.id_token_algorithms': 'HS256' is not supported",
+        ),
+        (
+            Box::new(|t| t["connect"]["id_token_algorithms"] = json!(["ES256"])),
+            "tenant 'github': field 'connect.id_token_algorithms': 'ES256' is not supported",
+        ),
+        (
+            Box::new(|t| t["connect"]["id_token_algorithms"] = json!([])),
+            "tenant 'github': field 'connect.id_token_algorithms': must list",
+        ),
+        (
             Box::new(|t| {
                 t["connect"]
                     .as_object_mut()
@@ -473,4 +498,28 @@ fn downstream_value_fills_the_template() {
         let value = cfg.map(|c| c.tenants[0].downstream.value("abc"));
         assert_eq!(value.as_deref(), Ok(want), "{format}");
     }
+}
+
+#[test]
+fn connect_id_token_algorithms_default_to_auth0s_and_login_url_may_spell_the_default_port() {
+    let mut doc = example();
+    let cfg = parse_value(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let connect = cfg.tenants[0]
+        .connect
+        .clone()
+        .unwrap_or_else(|| panic!("connect"));
+    assert_eq!(connect.id_token_algorithms, vec![Alg::Rs256, Alg::Ps256]);
+    doc["tenants"][0]["connect"]["id_token_algorithms"] = json!(["PS256"]);
+    doc["tenants"][0]["vault"]["domain"] = json!("Tenant.EU.auth0.com");
+    doc["tenants"][0]["connect"]["login_url"] = json!("https://tenant.eu.auth0.com:443");
+    let cfg = parse_value(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let connect = cfg.tenants[0]
+        .connect
+        .clone()
+        .unwrap_or_else(|| panic!("connect"));
+    assert_eq!(connect.id_token_algorithms, vec![Alg::Ps256]);
+    assert_eq!(
+        connect.my_account_audience,
+        "https://Tenant.EU.auth0.com/me/"
+    );
 }

@@ -31,6 +31,12 @@ const SESSION_COOKIE: &str = "tvp_session";
 const MY_ACCOUNT_SCOPES: &str =
     "openid create:me:connected_accounts read:me:connected_accounts delete:me:connected_accounts";
 const CONNECTED_ACCOUNTS: &str = "/me/v1/connected-accounts";
+/// The accounts list's largest page (`take`, My Account API OpenAPI: default 10, max 20).
+const ACCOUNTS_PAGE_SIZE: u32 = 20;
+/// Pages followed before giving up: a `next` that never ends must not loop the filter.
+pub const MAX_ACCOUNT_PAGES: u32 = 10;
+/// Longest `connect_code` the My Account API takes (`/complete`, OpenAPI `maxLength` 46).
+const MAX_CONNECT_CODE: usize = 46;
 
 /// Everything a step needs to know about where it runs.
 pub struct Ctx<'a> {
@@ -146,9 +152,17 @@ pub enum Pending {
     },
     /// The provider consented; the connection is being completed.
     Complete(Consent),
-    List(Session),
+    /// A page of the accounts list; `accounts` holds the earlier pages' rows.
+    List {
+        session: Session,
+        accounts: Vec<Account>,
+        pages: u32,
+    },
     Delete(Session),
 }
+
+/// A connected account as the accounts page shows it: id and creation time.
+pub type Account = (String, String);
 
 fn call(request: CalloutRequest, pending: Pending) -> Outcome {
     Outcome::Call(request, Box::new(pending))
@@ -269,11 +283,14 @@ pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
         ("GET", "/callback") => consent_callback(ctx, inc),
         ("GET", "/accounts") => match session(ctx, inc) {
             Some((_, s)) => {
-                let path = format!(
-                    "{CONNECTED_ACCOUNTS}/accounts?connection={}",
-                    form::encode(&ctx.tenant.vault.connection)
-                );
-                call(ctx.call("GET", &path, Some(&s.token)), Pending::List(s))
+                let path = accounts_path(&ctx.tenant.vault.connection, None);
+                let request = ctx.call("GET", &path, Some(&s.token));
+                let pending = Pending::List {
+                    session: s,
+                    accounts: Vec::new(),
+                    pages: 1,
+                };
+                call(request, pending)
             }
             None => login(ctx, AfterLogin::Accounts, false),
         },
@@ -458,7 +475,7 @@ fn consent_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
             "Access was not granted at the provider. Open the link again to retry.",
         ));
     }
-    let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= 256) else {
+    let Some(code) = code.filter(|c| !c.is_empty() && c.len() <= MAX_CONNECT_CODE) else {
         return expired();
     };
     let body = json!({
@@ -532,6 +549,42 @@ fn lifetime_ms(v: &Value, cap_ms: u64) -> u64 {
     v["expires_in"]
         .as_u64()
         .map_or(cap_ms, |s| s.saturating_mul(1000).min(cap_ms))
+}
+
+/// One page of the accounts list: `take` at its maximum, from the cursor `from`.
+pub fn accounts_path(connection: &str, from: Option<&str>) -> String {
+    let mut path = format!(
+        "{CONNECTED_ACCOUNTS}/accounts?connection={}&take={ACCOUNTS_PAGE_SIZE}",
+        form::encode(connection)
+    );
+    if let Some(cursor) = from {
+        path.push_str("&from=");
+        path.push_str(&form::encode(cursor));
+    }
+    path
+}
+
+/// A page of `GET /accounts`: this connection's accounts, and the `next` cursor when more
+/// remain. `None` when the answer is not a list (fail closed: no page claims "none").
+pub fn accounts_page(v: &Value, connection: &str) -> Option<(Vec<Account>, Option<String>)> {
+    let list = v["accounts"].as_array()?;
+    let accounts = list
+        .iter()
+        .filter(|a| a["connection"].as_str() == Some(connection))
+        .filter_map(|a| {
+            Some((
+                text(a, "id", 128)?,
+                text(a, "created_at", 64).unwrap_or_default(),
+            ))
+        })
+        .collect();
+    // Absent (or empty) at the end; anything else must be a sane cursor.
+    let next = match &v["next"] {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        _ => Some(text(v, "next", 1024)?),
+    };
+    Some((accounts, next))
 }
 
 /// Continue after a call-out answered. `verify_id_token` checks an ID token of this tenant
@@ -644,25 +697,32 @@ pub fn resume(
             ctx.count("connect.completed");
             Outcome::Reply(pages::connected(&ctx.tenant.name, &consent.connection))
         }
-        Pending::List(session) => {
-            let Some(v) = answer(response, &[200]) else {
+        Pending::List {
+            session,
+            mut accounts,
+            pages,
+        } => {
+            let connection = &ctx.tenant.vault.connection;
+            let page = answer(response, &[200]).and_then(|v| accounts_page(&v, connection));
+            let Some((rows, next)) = page else {
                 return upstream_failed("list your connected accounts");
             };
-            let connection = &ctx.tenant.vault.connection;
-            let accounts: Vec<(String, String)> = v["accounts"]
-                .as_array()
-                .map(|list| {
-                    list.iter()
-                        .filter(|a| a["connection"].as_str() == Some(connection.as_str()))
-                        .filter_map(|a| {
-                            Some((
-                                text(a, "id", 128)?,
-                                text(a, "created_at", 64).unwrap_or_default(),
-                            ))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            accounts.extend(rows);
+            // The list is paginated (`next` until absent); a list that never ends is refused.
+            if let Some(cursor) = next {
+                if pages >= MAX_ACCOUNT_PAGES {
+                    ctx.count("connect.accounts_too_many_pages");
+                    return upstream_failed("list your connected accounts");
+                }
+                let path = accounts_path(connection, Some(&cursor));
+                let request = ctx.call("GET", &path, Some(&session.token));
+                let pending = Pending::List {
+                    session,
+                    accounts,
+                    pages: pages + 1,
+                };
+                return call(request, pending);
+            }
             Outcome::Reply(pages::accounts(
                 &ctx.tenant.name,
                 connection,

@@ -348,3 +348,126 @@ fn on_https_only_host_prefixed_cookies_count() {
     assert!(cookie.starts_with("tvp_login=") && cookie.contains("Path=/connect/github/"));
     assert!(!cookie.contains("Secure"), "{cookie}");
 }
+
+#[test]
+fn accounts_pages_take_twenty_from_the_cursor() {
+    assert_eq!(
+        accounts_path("google-oauth2", None),
+        "/me/v1/connected-accounts/accounts?connection=google-oauth2&take=20"
+    );
+    assert_eq!(
+        accounts_path("github", Some("c/1&x=2")),
+        "/me/v1/connected-accounts/accounts?connection=github&take=20&from=c%2F1%26x%3D2"
+    );
+}
+
+#[test]
+fn an_accounts_page_yields_its_rows_and_next_cursor() {
+    let row = |id: &str, c: &str| json!({"id": id, "connection": c, "created_at": "t"});
+    let page = json!({"accounts": [row("cac_1", "github"), row("cac_2", "google-oauth2")],
+                      "next": "cur_2"});
+    assert_eq!(
+        accounts_page(&page, "github"),
+        Some((vec![("cac_1".into(), "t".into())], Some("cur_2".into())))
+    );
+    // The last page has no `next` (or an empty one).
+    for last in [json!({"accounts": []}), json!({"accounts": [], "next": ""})] {
+        assert_eq!(accounts_page(&last, "github"), Some((vec![], None)));
+    }
+    // Not a list, or a cursor that is not a sane string: the answer is refused.
+    for bad in [
+        json!({}),
+        json!({"accounts": {}}),
+        json!({"accounts": [], "next": 2}),
+        json!({"accounts": [], "next": "a\nb"}),
+    ] {
+        assert_eq!(accounts_page(&bad, "github"), None, "{bad}");
+    }
+}
+
+#[test]
+fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let cookie = session_for(&h, "alice");
+    let cookies: [&[u8]; 1] = [cookie.as_bytes()];
+    let first = |c: &Ctx<'_>| match handle(c, &get("/accounts", "", &cookies)) {
+        Outcome::Call(request, pending) => (request, pending),
+        Outcome::Reply(r) => panic!("expected the list call, got {}", r.status),
+    };
+    let page = |n: u32, next: Option<&str>| {
+        let mut v = json!({"accounts": [{"id": format!("cac_{n}"), "connection": "github",
+                                         "created_at": "t"}]});
+        if let Some(cursor) = next {
+            v["next"] = json!(cursor);
+        }
+        ok(200, v)
+    };
+    let (request, mut pending) = first(&c);
+    assert!(request.path.ends_with("&take=20"), "{}", request.path);
+    for n in 1..=2 {
+        let cursor = format!("cur_{n}");
+        match resume(&c, *pending, &page(n, Some(&cursor)), &mut |_| None) {
+            Outcome::Call(request, next) => {
+                assert!(request.path.ends_with(&format!("&from={cursor}")));
+                assert_eq!(request.method, "GET");
+                pending = next;
+            }
+            Outcome::Reply(r) => panic!("expected the next page, got {}", r.status),
+        }
+    }
+    let r = reply(resume(&c, *pending, &page(3, None), &mut |_| None));
+    let html = String::from_utf8(r.body).unwrap_or_default();
+    for n in 1..=3 {
+        assert!(html.contains(&format!("id=cac_{n}&amp;")), "{html}");
+    }
+
+    // A list whose `next` never ends is refused after MAX_ACCOUNT_PAGES pages.
+    let (_, mut pending) = first(&c);
+    for n in 1..=MAX_ACCOUNT_PAGES {
+        match resume(&c, *pending, &page(n, Some("again")), &mut |_| None) {
+            Outcome::Call(_, next) => pending = next,
+            Outcome::Reply(r) => {
+                assert_eq!(n, MAX_ACCOUNT_PAGES);
+                assert_eq!(r.status, 502);
+                return;
+            }
+        }
+    }
+    panic!("the pages never ended");
+}
+
+#[test]
+fn a_connect_code_longer_than_the_api_takes_is_refused_before_any_call() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let cookie = session_for(&h, "bob");
+    let cookies: [&[u8]; 1] = [cookie.as_bytes()];
+    let consent = |state: &str| {
+        let record = Consent {
+            tenant: "github".into(),
+            session_key: records::key(Kind::Session, "sid"),
+            auth_session: "as".into(),
+            verifier: "v".repeat(43),
+            redirect_uri: format!("{BASE}/connect/github/callback"),
+            connection: "github".into(),
+            link: None,
+            downstream_key: "dk-bob".into(),
+            expires_ms: NOW_MS + 60_000,
+        };
+        records::put(&h, &records::key(Kind::Consent, state), &record);
+        format!("state={state}&connect_code=")
+    };
+    let long = consent("s1") + &"c".repeat(MAX_CONNECT_CODE + 1);
+    assert_eq!(
+        reply(handle(&c, &get("/callback", &long, &cookies))).status,
+        400
+    );
+    let fits = consent("s2") + &"c".repeat(MAX_CONNECT_CODE);
+    match handle(&c, &get("/callback", &fits, &cookies)) {
+        Outcome::Call(request, _) => {
+            assert_eq!(request.path, "/me/v1/connected-accounts/complete")
+        }
+        Outcome::Reply(r) => panic!("expected /complete, got {}", r.status),
+    }
+}

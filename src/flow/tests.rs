@@ -358,3 +358,45 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
     assert!(!assertion(&first).is_empty());
     assert_ne!(assertion(&orphans[0].1), assertion(&first), "a fresh jti");
 }
+
+#[test]
+fn id_tokens_are_checked_with_the_connect_clients_algorithms_not_the_agents() {
+    // Agents of this tenant sign ES256 only; Auth0 signs the connect client's ID tokens RS256.
+    let mut doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default();
+    doc["tenants"][0]["algorithms"] = json!(["ES256"]);
+    let cfg = config::parse(doc.to_string().as_bytes(), &|_| Some("secret".into()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut f = fixture();
+    let jwks = f.keys.jwks().to_string();
+    let key = cache::jwks_key(&cfg.tenants[0]);
+    f.host.shared_set(
+        &key,
+        &cache::encode_jwks(NOW_S * 1000, jwks.as_bytes()),
+        None,
+    );
+    f.worker = Worker::new(Rc::new(cfg), Box::new(PureRustVerifier));
+    let id_token = |alg: &str, aud: &str| {
+        let claims = json!({"iss": "http://127.0.0.1:9000/issuers/github/", "aud": aud,
+                            "sub": "auth0|bob", "iat": NOW_S, "exp": NOW_S + 600});
+        let header = json!({"alg": alg, "kid": f.keys.kid_for(alg, "current")});
+        f.keys
+            .sign(alg, "current", &header, &claims)
+            .unwrap_or_default()
+    };
+    let (rs256, ps256, es256, other_client) = (
+        id_token("RS256", "github-connect-web"),
+        id_token("PS256", "github-connect-web"),
+        id_token("ES256", "github-connect-web"),
+        id_token("RS256", "someone-else"),
+    );
+    let mut verify = |t: &str| {
+        f.worker
+            .verify_id_token(&f.host, 0, t, "github-connect-web")
+    };
+    assert_eq!(verify(&rs256).as_deref(), Some("auth0|bob"));
+    assert_eq!(verify(&ps256).as_deref(), Some("auth0|bob"));
+    // The agents' algorithm is not one Auth0 signs ID tokens with.
+    assert_eq!(verify(&es256), None);
+    assert_eq!(verify(&other_client), None);
+}
