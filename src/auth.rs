@@ -83,6 +83,33 @@ pub fn verify(
     Ok(jwt.claims)
 }
 
+/// The user's ID token for the agent's own client (Okta "user access",
+/// https://developer.okta.com/docs/guides/ai-agent-token-exchange/resourceserver/main/):
+/// the bearer's issuer, algorithms and keys, `aud` = the agent's client id, unexpired, and the
+/// same user as the bearer token. Any failure is one reason: the agent must fetch a new one.
+pub fn verify_id_token(
+    tenant: &Tenant,
+    token: Option<&str>,
+    bearer: &Claims,
+    keys: &KeySet,
+    verifier: &dyn SignatureVerifier,
+    settings: &Settings,
+    now: i64,
+) -> Result<(), TokenError> {
+    let token = token.ok_or(TokenError::IdTokenMissing)?;
+    let invalid = |_| TokenError::IdTokenInvalid;
+    let jwt = jwt::parse(token, settings.max_token_bytes, None).map_err(invalid)?;
+    let claims_ok = tenant.algorithms.contains(&jwt.alg)
+        && jwt.claims.iss == tenant.issuer
+        && jwt.claims.aud.contains(&tenant.vault.client_id)
+        && jwt.claims.sub == bearer.sub;
+    if !claims_ok {
+        return Err(TokenError::IdTokenInvalid);
+    }
+    jwt::check_lifetime(&jwt.claims, now, settings.clock_skew_seconds as i64).map_err(invalid)?;
+    keys.verify(&jwt, verifier).map_err(invalid)
+}
+
 /// Scopes for the method.
 pub fn authorize(tenant: &Tenant, method: &str, claims: &Claims) -> Result<(), Deny> {
     match policy::missing_scope(&tenant.scopes, method, claims) {

@@ -243,7 +243,8 @@ pub struct ScopePolicy {
 pub enum SubjectTokenType {
     AccessToken,
     RefreshToken,
-    /// The agent's bearer token is an OIDC ID token for the agent's client (Okta "user access").
+    /// The user's OIDC ID token for the agent's own client (Okta "user access"), from
+    /// `subject_token_header`, verified like the bearer and for the same user.
     IdToken,
 }
 
@@ -256,7 +257,8 @@ pub struct VaultConfig {
     /// Auth0 connection, or for Okta backends the name the user knows the resource by.
     pub connection: String,
     pub subject_token_type: SubjectTokenType,
-    /// Request header carrying the Auth0 refresh token (refresh-token exchanges only).
+    /// Request header carrying the subject token when it is not the bearer: the Auth0
+    /// refresh token, or the user's ID token for the agent's client (Okta "user access").
     pub subject_token_header: Option<String>,
     pub login_hint_claim: Option<String>,
     pub connect_required_errors: Vec<String>,
@@ -281,9 +283,22 @@ pub enum VaultBackend {
         key: SigningKey,
         audience: String,
         scopes: Vec<String>,
+        /// RFC 8707 identifier of the resource (an Auth0 API identifier), sent on both legs.
+        resource: Option<String>,
         resource_token: Endpoint,
         resource_client_id: String,
+        resource_auth: ResourceAuth,
     },
+}
+
+/// How the filter authenticates at the resource's authorization server (the JWT bearer leg).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceAuth {
+    /// `private_key_jwt` with the vault's key; `audience` is the assertion's `aud`: Okta wants
+    /// the token endpoint URL, Auth0 its issuer `https://{domain}/`.
+    PrivateKeyJwt { audience: String },
+    /// `client_secret_post` (Auth0's Cross App Access reference documents only this).
+    ClientSecret(Secret),
 }
 
 impl VaultBackend {

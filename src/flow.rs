@@ -311,6 +311,26 @@ impl Worker {
         if let Err(d) = auth::authorize(tenant, &input.method, &principal.claims) {
             return deny(d, Some(&principal));
         }
+        // Okta "user access": the user's ID token rides along in its header. Checked on every
+        // request, cached answer or not, so a request without a valid one never gets through.
+        if tenant.vault.subject_token_type == SubjectTokenType::IdToken {
+            let checked = match self.keys_for(host, input.tenant, now_ms) {
+                Some(keys) => auth::verify_id_token(
+                    tenant,
+                    input.subject_token.as_deref(),
+                    &principal.claims,
+                    &keys,
+                    self.verifier.as_ref(),
+                    &config.settings,
+                    now,
+                )
+                .map_err(Deny::InvalidToken),
+                None => Err(Deny::KeysUnavailable(DependencyFailure::Unavailable)),
+            };
+            if let Err(d) = checked {
+                return deny(d, Some(&principal));
+            }
+        }
 
         let cached = host
             .shared_get(&principal.downstream_key)
@@ -334,20 +354,20 @@ impl Worker {
             ),
             None => {
                 let subject = match tenant.vault.subject_token_type {
-                    SubjectTokenType::AccessToken | SubjectTokenType::IdToken => {
-                        input.token.clone()
-                    }
-                    SubjectTokenType::RefreshToken => match &input.subject_token {
-                        Some(t) => t.clone(),
-                        None => {
-                            return deny(
-                                Deny::InvalidRequest(
-                                    "This resource needs the user's refresh token header.",
-                                ),
-                                Some(&principal),
-                            )
+                    SubjectTokenType::AccessToken => input.token.clone(),
+                    SubjectTokenType::RefreshToken | SubjectTokenType::IdToken => {
+                        match &input.subject_token {
+                            Some(t) => t.clone(),
+                            None => {
+                                return deny(
+                                    Deny::InvalidRequest(
+                                        "This resource needs the user's refresh token header.",
+                                    ),
+                                    Some(&principal),
+                                )
+                            }
                         }
-                    },
+                    }
                 };
                 let request = match vault::first_request(
                     &tenant.vault,
@@ -525,8 +545,10 @@ impl Worker {
             return;
         };
         let subject = match vault.subject_token_type {
-            SubjectTokenType::RefreshToken => input.subject_token.clone().unwrap_or_default(),
-            _ => input.token.clone(),
+            SubjectTokenType::RefreshToken | SubjectTokenType::IdToken => {
+                input.subject_token.clone().unwrap_or_default()
+            }
+            SubjectTokenType::AccessToken => input.token.clone(),
         };
         let hint = principal.claims.login_hint.as_deref();
         if let Ok(request) =

@@ -83,6 +83,11 @@ pub enum TokenError {
     MissingSubject,
     /// Valid here, but the token vault refused it (revoked, or expired by its clock).
     Rejected,
+    /// The user's ID token (Okta "user access") is not in its request header.
+    IdTokenMissing,
+    /// The user's ID token fails a check: signature, issuer, `aud` (the agent's client),
+    /// lifetime, or a `sub` other than the bearer token's.
+    IdTokenInvalid,
 }
 
 impl TokenError {
@@ -100,6 +105,8 @@ impl TokenError {
             TokenError::NotYetValid => "token_not_yet_valid",
             TokenError::MissingSubject => "missing_sub",
             TokenError::Rejected => "token_rejected",
+            TokenError::IdTokenMissing => "id_token_missing",
+            TokenError::IdTokenInvalid => "id_token_invalid",
         }
     }
 
@@ -121,6 +128,12 @@ impl TokenError {
             TokenError::NotYetValid => "The access token is not yet valid.",
             TokenError::MissingSubject => "The access token has no subject.",
             TokenError::Rejected => "The authorization server no longer accepts this access token.",
+            TokenError::IdTokenMissing => {
+                "This resource needs the user's ID token for the agent in its request header."
+            }
+            TokenError::IdTokenInvalid => {
+                "The user's ID token is invalid, expired, or not for this agent and user."
+            }
         }
     }
 }

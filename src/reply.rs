@@ -94,6 +94,8 @@ impl Deny {
             "token_not_yet_valid" => "deny.token_not_yet_valid",
             "missing_sub" => "deny.missing_sub",
             "token_rejected" => "deny.token_rejected",
+            "id_token_missing" => "deny.id_token_missing",
+            "id_token_invalid" => "deny.id_token_invalid",
             _ => "deny.other",
         }
     }

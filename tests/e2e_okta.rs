@@ -280,3 +280,129 @@ fn okta_errors_are_mapped() {
     assert_eq!(stack.call("GET", "/slack/me", &slack).status, 200);
     assert_eq!(stack.call("GET", "/wiki/me", &wiki).status, 200);
 }
+
+/// The last form the sim's Okta or resource AS received that has `field`.
+fn last_form_with(stack: &Stack, field: &str) -> HashMap<String, String> {
+    let sent = stack.sim.okta_requests();
+    sent.into_iter()
+        .rev()
+        .find(|f| f.contains_key(field))
+        .expect("a recorded token request")
+}
+
+#[test]
+fn id_jag_at_an_auth0_resource_as_by_secret_and_by_rs256_key() {
+    let stack = stack();
+    let issuer = format!("http://127.0.0.1:{}/", stack.sim.port);
+    for tenant in ["wiki-auth0", "wiki-auth0-key"] {
+        let token = stack.token(tenant, "alice");
+        let r = stack.call("GET", &format!("/{tenant}/me"), &token);
+        assert_eq!(r.status, 200, "{tenant}: {}", r.text());
+        assert!(backend_auth(&stack).starts_with("Bearer xaa_wiki_alice_"));
+        // The IdP leg asks for the resource too (draft §4.3), with Okta's assertion rule.
+        let leg0 = last_form_with(&stack, "requested_token_type");
+        assert_eq!(form_field(&leg0, "resource"), XAA_RESOURCE);
+        assert_eq!(form_field(&leg0, "audience"), issuer);
+        let leg1 = last_form_with(&stack, "assertion");
+        assert_eq!(form_field(&leg1, "resource"), XAA_RESOURCE, "{tenant}");
+        if tenant == "wiki-auth0" {
+            // Auth0's documented client authentication for this grant: id and secret.
+            assert_eq!(form_field(&leg1, "client_id"), "wiki-auth0-secret-client");
+            assert!(form_field(&leg1, "client_secret") == XAA_SECRET);
+            assert!(!leg1.contains_key("client_assertion"));
+        } else {
+            let assertion = form_field(&leg1, "client_assertion");
+            let claims = sim::keys::claims_of(assertion).expect("a JWT");
+            assert_eq!(
+                claims["aud"],
+                issuer.as_str(),
+                "Auth0: aud = https://{{domain}}/"
+            );
+            assert_eq!(claims["iss"], "wiki-auth0-key-client");
+            assert_eq!(
+                sim::keys::header_of(assertion).expect("a JWT")["alg"],
+                "RS256"
+            );
+            assert!(!leg1.contains_key("client_secret"));
+        }
+    }
+    assert_eq!(stack.sim.count(Endpoint::ResourceAs), 2);
+}
+
+fn with_id_token(stack: &Stack, bearer: &str, id_token: Option<&str>) -> Response {
+    let auth = format!("Bearer {bearer}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    if let Some(t) = id_token {
+        headers.push(("x-agent-id-token", t));
+    }
+    stack.request("GET", "/slack-user/me", &headers, b"")
+}
+
+fn id_token_for(stack: &Stack, sub: &str, aud: &str) -> String {
+    stack.mint(Mint {
+        tenant: "slack-user".into(),
+        sub: sub.into(),
+        claims: Some(json!({"aud": aud})),
+        ..Mint::default()
+    })
+}
+
+#[test]
+fn sts_user_access_sends_the_id_token_and_machine_access_the_access_token() {
+    let stack = stack();
+    let bearer = stack.token("slack-user", "alice");
+    // Fail closed: no ID token, one for another client, one of another user.
+    let refusals = [
+        (None, "id_token_missing"),
+        (
+            Some(id_token_for(
+                &stack,
+                "alice",
+                "https://slack-user.tvp.example",
+            )),
+            "id_token_invalid",
+        ),
+        (
+            Some(id_token_for(&stack, "bob", "okta-agent-client")),
+            "id_token_invalid",
+        ),
+        (Some("not-a-jwt".to_string()), "id_token_invalid"),
+    ];
+    for (id_token, reason) in &refusals {
+        let r = with_id_token(&stack, &bearer, id_token.as_deref());
+        assert_eq!(r.status, 401, "{reason}: {}", r.text());
+        assert_eq!(r.json()["error"], "invalid_token");
+        let last = stack.decisions().last().cloned().unwrap_or_default();
+        assert_eq!(last["reason"], *reason, "{last}");
+    }
+    assert_eq!(stack.sim.count(Endpoint::Okta), 0, "nothing was exchanged");
+    let id_token = id_token_for(&stack, "alice", "okta-agent-client");
+    let r = with_id_token(&stack, &bearer, Some(&id_token));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(backend_auth(&stack).starts_with("Bearer sts_slack_alice_"));
+    let seen = stack.sim.backend_requests();
+    assert_eq!(
+        seen.last().unwrap().header("x-agent-id-token"),
+        None,
+        "stripped"
+    );
+    let sent = last_form_with(&stack, "subject_token_type");
+    assert_eq!(
+        form_field(&sent, "subject_token_type"),
+        "urn:ietf:params:oauth:token-type:id_token"
+    );
+    assert_eq!(form_field(&sent, "subject_token"), id_token);
+    // Cached, but the ID token is still required.
+    let r = with_id_token(&stack, &bearer, None);
+    assert_eq!(r.status, 401, "{}", r.text());
+
+    // Machine access: the agent's access token for its resource URL.
+    let token = stack.token("slack", "alice");
+    assert_eq!(stack.call("GET", "/slack/me", &token).status, 200);
+    let sent = last_form_with(&stack, "subject_token_type");
+    assert_eq!(
+        form_field(&sent, "subject_token_type"),
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
+    assert_eq!(form_field(&sent, "subject_token"), token);
+}

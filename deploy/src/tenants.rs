@@ -182,14 +182,40 @@ pub fn parse_json(text: &str) -> Result<Value, Problem> {
 }
 
 /// Secrets are checked by name, not value: validation runs where the secrets are not. The
-/// stand-in is a valid private key (a fixed P-256 test key), so it also passes as the PEM of a
-/// `private_key_env`, and as any client secret.
+/// stand-in is a valid private key (a fixed RSA-2048 test key, no other use: RSA passes
+/// wherever a key is allowed, also where Auth0 takes RS256 only), so it also passes as the PEM
+/// of a `private_key_env`, and as any client secret.
 fn any_env(_: &str) -> Option<String> {
     Some(STAND_IN_KEY_PEM.into())
 }
 
 const STAND_IN_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwehRANCAAQeGFMv1HVMAvMEHZx1zrM7g//YGsfOT+iCzLHJi8WJbqRsMRxOL/QN2Wo2U+bkVEXTLf5Ibs7XXHqQxqGIgcCj
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCus/Uyj6d8xtXS
+DY/GT6Vq0siswd8RglSs5fZyyNiw9fWmeGo6qJBSBU5So4sqwtaPao7pbLwkTjbD
+Bpf6FliMaghsjmaoiU4E4NPNjOBHmKPG22HfBpL+C3aFr4XKeUqRpK3ruxvK74MC
+diD2OvTJnukkqhUZ2TyAApfE5XMHZKv38UrR/Zbxm3cMfEUhS6V01SGVceL/y2zv
+V5+FPeLPcuxpKCmJQ9dsBwnpdfnDU9b4cCl4mqKtTUOMhkXxUipBkWVLLawbSAlz
+ZkVM5V/rRuhW0C4pQP7+9bzS86KshDMlTXUMk+UhxqX0qZIh6eLzGdFI79gN4Eno
+5PkNEPa5AgMBAAECggEAEbe5gc+03kAyFjP+5U9ViOBorrCYxWdQ3BoUZO6+ny/K
+on/q0hkfTdow58ujRQpuhSv642x+JjZyclP8XMYgY9krEotcmPIX4gHFKT8Eze4K
+ihPcuKgrhy01b3huGqszZ1LqupIGzw18XWcKj75J7hq6LVg8fJsd+iOJLdRRVqnx
+UopW7lJWZmz6RFdkR4wyqosf/tC60DZKvAURsqgt98FMiwJVAyT/xw1crq4s19sd
++dfqQ053gjupAQ6y5vE7MrLYFHi60W3Mt7jeAvgLx1kzgkBgBdeacct/mIxWJoeQ
+VeEZ1F1l+BM5ohCyVgmFA5tCnktd/BGqY3sWXU9GAQKBgQDwLeREHg0YsTL0Dd4K
+JN1IJ50qg7SpI9SeAg+j8xhdE4Sj4z67R3JXIYzOFHawJR8SteUx898PFEQ9K+bg
+uOPVqIDQ94pAspMj+oM5/RjNGm/nRfiWFg2PbIm9lZJ7AcZvorWYR2ojUBTIuL+K
+wN/4Klnd4PKKYE1dt9rciW0eOQKBgQC6NfLa9g/bOGbKUJ0W6u0dM2usCprdRI03
+pCpHMHkx2QAfzJ0cAYirXqKvsCR0gUMykp90HGH0q8RcLxA2OY/kZuomANXOqPKY
+HGfNNcxaJI5n8fnEUnWdi5tMrOgb8Z9mDVAZG4v/92745Z/efBomXUc2TqpY7WPW
+e1uoI/qcgQKBgF9eaaBeqmaenhPomb0/bBplmHO0Pn1W++sN+HXqZkc3I9kLt/IX
+aaCNcuK1n3dMFi2QyoRuSKktK/d6QkADSnyhXx0a3evYvLJxm7/f7wQqNjsIPrAh
+65qCx6LfDH4Jc2kKm77uxIdnGgmlynDnK0fYUTzYQJaPrMjE44Pkkc6JAoGBAKlR
+tOp1JCXqO01rz+uu4rzSrO1bF0Zrtx0JIYhqA0nYT8yaeaGlo2hwPO4T9JIbl8a8
+nFEwHcIlDf/kq5Ei9jxxeCfmSoQIC89UxO5MJO0yoGrUFJD3igsfjq9B6iy+oHpj
+UJoD+mFd1IJuCdh8cCrCVqaDEVKbSVUWBln1nUQBAoGAbuhpndPf7GCRUsoJ+y28
+l8Z1aj4cwtR7ryDAhS7aDE3udQTLF0YxYsuv1LifyJobdS82XEjdJVIavcDlK2v/
+chSBnkGehgDGSRjqdWzaEqT910wmza2pKl1jacnugyqDLreFCeeGk8c/aGNH9/wK
+6LXoGZn6YUQc8t24u7R0es0=
 -----END PRIVATE KEY-----";
 
 /// The filter's verdict on a document: `None` if it would start.

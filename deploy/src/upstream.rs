@@ -246,17 +246,18 @@ pub fn plan(doc: &Value) -> Result<Plan, Vec<Problem>> {
     })
 }
 
-/// Every `client_secret_env` and `private_key_env` anywhere in a tenant (vault, connect).
+/// Every `client_secret_env`, `resource_client_secret_env` and `private_key_env` anywhere in a tenant (vault, connect).
 fn collect_env(v: &Value, at: &JsonPath, keys: &mut BTreeSet<String>, problems: &mut Vec<Problem>) {
     match v {
         Value::Object(o) => {
             for (k, child) in o {
                 let p = at.key(k);
                 match (k.as_str(), child.as_str()) {
-                    ("client_secret_env" | "private_key_env", Some(name)) if is_env_name(name) => {
+                    ("client_secret_env" | "resource_client_secret_env" | "private_key_env", Some(name))
+                        if is_env_name(name) => {
                         keys.insert(name.to_string());
                     }
-                    ("client_secret_env" | "private_key_env", _) => problems.push(Problem::new(
+                    ("client_secret_env" | "resource_client_secret_env" | "private_key_env", _) => problems.push(Problem::new(
                         p,
                         "not a usable environment variable name ([A-Za-z_][A-Za-z0-9_]*, as Envoy and Kubernetes need)",
                     )),

@@ -633,6 +633,16 @@ fn control_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
         }
         ("POST", ["oauth", "token"])
             if r.header("content-type")
+                .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+                && okta::is_jwt_bearer(&r) =>
+        {
+            if let Err(resp) = faulted(enter(state, Endpoint::ResourceAs)) {
+                return resp;
+            }
+            okta::auth0_resource_token(state, &r)
+        }
+        ("POST", ["oauth", "token"])
+            if r.header("content-type")
                 .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded")) =>
         {
             if let Err(resp) = faulted(enter(state, Endpoint::Login)) {
@@ -810,10 +820,12 @@ fn vault_exchange(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         );
     }
     let sub = match s("subject_token_type") {
-        ACCESS_TOKEN_TYPE => match subject_claims(&st, &tenant, s("subject_token")) {
-            Some(c) => c["sub"].as_str().unwrap_or_default().to_string(),
-            None => return err(401, "invalid_grant", "Invalid subject token"),
-        },
+        ACCESS_TOKEN_TYPE => {
+            match subject_claims(&st, &tenant, s("subject_token"), &tenant.audience) {
+                Some(c) => c["sub"].as_str().unwrap_or_default().to_string(),
+                None => return err(401, "invalid_grant", "Invalid subject token"),
+            }
+        }
         // The sim's refresh tokens are "rt-<sub>".
         REFRESH_TOKEN_TYPE => match s("subject_token").strip_prefix("rt-") {
             Some(sub) if !sub.is_empty() => sub.to_string(),
@@ -841,10 +853,10 @@ fn vault_exchange(state: &Arc<Mutex<State>>, r: &Request) -> Response {
     )
 }
 
-/// The claims of a subject token the tenant's issuer signed for the tenant's audience, unexpired.
-fn subject_claims(st: &State, tenant: &SimTenant, token: &str) -> Option<Value> {
+/// The claims of a subject token the tenant's issuer signed for `audience`, unexpired.
+fn subject_claims(st: &State, tenant: &SimTenant, token: &str, audience: &str) -> Option<Value> {
     let claims = keys::claims_of(token)?;
-    let audience = json!(tenant.audience);
+    let audience = json!(audience);
     let aud_ok = claims["aud"] == audience
         || claims["aud"]
             .as_array()

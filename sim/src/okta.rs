@@ -15,6 +15,15 @@ use crate::keys::{claims_of, header_of, random_id, ClientKey, IssuerKeys};
 use crate::web::{consent_page, escape, html, oauth_error, parse_form};
 use crate::{issue_token, lock, now, subject_claims, SimTenant, State, ACCESS_TOKEN_TYPE};
 
+/// What an authorization server demands of a client assertion.
+#[derive(Clone, Copy)]
+struct AssertionRules<'a> {
+    /// The `aud` it must carry.
+    aud: &'a str,
+    /// Auth0: RS256, RS384 or PS256 only, and a lifetime of about a minute.
+    auth0: bool,
+}
+
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -26,6 +35,10 @@ pub const ID_JAG_TYP: &str = "oauth-id-jag+jwt";
 /// Clock skew allowed on client assertions.
 const SKEW_S: u64 = 30;
 const ID_JAG_TTL_S: u64 = 300;
+/// Longest client assertion Auth0 takes here: its docs recommend at most one minute.
+const MAX_AUTH0_ASSERTION_S: u64 = 60;
+/// Okta: `exp` at most one hour after `iat`.
+const MAX_OKTA_ASSERTION_S: u64 = 3600;
 const SESSION_TTL_S: u64 = 600;
 
 /// A tenant's Okta vault, as the filter's configuration declares it.
@@ -51,13 +64,21 @@ pub enum OktaGrant {
         subject_token_type: String,
     },
     /// `type: "id-jag"`: an ID-JAG from Okta, redeemed at the resource's authorization server
-    /// by `resource_client_id` (registered there with the agent's key).
+    /// by `resource_client_id` (registered there with the agent's key, or a secret at Auth0).
     IdJag {
         /// The resource authorization server's issuer.
         audience: String,
         scopes: Vec<String>,
+        /// The RFC 8707 resource (an Auth0 API identifier), when configured.
+        resource: Option<String>,
         resource_token_url: String,
         resource_client_id: String,
+        /// The resource AS is Auth0's `/oauth/token` (else an Okta custom AS).
+        auth0: bool,
+        /// The resource client's secret at Auth0, when it authenticates with one.
+        resource_client_secret: Option<String>,
+        /// The full URN the agent must send as `subject_token_type`.
+        subject_token_type: String,
     },
 }
 
@@ -75,6 +96,17 @@ impl OktaGrant {
         match self {
             OktaGrant::Sts { resource, .. } => ("resource", resource),
             OktaGrant::IdJag { audience, .. } => ("audience", audience),
+        }
+    }
+
+    fn subject_token_type(&self) -> &str {
+        match self {
+            OktaGrant::Sts {
+                subject_token_type, ..
+            }
+            | OktaGrant::IdJag {
+                subject_token_type, ..
+            } => subject_token_type,
         }
     }
 }
@@ -97,14 +129,16 @@ impl OktaVault {
             env(&key_env).ok_or_else(|| format!("environment variable {key_env} is not set"))?;
         let public_key =
             ClientKey::from_private_pem(&pem).map_err(|e| format!("{key_env}: {e}"))?;
+        // Okta: "user access" takes an ID token, "machine access" an access token.
+        let subject_token_type = match vault["subject_token_type"].as_str() {
+            None | Some("access_token") => ACCESS_TOKEN_TYPE.to_string(),
+            Some("id_token") => ID_TOKEN_TYPE.to_string(),
+            Some(other) => return Err(format!("unknown subject_token_type '{other}'")),
+        };
         let grant = match kind {
             "okta-sts" => OktaGrant::Sts {
                 resource: text("resource")?,
-                subject_token_type: match vault["subject_token_type"].as_str() {
-                    None | Some("access_token") => ACCESS_TOKEN_TYPE.to_string(),
-                    Some("id_token") => ID_TOKEN_TYPE.to_string(),
-                    Some(other) => return Err(format!("unknown subject_token_type '{other}'")),
-                },
+                subject_token_type,
             },
             "id-jag" => OktaGrant::IdJag {
                 audience: text("audience")?,
@@ -116,8 +150,22 @@ impl OktaVault {
                             .collect()
                     })
                     .unwrap_or_default(),
+                resource: vault["resource"].as_str().map(str::to_string),
                 resource_token_url: text("resource_token_url")?,
                 resource_client_id: text("resource_client_id")?,
+                auth0: vault["resource_as"] == "auth0",
+                resource_client_secret: match (
+                    vault["resource_client_secret"].as_str(),
+                    vault["resource_client_secret_env"].as_str(),
+                ) {
+                    (Some(v), _) => Some(v.to_string()),
+                    (None, Some(name)) => Some(
+                        env(name)
+                            .ok_or_else(|| format!("environment variable {name} is not set"))?,
+                    ),
+                    (None, None) => None,
+                },
+                subject_token_type,
             },
             other => return Err(format!("'{other}' is not an Okta vault type")),
         };
@@ -199,7 +247,11 @@ fn exchange(st: &mut State, f: &Form, r: &Request) -> Response {
     let Some((tenant, vault)) = picked else {
         return oauth_error(401, "invalid_client", "Client authentication failed");
     };
-    if let Err(resp) = authenticate(&mut st.okta, f, &vault.client_id, &vault, &vault.token_url) {
+    let rules = AssertionRules {
+        aud: &vault.token_url,
+        auth0: false,
+    };
+    if let Err(resp) = authenticate(&mut st.okta, f, &vault.client_id, &vault, rules) {
         return resp;
     }
     if vault.grant.token_type() != requested {
@@ -217,17 +269,20 @@ fn exchange(st: &mut State, f: &Form, r: &Request) -> Response {
             &format!("The {name} is not configured for this client"),
         );
     }
-    let subject_type = field(f, "subject_token_type");
-    let type_ok = match &vault.grant {
-        OktaGrant::Sts {
-            subject_token_type, ..
-        } => subject_type == subject_token_type,
-        OktaGrant::IdJag { .. } => [ACCESS_TOKEN_TYPE, ID_TOKEN_TYPE].contains(&subject_type),
-    };
-    if !type_ok {
+    // Okta "AI agent token exchange": user access takes an ID token minted for the agent's own
+    // client, machine access an access token whose `aud` is the agent's resource URL; the type
+    // must be the one the connection is set up for.
+    // https://developer.okta.com/docs/guides/ai-agent-token-exchange/resourceserver/main/
+    let wanted_type = vault.grant.subject_token_type();
+    if field(f, "subject_token_type") != wanted_type {
         return oauth_error(400, "invalid_request", "subject_token_type is invalid");
     }
-    let Some(sub) = subject_claims(st, &tenant, field(f, "subject_token"))
+    let wanted_aud = if wanted_type == ID_TOKEN_TYPE {
+        vault.client_id.as_str()
+    } else {
+        tenant.audience.as_str()
+    };
+    let Some(sub) = subject_claims(st, &tenant, field(f, "subject_token"), wanted_aud)
         .and_then(|c| c["sub"].as_str().map(str::to_string))
     else {
         return oauth_error(400, "invalid_grant", "The subject token is invalid");
@@ -308,6 +363,12 @@ fn id_jag(
     if !scope.is_empty() {
         claims["scope"] = json!(scope);
     }
+    // draft-ietf-oauth-identity-assertion-authz-grant §4.3: the requested resource becomes the
+    // ID-JAG's `resource` claim.
+    let resource = field(f, "resource");
+    if !resource.is_empty() {
+        claims["resource"] = json!(resource);
+    }
     let header =
         json!({"alg": "RS256", "typ": ID_JAG_TYP, "kid": keys.kid_for("RS256", "current")});
     let Ok(assertion) = keys.sign("RS256", "current", &header, &claims) else {
@@ -327,42 +388,105 @@ fn id_jag(
 
 /// `POST /resource-as/oauth2/v1/token`: leg 2 of ID-JAG, the JWT bearer grant.
 pub(crate) fn resource_token(state: &Arc<Mutex<State>>, r: &Request) -> Response {
-    read_grant(state, r, JWT_BEARER_GRANT).map_or_else(|e| e, |f| redeem(&mut lock(state), &f))
+    read_grant(state, r, JWT_BEARER_GRANT)
+        .map_or_else(|e| e, |f| redeem(&mut lock(state), &f, false))
 }
 
-fn redeem(st: &mut State, f: &Form) -> Response {
+/// Redeem an ID-JAG at the resource AS: an Okta custom AS, or Auth0 (`auth0`).
+fn redeem(st: &mut State, f: &Form, auth0: bool) -> Response {
     let client = client_of(f);
     let assertion = field(f, "assertion");
-    let claims = claims_of(assertion).unwrap_or_default();
-    let picked = pick(&st.tenants, |_, v| match &v.grant {
-        OktaGrant::IdJag {
-            audience,
-            resource_client_id,
-            ..
-        } if *resource_client_id == client => Some(u8::from(claims["aud"] == json!(audience))),
-        _ => None,
-    });
-    let Some((tenant, vault)) = picked else {
+    let Some((tenant, vault)) = resource_client(st, &client, assertion, auth0) else {
         return oauth_error(401, "invalid_client", "Client authentication failed");
     };
     let OktaGrant::IdJag {
         audience,
         resource_token_url,
         resource_client_id,
+        resource_client_secret,
         ..
     } = &vault.grant
     else {
         return oauth_error(401, "invalid_client", "Client authentication failed");
     };
-    if let Err(resp) = authenticate(
-        &mut st.okta,
-        f,
-        resource_client_id,
-        &vault,
-        resource_token_url,
-    ) {
-        return resp;
+    if auth0 && f.contains_key("client_secret") {
+        if resource_client_secret.as_deref() != Some(field(f, "client_secret"))
+            || field(f, "client_id") != resource_client_id
+        {
+            return oauth_error(401, "invalid_client", "Client authentication failed");
+        }
+    } else {
+        // Okta: `aud` = the token endpoint it is posted to
+        // (https://developer.okta.com/docs/guides/ai-agent-token-exchange/authserver/main/).
+        // Auth0 Private Key JWT: `aud` = `https://{domain}/`, RS256/RS384/PS256, single use
+        // (https://auth0.com/docs/get-started/authentication-and-authorization-flow/authenticate-with-private-key-jwt).
+        let rules = AssertionRules {
+            aud: if auth0 { audience } else { resource_token_url },
+            auth0,
+        };
+        if let Err(resp) = authenticate(&mut st.okta, f, resource_client_id, &vault, rules) {
+            return resp;
+        }
     }
+    // Auth0 honours `resource` only for an existing API identifier; an unknown one is refused
+    // as an unknown audience is ("Service not found").
+    let resource = field(f, "resource");
+    let known = st.tenants.iter().any(|t| {
+        matches!(&t.okta, Some(OktaVault { grant: OktaGrant::IdJag { resource: Some(r), auth0: true, .. }, .. }) if r == resource)
+    });
+    if auth0 && !resource.is_empty() && !known {
+        return oauth_error(403, "access_denied", "Service not found");
+    }
+    grant_access(st, &tenant, assertion, audience, resource_client_id)
+}
+
+/// `POST /oauth/token` with the JWT bearer grant: Auth0 as the resource authorization server
+/// of Cross App Access. The client authenticates with its secret or a client assertion, and a
+/// `resource` must name a known API.
+/// https://auth0.com/docs/api/authentication/cross-app-access/get-token
+pub(crate) fn auth0_resource_token(state: &Arc<Mutex<State>>, r: &Request) -> Response {
+    read_grant(state, r, JWT_BEARER_GRANT)
+        .map_or_else(|e| e, |f| redeem(&mut lock(state), &f, true))
+}
+
+/// Whether a form-encoded `/oauth/token` call is the JWT bearer grant (else Auth0's login).
+pub(crate) fn is_jwt_bearer(r: &Request) -> bool {
+    parse_form(&String::from_utf8_lossy(&r.body))
+        .get("grant_type")
+        .is_some_and(|g| g == JWT_BEARER_GRANT)
+}
+
+/// The tenant whose resource client `client` redeems an ID-JAG at this kind of resource AS.
+fn resource_client(
+    st: &State,
+    client: &str,
+    assertion: &str,
+    auth0: bool,
+) -> Option<(SimTenant, OktaVault)> {
+    let claims = claims_of(assertion).unwrap_or_default();
+    pick(&st.tenants, |_, v| match &v.grant {
+        OktaGrant::IdJag {
+            audience,
+            resource_client_id,
+            auth0: at_auth0,
+            ..
+        } if *resource_client_id == client && *at_auth0 == auth0 => {
+            Some(u8::from(claims["aud"] == json!(audience)))
+        }
+        _ => None,
+    })
+}
+
+/// Check the ID-JAG (Okta's signature, `typ`, `aud`, `client_id`, expiry, single-use `jti`)
+/// and issue the access token.
+fn grant_access(
+    st: &mut State,
+    tenant: &SimTenant,
+    assertion: &str,
+    audience: &str,
+    resource_client_id: &str,
+) -> Response {
+    let claims = claims_of(assertion).unwrap_or_default();
     let signed = st.okta.keys.as_ref().is_some_and(|k| k.verifies(assertion))
         && header_of(assertion).is_some_and(|h| h["typ"] == ID_JAG_TYP);
     let exp = claims["exp"].as_u64().unwrap_or(0);
@@ -419,13 +543,13 @@ fn client_of(f: &Form) -> String {
     })
 }
 
-/// RFC 7523 client authentication of `client_id` with `vault`'s key, for the endpoint `aud`.
+/// RFC 7523 client authentication of `client_id` with `vault`'s key, by `rules`.
 fn authenticate(
     okta: &mut Okta,
     f: &Form,
     client_id: &str,
     vault: &OktaVault,
-    aud: &str,
+    rules: AssertionRules<'_>,
 ) -> Result<(), Response> {
     let fail = |why: &str| Err(oauth_error(401, "invalid_client", why));
     if field(f, "client_assertion_type") != CLIENT_ASSERTION_TYPE {
@@ -435,8 +559,12 @@ fn authenticate(
         return fail("client_id does not match the client assertion");
     }
     let assertion = field(f, "client_assertion");
-    if !header_of(assertion).is_some_and(|h| h["kid"] == json!(vault.key_id)) {
+    let header = header_of(assertion).unwrap_or_default();
+    if header["kid"] != json!(vault.key_id) {
         return fail("The client assertion's kid is not registered for this client");
+    }
+    if rules.auth0 && !["RS256", "RS384", "PS256"].contains(&header["alg"].as_str().unwrap_or("")) {
+        return fail("The client assertion must be signed with RS256, RS384 or PS256");
     }
     if !vault.public_key.verifies(assertion) {
         return fail("The client assertion signature is invalid");
@@ -445,8 +573,12 @@ fn authenticate(
     if c["iss"] != json!(client_id) || c["sub"] != json!(client_id) {
         return fail("The client assertion's iss and sub must be the client_id");
     }
-    if c["aud"] != json!(aud) {
-        return fail("The client assertion's aud must be the token endpoint URL");
+    if c["aud"] != json!(rules.aud) {
+        return fail(if rules.auth0 {
+            "The client assertion's aud must be the tenant's issuer https://{domain}/"
+        } else {
+            "The client assertion's aud must be the token endpoint URL"
+        });
     }
     let now = now();
     let (Some(exp), Some(iat)) = (c["exp"].as_u64(), c["iat"].as_u64()) else {
@@ -457,6 +589,18 @@ fn authenticate(
     }
     if iat > now + SKEW_S {
         return fail("The client assertion's iat is in the future");
+    }
+    // Auth0 recommends at most a minute for this single-use token
+    // (https://auth0.com/docs/get-started/authentication-and-authorization-flow/authenticate-with-private-key-jwt).
+    // Okta's cap of an hour after `iat` is from its client-authentication docs as remembered,
+    // not re-read: UNCONFIRMED, so only absurd lifetimes are refused there.
+    let too_long = if rules.auth0 {
+        exp > now + MAX_AUTH0_ASSERTION_S + SKEW_S
+    } else {
+        exp > iat + MAX_OKTA_ASSERTION_S
+    };
+    if too_long {
+        return fail("The client assertion's lifetime is too long");
     }
     let Some(jti) = c["jti"].as_str().filter(|j| !j.is_empty()) else {
         return fail("The client assertion needs a jti");

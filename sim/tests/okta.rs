@@ -50,8 +50,38 @@ fn config() -> Value {
             "resource_token_url": RESOURCE_TOKEN_URL,
             "resource_client_id": RESOURCE_CLIENT, "connection": "wiki",
         })),
+        // Okta "user access": the subject is the user's ID token for the agent's client.
+        tenant("slack-user", json!({
+            "type": "okta-sts", "cluster": "sim_control", "token_url": TOKEN_URL,
+            "client_id": AGENT, "private_key_env": KEY_ENV, "key_id": KID,
+            "resource": USER_RESOURCE, "connection": "slack",
+            "subject_token_type": "id_token", "subject_token_header": "x-agent-id-token",
+        })),
+        // Cross App Access with Auth0 as the resource AS: by client secret, and by RS256 key.
+        tenant("wiki-auth0-secret", json!({
+            "type": "id-jag", "cluster": "sim_control", "token_url": TOKEN_URL,
+            "client_id": AGENT, "private_key_env": KEY_ENV, "key_id": KID,
+            "audience": AUTH0_ISSUER, "scopes": ["wiki.read"], "resource": WIKI_API,
+            "resource_as": "auth0", "resource_token_url": format!("{AUTH0_ISSUER}oauth/token"),
+            "resource_client_id": AUTH0_SECRET_CLIENT, "resource_client_secret": AUTH0_SECRET,
+            "connection": "wiki",
+        })),
+        tenant("wiki-auth0-key", json!({
+            "type": "id-jag", "cluster": "sim_control", "token_url": TOKEN_URL,
+            "client_id": AGENT, "private_key_env": KEY_ENV, "key_id": KID,
+            "audience": AUTH0_ISSUER, "scopes": ["wiki.read"], "resource": WIKI_API,
+            "resource_as": "auth0", "resource_token_url": format!("{AUTH0_ISSUER}oauth/token"),
+            "resource_client_id": AUTH0_KEY_CLIENT, "connection": "wiki",
+        })),
     ]})
 }
+
+const USER_RESOURCE: &str = "https://slack.example/user-api";
+const AUTH0_ISSUER: &str = "https://wiki.auth0.example/";
+const WIKI_API: &str = "https://wiki.example/api";
+const AUTH0_SECRET_CLIENT: &str = "wiki-auth0-secret-client";
+const AUTH0_SECRET: &str = "wiki-auth0-secret-value";
+const AUTH0_KEY_CLIENT: &str = "wiki-auth0-key-client";
 
 fn start() -> Sim {
     let env = |name: &str| (name == KEY_ENV).then(|| agent_pem().to_string());
@@ -431,4 +461,195 @@ fn config_reads_okta_vaults_and_p256_keys() {
 
     let missing = SimTenant::from_filter_config_with(&config(), &|_| None).unwrap_err();
     assert!(missing.contains(KEY_ENV), "{missing}");
+}
+
+/// An STS call with `subject` whose form fields at the given positions are replaced.
+fn sts_patched(sim: &Sim, subject: &str, patch: &[(usize, &str)]) -> Reply {
+    let mut form = sts_form(subject, &assertion(AGENT, TOKEN_URL));
+    for (at, value) in patch {
+        form[*at].1 = value.to_string();
+    }
+    post(sim, "/okta/oauth2/v1/token", &form)
+}
+
+/// A user-access STS call with the user's `subject` of `subject_type`.
+fn user_sts(sim: &Sim, subject: &str, subject_type: &str) -> Reply {
+    sts_patched(sim, subject, &[(3, subject_type), (4, USER_RESOURCE)])
+}
+
+fn id_token(sim: &Sim, tenant: &str, aud: &str) -> String {
+    sim.mint(&Mint {
+        tenant: tenant.into(),
+        sub: "alice".into(),
+        claims: Some(json!({"aud": aud})),
+        ..Mint::default()
+    })
+    .unwrap()
+}
+
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+fn error_of(r: &Reply) -> (u16, Value) {
+    (r.status, r.json()["error"].clone())
+}
+
+#[test]
+fn sts_user_access_takes_an_id_token_for_the_agent_client() {
+    let sim = start();
+    let good = id_token(&sim, "slack-user", AGENT);
+    assert_eq!(user_sts(&sim, &good, ID_TOKEN_TYPE).status, 200);
+    // Okta: user access takes an ID token minted for the AI agent's own client
+    // (https://developer.okta.com/docs/guides/ai-agent-token-exchange/resourceserver/main/).
+    let fresh = id_token(&sim, "slack-user", AGENT);
+    let r = user_sts(&sim, &fresh, ACCESS_TOKEN_TYPE);
+    assert_eq!(error_of(&r), (400, json!("invalid_request")), "{}", r.body);
+    let for_the_api = id_token(&sim, "slack-user", "https://agents.example/api");
+    let r = user_sts(&sim, &for_the_api, ID_TOKEN_TYPE);
+    assert_eq!(error_of(&r), (400, json!("invalid_grant")), "{}", r.body);
+}
+
+#[test]
+fn sts_machine_access_takes_an_access_token_for_the_agent_resource() {
+    let sim = start();
+    let subject = agent_token(&sim, "slack-sts", "alice");
+    let r = sts_patched(&sim, &subject, &[(3, ID_TOKEN_TYPE)]);
+    assert_eq!(error_of(&r), (400, json!("invalid_request")), "{}", r.body);
+    // An access token for another audience than the agent's resource URL.
+    let other = id_token(&sim, "slack-sts", AGENT);
+    let r = sts_patched(&sim, &other, &[]);
+    assert_eq!(error_of(&r), (400, json!("invalid_grant")), "{}", r.body);
+}
+
+#[test]
+fn sts_requested_token_type_must_be_exact() {
+    let sim = start();
+    let subject = agent_token(&sim, "slack-sts", "alice");
+    // The typo in Okta's own parameter table (a colon missing) is not accepted.
+    let r = sts_patched(
+        &sim,
+        &subject,
+        &[(1, "urn:okta:params:oauthtoken-type:oauth-sts")],
+    );
+    assert_eq!(error_of(&r), (400, json!("invalid_request")), "{}", r.body);
+}
+
+#[test]
+fn okta_refuses_an_absurd_assertion_lifetime() {
+    let sim = start();
+    let subject = agent_token(&sim, "slack-sts", "alice");
+    let day = client_assertion(agent_pem(), KID, AGENT, TOKEN_URL, 86_400).unwrap();
+    let r = post(&sim, "/okta/oauth2/v1/token", &sts_form(&subject, &day));
+    assert_invalid_client(&r, "lifetime is too long");
+}
+
+/// An ID-JAG from Okta for the Auth0 resource AS, as `tenant`'s resource client.
+fn auth0_id_jag(sim: &Sim, tenant: &str) -> String {
+    let subject = agent_token(sim, tenant, "alice");
+    let mut form = leg1_form(subject, AUTH0_ISSUER, "wiki.read");
+    form.push(("resource", WIKI_API.to_string()));
+    let r = post(sim, "/okta/oauth2/v1/token", &form);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id_jag = r.json()["access_token"].as_str().unwrap().to_string();
+    // draft-ietf-oauth-identity-assertion-authz-grant: the resource rides in the ID-JAG.
+    assert_eq!(claims_of(&id_jag).unwrap()["resource"], WIKI_API);
+    id_jag
+}
+
+fn auth0_leg2(sim: &Sim, id_jag: &str, auth: &[(&'static str, String)]) -> Reply {
+    let mut form = vec![
+        ("grant_type", JWT_BEARER_GRANT.to_string()),
+        ("assertion", id_jag.to_string()),
+    ];
+    form.extend_from_slice(auth);
+    post(sim, "/oauth/token", &form)
+}
+
+fn secret_auth(secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("client_id", AUTH0_SECRET_CLIENT.to_string()),
+        ("client_secret", secret.to_string()),
+        ("resource", WIKI_API.to_string()),
+    ]
+}
+
+fn key_auth(assertion: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("client_assertion_type", CLIENT_ASSERTION_TYPE.to_string()),
+        ("client_assertion", assertion),
+    ]
+}
+
+#[test]
+fn auth0_resource_as_takes_a_client_secret_and_a_known_resource() {
+    let sim = start();
+    // https://auth0.com/docs/api/authentication/cross-app-access/get-token
+    let r = auth0_leg2(
+        &sim,
+        &auth0_id_jag(&sim, "wiki-auth0-secret"),
+        &secret_auth("wrong"),
+    );
+    assert_eq!(error_of(&r), (401, json!("invalid_client")), "{}", r.body);
+    let mut unknown = secret_auth(AUTH0_SECRET);
+    unknown[2].1 = "https://unknown.example/api".into();
+    let r = auth0_leg2(&sim, &auth0_id_jag(&sim, "wiki-auth0-secret"), &unknown);
+    assert_eq!(error_of(&r), (403, json!("access_denied")), "{}", r.body);
+    let r = auth0_leg2(&sim, &auth0_id_jag(&sim, "wiki-auth0-secret"), &[]);
+    assert_eq!(error_of(&r), (401, json!("invalid_client")), "{}", r.body);
+    let r = auth0_leg2(
+        &sim,
+        &auth0_id_jag(&sim, "wiki-auth0-secret"),
+        &secret_auth(AUTH0_SECRET),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["access_token"]
+        .as_str()
+        .unwrap()
+        .starts_with("xaa_wiki_alice_"));
+    assert_eq!(sim.count(Endpoint::ResourceAs), 4);
+}
+
+#[test]
+fn auth0_resource_as_checks_client_assertions_as_auth0_does() {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let sim = start();
+    let signed = |aud: &str, lifetime: i64| {
+        client_assertion(agent_pem(), KID, AUTH0_KEY_CLIENT, aud, lifetime).unwrap()
+    };
+    let ec = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let ec_pem = ec.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
+    // https://auth0.com/docs/get-started/authentication-and-authorization-flow/authenticate-with-private-key-jwt
+    let bad = [
+        // Okta's rule (aud = the token endpoint) is not Auth0's.
+        (
+            signed(&format!("{AUTH0_ISSUER}oauth/token"), 60),
+            "aud must be the tenant's issuer",
+        ),
+        (
+            signed("https://wiki.auth0.example", 60),
+            "aud must be the tenant's issuer",
+        ),
+        (
+            client_assertion(&ec_pem, KID, AUTH0_KEY_CLIENT, AUTH0_ISSUER, 60).unwrap(),
+            "RS256, RS384 or PS256",
+        ),
+        (signed(AUTH0_ISSUER, 600), "lifetime is too long"),
+        (
+            client_assertion(agent_pem(), KID, AGENT, AUTH0_ISSUER, 60).unwrap(),
+            "Client authentication failed",
+        ),
+    ];
+    for (a, why) in bad {
+        let r = auth0_leg2(&sim, &auth0_id_jag(&sim, "wiki-auth0-key"), &key_auth(a));
+        assert_invalid_client(&r, why);
+    }
+    let good = signed(AUTH0_ISSUER, 60);
+    let r = auth0_leg2(
+        &sim,
+        &auth0_id_jag(&sim, "wiki-auth0-key"),
+        &key_auth(good.clone()),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Single use: the same assertion again is refused.
+    let r = auth0_leg2(&sim, &auth0_id_jag(&sim, "wiki-auth0-key"), &key_auth(good));
+    assert_invalid_client(&r, "jti was already used");
 }

@@ -5,9 +5,9 @@ use serde::Deserialize;
 
 use super::{
     cluster_name, header_name, is_authority, is_scope_char, printable, require_text, Endpoint,
-    FieldError, SubjectTokenType, Url, VaultBackend, VaultConfig,
+    FieldError, ResourceAuth, SubjectTokenType, Url, VaultBackend, VaultConfig,
 };
-use crate::crypto::signing::SigningKey;
+use crate::crypto::signing::{SigningAlg, SigningKey};
 use crate::secret::Secret;
 
 #[derive(Deserialize)]
@@ -51,6 +51,12 @@ pub(super) struct RawVault {
     resource_cluster: Option<String>,
     #[serde(default)]
     resource_client_id: Option<String>,
+    #[serde(default)]
+    resource_as: Option<String>,
+    #[serde(default)]
+    resource_client_secret: Option<String>,
+    #[serde(default)]
+    resource_client_secret_env: Option<String>,
 }
 
 pub(super) fn validate_vault(
@@ -70,7 +76,6 @@ pub(super) fn validate_vault(
         present("domain", raw.domain.is_some()),
         present("client_secret", raw.client_secret.is_some()),
         present("client_secret_env", raw.client_secret_env.is_some()),
-        present("subject_token_header", raw.subject_token_header.is_some()),
         present("login_hint_claim", raw.login_hint_claim.is_some()),
         present(
             "connect_required_errors",
@@ -82,13 +87,21 @@ pub(super) fn validate_vault(
         present("private_key_env", raw.private_key_env.is_some()),
         present("key_id", raw.key_id.is_some()),
     ];
-    let sts_only = [present("resource", raw.resource.is_some())];
     let id_jag_only = [
         present("audience", raw.audience.is_some()),
         present("scopes", raw.scopes.is_some()),
         present("resource_token_url", raw.resource_token_url.is_some()),
         present("resource_cluster", raw.resource_cluster.is_some()),
         present("resource_client_id", raw.resource_client_id.is_some()),
+        present("resource_as", raw.resource_as.is_some()),
+        present(
+            "resource_client_secret",
+            raw.resource_client_secret.is_some(),
+        ),
+        present(
+            "resource_client_secret_env",
+            raw.resource_client_secret_env.is_some(),
+        ),
     ];
     let refuse = |fields: &[Option<&'static str>], kind: &str| match fields.iter().flatten().next()
     {
@@ -99,7 +112,7 @@ pub(super) fn validate_vault(
     match kind {
         "auth0" => {
             refuse(&okta, kind)?;
-            refuse(&sts_only, kind)?;
+            refuse(&[present("resource", raw.resource.is_some())], kind)?;
             refuse(&id_jag_only, kind)?;
         }
         "okta-sts" => {
@@ -108,7 +121,6 @@ pub(super) fn validate_vault(
         }
         "id-jag" => {
             refuse(&auth0_only, kind)?;
-            refuse(&sts_only, kind)?;
         }
         _ => {
             return Err(field(
@@ -144,10 +156,28 @@ pub(super) fn validate_vault(
                 "required when subject_token_type is refresh_token",
             ))
         }
+        (SubjectTokenType::IdToken, Some(h)) => {
+            let h = header_name(&h).map_err(|m| field("subject_token_header", m))?;
+            if h == "authorization" {
+                return Err(field(
+                    "subject_token_header",
+                    "must not be authorization (the agent's bearer token travels there)",
+                ));
+            }
+            Some(h)
+        }
+        // Okta "user access" takes the user's ID token for the agent's own client, which the
+        // agent holds next to its access token; without a header there is nothing to send.
+        (SubjectTokenType::IdToken, None) => {
+            return Err(field(
+                "subject_token_header",
+                "required when subject_token_type is id_token (the request header carrying the user's ID token for the agent's client)",
+            ))
+        }
         (_, Some(_)) => {
             return Err(field(
                 "subject_token_header",
-                "only used with subject_token_type refresh_token",
+                "only used with subject_token_type refresh_token or id_token",
             ))
         }
         (_, None) => None,
@@ -209,13 +239,31 @@ pub(super) fn validate_vault(
                     .map_err(|m| field("resource_token_url", m))?;
                 let resource_client_id = raw.resource_client_id.unwrap_or_default();
                 require_text(&resource_client_id).map_err(|m| field("resource_client_id", m))?;
+                let resource = match raw.resource {
+                    Some(r) => {
+                        require_text(&r).map_err(|m| field("resource", m))?;
+                        Some(r)
+                    }
+                    None => None,
+                };
+                let resource_auth = resource_auth(
+                    raw.resource_as.as_deref(),
+                    &audience,
+                    &resource_token,
+                    &key,
+                    (raw.resource_client_secret, raw.resource_client_secret_env),
+                    env,
+                )
+                .map_err(|(f, m)| field(f, &m))?;
                 VaultBackend::IdJag {
                     token: token.clone(),
                     key,
                     audience,
                     scopes,
+                    resource,
                     resource_token,
                     resource_client_id,
+                    resource_auth,
                 }
             };
             (token.authority, backend)
@@ -232,6 +280,79 @@ pub(super) fn validate_vault(
         connect_required_errors,
         backend,
     })
+}
+
+/// How the JWT bearer leg authenticates, by the kind of resource authorization server.
+/// Okta custom AS: `private_key_jwt`, `aud` = its token endpoint
+/// (https://developer.okta.com/docs/guides/ai-agent-token-exchange/authserver/main/).
+/// Auth0: `client_secret`, or `private_key_jwt` with `aud` = `https://{domain}/` signed RS256,
+/// RS384 or PS256 only
+/// (https://auth0.com/docs/get-started/authentication-and-authorization-flow/authenticate-with-private-key-jwt,
+/// https://auth0.com/docs/api/authentication/cross-app-access/get-token).
+fn resource_auth(
+    resource_as: Option<&str>,
+    audience: &str,
+    resource_token: &Endpoint,
+    key: &SigningKey,
+    (secret, secret_env): (Option<String>, Option<String>),
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ResourceAuth, (&'static str, String)> {
+    let has_secret = secret.is_some() || secret_env.is_some();
+    match resource_as.unwrap_or("okta") {
+        "okta" if has_secret => Err((
+            if secret.is_some() {
+                "resource_client_secret"
+            } else {
+                "resource_client_secret_env"
+            },
+            "an Okta resource authorization server authenticates AI agents with private_key_jwt only (set resource_as to \"auth0\" for an Auth0 one)".into(),
+        )),
+        "okta" => Ok(ResourceAuth::PrivateKeyJwt {
+            audience: resource_token.url.clone(),
+        }),
+        "auth0" => {
+            // Auth0's issuer is exactly `https://{domain}/`, and its token endpoint lives there.
+            let issuer = Url::parse(audience).map_err(|m| ("audience", m.to_string()))?;
+            if issuer.path_and_query != "/" || !audience.ends_with('/') {
+                return Err((
+                    "audience",
+                    "for resource_as \"auth0\" must be the tenant's issuer https://{domain}/ (with the trailing slash)".into(),
+                ));
+            }
+            if resource_token.url != format!("{audience}oauth/token") {
+                return Err((
+                    "resource_token_url",
+                    format!(
+                        "for resource_as \"auth0\" must be {}oauth/token (the same domain as audience)",
+                        printable(audience)
+                    ),
+                ));
+            }
+            if has_secret {
+                let secret = resolve_secret(secret, secret_env, env).map_err(|(f, m)| {
+                    (
+                        if f == "client_secret" {
+                            "resource_client_secret"
+                        } else {
+                            "resource_client_secret_env"
+                        },
+                        m.replace("client_secret", "resource_client_secret"),
+                    )
+                })?;
+                return Ok(ResourceAuth::ClientSecret(secret));
+            }
+            if key.alg != SigningAlg::Rs256 {
+                return Err((
+                    "private_key_env",
+                    "Auth0 accepts client assertions signed RS256, RS384 or PS256 only: use an RSA key, or resource_client_secret_env".into(),
+                ));
+            }
+            Ok(ResourceAuth::PrivateKeyJwt {
+                audience: audience.to_string(),
+            })
+        }
+        _ => Err(("resource_as", "must be \"okta\" or \"auth0\"".into())),
+    }
 }
 
 /// A token endpoint from its absolute URL.

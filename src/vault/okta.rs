@@ -7,7 +7,7 @@
 //!   an access token at the resource's authorization server (leg 1, JWT bearer grant).
 
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
-use crate::config::{Endpoint, SubjectTokenType, VaultBackend, VaultConfig};
+use crate::config::{Endpoint, ResourceAuth, SubjectTokenType, VaultBackend, VaultConfig};
 use crate::connect::form::encode_pairs;
 use crate::crypto::signing::{AssertionSigner, SigningKey};
 use crate::vault::assertion::{client_assertion, ASSERTION_TYPE};
@@ -44,14 +44,15 @@ fn unsigned() -> VaultOutcome {
     }
 }
 
+/// A client assertion for `audience` (what the receiving authorization server wants as `aud`).
 fn assertion(
     key: &SigningKey,
     client_id: &str,
-    endpoint: &Endpoint,
+    audience: &str,
     now_s: u64,
     signer: &dyn AssertionSigner,
 ) -> Result<String, VaultOutcome> {
-    client_assertion(key, client_id, &endpoint.url, now_s, signer).ok_or_else(unsigned)
+    client_assertion(key, client_id, audience, now_s, signer).ok_or_else(unsigned)
 }
 
 /// Leg 0: the token exchange at the IdP's org authorization server.
@@ -71,7 +72,8 @@ pub fn first_request(
             key,
             resource,
         } => {
-            let client_assertion = assertion(key, &vault.client_id, token, now_s, signer)?;
+            // Okta: the assertion's `aud` is the token endpoint it is posted to.
+            let client_assertion = assertion(key, &vault.client_id, &token.url, now_s, signer)?;
             Ok(form_request(
                 token,
                 &[
@@ -90,9 +92,10 @@ pub fn first_request(
             key,
             audience,
             scopes,
+            resource,
             ..
         } => {
-            let client_assertion = assertion(key, &vault.client_id, token, now_s, signer)?;
+            let client_assertion = assertion(key, &vault.client_id, &token.url, now_s, signer)?;
             let scope = scopes.join(" ");
             let mut pairs = vec![
                 ("grant_type", TOKEN_EXCHANGE),
@@ -105,6 +108,11 @@ pub fn first_request(
             ];
             if !scope.is_empty() {
                 pairs.push(("scope", &scope));
+            }
+            // draft-ietf-oauth-identity-assertion-authz-grant §4.3: `resource` (RFC 8707) names
+            // the resource server; the IdP puts it in the ID-JAG's `resource` claim.
+            if let Some(resource) = resource {
+                pairs.push(("resource", resource));
             }
             Ok(form_request(token, &pairs))
         }
@@ -130,31 +138,15 @@ pub fn read_answer(
             Some(200) => token_outcome(body, Some(STS_TOKEN_TYPE)),
             _ => sts_error(response, body, token, now_s),
         }),
-        (
-            VaultBackend::IdJag {
-                key,
-                resource_token,
-                resource_client_id,
-                ..
-            },
-            0,
-        ) => match response.status {
+        (VaultBackend::IdJag { .. }, 0) => match response.status {
             // The ID-JAG is a bearer credential of its own: it only ever goes to the resource's
             // authorization server, never into a log or the cache.
             Some(200) => match token_answer(body, "N_A", Some(ID_JAG_TOKEN_TYPE)) {
                 Some(Issued {
                     access_token: id_jag,
                     ..
-                }) => match assertion(key, resource_client_id, resource_token, now_s, signer) {
-                    Ok(client_assertion) => Step::Next(form_request(
-                        resource_token,
-                        &[
-                            ("grant_type", JWT_BEARER),
-                            ("assertion", id_jag.expose()),
-                            ("client_assertion_type", ASSERTION_TYPE),
-                            ("client_assertion", &client_assertion),
-                        ],
-                    )),
+                }) => match jwt_bearer_request(&vault.backend, id_jag.expose(), now_s, signer) {
+                    Ok(request) => Step::Next(request),
                     Err(outcome) => Step::Done(outcome),
                 },
                 None => Step::Done(VaultOutcome::Failed(DependencyFailure::BadAnswer)),
@@ -171,6 +163,46 @@ pub fn read_answer(
         }),
         _ => Step::Done(VaultOutcome::Failed(DependencyFailure::BadAnswer)),
     }
+}
+
+/// Leg 1: the ID-JAG for an access token at the resource's authorization server (RFC 7523 JWT
+/// bearer grant), authenticated as the tenant says.
+fn jwt_bearer_request(
+    backend: &VaultBackend,
+    id_jag: &str,
+    now_s: u64,
+    signer: &dyn AssertionSigner,
+) -> Result<CalloutRequest, VaultOutcome> {
+    let VaultBackend::IdJag {
+        key,
+        resource,
+        resource_token,
+        resource_client_id,
+        resource_auth,
+        ..
+    } = backend
+    else {
+        return Err(VaultOutcome::Failed(DependencyFailure::BadAnswer));
+    };
+    let mut pairs = vec![("grant_type", JWT_BEARER), ("assertion", id_jag)];
+    let client_assertion;
+    match resource_auth {
+        ResourceAuth::PrivateKeyJwt { audience } => {
+            client_assertion = assertion(key, resource_client_id, audience, now_s, signer)?;
+            pairs.push(("client_assertion_type", ASSERTION_TYPE));
+            pairs.push(("client_assertion", &client_assertion));
+        }
+        ResourceAuth::ClientSecret(secret) => {
+            pairs.push(("client_id", resource_client_id));
+            pairs.push(("client_secret", secret.expose()));
+        }
+    }
+    // Auth0 reads `resource` here (a `resource` claim in the ID-JAG wins over it):
+    // https://auth0.com/docs/api/authentication/cross-app-access/get-token
+    if let Some(resource) = resource {
+        pairs.push(("resource", resource));
+    }
+    Ok(form_request(resource_token, &pairs))
 }
 
 fn token_outcome(body: &[u8], issued: Option<&str>) -> VaultOutcome {

@@ -143,8 +143,16 @@ pub fn agent_key_pem() -> &'static str {
     KEY.get_or_init(sim::keys::generate_agent_key_pem)
 }
 
+/// The environment variable of the Cross App Access client's secret at the Auth0 resource AS.
+pub const XAA_SECRET_ENV: &str = "WIKI_AUTH0_CLIENT_SECRET";
+pub const XAA_SECRET: &str = "wiki-auth0-e2e-secret-value";
+
 fn agent_key_env(name: &str) -> Option<String> {
-    (name == AGENT_KEY_ENV).then(|| agent_key_pem().to_string())
+    match name {
+        AGENT_KEY_ENV => Some(agent_key_pem().to_string()),
+        XAA_SECRET_ENV => Some(XAA_SECRET.to_string()),
+        _ => None,
+    }
 }
 
 /// `doc` with the local stack's sim and backend addresses replaced by these ports.
@@ -159,9 +167,12 @@ fn repoint(doc: &Value, sim_port: u16, backend_port: u16) -> Value {
         .unwrap_or_default()
 }
 
-/// Two tenants brokered by Okta (as the sim plays it): `slack` through the STS exchange,
-/// `wiki` through Cross App Access (ID-JAG), both authenticated by the agent's client
-/// assertion signed with [`agent_key_pem`].
+/// Tenants brokered by Okta (as the sim plays it), authenticated at Okta by the agent's client
+/// assertion signed with [`agent_key_pem`]: `slack` through the STS exchange with machine
+/// access (the agent's access token), `slack-user` with user access (the user's ID token for
+/// the agent's client, in `x-agent-id-token`); `wiki` through Cross App Access (ID-JAG) at an
+/// Okta custom AS, `wiki-auth0` and `wiki-auth0-key` at an Auth0 resource AS, by client secret
+/// ([`XAA_SECRET_ENV`]) and by RS256 `private_key_jwt`.
 pub fn okta_tenants() -> Vec<Value> {
     let tenant = |id: &str, vault: Value| {
         json!({
@@ -192,8 +203,36 @@ pub fn okta_tenants() -> Vec<Value> {
     jag["resource_token_url"] = json!("http://127.0.0.1:9000/resource-as/oauth2/v1/token");
     jag["resource_client_id"] = json!("wiki-resource-client");
     jag["connection"] = json!("wiki");
-    vec![tenant("slack", sts), tenant("wiki", jag)]
+    let mut user = sts.clone();
+    user["resource"] = json!("https://slack.example/user-api");
+    user["subject_token_type"] = json!("id_token");
+    user["subject_token_header"] = json!("x-agent-id-token");
+    let auth0 = |client: &str| {
+        let mut v = okta("id-jag");
+        v["audience"] = json!(XAA_AUTH0_ISSUER);
+        v["scopes"] = json!(["wiki.read"]);
+        v["resource"] = json!(XAA_RESOURCE);
+        v["resource_as"] = json!("auth0");
+        v["resource_token_url"] = json!(format!("{XAA_AUTH0_ISSUER}oauth/token"));
+        v["resource_client_id"] = json!(client);
+        v["connection"] = json!("wiki");
+        v
+    };
+    let mut by_secret = auth0("wiki-auth0-secret-client");
+    by_secret["resource_client_secret_env"] = json!(XAA_SECRET_ENV);
+    vec![
+        tenant("slack", sts),
+        tenant("wiki", jag),
+        tenant("slack-user", user),
+        tenant("wiki-auth0", by_secret),
+        tenant("wiki-auth0-key", auth0("wiki-auth0-key-client")),
+    ]
 }
+
+/// The sim's Auth0 issuer as a Cross App Access resource AS (`https://{domain}/` at Auth0).
+pub const XAA_AUTH0_ISSUER: &str = "http://127.0.0.1:9000/";
+/// The Auth0 API identifier the Cross App Access tenants ask for.
+pub const XAA_RESOURCE: &str = "https://wiki.example/api";
 
 pub fn sim_tenants(sim_port: u16, backend_port: u16) -> Vec<SimTenant> {
     let example = std::fs::read_to_string(root().join("tenants.example.json")).unwrap_or_default();
@@ -431,6 +470,7 @@ impl Drop for Stack {
             assert!(!leak, "a token reached Envoy's log");
             assert!(
                 !text.contains(GITHUB_SECRET)
+                    && !text.contains(XAA_SECRET)
                     && !text.contains("google-demo-secret")
                     && !text.contains("github-connect-demo-secret"),
                 "a client secret reached Envoy's log"
@@ -506,6 +546,7 @@ pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
         ])
         .env("GITHUB_VAULT_CLIENT_SECRET", GITHUB_SECRET)
         .env(AGENT_KEY_ENV, agent_key_pem())
+        .env(XAA_SECRET_ENV, XAA_SECRET)
         .stdout(access_log)
         .stderr(log_file)
         .spawn()

@@ -12,6 +12,10 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
 ";
 
 fn tenant(vault: Value) -> Config {
+    try_tenant(vault, PEM).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_tenant(vault: Value, pem: &str) -> Result<Config, String> {
     let doc = json!({
         "settings": {},
         "tenants": [{
@@ -21,8 +25,7 @@ fn tenant(vault: Value) -> Config {
             "backend": "https://api.example", "vault": vault,
         }]
     });
-    config::parse(doc.to_string().as_bytes(), &|_| Some(PEM.to_string()))
-        .unwrap_or_else(|e| panic!("{e}"))
+    config::parse(doc.to_string().as_bytes(), &|_| Some(pem.to_string())).map_err(|e| e.to_string())
 }
 
 fn sts() -> VaultConfig {
@@ -285,4 +288,176 @@ fn without_a_signature_nothing_is_sent() {
         first_request(&sts(), "agent.jwt", &NoSigner, NOW),
         Err(VaultOutcome::Misconfigured { .. })
     ));
+}
+
+/// Cross App Access with Auth0 as the resource authorization server.
+fn auth0_resource(extra: Value) -> Value {
+    let mut v = json!({
+        "type": "id-jag", "cluster": "okta",
+        "token_url": "https://org.okta.example/oauth2/v1/token",
+        "client_id": "agent", "private_key_env": "K", "key_id": "k1",
+        "audience": "https://wiki.auth0.example/", "scopes": ["wiki.read"],
+        "resource": "https://wiki.example/api", "resource_as": "auth0",
+        "resource_token_url": "https://wiki.auth0.example/oauth/token",
+        "resource_cluster": "wiki_as", "resource_client_id": "wiki-client", "connection": "wiki",
+    });
+    for (k, x) in extra.as_object().into_iter().flatten() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// The request of leg 1 after an ID-JAG answer.
+fn second_leg(v: &VaultConfig, signer: &dyn AssertionSigner) -> CalloutRequest {
+    let leg0 = response(
+        200,
+        json!({"token_type": "N_A", "expires_in": 300, "access_token": "id.jag.jwt",
+               "issued_token_type": ID_JAG_TOKEN_TYPE}),
+    );
+    match read_answer(v, 0, &leg0, signer, NOW) {
+        Step::Next(request) => request,
+        Step::Done(outcome) => panic!("expected the resource AS call: {outcome:?}"),
+    }
+}
+
+#[test]
+fn id_jag_at_auth0_with_a_client_secret_sends_resource_on_both_legs() {
+    let v = tenant(auth0_resource(
+        json!({"resource_client_secret": "wiki-secret"}),
+    ))
+    .tenants[0]
+        .vault
+        .clone();
+    let f = form(&request(&v));
+    assert_eq!(value(&f, "resource"), "https://wiki.example/api");
+    assert_eq!(value(&f, "audience"), "https://wiki.auth0.example/");
+    let second = second_leg(&v, &PureRustSigner);
+    assert_eq!(second.path, "/oauth/token");
+    let f = form(&second);
+    assert_eq!(value(&f, "grant_type"), JWT_BEARER);
+    assert_eq!(value(&f, "client_id"), "wiki-client");
+    assert_eq!(value(&f, "client_secret"), "wiki-secret");
+    assert_eq!(value(&f, "resource"), "https://wiki.example/api");
+    assert!(f.iter().all(|(k, _)| k != "client_assertion"));
+}
+
+/// A fixed RSA signature: pure Rust does not sign RSA, the host does.
+struct FixedRsa;
+impl AssertionSigner for FixedRsa {
+    fn sign(&self, _: &SigningKey, _: &[u8]) -> Option<Vec<u8>> {
+        Some(vec![1; 256])
+    }
+}
+
+fn rsa_pem() -> String {
+    use base64::Engine;
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let k = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).unwrap_or_else(|e| panic!("{e}"));
+    let der = k.to_pkcs8_der().unwrap_or_else(|e| panic!("{e}"));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_bytes());
+    format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")
+}
+
+#[test]
+fn id_jag_at_auth0_with_private_key_jwt_uses_the_issuer_as_aud() {
+    let v = try_tenant(auth0_resource(json!({})), &rsa_pem())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .tenants[0]
+        .vault
+        .clone();
+    let f = form(&second_leg(&v, &FixedRsa));
+    assert!(f.iter().all(|(k, _)| k != "client_secret"));
+    let assertion = value(&f, "client_assertion");
+    let claims = claims_of(assertion);
+    assert_eq!(claims["aud"], "https://wiki.auth0.example/");
+    assert_eq!(
+        (claims["iss"].as_str(), claims["sub"].as_str()),
+        (Some("wiki-client"), Some("wiki-client"))
+    );
+    use base64::Engine;
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(assertion.split('.').next().unwrap_or_default())
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    assert_eq!(header["alg"], "RS256");
+    // The IdP leg still goes to Okta with Okta's rule: aud = its token endpoint.
+    let f =
+        form(&first_request(&v, "id.token", &FixedRsa, NOW).unwrap_or_else(|o| panic!("{o:?}")));
+    assert_eq!(
+        claims_of(value(&f, "client_assertion"))["aud"],
+        "https://org.okta.example/oauth2/v1/token"
+    );
+}
+
+#[test]
+fn resource_as_combinations_that_cannot_work_are_refused() {
+    let cases: Vec<(Value, &str)> = vec![
+        // P-256 signs ES256, which Auth0 does not accept.
+        (json!({}), "field 'vault.private_key_env': Auth0 accepts client assertions signed RS256, RS384 or PS256 only"),
+        (json!({"audience": "https://wiki.auth0.example", "resource_client_secret": "s"}), "field 'vault.audience'"),
+        (json!({"audience": "https://wiki.auth0.example/x/", "resource_client_secret": "s"}), "field 'vault.audience'"),
+        (json!({"resource_token_url": "https://other.example/oauth/token", "resource_client_secret": "s"}), "field 'vault.resource_token_url'"),
+        (json!({"resource_client_secret": "s", "resource_client_secret_env": "S"}), "field 'vault.resource_client_secret'"),
+        (json!({"resource_client_secret": ""}), "field 'vault.resource_client_secret'"),
+        (json!({"resource_as": "okta", "resource_client_secret": "s"}), "field 'vault.resource_client_secret': an Okta resource authorization server"),
+        (json!({"resource_as": "ping"}), "field 'vault.resource_as'"),
+        (json!({"resource": ""}), "field 'vault.resource'"),
+    ];
+    for (patch, expected) in cases {
+        let e = try_tenant(auth0_resource(patch.clone()), PEM)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("tenant 'okta'") && e.contains(expected),
+            "{patch}: {e}"
+        );
+    }
+    // Auth0's own vault fields stay refused on an Okta backend.
+    let e = try_tenant(sts_with(json!({"resource_as": "auth0"})), PEM)
+        .err()
+        .unwrap_or_default();
+    assert!(
+        e.contains("field 'vault.resource_as': is not used by vault type \"okta-sts\""),
+        "{e}"
+    );
+}
+
+fn sts_with(extra: Value) -> Value {
+    let mut v = json!({
+        "type": "okta-sts", "cluster": "okta",
+        "token_url": "https://org.okta.example/oauth2/v1/token",
+        "client_id": "agent", "private_key_env": "K", "key_id": "k1",
+        "resource": "https://slack.example/api", "connection": "slack",
+    });
+    for (k, x) in extra.as_object().into_iter().flatten() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+#[test]
+fn sts_user_access_sends_the_id_token_from_its_header() {
+    let v = tenant(sts_with(
+        json!({"subject_token_type": "id_token", "subject_token_header": "X-Agent-ID-Token"}),
+    ))
+    .tenants[0]
+        .vault
+        .clone();
+    assert_eq!(v.subject_token_header.as_deref(), Some("x-agent-id-token"));
+    let f = form(
+        &first_request(&v, "the.id.token", &PureRustSigner, NOW)
+            .unwrap_or_else(|o| panic!("{o:?}")),
+    );
+    assert_eq!(value(&f, "subject_token_type"), ID_TOKEN_TYPE);
+    assert_eq!(value(&f, "subject_token"), "the.id.token");
+    for (patch, expected) in [
+        (json!({"subject_token_type": "id_token"}), "field 'vault.subject_token_header': required when subject_token_type is id_token"),
+        (json!({"subject_token_type": "id_token", "subject_token_header": "authorization"}), "field 'vault.subject_token_header': must not be authorization"),
+        (json!({"subject_token_header": "x-id"}), "field 'vault.subject_token_header': only used with subject_token_type refresh_token or id_token"),
+    ] {
+        let e = try_tenant(sts_with(patch.clone()), PEM).err().unwrap_or_default();
+        assert!(e.contains(expected), "{patch}: {e}");
+    }
 }
