@@ -243,6 +243,10 @@ pub struct InFlight {
     pub session_owner: Option<String>,
     /// Sent to the hold route until its body is in.
     pub held: Option<Held>,
+    /// Brokered, and possibly an `initialize` (a message outside any session): its body is
+    /// read as it passes, for this user (`sub`), so a URL-capable session is remembered even
+    /// when it opened while the account was connected.
+    pub watched_for: Option<String>,
 }
 
 /// A request of a user without the account, waiting on the hold route for its body: what is
@@ -266,7 +270,13 @@ impl InFlight {
             relayed: false,
             session_owner: None,
             held: None,
+            watched_for: None,
         }
+    }
+
+    /// Whether this request may open a session (only `initialize` comes without one).
+    pub fn may_open_session(&self) -> bool {
+        self.request.kind == Kind::Message && self.request.session.is_none()
     }
 }
 

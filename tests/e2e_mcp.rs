@@ -243,3 +243,43 @@ fn connected_users_mcp_calls_pass_through_untouched() {
         .header("authorization")
         .is_some_and(|a| a.starts_with("Bearer sim_github_alice_")));
 }
+
+#[test]
+fn a_session_opened_while_connected_remembers_its_url_elicitation() {
+    let stack = stack();
+    // Downstream tokens cached for about a second, so the disconnect below is seen soon.
+    stack.sim.set_token_lifetime(61);
+    let token = stack.token("github", "alice");
+    // alice is connected: her `initialize` is brokered, and its body read as it passes.
+    let init = mcp_with(
+        &stack,
+        &token,
+        &[],
+        &initialize(json!({"elicitation": {"url": {}}})),
+    );
+    assert_eq!(init.status, 200, "{}", init.text());
+    let session = init.header("mcp-session-id").expect("session").to_string();
+    let seen = stack.sim.backend_requests();
+    let last = seen.last().expect("forwarded");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&last.body).unwrap()["method"],
+        "initialize",
+        "the body went on unchanged"
+    );
+    assert!(last
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Bearer sim_github_alice_")));
+    // She disconnects; in the same session, the next call gets -32042, as her session
+    // declared URL elicitation.
+    stack.sim.disconnect("alice", "github");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let s = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let r = mcp_with(&stack, &token, &s, &tools_call(json!(7)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let answer = r.json();
+    assert_eq!(answer["id"], 7, "{answer}");
+    assert_eq!(answer["error"]["code"], -32042, "{answer}");
+}

@@ -306,6 +306,7 @@ pub(crate) fn apply_final(worker: &Rc<RefCell<Worker>>, context_id: u32, step: S
             }
             ProxyWasmHost.count(&tenant.id, "allow");
             worker.borrow_mut().forwarded(context_id, &f);
+            super::mcp::brokered(worker, context_id, &f.principal.claims.sub);
             audit(
                 context_id,
                 Some(tenant),
@@ -387,6 +388,14 @@ impl HttpContext for Request {
                 // Keep buffering: the hold route gets nothing while this filter has the body.
                 return Action::Pause;
             }
+            if super::mcp::is_watched(worker, self.id) {
+                if end_of_stream || size > mcp::MAX_BODY_BYTES {
+                    super::mcp::watched_body_in(worker, self.id, size);
+                    return Action::Continue;
+                }
+                // Buffer the (small) message until it is whole; it goes on unchanged.
+                return Action::Pause;
+            }
         }
         self.hold_while_waiting()
     }
@@ -395,6 +404,9 @@ impl HttpContext for Request {
         if let Some(worker) = &self.worker {
             if super::mcp::is_held(worker, self.id) {
                 return go_on(super::mcp::held_body_in(worker, self.id, self.body_size));
+            }
+            if super::mcp::is_watched(worker, self.id) {
+                super::mcp::watched_body_in(worker, self.id, self.body_size);
             }
         }
         self.hold_while_waiting()

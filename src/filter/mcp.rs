@@ -79,6 +79,39 @@ pub(super) fn unconnected(
     Some(true)
 }
 
+/// A request was brokered: if it may be an `initialize`, watch its body go by.
+pub(super) fn brokered(worker: &Rc<RefCell<Worker>>, context_id: u32, sub: &str) {
+    if let Some(entry) = worker.borrow_mut().mcp.get_mut(&context_id) {
+        if entry.may_open_session() {
+            entry.watched_for = Some(sub.to_string());
+        }
+    }
+}
+
+/// Whether a brokered request's body is being watched.
+pub(super) fn is_watched(worker: &Rc<RefCell<Worker>>, context_id: u32) -> bool {
+    worker
+        .borrow()
+        .mcp
+        .get(&context_id)
+        .is_some_and(|e| e.watched_for.is_some())
+}
+
+/// A watched body is in (or too large to read): an `initialize` declaring URL elicitation
+/// makes its user the owner of the session the answer names.
+pub(super) fn watched_body_in(worker: &Rc<RefCell<Worker>>, context_id: u32, size: usize) {
+    let message = (size <= mcp::MAX_BODY_BYTES)
+        .then(|| mcp::parse(&host::request_body(size)))
+        .flatten();
+    if let Some(entry) = worker.borrow_mut().mcp.get_mut(&context_id) {
+        let sub = entry.watched_for.take();
+        entry.message = message;
+        if entry.opens_url_capable_session() {
+            entry.session_owner = sub;
+        }
+    }
+}
+
 /// Whether the request is on the hold route, its body awaited.
 pub(super) fn is_held(worker: &Rc<RefCell<Worker>>, context_id: u32) -> bool {
     worker

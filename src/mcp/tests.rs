@@ -228,6 +228,17 @@ fn initialize_declares_url_elicitation_in_its_capabilities() {
 }
 
 #[test]
+fn only_messages_outside_a_session_may_open_one() {
+    let mut r = request(None);
+    assert!(InFlight::new(0, r.clone()).may_open_session());
+    r.session = Some("s".into());
+    assert!(!InFlight::new(0, r.clone()).may_open_session());
+    r.session = None;
+    r.kind = Kind::Session;
+    assert!(!InFlight::new(0, r).may_open_session());
+}
+
+#[test]
 fn headers_must_agree_with_the_body() {
     let message = parse(modern("tools/call", json!({})).to_string().as_bytes());
     let Some(message) = message else {
