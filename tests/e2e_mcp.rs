@@ -55,22 +55,28 @@ fn mcp_with(stack: &Stack, token: &str, extra: &[(&str, &str)], body: &Value) ->
     stack.request("POST", "/github/mcp", &headers, body.to_string().as_bytes())
 }
 
-#[test]
-fn lifecycle_is_relayed_without_any_credential_and_sessions_remember_url_elicitation() {
-    let stack = stack();
-    let token = stack.token("github", "bob");
-    // bob has no account, yet his session opens: `initialize` reaches the backend with no
-    // credential at all (not his agent token, not a client-supplied downstream header).
+/// A 2025-11-25 `initialize` declaring URL elicitation: the session id, and the request as
+/// the backend saw it.
+fn open_url_capable_session(stack: &Stack, token: &str) -> (String, sim::http::Request) {
     let init = mcp_with(
-        &stack,
-        &token,
+        stack,
+        token,
         &[],
         &initialize(json!({"elicitation": {"url": {}}})),
     );
     assert_eq!(init.status, 200, "{}", init.text());
     let session = init.header("mcp-session-id").expect("session").to_string();
     let seen = stack.sim.backend_requests();
-    let last = seen.last().expect("relayed");
+    (session, seen.last().expect("reached the backend").clone())
+}
+
+#[test]
+fn lifecycle_is_relayed_without_any_credential_and_sessions_remember_url_elicitation() {
+    let stack = stack();
+    let token = stack.token("github", "bob");
+    // bob has no account, yet his session opens: `initialize` reaches the backend with no
+    // credential at all (not his agent token, not a client-supplied downstream header).
+    let (session, last) = open_url_capable_session(&stack, &token);
     assert_eq!(last.header("authorization"), None);
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     let s = [
@@ -251,16 +257,7 @@ fn a_session_opened_while_connected_remembers_its_url_elicitation() {
     stack.sim.set_token_lifetime(61);
     let token = stack.token("github", "alice");
     // alice is connected: her `initialize` is brokered, and its body read as it passes.
-    let init = mcp_with(
-        &stack,
-        &token,
-        &[],
-        &initialize(json!({"elicitation": {"url": {}}})),
-    );
-    assert_eq!(init.status, 200, "{}", init.text());
-    let session = init.header("mcp-session-id").expect("session").to_string();
-    let seen = stack.sim.backend_requests();
-    let last = seen.last().expect("forwarded");
+    let (session, last) = open_url_capable_session(&stack, &token);
     assert_eq!(
         serde_json::from_slice::<Value>(&last.body).unwrap()["method"],
         "initialize",
