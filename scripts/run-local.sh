@@ -1,34 +1,48 @@
 #!/usr/bin/env bash
-# The local stack: the sim (issuers, Token Vault, echo backend) and Envoy with the filter,
-# in the foreground on 127.0.0.1:3000. Ctrl-C stops both.
+# The local stack: the sim (issuers and their authorization servers, Token Vault, Okta), the
+# tenants' backend (a real MCP server of the official Python SDK at /mcp that echoes any other
+# path, on :9001) and Envoy with the filter, in the foreground on 127.0.0.1:3000. Ctrl-C stops
+# them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ENVOY_BIN=${ENVOY_BIN:-.tools/envoy}
+# The demo vault client secret reaches Envoy (vm_config host_env_keys) and the sim by env.
+export GITHUB_VAULT_CLIENT_SECRET=${GITHUB_VAULT_CLIENT_SECRET:-local-demo-secret}
 SIM=target/release/sim
 
-for port in 3000 9000 9001 9901; do
+for port in 3000 9000 9001 9002 9901; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is in use; stop whatever holds it (an earlier make run?) and retry" >&2
     exit 1
   fi
 done
 
-"$SIM" serve --config tenants.example.json --port 9000 --backend-port 9001 &
+# The sim's own echo backend is not used here (:9002): the MCP server below is the backend.
+"$SIM" serve --config tenants.example.json --port 9000 --backend-port 9002 &
 SIM_PID=$!
+.venv/bin/python tests/mcp/server.py --port 9001 >/dev/null 2>&1 &
+BACKEND_PID=$!
 # Start Envoy once the issuers answer, so the first key fetch succeeds.
 for _ in $(seq 1 100); do
-  if curl -fsS localhost:9000/issuers/github/jwks.json >/dev/null 2>&1; then break; fi
+  if curl -fsS localhost:9000/issuers/github/jwks.json >/dev/null 2>&1 &&
+     curl -fsS localhost:9001/ >/dev/null 2>&1; then break; fi
   sleep 0.1
 done
 "$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info &
 ENVOY_PID=$!
-trap 'kill $SIM_PID $ENVOY_PID 2>/dev/null || true' EXIT INT TERM
+trap 'kill $SIM_PID $BACKEND_PID $ENVOY_PID 2>/dev/null || true' EXIT INT TERM
 
-for _ in $(seq 1 100); do
-  if curl -fsS localhost:3000/health 2>/dev/null | grep -q '"status":"ok"'; then break; fi
+up=
+for _ in $(seq 1 200); do
+  if curl -fsS localhost:3000/health 2>/dev/null | grep -q '"status":"ok"'; then up=1; break; fi
+  kill -0 $ENVOY_PID 2>/dev/null || break
   sleep 0.1
 done
+if [ -z "$up" ]; then
+  echo "Envoy did not come up healthy on :3000 (see its log above)" >&2
+  exit 1
+fi
 
 bash scripts/walkthrough.sh http://localhost:3000 http://127.0.0.1:9000 || echo "(the walkthrough failed; see above)"
 
@@ -36,7 +50,7 @@ cat <<MSG
 
 token-vault-proxy is up on http://localhost:3000  (Envoy admin: http://localhost:9901)
 
-  # alice has a connected GitHub account: 200 from the echo backend, with her downstream token
+  # alice has a connected GitHub account: 200 from the backend's echo, with her downstream token
   curl -s -H "Authorization: Bearer \$(make -s token)" localhost:3000/github/user
 
   # bob has not connected GitHub: 403 connected_account_required with a connect_uri.
@@ -45,6 +59,15 @@ token-vault-proxy is up on http://localhost:3000  (Envoy admin: http://localhost
 
   # bob's connected accounts (sign in as bob): list and disconnect
   #   http://localhost:3000/connect/github/accounts
+
+  # MCP clients need nothing but the URL (they sign in through the gateway's 401; the sim's
+  # login page takes any user name: alice has GitHub connected, bob not).
+  # VS Code, .vscode/mcp.json:
+  #   {"servers": {"github": {"type": "http", "url": "http://localhost:3000/github/mcp"}}}
+  # Claude Code:
+  #   claude mcp add --transport http github http://localhost:3000/github/mcp
+  # The official MCP Python SDK, scripted (what the walkthrough above ran):
+  .venv/bin/python tests/mcp/client.py --url http://localhost:3000/github/mcp --oauth-user alice --mode auto
 
   # an MCP client without the account gets a JSON-RPC URL elicitation carrying its id
   curl -s -H "Authorization: Bearer \$(make -s token SUB=bob)" -H 'Content-Type: application/json' \\

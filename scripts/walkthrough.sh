@@ -18,6 +18,56 @@ token() { curl -s -H 'content-type: application/json' -d "{\"sub\":\"$1\"}" "$SI
 status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$GW/github/user"; }
 expect() { if [ "$1" != "$2" ]; then echo "walkthrough: expected $2, got $1" >&2; exit 1; fi; echo "  HTTP $1"; }
 
+# Open a connect link as bob: sign in at Auth0 (the sim's login page), allow at the provider
+# (the sim's consent page); the gateway completes the connection.
+connect_bob() {
+  local consent q ticket done_page
+  consent=$(browse "$1")
+  # The login form, unless the browser is still signed in at Auth0 from an earlier visit.
+  if echo "$consent" | grep -q 'name="q"'; then
+    q=$(echo "$consent" | field q)
+    consent=$(browse --data-urlencode "q=$q" --data "username=bob" "$SIM_URL/authorize/login")
+  fi
+  echo "$consent" | sed -n 's/.*<h1>\([^<]*\)<\/h1>.*/  provider page: \1/p'
+  ticket=$(echo "$consent" | field ticket)
+  done_page=$(browse --data-urlencode "ticket=$ticket" --data "decision=allow" "$SIM_URL/connected-accounts/approve")
+  echo "$done_page" | sed -n 's/.*<h1 class="ok">\([^<]*\)<\/h1>.*/  gateway page: \1/p'
+}
+
+# Bob disconnects GitHub on his connected-accounts page.
+disconnect_bob() {
+  local accounts action
+  accounts=$(browse "$GW/connect/github/accounts")
+  action=$(echo "$accounts" | sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' | head -1 | sed 's/&amp;/\&/g')
+  browse --data '' -o /dev/null "$action"
+}
+
+# The official MCP Python SDK client (tests/mcp/client.py) from nothing but the URL, signing in
+# as $1 in mode $2; its events summarised, a consent link opened as bob and answered.
+mcp_client() {
+  coproc MCP { .venv/bin/python tests/mcp/client.py --url "$GW/github/mcp" --oauth-user "$1" --mode "$2" --calls 1 2>/dev/null; }
+  # Keep the pipes and pid: bash forgets a coprocess's variables once it exits.
+  local pid=$MCP_PID from to line kind
+  exec {from}<&"${MCP[0]}" {to}>&"${MCP[1]}"
+  while IFS= read -r line <&"$from"; do
+    kind=$(echo "$line" | json '["event"]')
+    case "$kind" in
+      authorized) echo "  signed in at $(echo "$line" | json '["iss"]') (the PRM's authorization server), token for $GW/github/mcp" ;;
+      connected) echo "  session open, MCP $(echo "$line" | json '["protocol_version"]')" ;;
+      tools) echo "  tools/list: $(echo "$line" | json '["names"]')" ;;
+      elicitation)
+        echo "  tools/call answered with a URL elicitation ($(echo "$line" | json '["via"]')): $(echo "$line" | json '["url"]')"
+        connect_bob "$(echo "$line" | json '["url"]')"
+        echo continue >&"$to" ;;
+      result) echo "  tools/call whoami: $(echo "$line" | json '["text"]')" ;;
+      done) ;;
+      *) echo "  $line" ;;
+    esac
+  done
+  exec {from}<&- {to}>&-
+  wait "$pid"
+}
+
 ALICE=$(token alice)
 BOB=$(token bob)
 
@@ -30,22 +80,22 @@ answer=$(curl -s -H "Authorization: Bearer $BOB" "$GW/github/user")
 echo "$answer" | python3 -m json.tool
 link=$(echo "$answer" | json '["connect_uri"]')
 
-step "bob opens the link: sign in at Auth0 (the sim's login page) as bob"
-login=$(browse "$link")
-q=$(echo "$login" | field q)
-consent=$(browse --data-urlencode "q=$q" --data "username=bob" "$SIM_URL/authorize/login")
-echo "$consent" | sed -n 's/.*<h1>\([^<]*\)<\/h1>.*/  provider page: \1/p'
-
-step "bob allows access at GitHub (the sim's consent page); the gateway completes the connection"
-ticket=$(echo "$consent" | field ticket)
-done_page=$(browse --data-urlencode "ticket=$ticket" --data "decision=allow" "$SIM_URL/connected-accounts/approve")
-echo "$done_page" | sed -n 's/.*<h1 class="ok">\([^<]*\)<\/h1>.*/  gateway page: \1/p'
+step "bob opens the link: signs in at Auth0 (the sim's login page) as bob, allows access at GitHub"
+connect_bob "$link"
 
 step "bob's agent retries: 200, brokered with bob's GitHub token"
 expect "$(status "$BOB")" 200
 
-step "bob disconnects GitHub on his connected-accounts page (so you can try the flow yourself)"
-accounts=$(browse "$GW/connect/github/accounts")
-action=$(echo "$accounts" | sed -n 's/.*<form method="post" action="\([^"]*\)".*/\1/p' | head -1 | sed 's/&amp;/\&/g')
-browse --data '' -o /dev/null "$action"
+step "bob disconnects GitHub on his connected-accounts page"
+disconnect_bob
+expect "$(status "$BOB")" 403
+
+step "an MCP client given only $GW/github/mcp (official MCP Python SDK, 2026-07-28), as alice"
+mcp_client alice auto
+
+step "the same as bob, in 2025-11-25: the link arrives as -32042, bob connects, the SDK's retry succeeds"
+mcp_client bob legacy
+
+step "bob disconnects again (so you can try the flows yourself)"
+disconnect_bob
 expect "$(status "$BOB")" 403

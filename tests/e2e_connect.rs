@@ -371,7 +371,9 @@ fn connect_pages_refuse_bad_input() {
 
 #[test]
 fn the_make_run_walkthrough_passes() {
-    let stack = stack();
+    // As in `make run`: the backend is the SDK's MCP server (echoing other paths).
+    let backend = common::mcp::Backend::start();
+    let stack = Stack::with(backend.options());
     let out = std::process::Command::new("bash")
         .arg(root().join("scripts/walkthrough.sh"))
         .arg(format!("http://127.0.0.1:{}", stack.port))
@@ -389,6 +391,15 @@ fn the_make_run_walkthrough_passes() {
         text.contains("backend saw: authorization: Bearer sim_github_alice_"),
         "{text}"
     );
+    // The MCP part: the SDK client from the bare URL, alice brokered, bob connecting.
+    for line in [
+        "session open, MCP 2026-07-28",
+        "tools/call whoami: authorization=Bearer sim_github_alice_",
+        "tools/call answered with a URL elicitation (error)",
+        "tools/call whoami: authorization=Bearer sim_github_bob_",
+    ] {
+        assert!(text.contains(line), "{line} not in {text}");
+    }
     assert!(
         !stack.sim.is_connected("bob", "github"),
         "the walkthrough disconnects bob again"

@@ -11,90 +11,15 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 
 use common::browser::Browser;
+use common::mcp::{debug_output, python, Backend};
 use common::*;
 use serde_json::{json, Value};
 
-fn python() -> PathBuf {
-    let p = root().join(".venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run `make setup` (it installs the MCP SDK)",
-        p.display()
-    );
-    p
-}
-
-/// With MCP_CLIENT_DEBUG set, the client's own logs go to the test's stderr.
-fn debug_output() -> Stdio {
-    if std::env::var_os("MCP_CLIENT_DEBUG").is_some() {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    }
-}
-
-/// The tenant backend: an MCP server of the official SDK, logging what each request carried.
-struct Backend {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Backend {
-    fn start() -> Backend {
-        let port = free_port();
-        let log = std::env::temp_dir().join(format!("tvp-mcp-backend-{port}.jsonl"));
-        let mut child = Command::new(python())
-            .arg(root().join("tests/mcp/server.py"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--log",
-                &log.display().to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the MCP server");
-        let mut ready = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        BufReader::new(stdout).read_line(&mut ready).expect("ready");
-        assert_eq!(ready.trim(), "ready");
-        Backend { child, port, log }
-    }
-
-    /// The `Authorization` header of every request the backend received.
-    fn authorizations(&self) -> Vec<Option<String>> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .map(|r| r["authorization"].as_str().map(str::to_string))
-            .collect()
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
 fn stack(backend: &Backend) -> Stack {
-    let url = format!("http://127.0.0.1:{}", backend.port);
-    Stack::with(Options {
-        public_base_is_stack: true,
-        edit: Some(Box::new(move |config: &mut Value| {
-            config["tenants"][0]["backend"] = json!(url.clone());
-        })),
-        ..Options::default()
-    })
+    Stack::with(backend.options())
 }
 
 /// Who the SDK client is: a bearer token it was handed, or a user it signs in as through the

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 pub use sim::{Endpoint, Fault, Mint, Sim, SimTenant};
 
 pub mod browser;
+pub mod mcp;
 
 pub const GITHUB_SECRET: &str = "github-e2e-secret-value";
 

@@ -1,15 +1,18 @@
-"""A real MCP server (official Python SDK) standing in for a tenant backend in end-to-end tests.
+"""A real MCP server (official Python SDK) standing in for a tenant backend: in the end-to-end
+tests, and as the local stack's backend (`make run`).
 
-    python server.py --port PORT --log FILE
+    python server.py --port PORT [--log FILE]
 
 Serves MCP Streamable HTTP at http://127.0.0.1:PORT/mcp for both protocol revisions
-(2025-11-25 with an initialize handshake and Mcp-Session-Id, and 2026-07-28).
+(2025-11-25 with an initialize handshake and Mcp-Session-Id, and 2026-07-28). Any other path
+echoes the request as JSON, `{"method", "path", "query", "headers": [[name, value], ...],
+"body"}`, like the sim's echo backend, so a REST call through the gateway shows what arrived.
 
 Tools:
     whoami()         -> "authorization=<the Authorization header this request carried, or None>"
     echo(text: str)  -> text
 
-Every HTTP request is appended to FILE as one JSON line, flushed at once:
+With --log, every HTTP request is appended to FILE as one JSON line, flushed at once:
     {"method", "path", "authorization", "mcp_method", "session"}   (missing headers are null)
 
 Prints "ready" on stdout once it accepts connections; runs until killed (SIGTERM exits 0).
@@ -63,13 +66,42 @@ class RequestLog:
         await self.app(scope, receive, send)
 
 
-async def main(port: int, log: str) -> None:
+class EchoElsewhere:
+    """ASGI: `/mcp` goes to the MCP app; any other path is echoed back as JSON."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] == "/mcp" or scope["path"].startswith("/mcp/"):
+            return await self.app(scope, receive, send)
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        echoed = json.dumps({
+            "method": scope["method"],
+            "path": scope["path"],
+            "query": scope["query_string"].decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+            "body": body.decode("utf-8", "replace"),
+        }).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": echoed})
+
+
+async def main(port: int, log: str | None) -> None:
     # The Host header is whatever the proxy forwards: no DNS-rebinding check in a test backend.
-    app = mcp.streamable_http_app(
+    app = EchoElsewhere(mcp.streamable_http_app(
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    )
+    ))
+    if log:
+        app = RequestLog(app, log)
     server = uvicorn.Server(
-        uvicorn.Config(RequestLog(app, log), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     )
     sock = socket.create_server(("127.0.0.1", port))  # a taken port fails here, plainly
     serving = asyncio.create_task(server.serve(sockets=[sock]))
@@ -85,7 +117,7 @@ async def main(port: int, log: str) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--log", required=True)
+    parser.add_argument("--log")
     args = parser.parse_args()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises it: end with status 0 then.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
