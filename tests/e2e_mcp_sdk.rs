@@ -27,6 +27,8 @@ fn stack(backend: &Backend) -> Stack {
 enum Who<'a> {
     Token(&'a str),
     OAuth(&'a str),
+    /// Signing in with a Client ID Metadata Document URL as its client id.
+    OAuthCimd(&'a str, &'a str),
 }
 
 /// One run of the SDK client: its JSON events and whether it exited cleanly, with
@@ -39,13 +41,15 @@ fn run_client_as(
     on_elicitation: &mut dyn FnMut(&Value),
 ) -> (Vec<Value>, bool) {
     let url = format!("http://127.0.0.1:{}/github/mcp", stack.port);
-    let (flag, value) = match who {
-        Who::Token(t) => ("--token", t),
-        Who::OAuth(user) => ("--oauth-user", user),
+    let who: Vec<&str> = match who {
+        Who::Token(t) => vec!["--token", t],
+        Who::OAuth(user) => vec!["--oauth-user", user],
+        Who::OAuthCimd(user, cimd) => vec!["--oauth-user", user, "--client-metadata-url", cimd],
     };
     let mut child = Command::new(python())
         .arg(root().join("tests/mcp/client.py"))
-        .args(["--url", &url, flag, value, "--mode", mode])
+        .args(["--url", &url, "--mode", mode])
+        .args(who)
         .args(["--calls", &calls.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -228,4 +232,34 @@ fn a_tenant_that_ignores_resource_gives_a_token_the_gateway_refuses() {
     assert!(!ok, "{events:?}");
     assert!(!authorizations(&events).is_empty(), "{events:?}");
     assert!(backend.authorizations().is_empty());
+}
+
+#[test]
+fn a_client_with_a_metadata_document_url_signs_in_without_registering() {
+    let backend = Backend::start();
+    let stack = stack(&backend);
+    // The tenant accepts Client ID Metadata Documents, and an administrator imported the
+    // client's (Auth0's manual CIMD registration); the SDK then uses the URL as its client id.
+    let cimd = "https://agent.example/oauth/client.json";
+    stack.sim.set_cimd_supported(true);
+    let document = json!({"client_id": cimd, "client_name": "e2e agent",
+                          "redirect_uris": ["http://127.0.0.1:33418/callback"],
+                          "token_endpoint_auth_method": "none"});
+    stack.sim.import_cimd("github", cimd, &document).unwrap();
+    let events = run_client(&stack, Who::OAuthCimd("alice", cimd), "auto", 1, &mut |e| {
+        panic!("{e}")
+    });
+    let signed_in = authorizations(&events);
+    assert_eq!(signed_in.len(), 1, "{events:?}");
+    let authorize = signed_in[0]["authorize_url"].as_str().unwrap();
+    assert!(
+        authorize.contains(&format!("client_id={}", sim::web::encode(cimd))),
+        "{authorize}"
+    );
+    assert_eq!(stack.sim.registrations(), 0, "no dynamic registration");
+    let text = results(&events)[0]["text"].as_str().unwrap().to_string();
+    assert!(
+        text.starts_with("authorization=Bearer sim_github_alice_"),
+        "{text}"
+    );
 }

@@ -3,7 +3,9 @@
 //!
 //! - RFC 8414 metadata at the path-inserted well-known URL (and in the OpenID discovery
 //!   document), naming the issuer exactly;
-//! - RFC 7591 dynamic client registration at `/oidc/register` (Auth0's endpoint);
+//! - RFC 7591 dynamic client registration at `/oidc/register` (Auth0's endpoint), and clients
+//!   identified by a Client ID Metadata Document URL once an administrator imported it (Auth0's
+//!   "manual CIMD registration"), advertised when the tenant setting is on;
 //! - `/authorize` with PKCE (S256 only), the user's sign-in, and `iss` in the response ("Include
 //!   Issuer in Authorization Responses", RFC 9207);
 //! - the code grant at `/oauth/token`, where the token's audience comes from `audience`, or from
@@ -12,6 +14,8 @@
 //!   the gateway refuses it: the same 401 loop a real tenant without the profile produces.
 //!
 //! Sources: https://auth0.com/ai/docs/mcp/guides/resource-param-compatibility-profile ,
+//! https://auth0.com/ai/docs/mcp/guides/registering-your-mcp-client-application/manual-cimd-registration ,
+//! https://datatracker.ietf.org/doc/draft-ietf-oauth-client-id-metadata-document/ ,
 //! https://auth0.com/docs/get-started/applications/dynamic-client-registration ,
 //! https://auth0.com/docs/get-started/authentication-and-authorization-flow/authorization-code-flow-with-pkce ,
 //! RFC 8414, RFC 7591, RFC 7636, RFC 8707, RFC 9207.
@@ -51,6 +55,8 @@ pub struct AuthServer {
     clients: HashMap<String, Client>,
     codes: HashMap<String, Code>,
     pub profile: ResourceProfile,
+    /// Auth0's `client_id_metadata_document_supported` tenant setting (off by default).
+    pub cimd_supported: bool,
     /// Registration requests the sim received, for tests.
     pub registrations: u64,
 }
@@ -93,7 +99,11 @@ pub(crate) fn metadata(state: &Arc<Mutex<State>>, tenant_id: &str) -> Response {
     let Some(t) = tenant(&st, tenant_id) else {
         return not_found();
     };
-    Response::json(200, &metadata_of(t))
+    let mut document = metadata_of(t);
+    if st.authz.cimd_supported {
+        document["client_id_metadata_document_supported"] = json!(true);
+    }
+    Response::json(200, &document)
 }
 
 /// The metadata document; the OpenID discovery document carries it too.
@@ -207,6 +217,62 @@ pub(crate) fn register(state: &Arc<Mutex<State>>, tenant_id: &str, r: &Request) 
         },
     );
     Response::json(201, &answer)
+}
+
+/// An administrator imports a Client ID Metadata Document (Auth0's manual CIMD registration,
+/// which fetches the document from its URL): the URL becomes a client id of the tenant. The
+/// document must name itself (`client_id` equal to its URL, an https URL with a path), list
+/// redirect URIs, and use no shared secret (draft-ietf-oauth-client-id-metadata-document,
+/// sections 3 and 4.1).
+pub(crate) fn import_cimd(
+    st: &mut State,
+    tenant_id: &str,
+    url: &str,
+    document: &Value,
+) -> Result<(), String> {
+    if tenant(st, tenant_id).is_none() {
+        return Err(format!("unknown tenant {tenant_id}"));
+    }
+    let has_path = url
+        .strip_prefix("https://")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(host, path)| !host.is_empty() && !path.is_empty());
+    if !has_path || url.contains('#') {
+        return Err("the client id must be an https URL with a path".into());
+    }
+    if document["client_id"].as_str() != Some(url) {
+        return Err("the document's client_id must be its own URL".into());
+    }
+    let auth_method = document["token_endpoint_auth_method"]
+        .as_str()
+        .unwrap_or("none");
+    if auth_method != "none" {
+        return Err("a metadata document client uses no shared secret (auth method none)".into());
+    }
+    if document.get("client_secret").is_some() {
+        return Err("a metadata document must not carry a client_secret".into());
+    }
+    let redirect_uris: Vec<String> = document["redirect_uris"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if redirect_uris.is_empty() {
+        return Err("the document must list redirect_uris".into());
+    }
+    st.authz.clients.insert(
+        url.to_string(),
+        Client {
+            tenant: tenant_id.to_string(),
+            redirect_uris,
+            auth_method: auth_method.to_string(),
+            secret: None,
+        },
+    );
+    Ok(())
 }
 
 fn redirect(location: &str, cookie: Option<String>) -> Response {

@@ -476,6 +476,17 @@ impl Sim {
         self.lock().authz.profile = profile;
     }
 
+    /// The tenants' `client_id_metadata_document_supported` setting (Auth0; off by default).
+    pub fn set_cimd_supported(&self, on: bool) {
+        self.lock().authz.cimd_supported = on;
+    }
+
+    /// An administrator imports the Client ID Metadata Document at `url` for a tenant (Auth0's
+    /// manual CIMD registration): the URL becomes a client id. Refused as Auth0 would refuse it.
+    pub fn import_cimd(&self, tenant: &str, url: &str, document: &Value) -> Result<(), String> {
+        authz::import_cimd(&mut self.lock(), tenant, url, document)
+    }
+
     /// Dynamic client registrations received.
     pub fn registrations(&self) -> u64 {
         self.lock().authz.registrations

@@ -254,3 +254,72 @@ fn pkce_redirect_uris_and_registration_are_enforced() {
         (400, json!("invalid_target"))
     );
 }
+
+const CIMD_URL: &str = "https://agent.example/oauth/client.json";
+
+fn cimd_document() -> Value {
+    json!({"client_id": CIMD_URL, "client_name": "agent", "redirect_uris": [REDIRECT],
+           "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]})
+}
+
+#[test]
+fn metadata_document_clients_need_the_setting_an_import_and_no_secret() {
+    let sim = start();
+    let advertised = |sim: &Sim| {
+        get(
+            sim,
+            "/.well-known/oauth-authorization-server/issuers/github",
+        )
+        .json()["client_id_metadata_document_supported"]
+            .clone()
+    };
+    assert_eq!(advertised(&sim), Value::Null, "off by default, as at Auth0");
+    sim.set_cimd_supported(true);
+    assert_eq!(advertised(&sim), json!(true));
+    // A URL nobody imported is an unknown client: an error page, no redirect.
+    let r = get(
+        &sim,
+        &format!(
+            "/issuers/github/authorize?response_type=code&client_id={}&redirect_uri={}",
+            encode(CIMD_URL),
+            encode(REDIRECT)
+        ),
+    );
+    assert_eq!((r.status, r.header("location")), (400, None));
+    // Documents that cannot identify a public client are refused at import.
+    for (url, edit) in [
+        (
+            "http://agent.example/c.json",
+            json!({"client_id": "http://agent.example/c.json"}),
+        ),
+        (
+            "https://agent.example",
+            json!({"client_id": "https://agent.example"}),
+        ),
+        (
+            CIMD_URL,
+            json!({"client_id": "https://other.example/c.json"}),
+        ),
+        (
+            CIMD_URL,
+            json!({"token_endpoint_auth_method": "client_secret_post"}),
+        ),
+        (CIMD_URL, json!({"client_secret": "s"})),
+        (CIMD_URL, json!({"redirect_uris": []})),
+    ] {
+        let mut doc = cimd_document();
+        for (k, v) in edit.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        assert!(
+            sim.import_cimd("github", url, &doc).is_err(),
+            "{url} {edit}"
+        );
+    }
+    sim.import_cimd("github", CIMD_URL, &cimd_document())
+        .unwrap();
+    let back = authorize(&sim, CIMD_URL, &[("resource", RESOURCE)]);
+    let r = exchange(&sim, CIMD_URL, &back["code"], &[("resource", RESOURCE)]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(sim.registrations(), 0);
+}

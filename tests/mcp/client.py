@@ -1,12 +1,13 @@
 """A real MCP client (official Python SDK), scripted by an end-to-end test.
 
-    python client.py --url URL (--token TOKEN | --oauth-user USER) --mode legacy|auto
-                     [--no-elicitation] [--tool whoami] [--calls N]
+    python client.py --url URL (--token TOKEN | --oauth-user USER [--client-metadata-url URL])
+                     --mode legacy|auto [--no-elicitation] [--tool whoami] [--calls N]
 
 Connects with `Authorization: Bearer TOKEN`, or with nothing but the URL: `--oauth-user` runs
 the SDK's own OAuth client (401 -> protected resource metadata -> authorization server metadata
--> dynamic registration -> authorization code + PKCE with `resource`), its browser scripted to
-sign in as USER. "legacy" speaks 2025-11-25 with initialize; "auto" probes server/discover for
+-> a Client ID Metadata Document URL as client id where the server advertises them and one is
+given, dynamic registration otherwise -> authorization code + PKCE with `resource`), its
+browser scripted to sign in as USER. "legacy" speaks 2025-11-25 with initialize; "auto" probes server/discover for
 2026-07-28 and falls back. Lists the tools, then calls TOOL (no arguments) N times in the same
 session. Reports one JSON object per line on stdout:
 
@@ -142,6 +143,7 @@ def http_client(args) -> httpx2.AsyncClient:
         storage=MemoryStorage(),
         redirect_handler=browser.open,
         callback_handler=browser.callback,
+        client_metadata_url=args.client_metadata_url,
     )
     return httpx2.AsyncClient(auth=auth, timeout=30)
 
@@ -179,6 +181,7 @@ if __name__ == "__main__":
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--token")
     who.add_argument("--oauth-user")
+    parser.add_argument("--client-metadata-url")
     parser.add_argument("--mode", choices=["legacy", "auto"], required=True)
     parser.add_argument("--no-elicitation", action="store_true")
     parser.add_argument("--tool", default="whoami")
