@@ -131,6 +131,31 @@ pub(crate) fn metadata_of(t: &SimTenant) -> Value {
     })
 }
 
+const REDIRECT_URI_RULE: &str =
+    "redirect_uris must be absolute https (or loopback http) URLs without a fragment";
+
+/// The client metadata's redirect URIs, if usable: required for the code flow (RFC 7591
+/// section 2), absolute, without a fragment (RFC 6749 section 3.1.2), and https unless on
+/// loopback (RFC 8252 section 7.3).
+fn redirect_uris_of(metadata: &Value) -> Option<Vec<String>> {
+    let loopback = |u: &str| {
+        ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| {
+                u.strip_prefix(p)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+            })
+    };
+    let listed = metadata["redirect_uris"].as_array()?;
+    let uris: Vec<String> = listed
+        .iter()
+        .filter_map(|u| u.as_str())
+        .filter(|u| !u.contains('#') && (u.starts_with("https://") || loopback(u)))
+        .map(str::to_string)
+        .collect();
+    (!uris.is_empty() && uris.len() == listed.len()).then_some(uris)
+}
+
 /// `POST {issuer}oidc/register`: RFC 7591 dynamic client registration.
 pub(crate) fn register(state: &Arc<Mutex<State>>, tenant_id: &str, r: &Request) -> Response {
     let invalid = |what: &str| oauth_error(400, "invalid_client_metadata", what);
@@ -149,36 +174,9 @@ pub(crate) fn register(state: &Arc<Mutex<State>>, tenant_id: &str, r: &Request) 
     let Ok(body) = serde_json::from_slice::<Value>(&r.body) else {
         return invalid("the body is not a JSON object");
     };
-    let redirect_uris: Vec<String> = body["redirect_uris"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|u| u.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    // Redirect URIs are required for the code flow (RFC 7591 section 2), absolute, without a
-    // fragment (RFC 6749 section 3.1.2), and https unless on loopback (RFC 8252 section 7.3).
-    let loopback = |u: &str| {
-        ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-            .iter()
-            .any(|p| {
-                u.strip_prefix(p)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
-            })
+    let Some(redirect_uris) = redirect_uris_of(&body) else {
+        return oauth_error(400, "invalid_redirect_uri", REDIRECT_URI_RULE);
     };
-    if redirect_uris.is_empty()
-        || redirect_uris.len() != body["redirect_uris"].as_array().map_or(0, Vec::len)
-        || redirect_uris
-            .iter()
-            .any(|u| u.contains('#') || !(u.starts_with("https://") || loopback(u)))
-    {
-        return oauth_error(
-            400,
-            "invalid_redirect_uri",
-            "redirect_uris must be absolute https (or loopback http) URLs without a fragment",
-        );
-    }
     let auth_method = body["token_endpoint_auth_method"]
         .as_str()
         .unwrap_or("client_secret_basic")
@@ -252,17 +250,7 @@ pub(crate) fn import_cimd(
     if document.get("client_secret").is_some() {
         return Err("a metadata document must not carry a client_secret".into());
     }
-    let redirect_uris: Vec<String> = document["redirect_uris"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|u| u.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    if redirect_uris.is_empty() {
-        return Err("the document must list redirect_uris".into());
-    }
+    let redirect_uris = redirect_uris_of(document).ok_or(REDIRECT_URI_RULE)?;
     st.authz.clients.insert(
         url.to_string(),
         Client {
