@@ -649,6 +649,22 @@ fn validate_tenant(
         .map_err(|m| err("backend", m))?
         .authority;
     let vault = validate_vault(raw.vault, env).map_err(|(field, m)| err(&field, &m))?;
+    let exchanges_the_bearer = matches!(vault.backend, VaultBackend::Auth0 { .. })
+        && vault.subject_token_type == SubjectTokenType::AccessToken;
+    if exchanges_the_bearer
+        && !algorithms
+            .iter()
+            .any(|a| matches!(a, Alg::Rs256 | Alg::Ps256))
+    {
+        // The Token Vault takes Auth0's own access tokens, and Auth0 signs them with RS256 or
+        // PS256 (HS256 is never accepted here): Auth0, "Signing Algorithms".
+        return Err(err(
+            "algorithms",
+            "an auth0 tenant exchanging the agent's token must allow RS256 or PS256 (Auth0 \
+             signs access tokens with those); agent tokens of another issuer need \
+             vault.subject_token_type \"refresh_token\"",
+        ));
+    }
     if matches!(vault.backend, VaultBackend::Auth0 { .. }) && audiences.len() > 1 {
         // Token Vault exchanges only subject tokens for the API its Custom API Client is
         // linked to, and a client is linked to one API (Auth0, "Configure Token Vault").

@@ -96,7 +96,8 @@ fn missing_and_malformed_authorization() {
         b"",
     );
     assert_eq!(r.status, 400);
-    assert_eq!(stack.sim.count(Endpoint::Backend), 1);
+    // Nothing reached the backend; the only exchange was the ES256 token's, refused.
+    assert_eq!(stack.sim.count(Endpoint::Backend), 0);
     assert_eq!(stack.sim.count(Endpoint::Vault), 1);
 }
 
@@ -190,14 +191,18 @@ fn signature_and_algorithm_failures() {
         ..Mint::default()
     });
     assert_invalid_token(&stack, &ed, "algorithm");
-    // ES256 is on the list and verifies.
+    // ES256 is on the list and verifies: the filter takes it to the vault, which refuses it
+    // as Auth0 does (Auth0 never signs ES256), so the agent hears its token is no longer
+    // accepted, not that its signature is bad.
     let es = stack.mint(Mint {
         tenant: "github".into(),
         sub: "alice".into(),
         alg: Some("ES256".into()),
         ..Mint::default()
     });
-    assert_eq!(stack.call("GET", "/github/user", &es).status, 200);
+    let vault = stack.sim.count(Endpoint::Vault);
+    assert_invalid_token(&stack, &es, "no longer accepts");
+    assert_eq!(stack.sim.count(Endpoint::Vault), vault + 1);
     // Unknown kid (after one allowed refetch), and JOSE headers we refuse.
     let unknown = stack.mint(Mint {
         tenant: "github".into(),

@@ -115,11 +115,14 @@ fn bob_connects_from_the_link_and_his_next_call_succeeds() {
 
 #[test]
 fn a_tenant_whose_agents_sign_es256_only_still_verifies_auth0s_rs256_id_token() {
-    // Agent tokens ES256 only; the login's ID token is Auth0's RS256 (connect's own list).
+    // Agent tokens ES256 only (another issuer than Auth0, so the vault takes the user's Auth0
+    // refresh token); the login's ID token is Auth0's RS256 (connect's own list).
     let stack = Stack::with(Options {
         public_base_is_stack: true,
         edit: Some(Box::new(|c| {
-            c["tenants"][0]["algorithms"] = json!(["ES256"])
+            c["tenants"][0]["algorithms"] = json!(["ES256"]);
+            c["tenants"][0]["vault"]["subject_token_type"] = json!("refresh_token");
+            c["tenants"][0]["vault"]["subject_token_header"] = json!("x-auth0-refresh-token");
         })),
         ..Options::default()
     });
@@ -129,15 +132,25 @@ fn a_tenant_whose_agents_sign_es256_only_still_verifies_auth0s_rs256_id_token() 
         alg: Some("ES256".into()),
         ..Mint::default()
     });
-    let link = refused_with_link(&stack, &token);
+    let call = |token: &str| {
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("x-auth0-refresh-token", "rt-bob"),
+        ];
+        stack.request("GET", "/github/user", &headers, b"")
+    };
+    let refused = call(&token);
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    let link = refused.json()["connect_uri"].as_str().unwrap().to_string();
     let mut browser = Browser::new();
     let (_, page) = sign_in(&mut browser, &stack, &link, "bob");
     let (_, done) = consent(&mut browser, &stack, &page, "allow");
     assert_eq!(done.status, 200, "{}", done.text());
-    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    assert_eq!(call(&token).status, 200);
     // The agents' list still rules agent tokens: RS256 is refused for them.
     let rs256 = stack.token("github", "bob");
-    assert_eq!(stack.call("GET", "/github/user", &rs256).status, 401);
+    assert_eq!(call(&rs256).status, 401);
 }
 
 #[test]

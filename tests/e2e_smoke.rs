@@ -23,13 +23,13 @@ fn alice_reaches_the_backend_with_her_downstream_token() {
 #[test]
 fn envoy_verifies_signatures_natively() {
     let stack = Stack::start();
-    let es = stack.mint(Mint {
+    let rs = stack.mint(Mint {
         tenant: "github".into(),
         sub: "alice".into(),
-        alg: Some("ES256".into()),
+        alg: Some("RS256".into()),
         ..Mint::default()
     });
-    assert_eq!(stack.call("GET", "/github/user", &es).status, 200);
+    assert_eq!(stack.call("GET", "/github/user", &rs).status, 200);
     let log = stack.log_text();
     assert!(
         log.contains("signature verification: host-native"),

@@ -831,10 +831,14 @@ fn vault_exchange(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         );
     }
     let sub = match s("subject_token_type") {
+        // Only Auth0's own access tokens, which Auth0 signs RS256 or PS256 (HS256 aside):
+        // https://auth0.com/docs/get-started/applications/signing-algorithms
         ACCESS_TOKEN_TYPE => {
+            let auth0_signed = keys::header_of(s("subject_token"))
+                .is_some_and(|h| matches!(h["alg"].as_str(), Some("RS256" | "PS256")));
             match subject_claims(&st, &tenant, s("subject_token"), &tenant.audience) {
-                Some(c) => c["sub"].as_str().unwrap_or_default().to_string(),
-                None => return err(401, "invalid_grant", "Invalid subject token"),
+                Some(c) if auth0_signed => c["sub"].as_str().unwrap_or_default().to_string(),
+                _ => return err(401, "invalid_grant", "Invalid subject token"),
             }
         }
         // The sim's refresh tokens are "rt-<sub>".

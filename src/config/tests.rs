@@ -264,6 +264,25 @@ fn resources_are_the_metadata_and_the_accepted_audiences() {
 }
 
 #[test]
+fn an_auth0_tenant_exchanging_the_bearer_allows_an_algorithm_auth0_signs_with() {
+    assert!(error_for(|t| t["algorithms"] = json!(["ES256", "EdDSA"]))
+        .contains("tenant 'github': field 'algorithms': an auth0 tenant exchanging the agent's token must allow RS256 or PS256"));
+    assert_eq!(
+        error_for(|t| t["algorithms"] = json!(["PS256"])),
+        "accepted"
+    );
+    // With the user's refresh token as the subject, agent tokens may come from anywhere.
+    assert_eq!(
+        error_for(|t| {
+            t["algorithms"] = json!(["ES256"]);
+            t["vault"]["subject_token_type"] = json!("refresh_token");
+            t["vault"]["subject_token_header"] = json!("x-auth0-refresh-token");
+        }),
+        "accepted"
+    );
+}
+
+#[test]
 fn duplicate_ids_empty_tenants_and_bad_settings_are_rejected() {
     let mut doc = example();
     doc["tenants"][1]["id"] = json!("github");

@@ -361,10 +361,13 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
 
 #[test]
 fn id_tokens_are_checked_with_the_connect_clients_algorithms_not_the_agents() {
-    // Agents of this tenant sign ES256 only; Auth0 signs the connect client's ID tokens RS256.
+    // Agents of this tenant sign ES256 only (another issuer: the vault takes the user's
+    // refresh token); Auth0 signs the connect client's ID tokens RS256.
     let mut doc: serde_json::Value =
         serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default();
     doc["tenants"][0]["algorithms"] = json!(["ES256"]);
+    doc["tenants"][0]["vault"]["subject_token_type"] = json!("refresh_token");
+    doc["tenants"][0]["vault"]["subject_token_header"] = json!("x-auth0-refresh-token");
     let cfg = config::parse(doc.to_string().as_bytes(), &|_| Some("secret".into()))
         .unwrap_or_else(|e| panic!("{e}"));
     let mut f = fixture();
