@@ -129,7 +129,7 @@ fn login_completes_into_a_session_once() {
         json!({"access_token": "at", "id_token": "idt", "expires_in": 600}),
     );
     let mut seen = None;
-    let r = reply(resume(&c, *pending, &answer, &mut |t| {
+    let r = reply(resume(&c, *pending, &answer, &mut |t, _| {
         seen = Some(t.to_string());
         Some("bob".into())
     }));
@@ -182,7 +182,7 @@ fn an_id_token_that_does_not_verify_makes_no_session() {
         panic!("expected the code exchange");
     };
     let answer = ok(200, json!({"access_token": "at", "id_token": "idt"}));
-    let r = reply(resume(&c, *pending, &answer, &mut |_| None));
+    let r = reply(resume(&c, *pending, &answer, &mut |_, _| None));
     assert_eq!(r.status, 502);
     assert!(header(&r, "set-cookie").is_empty());
 }
@@ -209,16 +209,24 @@ fn state_expires() {
 fn links_are_reused_per_user_and_expire() {
     let (h, cfg) = (host(), config());
     let t = &cfg.tenants[0];
-    let first = offer(&h, t, BASE, "bob", "dk-bob", NOW_MS);
-    let again = offer(&h, t, BASE, "bob", "dk-bob", NOW_MS + 1000);
-    let other = offer(&h, t, BASE, "carol", "dk-carol", NOW_MS);
+    let first = offer(&h, t, BASE, "bob", "dk-bob", None, NOW_MS);
+    let again = offer(&h, t, BASE, "bob", "dk-bob", None, NOW_MS + 1000);
+    let other = offer(&h, t, BASE, "carol", "dk-carol", None, NOW_MS);
     assert!(first.is_some());
     assert_eq!(first, again);
     assert_ne!(first, other);
     let (id, url) = first.unwrap_or_default();
     assert_eq!(url, format!("{BASE}/connect/github/start?id={id}"));
     assert!(!url.contains("bob"));
-    let later = offer(&h, t, BASE, "bob", "dk-bob", NOW_MS + records::LINK_TTL_MS);
+    let later = offer(
+        &h,
+        t,
+        BASE,
+        "bob",
+        "dk-bob",
+        None,
+        NOW_MS + records::LINK_TTL_MS,
+    );
     assert_ne!(later.map(|l| l.0), Some(id.clone()));
     // An expired link leads nowhere.
     h.now.set(NOW_MS + records::LINK_TTL_MS + 1);
@@ -243,7 +251,8 @@ fn session_for(h: &FakeHost, sub: &str) -> String {
 fn a_link_serves_only_its_user() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    let (id, _) = offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", NOW_MS).unwrap_or_default();
+    let (id, _) =
+        offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", None, NOW_MS).unwrap_or_default();
     let cookie = session_for(&h, "alice");
     let cookies: [&[u8]; 1] = [cookie.as_bytes()];
     let query = format!("id={id}");
@@ -257,7 +266,8 @@ fn a_link_serves_only_its_user() {
 fn connect_ticket_must_lead_to_the_tenants_own_auth0() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    let (id, _) = offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", NOW_MS).unwrap_or_default();
+    let (id, _) =
+        offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", None, NOW_MS).unwrap_or_default();
     let cookie = session_for(&h, "bob");
     let cookies: [&[u8]; 1] = [cookie.as_bytes()];
     let query = format!("id={id}");
@@ -276,7 +286,7 @@ fn connect_ticket_must_lead_to_the_tenants_own_auth0() {
         json!({"auth_session": "s", "connect_uri": "http://127.0.0.1:9000.evil.example/c",
                "connect_params": {"ticket": "t"}, "expires_in": 300}),
     );
-    let r = reply(resume(&c, *pending, &evil, &mut |_| None));
+    let r = reply(resume(&c, *pending, &evil, &mut |_, _| None));
     assert_eq!(r.status, 502);
     assert!(header(&r, "location").is_empty());
 
@@ -286,7 +296,7 @@ fn connect_ticket_must_lead_to_the_tenants_own_auth0() {
         json!({"auth_session": "s", "connect_uri": "http://127.0.0.1:9000/connected-accounts/connect",
                "connect_params": {"ticket": "t&x"}, "expires_in": 300}),
     );
-    let r = reply(resume(&c, *pending, &good, &mut |_| None));
+    let r = reply(resume(&c, *pending, &good, &mut |_, _| None));
     assert_eq!(
         header(&r, "location")[0],
         "http://127.0.0.1:9000/connected-accounts/connect?ticket=t%26x"
@@ -407,7 +417,7 @@ fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
     assert!(request.path.ends_with("&take=20"), "{}", request.path);
     for n in 1..=2 {
         let cursor = format!("cur_{n}");
-        match resume(&c, *pending, &page(n, Some(&cursor)), &mut |_| None) {
+        match resume(&c, *pending, &page(n, Some(&cursor)), &mut |_, _| None) {
             Outcome::Call(request, next) => {
                 assert!(request.path.ends_with(&format!("&from={cursor}")));
                 assert_eq!(request.method, "GET");
@@ -416,7 +426,7 @@ fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
             Outcome::Reply(r) => panic!("expected the next page, got {}", r.status),
         }
     }
-    let r = reply(resume(&c, *pending, &page(3, None), &mut |_| None));
+    let r = reply(resume(&c, *pending, &page(3, None), &mut |_, _| None));
     let html = String::from_utf8(r.body).unwrap_or_default();
     for n in 1..=3 {
         assert!(html.contains(&format!("id=cac_{n}&amp;")), "{html}");
@@ -425,7 +435,7 @@ fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
     // A list whose `next` never ends is refused after MAX_ACCOUNT_PAGES pages.
     let (_, mut pending) = first(&c);
     for n in 1..=MAX_ACCOUNT_PAGES {
-        match resume(&c, *pending, &page(n, Some("again")), &mut |_| None) {
+        match resume(&c, *pending, &page(n, Some("again")), &mut |_, _| None) {
             Outcome::Call(_, next) => pending = next,
             Outcome::Reply(r) => {
                 assert_eq!(n, MAX_ACCOUNT_PAGES);
