@@ -91,6 +91,7 @@ mod tests {
             permissions: vec![],
             client_id: Some("agent\n\"x".into()),
             login_hint: None,
+            user: None,
         };
         let p = Principal::new(&cfg.tenants[0], claims);
         let line = record(Some(&cfg.tenants[0]), Some(&p), Decision::Allow, "ok");

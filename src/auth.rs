@@ -61,11 +61,11 @@ pub fn precheck<'t>(
     settings: &Settings,
     now: i64,
 ) -> Result<UntrustedJwt<'t>, TokenError> {
-    let jwt = jwt::parse(
-        token,
-        settings.max_token_bytes,
-        tenant.vault.login_hint_claim.as_deref(),
-    )?;
+    let kept = jwt::Kept {
+        login_hint: tenant.vault.login_hint_claim.as_deref(),
+        user: tenant.connect.as_ref().and_then(|c| c.extra_user_claim()),
+    };
+    let jwt = jwt::parse_keeping(token, settings.max_token_bytes, kept)?;
     if !tenant.algorithms.contains(&jwt.alg) {
         return Err(TokenError::AlgNotAllowed);
     }

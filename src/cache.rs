@@ -392,6 +392,7 @@ mod tests {
             permissions: vec![],
             client_id: None,
             login_hint: None,
+            user: None,
         };
         let principal = Rc::new(Principal::with_hashes(claims, String::new(), String::new()));
         for i in 0..5u128 {

@@ -12,6 +12,7 @@ use crate::crypto::signing::SigningKey;
 use crate::jwt::Alg;
 use crate::secret::Secret;
 
+mod connect;
 mod resource;
 mod vault;
 use vault::{resolve_secret, validate_vault, RawVault};
@@ -123,6 +124,8 @@ struct RawConnect {
     scopes: Vec<String>,
     #[serde(default)]
     id_token_algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    user_claim: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -374,21 +377,58 @@ impl Tenant {
     }
 }
 
-/// The web client the filter logs users in with to connect their accounts (My Account API).
+/// The web client the filter signs users in with before sending them to connect their
+/// account: the tenant's Auth0 (then the My Account API), or the Okta org (then Okta's
+/// `interaction_uri`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectConfig {
     pub client_id: String,
     pub client_secret: Secret,
-    /// Browser-facing origin of the Auth0 tenant (`/authorize`, and where `connect_uri` must
-    /// point).
+    /// Browser-facing base URL of the sign-in: the Auth0 tenant's origin (`/authorize`, and
+    /// where `connect_uri` must point), or the Okta org (`/oauth2/v1/authorize`).
     pub login_url: String,
-    /// `https://{domain}/me/`: the My Account API audience.
-    pub my_account_audience: String,
+    pub provider: ConnectProvider,
     /// Provider scopes asked for when connecting; empty means the connection's defaults.
     pub scopes: Vec<String>,
-    /// Algorithms Auth0's ID tokens for this client may be signed with (not the agent
-    /// tokens' list: Auth0 signs ID tokens RS256 or PS256 whatever the agents use).
+    /// Algorithms the sign-in's ID tokens may be signed with (not the agent tokens' list:
+    /// Auth0 signs ID tokens RS256 or PS256, Okta RS256, whatever the agents use).
     pub id_token_algorithms: Vec<Alg>,
+    /// Claim of the agent token naming the user; the sign-in's ID token `sub` must equal it.
+    pub user_claim: String,
+}
+
+/// Where the browser signs in, and what follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectProvider {
+    /// Auth0, then the My Account API's Connected Accounts flow.
+    Auth0 {
+        /// `https://{domain}/me/`: the My Account API audience.
+        my_account_audience: String,
+    },
+    /// The Okta org authorization server (OIDC sign-in only), then Okta's `interaction_uri`.
+    Okta {
+        /// The org authorization server's issuer: the org's base URL.
+        issuer: String,
+        /// Path of its token endpoint (also the STS exchange's) and of its JWKS.
+        token_path: String,
+        keys_path: String,
+    },
+}
+
+impl ConnectConfig {
+    /// The user an agent token stands for, as the sign-in's ID token must name them.
+    pub fn user_of<'c>(&self, claims: &'c crate::jwt::Claims) -> Option<&'c str> {
+        if self.user_claim == "sub" {
+            Some(&claims.sub)
+        } else {
+            claims.user.as_deref()
+        }
+    }
+
+    /// The agent-token claim to keep for [`ConnectConfig::user_of`], if not `sub`.
+    pub fn extra_user_claim(&self) -> Option<&str> {
+        (self.user_claim != "sub").then_some(self.user_claim.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -685,15 +725,9 @@ fn validate_tenant(
         ));
     }
 
-    if raw.connect.is_some() && !matches!(vault.backend, VaultBackend::Auth0 { .. }) {
-        return Err(err(
-            "connect",
-            "only for vault type \"auth0\" (Okta sends users to its own interaction URL)",
-        ));
-    }
     let connect = raw
         .connect
-        .map(|c| validate_connect(c, &vault, env))
+        .map(|c| connect::validate_connect(c, &vault, env))
         .transpose()
         .map_err(|(field, m)| err(&field, &m))?;
 
@@ -783,113 +817,6 @@ fn validate_scopes(raw: RawScopes) -> Result<ScopePolicy, FieldError> {
         read_methods,
         claims,
     })
-}
-
-fn validate_connect(
-    raw: RawConnect,
-    vault: &VaultConfig,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<ConnectConfig, FieldError> {
-    let field = |f: &str, m: &str| (format!("connect.{f}"), m.to_string());
-    require_text(&raw.client_id).map_err(|m| field("client_id", m))?;
-    let client_secret = resolve_secret(raw.client_secret, raw.client_secret_env, env)
-        .map_err(|(f, m)| field(f, &m))?;
-    let login_url = match raw.login_url {
-        None => format!("https://{}", vault.domain),
-        Some(u) => {
-            let url = Url::parse(&u).map_err(|m| field("login_url", m))?;
-            if url.path_and_query != "/" {
-                return Err(field(
-                    "login_url",
-                    "must be an origin (scheme and host, no path)",
-                ));
-            }
-            // Auth0's My Account API: the token, its audience and the calls all use one
-            // domain, canonical or custom (https://auth0.com/docs/manage-users/my-account-api).
-            if !same_domain(&url, &vault.domain) {
-                return Err(field(
-                    "login_url",
-                    &format!(
-                        "host '{}' is not vault.domain '{}': use the same Auth0 domain throughout",
-                        printable(&url.authority),
-                        printable(&vault.domain)
-                    ),
-                ));
-            }
-            format!("{}://{}", url.scheme, url.authority)
-        }
-    };
-    let id_token_algorithms = id_token_algorithms(raw.id_token_algorithms)
-        .map_err(|m| field("id_token_algorithms", &m))?;
-    for s in &raw.scopes {
-        if s.is_empty() || !s.bytes().all(is_scope_char) {
-            return Err(field(
-                "scopes",
-                &format!("'{}' is not a valid scope token", printable(s)),
-            ));
-        }
-    }
-    // The My Account API takes 1-100 unique scopes (`/connect`, OpenAPI `uniqueItems`).
-    if raw.scopes.len() > 100 {
-        return Err(field("scopes", "at most 100 scopes"));
-    }
-    if let Some(s) = raw
-        .scopes
-        .iter()
-        .enumerate()
-        .find_map(|(i, s)| raw.scopes[..i].contains(s).then_some(s))
-    {
-        return Err(field(
-            "scopes",
-            &format!("'{}' is listed twice", printable(s)),
-        ));
-    }
-    Ok(ConnectConfig {
-        client_id: raw.client_id,
-        client_secret,
-        login_url,
-        my_account_audience: format!("https://{}/me/", vault.domain),
-        scopes: raw.scopes,
-        id_token_algorithms,
-    })
-}
-
-/// Whether an origin is on the Auth0 domain `domain` (`host[:port]`), default ports aside.
-fn same_domain(url: &Url, domain: &str) -> bool {
-    let default_port = if url.scheme == "https" { ":443" } else { ":80" };
-    let origin = url.authority.to_ascii_lowercase();
-    let origin = origin.strip_suffix(default_port).unwrap_or(&origin);
-    let domain = domain.to_ascii_lowercase();
-    let domain = domain.strip_suffix(":443").unwrap_or(&domain);
-    origin == domain
-}
-
-/// The ID token allow-list: Auth0 signs ID tokens with RS256, PS256 or HS256 (a shared
-/// secret we never accept), https://auth0.com/docs/get-started/applications/signing-algorithms .
-fn id_token_algorithms(raw: Option<Vec<String>>) -> Result<Vec<Alg>, String> {
-    let Some(names) = raw else {
-        return Ok(vec![Alg::Rs256, Alg::Ps256]);
-    };
-    if names.is_empty() {
-        return Err("must list at least one algorithm".into());
-    }
-    let mut out = Vec::new();
-    for name in &names {
-        let alg = match name.as_str() {
-            "RS256" => Alg::Rs256,
-            "PS256" => Alg::Ps256,
-            other => {
-                return Err(format!(
-                    "'{}' is not supported (Auth0 signs ID tokens with RS256 or PS256)",
-                    printable(other)
-                ))
-            }
-        };
-        if !out.contains(&alg) {
-            out.push(alg);
-        }
-    }
-    Ok(out)
 }
 
 fn validate_downstream(raw: Option<RawDownstream>) -> Result<DownstreamConfig, FieldError> {

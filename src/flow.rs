@@ -9,14 +9,12 @@ use crate::auth;
 use crate::cache::{self, Downstream, Verified, VerifiedTokens};
 use crate::cache::{DigestMap, Principal, TokenDigest};
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
-use crate::config::{Config, JwksSource, SubjectTokenType, Tenant, VaultBackend};
+use crate::config::{Config, ConnectProvider, JwksSource, SubjectTokenType, Tenant, VaultBackend};
 use crate::crypto::signing::{AssertionSigner, PureRustSigner};
 use crate::crypto::SignatureVerifier;
 use crate::jwks::{self, KeySet, RefetchPolicy};
 use crate::jwt::{Claims, TokenError};
-use crate::reply::ConnectLink;
 use crate::reply::Deny;
-use crate::secret::{hex, sha256};
 use crate::vault::{self, VaultOutcome};
 
 /// The few host services the pipeline needs.
@@ -937,27 +935,37 @@ impl Worker {
         Some(tenant)
     }
 
-    /// Check an ID token of tenant `tenant` issued to the web client `client_id` (the connect
-    /// pages' login) and return its `sub`.
+    /// Check an ID token of the connect pages' sign-in for tenant `tenant`, issued to its
+    /// connect client, and return its `sub`. Auth0's is signed by the tenant's issuer keys;
+    /// Okta's by the org's (`org_keys`, the JWKS just fetched), its issuer the org.
     pub fn verify_id_token(
         &mut self,
         host: &dyn Host,
         tenant: usize,
         token: &str,
-        client_id: &str,
+        org_keys: Option<&[u8]>,
     ) -> Option<String> {
         let now_ms = host.now_ms();
-        let keys = self.keys_for(host, tenant, now_ms)?;
-        let t = &self.config.tenants[tenant];
+        let connect = self.config.tenants[tenant].connect.clone()?;
+        let (keys, issuer) = match (&connect.provider, org_keys) {
+            (ConnectProvider::Auth0 { .. }, None) => (
+                self.keys_for(host, tenant, now_ms)?,
+                self.config.tenants[tenant].issuer.clone(),
+            ),
+            (ConnectProvider::Okta { issuer, .. }, Some(jwks)) => {
+                (Rc::new(jwks::parse_jwks(jwks).ok()?), issuer.clone())
+            }
+            _ => return None,
+        };
         let s = &self.config.settings;
         // The connect client's own list: an agent allow-list of ES256 only must not make
-        // Auth0's RS256 ID tokens unverifiable (nor widen what agent tokens may use).
-        let algorithms = &t.connect.as_ref()?.id_token_algorithms;
+        // the sign-in's RS256 ID tokens unverifiable (nor widen what agent tokens may use).
+        let algorithms = &connect.id_token_algorithms;
         let jwt = crate::jwt::parse(token, s.max_token_bytes.max(16 * 1024), None).ok()?;
         let claims = &jwt.claims;
         let valid = algorithms.contains(&jwt.alg)
-            && claims.iss == t.issuer
-            && claims.aud.iter().any(|a| a == client_id)
+            && claims.iss == issuer
+            && claims.aud.contains(&connect.client_id)
             && crate::jwt::check_lifetime(
                 claims,
                 (now_ms / 1000) as i64,
@@ -1072,8 +1080,8 @@ fn failure_of(response: &CalloutResponse) -> DependencyFailure {
     }
 }
 
-/// "Connect your account"; with the vault's own interaction URL when it gave one (Okta STS),
-/// otherwise the filter's connect pages fill the link in.
+/// "Connect your account". The link is filled in by the connect pages, which keep the vault's
+/// own interaction URL (Okta STS) behind their same-user check: it is never answered as is.
 fn connect_required(
     tenant: &Tenant,
     interaction_uri: Option<&str>,
@@ -1084,12 +1092,8 @@ fn connect_required(
         tenant_name: tenant.name.clone(),
         scopes: tenant.provider_scopes().to_vec(),
         missing_scopes: missing_scopes.to_vec(),
-        connect: interaction_uri.map(|url| {
-            Box::new(ConnectLink {
-                id: hex(&sha256(url.as_bytes())[..16]),
-                url: url.to_string(),
-            })
-        }),
+        connect: None,
+        interaction_uri: interaction_uri.map(Box::from),
     }
 }
 

@@ -172,6 +172,9 @@ pub struct Claims {
     /// Every other top-level string claim is dropped, except the one a tenant names as its
     /// `login_hint_claim`, which is looked up by [`Claims::string_claim`] before parsing ends.
     pub login_hint: Option<String>,
+    /// The claim a tenant's `connect.user_claim` names when it is not `sub` (e.g. Okta's
+    /// `uid`); absent, or not a string, it is `None` (no connect link: fail closed).
+    pub user: Option<String>,
 }
 
 impl Claims {
@@ -196,6 +199,29 @@ pub fn parse<'a>(
     max_len: usize,
     login_hint_claim: Option<&str>,
 ) -> Result<UntrustedJwt<'a>, TokenError> {
+    let kept = Kept {
+        login_hint: login_hint_claim,
+        user: None,
+    };
+    parse_keeping(token, max_len, kept)
+}
+
+/// Claims beyond the registered ones a tenant wants kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Kept<'a> {
+    /// `vault.login_hint_claim` (a non-string value makes the token malformed).
+    pub login_hint: Option<&'a str>,
+    /// `connect.user_claim` when not `sub` (a non-string value is ignored).
+    pub user: Option<&'a str>,
+}
+
+/// [`parse`], keeping the claims `kept` names.
+pub fn parse_keeping<'a>(
+    token: &'a str,
+    max_len: usize,
+    kept: Kept<'_>,
+) -> Result<UntrustedJwt<'a>, TokenError> {
+    let login_hint_claim = kept.login_hint;
     if token.len() > max_len {
         return Err(TokenError::TooLarge);
     }
@@ -214,8 +240,10 @@ pub fn parse<'a>(
 
     let header = unique_object(&header_bytes, &|name| HEADER_MEMBERS.contains(&name))?;
     let (alg, kid) = check_header(&header)?;
-    let wanted = |name: &str| CLAIMS_READ.contains(&name) || Some(name) == login_hint_claim;
-    let claims = claims_from(unique_object(&payload_bytes, &wanted)?, login_hint_claim)?;
+    let wanted = |name: &str| {
+        CLAIMS_READ.contains(&name) || Some(name) == login_hint_claim || Some(name) == kept.user
+    };
+    let claims = claims_from(unique_object(&payload_bytes, &wanted)?, kept)?;
     Ok(UntrustedJwt {
         alg,
         kid,
@@ -271,10 +299,7 @@ fn check_header(header: &[(Cow<'_, str>, Value)]) -> Result<(Alg, Option<String>
     Ok((alg.ok_or(TokenError::Malformed)?, kid))
 }
 
-fn claims_from(
-    object: Vec<(Cow<'_, str>, Value)>,
-    login_hint_claim: Option<&str>,
-) -> Result<Claims, TokenError> {
+fn claims_from(object: Vec<(Cow<'_, str>, Value)>, kept: Kept<'_>) -> Result<Claims, TokenError> {
     let mut iss = None;
     let mut sub = None;
     let mut aud = None;
@@ -286,8 +311,12 @@ fn claims_from(
     let mut azp = None;
     let mut client_id = None;
     let mut login_hint = None;
+    let mut user = None;
     for (name, value) in object {
-        if Some(name.as_ref()) == login_hint_claim {
+        if Some(name.as_ref()) == kept.user {
+            user = value.as_str().filter(|u| !u.is_empty()).map(str::to_string);
+        }
+        if Some(name.as_ref()) == kept.login_hint {
             login_hint = Some(value.as_str().ok_or(TokenError::Malformed)?.to_string());
         }
         match name.as_ref() {
@@ -344,6 +373,7 @@ fn claims_from(
         permissions,
         client_id: azp.or(client_id),
         login_hint,
+        user,
     })
 }
 

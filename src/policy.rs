@@ -60,6 +60,7 @@ mod tests {
             permissions: v(permissions),
             client_id: None,
             login_hint: None,
+            user: None,
         }
     }
 

@@ -27,6 +27,9 @@ pub enum Deny {
         /// Where the user connects the account, when the filter runs the flow (boxed: it
         /// keeps every refusal small).
         connect: Option<Box<ConnectLink>>,
+        /// The vault's own consent page (Okta's `interaction_uri`): never answered, only
+        /// remembered by a connect link of ours that checks the signed-in user.
+        interaction_uri: Option<Box<str>>,
     },
     /// Signing keys could not be obtained.
     KeysUnavailable(DependencyFailure),
@@ -229,6 +232,7 @@ pub fn deny_reply(deny: &Deny, realm: &Realm<'_>) -> Reply {
             scopes,
             missing_scopes,
             connect,
+            ..
         } => {
             let description = if missing_scopes.is_empty() {
                 format!("The user has not connected their {connection} account for {tenant_name}.")
@@ -384,6 +388,7 @@ mod tests {
                     id: "abc".into(),
                     url: "https://gw/connect/github/start?id=abc".into(),
                 })),
+                interaction_uri: Some("https://okta.example/interact?s=1".into()),
             },
             &Realm::named("github"),
         );
@@ -393,6 +398,8 @@ mod tests {
         assert_eq!(body["error"], "connected_account_required");
         assert_eq!(body["connection"], "github");
         assert_eq!(body["requiredScopes"], json!(["repo"]));
+        // The vault's own consent URL is never answered: only the link of ours.
+        assert!(!String::from_utf8_lossy(&r.body).contains("okta.example"));
         assert_eq!(
             body["connect_uri"],
             "https://gw/connect/github/start?id=abc"

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::browser::Browser;
+use common::browser::{enc, Browser};
 use common::*;
 use serde_json::{json, Value};
 
@@ -20,6 +20,8 @@ fn stack_with(settings: Value) -> Stack {
     Stack::with(Options {
         settings: merged,
         extra_tenants: okta_tenants(),
+        // The `slack` tenant's connect pages need the gateway's URL.
+        public_base_is_stack: true,
         ..Options::default()
     })
 }
@@ -156,8 +158,29 @@ fn client_assertions_are_fresh_and_checked_for_real() {
     assert_eq!(r.status, 401, "{}", r.text());
 }
 
+/// Sign in at the sim's Okta org login form as `user`, from a link of ours.
+fn okta_sign_in(
+    browser: &mut Browser,
+    stack: &Stack,
+    link: &str,
+    user: &str,
+) -> (String, Response) {
+    let (at, page) = browser.open(link);
+    assert!(at.contains("/okta/oauth2/v1/authorize?"), "{at}");
+    let q = Browser::field(&page.text(), "q").expect("login form");
+    let login = format!(
+        "http://127.0.0.1:{}/okta/oauth2/v1/authorize/login",
+        stack.sim.port
+    );
+    browser.submit(&login, &format!("q={}&username={user}", enc(&q)))
+}
+
+fn reached_okta_consent(browser: &Browser) -> bool {
+    browser.visited.iter().any(|u| u.contains("/okta/interact"))
+}
+
 #[test]
-fn sts_consent_needed_then_granted() {
+fn sts_consent_only_through_our_link_for_the_signed_in_user() {
     // "Not connected" is remembered for one second here, so the retry after consent is fresh.
     let stack = stack_with(json!({"not_connected_cache_seconds": 1}));
     let token = stack.token("slack", "bob");
@@ -166,15 +189,14 @@ fn sts_consent_needed_then_granted() {
     let body = r.json();
     assert_eq!(body["error"], "connected_account_required");
     assert_eq!(body["connection"], "slack");
-    let url = body["connect_uri"].as_str().unwrap().to_string();
-    assert!(
-        url.starts_with(&format!(
-            "http://127.0.0.1:{}/okta/interact?session=",
-            stack.sim.port
-        )),
-        "the user goes to Okta's own interaction page: {url}"
-    );
-    // MCP clients get it as a URL elicitation with their request's id.
+    let link = body["connect_uri"].as_str().unwrap().to_string();
+    // Our link, opaque; Okta's interaction URL is nowhere in the answer.
+    let ours = format!("http://127.0.0.1:{}/connect/slack/start?id=", stack.port);
+    assert!(link.starts_with(&ours), "{link}");
+    assert!(!r.text().contains("/okta/interact"), "{}", r.text());
+    assert!(!link.contains("bob"));
+
+    // MCP clients get the same link as a URL elicitation with their request's id.
     let auth = format!("Bearer {token}");
     let rpc = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "x"}});
     let r = stack.request(
@@ -190,16 +212,31 @@ fn sts_consent_needed_then_granted() {
     );
     let answer = r.json();
     assert_eq!(answer["id"], 5, "{answer}");
-    // No session declared URL elicitation: the tool error names Okta's link.
+    // No session declared URL elicitation: the tool error names our link.
     assert_eq!(answer["result"]["isError"], true, "{answer}");
     let text = answer["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default();
-    assert!(text.contains(url.as_str()), "{text}");
+    assert!(text.contains(&ours), "{text}");
+    assert!(!r.text().contains("/okta/interact"), "{}", r.text());
+    let link = stack.call("GET", "/slack/me", &token).json()["connect_uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
-    // The user consents at Okta; the agent's retry gets the token.
+    // Alice signs in at Okta with bob's link: refused, and never sent to Okta's consent.
+    let mut other = Browser::new();
+    let (at, page) = okta_sign_in(&mut other, &stack, &link, "alice");
+    assert!(at.contains("/connect/slack/start?id="), "{at}");
+    assert_eq!(page.status, 403, "{}", page.text());
+    assert!(page.text().contains("signed in as a different user"));
+    assert!(!reached_okta_consent(&other), "{:?}", other.visited);
+
+    // Bob signs in: same user, so on to Okta's own consent page, and consents.
     let mut browser = Browser::new();
-    let (_, page) = browser.open(&url);
+    let (at, page) = okta_sign_in(&mut browser, &stack, &link, "bob");
+    let consent = format!("http://127.0.0.1:{}/okta/interact?session=", stack.sim.port);
+    assert!(at.starts_with(&consent), "{at}");
     let session = Browser::field(&page.text(), "session").expect("consent form");
     let approve = format!("http://127.0.0.1:{}/okta/interact/approve", stack.sim.port);
     let (_, done) = browser.submit(&approve, &format!("session={session}&decision=allow"));
@@ -208,6 +245,22 @@ fn sts_consent_needed_then_granted() {
     let r = stack.call("GET", "/slack/me", &token);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(backend_auth(&stack).starts_with("Bearer sts_slack_bob_"));
+    // The link was spent on the way to Okta.
+    let (_, again) = Browser::new().open(&link);
+    assert_eq!(again.status, 400, "{}", again.text());
+}
+
+#[test]
+fn an_sts_tenant_without_connect_gives_no_link() {
+    // `slack-user` has no connect section: the plain answer, no Okta URL, no link.
+    let stack = stack();
+    let bearer = stack.token("slack-user", "bob");
+    let id_token = id_token_for(&stack, "bob", "okta-agent-client");
+    let r = with_id_token(&stack, &bearer, Some(&id_token));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"], "connected_account_required");
+    assert!(r.json().get("connect_uri").is_none(), "{}", r.text());
+    assert!(!r.text().contains("/okta/interact"), "{}", r.text());
 }
 
 #[test]

@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         scopes: vec![b.to_string()],
         missing_scopes: vec![a.to_string()],
         connect: Some(Box::new(reply::ConnectLink { id: a.to_string(), url: b.to_string() })),
+        interaction_uri: Some(a.into()),
     };
     let r = reply::deny_reply(&deny, &realm);
     assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_ok());

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use serde_json::{json, Value};
@@ -31,7 +31,10 @@ use sha2::{Digest, Sha256};
 
 use crate::http::{Request, Response};
 use crate::myaccount::USER_COOKIE;
-use crate::web::{encode, escape, html, oauth_error, parse_form as form};
+use crate::web::{
+    basic_credentials, html, login_form, oauth_error, parse_form as form, redirect,
+    sign_in_request, with_params,
+};
 use crate::{lock, now, SimTenant, State};
 
 const CODE_TTL_S: u64 = 60;
@@ -263,42 +266,9 @@ pub(crate) fn import_cimd(
     Ok(())
 }
 
-fn redirect(location: &str, cookie: Option<String>) -> Response {
-    let mut headers = vec![("location".to_string(), location.to_string())];
-    headers.extend(cookie.map(|c| ("set-cookie".to_string(), c)));
-    Response::Full {
-        status: 302,
-        headers,
-        body: Vec::new(),
-    }
-}
-
-fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
-    let sep = if uri.contains('?') { '&' } else { '?' };
-    let q: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect();
-    format!("{uri}{sep}{}", q.join("&"))
-}
-
 /// `GET {issuer}authorize` and `POST {issuer}authorize/login`.
 pub(crate) fn authorize(state: &Arc<Mutex<State>>, tenant_id: &str, r: &Request) -> Response {
-    let (query, user) = if r.method == "POST" {
-        let f = form(&String::from_utf8_lossy(&r.body));
-        (
-            f.get("q").cloned().unwrap_or_default(),
-            f.get("username").cloned().filter(|u| !u.is_empty()),
-        )
-    } else {
-        let cookie = r.header("cookie").and_then(|c| {
-            c.split(';')
-                .filter_map(|p| p.trim().split_once('='))
-                .find(|(k, _)| *k == USER_COOKIE)
-                .map(|(_, v)| v.to_string())
-        });
-        (r.query.clone(), cookie)
-    };
+    let (query, user) = sign_in_request(r, USER_COOKIE);
     let params = form(&query);
     let p = |k: &str| params.get(k).cloned().unwrap_or_default();
     let mut st = lock(state);
@@ -360,18 +330,7 @@ pub(crate) fn authorize(state: &Arc<Mutex<State>>, tenant_id: &str, r: &Request)
         }
     }
     let Some(sub) = user else {
-        return html(
-            200,
-            &format!(
-                "<h1>Sign in to {}</h1><form method=\"post\" action=\"{}authorize/login\">\
-                 <input type=\"hidden\" name=\"q\" value=\"{}\">\
-                 <label>Username <input name=\"username\" autofocus></label>\
-                 <button type=\"submit\">Sign in</button></form>",
-                escape(&t.id),
-                escape(&t.issuer),
-                escape(&query)
-            ),
-        );
+        return login_form(&t.id, &format!("{}authorize/login", t.issuer), &query);
     };
     // Scopes the API and the OpenID layer define are granted; others are dropped.
     let known = |s: &&str| {
@@ -410,21 +369,11 @@ fn authenticated(
     r: &Request,
     f: &HashMap<String, String>,
 ) -> bool {
-    let basic = r
-        .header("authorization")
-        .and_then(|h| h.strip_prefix("Basic "))
-        .and_then(|b| STANDARD.decode(b).ok())
-        .and_then(|b| String::from_utf8(b).ok());
+    let basic = basic_credentials(r);
     match client.auth_method.as_str() {
         "none" => basic.is_none() && !f.contains_key("client_secret"),
         "client_secret_post" => basic.is_none() && f.get("client_secret") == client.secret.as_ref(),
-        _ => basic.is_some_and(|b| {
-            // RFC 6749 section 2.3.1: both parts form-encoded.
-            b.split_once(':').is_some_and(|(id, secret)| {
-                crate::web::decode(id).as_deref() == Some(client_id)
-                    && crate::web::decode(secret) == client.secret
-            })
-        }),
+        _ => basic.is_some_and(|(id, secret)| id == client_id && Some(secret) == client.secret),
     }
 }
 

@@ -16,6 +16,7 @@ pub mod http;
 pub mod keys;
 pub mod myaccount;
 pub mod okta;
+pub mod okta_org;
 pub mod web;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -58,6 +59,9 @@ pub struct SimTenant {
     /// The web client of the filter's connect pages, when the tenant has them.
     pub connect_client_id: Option<String>,
     pub connect_client_secret: Option<String>,
+    /// The connect pages' sign-in callback registered with Okta for the connect client
+    /// (`{public_base_url}/connect/{id}/login/callback`), when the gateway's URL is known.
+    pub connect_redirect_uri: Option<String>,
 }
 
 /// A client secret given inline or by environment variable name, as the filter reads it.
@@ -142,6 +146,10 @@ impl SimTenant {
                     okta,
                     connect_client_id: s(&connect["client_id"]),
                     connect_client_secret: secret_of(connect, env)?,
+                    connect_redirect_uri: public_base
+                        .as_ref()
+                        .zip(s(&t["id"]))
+                        .map(|(base, id)| format!("{base}/connect/{id}/login/callback")),
                 })
             })
             .collect()
@@ -285,6 +293,7 @@ struct State {
     downstream: Vec<String>,
     accounts: myaccount::Accounts,
     okta: okta::Okta,
+    okta_org: okta_org::OrgServer,
     authz: authz::AuthServer,
 }
 
@@ -348,6 +357,7 @@ impl Sim {
             accounts: myaccount::Accounts::default(),
             authz: authz::AuthServer::default(),
             okta: okta::Okta::new(&tenants),
+            okta_org: okta_org::OrgServer::default(),
             tenants,
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -464,6 +474,14 @@ impl Sim {
 
     /// Lifetime (`expires_in`) of downstream tokens the vault issues from now on.
     /// Re-point a tenant's API identifier (e.g. once the gateway's public URL is known).
+    /// Register the connect pages' sign-in callback of a gateway at `base` with Okta (the
+    /// gateway's URL is known only once it listens).
+    pub fn set_public_base(&self, base: &str) {
+        for t in &mut self.lock().tenants {
+            t.connect_redirect_uri = Some(format!("{base}/connect/{}/login/callback", t.id));
+        }
+    }
+
     pub fn set_audience(&self, tenant: &str, audience: &str) {
         let mut st = self.lock();
         if let Some(t) = st.tenants.iter_mut().find(|t| t.id == tenant) {
@@ -681,6 +699,20 @@ fn control_handler(state: &Arc<Mutex<State>>, r: Request) -> Response {
         }
         ("GET", ["connected-accounts", "connect"])
         | ("POST", ["connected-accounts", "approve"]) => myaccount::consent(state, &r),
+        ("GET", ["okta", "oauth2", "v1", "authorize"])
+        | ("POST", ["okta", "oauth2", "v1", "authorize", "login"]) => {
+            if let Err(resp) = faulted(enter(state, Endpoint::Login)) {
+                return resp;
+            }
+            okta_org::authorize(state, &r)
+        }
+        ("POST", ["okta", "oauth2", "v1", "token"]) if okta_org::is_code_grant(&r) => {
+            if let Err(resp) = faulted(enter(state, Endpoint::Login)) {
+                return resp;
+            }
+            okta_org::token(state, &r)
+        }
+        ("GET", ["okta", "oauth2", "v1", "keys"]) => okta_org::keys(state),
         ("POST", ["okta", "oauth2", "v1", "token"]) => {
             if let Err(resp) = faulted(enter(state, Endpoint::Okta)) {
                 return resp;

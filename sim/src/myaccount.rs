@@ -18,7 +18,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::http::{Request, Response};
-use crate::web::{consent_page, encode, escape, html, oauth_error, parse_form as form};
+use crate::web::{
+    consent_page, escape, html, login_form, oauth_error, parse_form as form, redirect,
+    sign_in_request, with_params,
+};
 use crate::{lock, now, SimTenant, State};
 
 const CODE_TTL_S: u64 = 300;
@@ -96,18 +99,6 @@ pub fn account_id(sub: &str, connection: &str) -> String {
     format!("cac_{}", &URL_SAFE_NO_PAD.encode(digest)[..16])
 }
 
-fn redirect(location: &str, cookie: Option<String>) -> Response {
-    let mut headers = vec![("location".to_string(), location.to_string())];
-    if let Some(c) = cookie {
-        headers.push(("set-cookie".into(), c));
-    }
-    Response::Full {
-        status: 302,
-        headers,
-        body: Vec::new(),
-    }
-}
-
 /// RFC 7807-style error of the My Account API (OAS `ErrorResponse`).
 fn problem(status: u16, title: &str, detail: &str) -> Response {
     Response::json(status, &problem_body(status, title, detail))
@@ -174,40 +165,18 @@ impl<'a> Schema<'a> {
     }
 }
 
-fn with_location_params(uri: &str, params: &[(&str, &str)]) -> String {
-    let sep = if uri.contains('?') { '&' } else { '?' };
-    let q: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect();
-    format!("{uri}{sep}{}", q.join("&"))
-}
-
 fn tenant_by_connect_client<'s>(st: &'s State, client_id: &str) -> Option<&'s SimTenant> {
     st.tenants
         .iter()
-        .find(|t| t.connect_client_id.as_deref() == Some(client_id))
+        // An Okta tenant's connect client signs in at the Okta org, not here.
+        .find(|t| t.okta.is_none() && t.connect_client_id.as_deref() == Some(client_id))
 }
 
 /// `GET /authorize` and `POST /authorize/login`: check the authorization request, then sign
 /// the user in (from the sim's own session cookie, or the login form).
 pub(crate) fn authorize(state: &Arc<Mutex<State>>, r: &Request) -> Response {
-    let (params, user) = if r.method == "POST" {
-        let f = form(&String::from_utf8_lossy(&r.body));
-        let q = f.get("q").cloned().unwrap_or_default();
-        (
-            form(&q),
-            f.get("username").cloned().filter(|u| !u.is_empty()),
-        )
-    } else {
-        let cookie = r.header("cookie").and_then(|c| {
-            c.split(';')
-                .filter_map(|p| p.trim().split_once('='))
-                .find(|(k, _)| *k == USER_COOKIE)
-                .map(|(_, v)| v.to_string())
-        });
-        (form(&r.query), cookie)
-    };
+    let (query, user) = sign_in_request(r, USER_COOKIE);
+    let params = form(&query);
     let user = user.or_else(|| lock(state).accounts.auto_login.clone());
     let p0 = |k: &str| params.get(k).cloned().unwrap_or_default();
     // `prompt=login`: ask for credentials even with a single sign-on session.
@@ -234,17 +203,7 @@ pub(crate) fn authorize(state: &Arc<Mutex<State>>, r: &Request) -> Response {
     }
     let Some(sub) = user else {
         // Not signed in: the login form, carrying the authorization request along.
-        return html(
-            200,
-            &format!(
-                "<h1>Sign in to {}</h1><form method=\"post\" action=\"/authorize/login\">\
-                 <input type=\"hidden\" name=\"q\" value=\"{}\">\
-                 <label>Username <input name=\"username\" autofocus></label>\
-                 <button type=\"submit\">Sign in</button></form>",
-                escape(&tenant.id),
-                escape(&r_query_or_form(r))
-            ),
-        );
+        return login_form(&tenant.id, "/authorize/login", &query);
     };
     let code = random();
     st.accounts.codes.insert(
@@ -264,24 +223,12 @@ pub(crate) fn authorize(state: &Arc<Mutex<State>>, r: &Request) -> Response {
             expires: now() + CODE_TTL_S,
         },
     );
-    let location = with_location_params(
+    let location = with_params(
         &p("redirect_uri"),
         &[("code", &code), ("state", &p("state"))],
     );
     let cookie = format!("{USER_COOKIE}={sub}; Path=/; HttpOnly; SameSite=Lax");
     redirect(&location, Some(cookie))
-}
-
-/// The authorization request as it came: the query of a GET, or the carried `q` of a POST.
-fn r_query_or_form(r: &Request) -> String {
-    if r.method == "POST" {
-        form(&String::from_utf8_lossy(&r.body))
-            .get("q")
-            .cloned()
-            .unwrap_or_default()
-    } else {
-        r.query.clone()
-    }
 }
 
 /// `POST /oauth/token` with `grant_type=authorization_code` (form-encoded).
@@ -702,7 +649,7 @@ pub(crate) fn consent(state: &Arc<Mutex<State>>, r: &Request) -> Response {
     let redirect_uri = ticket.redirect_uri.clone();
     if decision != "allow" {
         st.accounts.tickets.remove(&ticket_id);
-        let location = with_location_params(
+        let location = with_params(
             &redirect_uri,
             &[
                 ("error", "access_denied"),
@@ -715,7 +662,7 @@ pub(crate) fn consent(state: &Arc<Mutex<State>>, r: &Request) -> Response {
     ticket.consented = true;
     let code = random()[..24].to_string();
     st.accounts.connect_codes.insert(code.clone(), ticket_id);
-    let location = with_location_params(
+    let location = with_params(
         &redirect_uri,
         &[("connect_code", &code), ("state", &state_param)],
     );

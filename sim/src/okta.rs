@@ -183,7 +183,7 @@ impl OktaVault {
 #[derive(Default)]
 pub(crate) struct Okta {
     /// Signs ID-JAGs; made only when a tenant has an Okta vault (RSA keys are slow to make).
-    keys: Option<IssuerKeys>,
+    pub(crate) keys: Option<IssuerKeys>,
     /// Client assertion and ID-JAG jtis seen, with their expiry: each is single-use.
     seen: HashMap<String, u64>,
     sessions: HashMap<String, Session>,

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use serde_json::json;
 
-use crate::http::Response;
+use crate::http::{Request, Response};
 
 /// `application/x-www-form-urlencoded` pairs (also a query); a pair that does not decode is
 /// dropped.
@@ -99,4 +101,73 @@ pub fn oauth_error(status: u16, error: &str, description: &str) -> Response {
         status,
         &json!({"error": error, "error_description": description}),
     )
+}
+
+/// The credentials of an HTTP Basic `authorization` header (`client_secret_basic`): both
+/// parts form-encoded first (RFC 6749 section 2.3.1).
+pub fn basic_credentials(r: &Request) -> Option<(String, String)> {
+    let raw = r
+        .header("authorization")?
+        .strip_prefix("Basic ")
+        .and_then(|b| STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())?;
+    let (id, secret) = raw.split_once(':')?;
+    Some((decode(id)?, decode(secret)?))
+}
+
+/// An authorization request and who is signed in: the login form's POST (the carried query
+/// `q`, and `username`), or a GET's query and the sim's sign-in cookie `cookie`.
+pub fn sign_in_request(r: &Request, cookie: &str) -> (String, Option<String>) {
+    if r.method == "POST" {
+        let f = parse_form(&String::from_utf8_lossy(&r.body));
+        (
+            f.get("q").cloned().unwrap_or_default(),
+            f.get("username").cloned().filter(|u| !u.is_empty()),
+        )
+    } else {
+        let user = r.header("cookie").and_then(|c| {
+            c.split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| *k == cookie)
+                .map(|(_, v)| v.to_string())
+        });
+        (r.query.clone(), user)
+    }
+}
+
+/// The login form of `who` (raw), posting the authorization request `query` along to `action`.
+pub fn login_form(who: &str, action: &str, query: &str) -> Response {
+    html(
+        200,
+        &format!(
+            "<h1>Sign in to {}</h1><form method=\"post\" action=\"{}\">\
+             <input type=\"hidden\" name=\"q\" value=\"{}\">\
+             <label>Username <input name=\"username\" autofocus></label>\
+             <button type=\"submit\">Sign in</button></form>",
+            escape(who),
+            escape(action),
+            escape(query)
+        ),
+    )
+}
+
+/// A redirect, setting `cookie` if given.
+pub fn redirect(location: &str, cookie: Option<String>) -> Response {
+    let mut headers = vec![("location".to_string(), location.to_string())];
+    headers.extend(cookie.map(|c| ("set-cookie".to_string(), c)));
+    Response::Full {
+        status: 302,
+        headers,
+        body: Vec::new(),
+    }
+}
+
+/// `uri` with `params` added to its query.
+pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    let q: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    format!("{uri}{sep}{}", q.join("&"))
 }

@@ -455,15 +455,98 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
         e.contains("field 'vault.resource': is not used by vault type \"auth0\""),
         "{e}"
     );
-    // The filter's connect pages are Auth0's; Okta sends users to its own interaction URL.
+    // Okta STS: the connect sign-in is at the org of vault.token_url, RS256, `openid` only.
+    let okta_connect = json!({"client_id": "okta-web", "client_secret": "x"});
+    let mut jag = sts.clone();
+    if let Some(v) = jag.as_object_mut() {
+        v.remove("resource");
+    }
+    jag["type"] = json!("id-jag");
+    jag["audience"] = json!("https://resource-as.example");
+    jag["resource_token_url"] = json!("https://resource-as.example/oauth2/v1/token");
+    jag["resource_client_id"] = json!("rc");
     let mut doc = with_vault(&sts);
-    doc["tenants"][1]["connect"] = doc["tenants"][0]["connect"].clone();
+    doc["tenants"][1]["connect"] = okta_connect.clone();
+    let cfg = parse_doc(&doc).unwrap_or_else(|e| panic!("{e}"));
+    let connect = cfg.tenants[1]
+        .connect
+        .clone()
+        .unwrap_or_else(|| panic!("connect"));
+    assert_eq!(connect.login_url, "https://org.okta.example");
+    assert_eq!(connect.id_token_algorithms, vec![Alg::Rs256]);
+    assert_eq!(connect.user_claim, "sub");
+    assert_eq!(
+        connect.provider,
+        crate::config::ConnectProvider::Okta {
+            issuer: "https://org.okta.example".into(),
+            token_path: "/oauth2/v1/token".into(),
+            keys_path: "/oauth2/v1/keys".into(),
+        }
+    );
+    let refused = [
+        (
+            json!({"login_url": "https://other.okta.example"}),
+            &sts,
+            "field 'connect.login_url': must be the Okta org of vault.token_url",
+        ),
+        (
+            json!({"scopes": ["read"]}),
+            &sts,
+            "field 'connect.scopes': not used for vault type \"okta-sts\"",
+        ),
+        (
+            json!({"id_token_algorithms": ["PS256"]}),
+            &sts,
+            "field 'connect.id_token_algorithms': 'PS256' is not supported",
+        ),
+        (
+            json!({"user_claim": "aud"}),
+            &sts,
+            "field 'connect.user_claim': 'aud' does not name a user",
+        ),
+        (
+            json!({}),
+            &json!({
+                "type": "okta-sts", "cluster": "okta",
+                "token_url": "https://org.okta.example/oauth2/aus1/v1/token",
+                "client_id": "agent", "private_key_env": "OKTA_KEY", "key_id": "k1",
+                "resource": "https://slack.example/api", "connection": "slack",
+            }),
+            "field 'connect.login_url': the Okta sign-in needs vault.token_url to be the org",
+        ),
+        (
+            json!({}),
+            &jag,
+            "field 'connect': only for vault types \"auth0\" and \"okta-sts\"",
+        ),
+    ];
+    for (patch, vault, expected) in refused {
+        let mut doc = with_vault(vault);
+        let mut connect = okta_connect.clone();
+        for (k, v) in patch.as_object().into_iter().flatten() {
+            connect[k] = v.clone();
+        }
+        doc["tenants"][1]["connect"] = connect;
+        let e = parse_doc(&doc)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains(expected), "{patch}: {e}");
+    }
+    // A claim other than `sub` is accepted for Okta (its access tokens name the user `uid`)
+    // and refused for Auth0 (one `sub` throughout).
+    let mut doc = with_vault(&sts);
+    doc["tenants"][1]["connect"] =
+        json!({"client_id": "w", "client_secret": "x", "user_claim": "uid"});
+    assert!(parse_doc(&doc).is_ok());
+    let mut doc = example();
+    doc["tenants"][0]["connect"]["user_claim"] = json!("uid");
     let e = parse_doc(&doc)
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        e.contains("field 'connect': only for vault type \"auth0\""),
+        e.contains("field 'connect.user_claim': must be \"sub\" for vault type \"auth0\""),
         "{e}"
     );
 }
@@ -538,7 +621,9 @@ fn connect_id_token_algorithms_default_to_auth0s_and_login_url_may_spell_the_def
         .unwrap_or_else(|| panic!("connect"));
     assert_eq!(connect.id_token_algorithms, vec![Alg::Ps256]);
     assert_eq!(
-        connect.my_account_audience,
-        "https://Tenant.EU.auth0.com/me/"
+        connect.provider,
+        crate::config::ConnectProvider::Auth0 {
+            my_account_audience: "https://Tenant.EU.auth0.com/me/".into()
+        }
     );
 }

@@ -6,10 +6,15 @@
 //! connect ticket, sends the browser to the provider, and on return completes the connection
 //! and clears the user's cached "not connected" answer. `accounts` lists and disconnects.
 //!
+//! For an Okta STS tenant the link remembers Okta's `interaction_uri`: the browser signs in at
+//! the Okta org (OIDC, code + PKCE), the same-user check runs, and only then is the browser
+//! sent to Okta's consent ([`okta`]). Okta's URL never reaches the agent.
+//!
 //! Sans-IO: [`handle`] and [`resume`] return a reply or one call-out to make; `filter/` does
 //! the I/O. Flow state lives in shared data ([`records`]) so any worker can take the next step.
 
 pub mod form;
+pub mod okta;
 pub mod pages;
 pub mod records;
 pub mod sealed;
@@ -20,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::cache;
 use crate::callout::{CalloutRequest, CalloutResponse};
-use crate::config::{ConnectConfig, Tenant};
+use crate::config::{ConnectConfig, ConnectProvider, Tenant};
 use crate::flow::Host;
 use crate::reply::Reply;
 use crate::secret::{random_token, sha256};
@@ -141,6 +146,12 @@ pub enum Outcome {
 pub enum Pending {
     /// The authorization code is being exchanged for the user's My Account token.
     Login(Login),
+    /// Okta: the org's keys are being fetched to verify the sign-in's ID token.
+    OktaKeys {
+        login: Login,
+        id_token: String,
+        lifetime_ms: u64,
+    },
     /// A connect ticket is being asked for.
     Connect {
         session_key: String,
@@ -221,19 +232,25 @@ fn no_randomness() -> Outcome {
 
 /// The connect link for a user the vault reported as not connected; one live link per user is
 /// reused. `None` when no random value could be made.
+/// `interaction_uri` is the vault's own consent page (Okta), reached only through the link.
 pub fn offer(
     host: &dyn Host,
     tenant: &Tenant,
     base: &str,
     sub: &str,
     downstream_key: &str,
+    interaction_uri: Option<&str>,
     now_ms: u64,
 ) -> Option<(String, String)> {
     let pointer_key = records::key(Kind::LinkOfUser, downstream_key);
-    // Reuse a link with at least a minute left, so it still works when the user clicks.
+    // Reuse a link with at least a minute left, so it still works when the user clicks; an
+    // Okta link only for the same interaction (a new answer is a new Okta session).
     let reusable = records::get::<LinkPointer>(host, &pointer_key, now_ms + 60_000)
         .map(|p| p.id)
-        .filter(|id| records::get::<Link>(host, &records::key(Kind::Link, id), now_ms).is_some());
+        .filter(|id| {
+            records::get::<Link>(host, &records::key(Kind::Link, id), now_ms)
+                .is_some_and(|l| l.interaction_uri.as_deref() == interaction_uri)
+        });
     let id = match reusable {
         Some(id) => id,
         None => {
@@ -243,6 +260,7 @@ pub fn offer(
                 tenant: tenant.id.clone(),
                 sub: sub.to_string(),
                 downstream_key: downstream_key.to_string(),
+                interaction_uri: interaction_uri.map(str::to_string),
                 expires_ms,
             };
             if !records::put(host, &records::key(Kind::Link, &id), &link) {
@@ -260,8 +278,27 @@ pub fn offer(
     Some((id, url))
 }
 
+/// The user a link can be offered for, if any: the agent token must name them
+/// (`connect.user_claim`), and an Okta tenant needs Okta's interaction URL to lead to (without
+/// one the user is told to connect, with no link).
+pub fn link_for<'u>(
+    tenant: &Tenant,
+    user: Option<&'u str>,
+    interaction_uri: Option<&str>,
+) -> Option<&'u str> {
+    let provider = &tenant.connect.as_ref()?.provider;
+    let leads_somewhere = match provider {
+        ConnectProvider::Auth0 { .. } => true,
+        ConnectProvider::Okta { .. } => interaction_uri.is_some(),
+    };
+    user.filter(|u| !u.is_empty() && leads_somewhere)
+}
+
 /// A browser request to `/connect/{tenant}{page}`.
 pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
+    if let ConnectProvider::Okta { .. } = ctx.connect.provider {
+        return okta::handle(ctx, inc);
+    }
     match (inc.method, inc.page) {
         // From an agent's link: bound to the link's user, so a GET is safe.
         ("GET", "/start") if form::param(inc.query, "id").is_some() => start(ctx, inc),
@@ -295,12 +332,16 @@ pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
             None => login(ctx, AfterLogin::Accounts, false),
         },
         ("POST", "/accounts/delete") => delete(ctx, inc),
-        _ => Outcome::Reply(pages::failed(
-            404,
-            "Not found",
-            "There is no such page here.",
-        )),
+        _ => not_found(),
     }
+}
+
+fn not_found() -> Outcome {
+    Outcome::Reply(pages::failed(
+        404,
+        "Not found",
+        "There is no such page here.",
+    ))
 }
 
 /// The logged-in session of this browser for this tenant, with its key.
@@ -311,13 +352,22 @@ fn session(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<(String, Session)> {
     (s.tenant == ctx.tenant.id).then_some((key, s))
 }
 
-fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
+/// Who is starting: the link (if any, of this tenant) and this browser's signed-in session
+/// of the link's user. Otherwise the answer: sign in, the link is gone, or the wrong user.
+struct Starter {
+    link_id: Option<String>,
+    link: Option<Link>,
+    session_key: String,
+    session: Session,
+}
+
+fn starter(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Result<Starter, Box<Outcome>> {
     let link_id = form::param(inc.query, "id");
     let link = match &link_id {
         Some(id) => match records::get::<Link>(ctx.host, &records::key(Kind::Link, id), ctx.now_ms)
         {
             Some(l) if l.tenant == ctx.tenant.id => Some(l),
-            _ => return expired(),
+            _ => return Err(Box::new(expired())),
         },
         None => None,
     };
@@ -325,7 +375,11 @@ fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     let fresh = form::param(inc.query, "fresh").is_some();
     let session = session(ctx, inc).filter(|_| !fresh);
     let Some((session_key, s)) = session else {
-        return login(ctx, AfterLogin::Connect { link: link_id }, fresh);
+        return Err(Box::new(login(
+            ctx,
+            AfterLogin::Connect { link: link_id },
+            fresh,
+        )));
     };
     if let (Some(l), Some(id)) = (&link, &link_id) {
         if l.sub != s.sub {
@@ -336,9 +390,27 @@ fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
             let mut page = pages::wrong_user(&retry);
             page.headers
                 .push(("set-cookie", ctx.cookie(SESSION_COOKIE, "", 0)));
-            return Outcome::Reply(page);
+            return Err(Box::new(Outcome::Reply(page)));
         }
     }
+    Ok(Starter {
+        link_id,
+        link,
+        session_key,
+        session: s,
+    })
+}
+
+fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
+    let Starter {
+        link_id,
+        link,
+        session_key,
+        session: s,
+    } = match starter(ctx, inc) {
+        Ok(s) => s,
+        Err(outcome) => return *outcome,
+    };
     let (Some(state), Some(verifier)) = (random_token(), random_token()) else {
         return no_randomness();
     };
@@ -389,18 +461,37 @@ fn login(ctx: &Ctx<'_>, then: AfterLogin, fresh: bool) -> Outcome {
     };
     let state = sealed::digest(&binding);
     let redirect_uri = ctx.url("/login/callback");
-    let query = form::encode_pairs(&[
+    let challenge = pkce_challenge(&verifier);
+    let mut pairs = vec![
         ("response_type", "code"),
-        ("client_id", &ctx.connect.client_id),
+        ("client_id", ctx.connect.client_id.as_str()),
         ("redirect_uri", &redirect_uri),
-        ("scope", MY_ACCOUNT_SCOPES),
-        ("audience", &ctx.connect.my_account_audience),
         ("state", &state),
-        ("code_challenge", &pkce_challenge(&verifier)),
+        ("code_challenge", &challenge),
         ("code_challenge_method", "S256"),
-    ]);
-    let prompt = if fresh { "&prompt=login" } else { "" };
-    let location = format!("{}/authorize?{query}{prompt}", ctx.connect.login_url);
+    ];
+    let authorize = match &ctx.connect.provider {
+        ConnectProvider::Auth0 {
+            my_account_audience,
+        } => {
+            pairs.push(("scope", MY_ACCOUNT_SCOPES));
+            pairs.push(("audience", my_account_audience));
+            "/authorize"
+        }
+        // Sign-in only: Okta's consent needs no API token of ours.
+        ConnectProvider::Okta { .. } => {
+            pairs.push(("scope", "openid"));
+            okta::AUTHORIZE_PATH
+        }
+    };
+    if fresh {
+        pairs.push(("prompt", "login"));
+    }
+    let location = format!(
+        "{}{authorize}?{}",
+        ctx.connect.login_url,
+        form::encode_pairs(&pairs)
+    );
     let cookie = ctx.cookie(LOGIN_COOKIE, &binding, records::STATE_TTL_MS / 1000);
     redirect(&location, vec![cookie])
 }
@@ -432,20 +523,32 @@ fn login_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     let Some(code) = form::param(inc.query, "code").filter(|c| !c.is_empty()) else {
         return expired();
     };
-    let body = form::encode_pairs(&[
+    let redirect_uri = ctx.url("/login/callback");
+    let mut pairs = vec![
         ("grant_type", "authorization_code"),
-        ("client_id", &ctx.connect.client_id),
-        ("client_secret", ctx.connect.client_secret.expose()),
-        ("code", &code),
-        ("redirect_uri", &ctx.url("/login/callback")),
+        ("code", code.as_str()),
+        ("redirect_uri", &redirect_uri),
         ("code_verifier", &login.verifier),
-    ]);
-    let mut request = ctx.call("POST", "/oauth/token", None);
+    ];
+    let mut request = match &ctx.connect.provider {
+        ConnectProvider::Auth0 { .. } => {
+            pairs.push(("client_id", &ctx.connect.client_id));
+            pairs.push(("client_secret", ctx.connect.client_secret.expose()));
+            ctx.call("POST", "/oauth/token", None)
+        }
+        ConnectProvider::Okta { token_path, .. } => {
+            let mut request = ctx.call("POST", token_path, None);
+            request
+                .headers
+                .push(("authorization", okta::basic_auth(ctx.connect)));
+            request
+        }
+    };
     request.headers.push((
         "content-type",
         "application/x-www-form-urlencoded".to_string(),
     ));
-    request.body = Some(body.into_bytes());
+    request.body = Some(form::encode_pairs(&pairs).into_bytes());
     call(request, Pending::Login(login))
 }
 
@@ -587,13 +690,44 @@ pub fn accounts_page(v: &Value, connection: &str) -> Option<(Vec<Account>, Optio
     Some((accounts, next))
 }
 
-/// Continue after a call-out answered. `verify_id_token` checks an ID token of this tenant
-/// for the connect client and returns its `sub`.
+/// A verified sign-in: keep the session, and go on where the sign-in was for.
+fn signed_in(ctx: &Ctx<'_>, login: Login, sub: String, token: String, lifetime_ms: u64) -> Outcome {
+    let (Some(sid), Some(csrf)) = (random_token(), random_token()) else {
+        return no_randomness();
+    };
+    let session = Session {
+        tenant: ctx.tenant.id.clone(),
+        sub,
+        token,
+        csrf,
+        expires_ms: ctx.now_ms + lifetime_ms,
+    };
+    if !records::put(ctx.host, &records::key(Kind::Session, &sid), &session) {
+        return upstream_failed("keep you signed in");
+    }
+    let next = match login.then {
+        AfterLogin::Connect { link: Some(id) } => {
+            ctx.url(&format!("/start?id={}", form::encode(&id)))
+        }
+        AfterLogin::Connect { link: None } | AfterLogin::Accounts => ctx.url("/accounts"),
+    };
+    let cookies = vec![
+        ctx.cookie(SESSION_COOKIE, &sid, lifetime_ms / 1000),
+        ctx.cookie(LOGIN_COOKIE, "", 0),
+    ];
+    redirect(&next, cookies)
+}
+
+/// Checks a sign-in's ID token for the connect client and returns its `sub`: with `None`
+/// against the tenant's issuer keys (Auth0), with `Some(jwks)` against the Okta org's keys.
+pub type VerifyIdToken<'a> = dyn FnMut(&str, Option<&[u8]>) -> Option<String> + 'a;
+
+/// Continue after a call-out answered.
 pub fn resume(
     ctx: &Ctx<'_>,
     pending: Pending,
     response: &CalloutResponse,
-    verify_id_token: &mut dyn FnMut(&str) -> Option<String>,
+    verify_id_token: &mut VerifyIdToken<'_>,
 ) -> Outcome {
     match pending {
         Pending::Login(login) => {
@@ -606,34 +740,39 @@ pub fn resume(
             ) else {
                 return upstream_failed("sign you in");
             };
-            let Some(sub) = verify_id_token(&id_token) else {
-                return upstream_failed("confirm who you are");
-            };
-            let (Some(sid), Some(csrf)) = (random_token(), random_token()) else {
-                return no_randomness();
-            };
             let lifetime_ms = lifetime_ms(&v, records::SESSION_TTL_MS);
-            let session = Session {
-                tenant: ctx.tenant.id.clone(),
-                sub,
-                token,
-                csrf,
-                expires_ms: ctx.now_ms + lifetime_ms,
-            };
-            if !records::put(ctx.host, &records::key(Kind::Session, &sid), &session) {
-                return upstream_failed("keep you signed in");
-            }
-            let next = match login.then {
-                AfterLogin::Connect { link: Some(id) } => {
-                    ctx.url(&format!("/start?id={}", form::encode(&id)))
+            match &ctx.connect.provider {
+                ConnectProvider::Auth0 { .. } => match verify_id_token(&id_token, None) {
+                    Some(sub) => signed_in(ctx, login, sub, token, lifetime_ms),
+                    None => upstream_failed("confirm who you are"),
+                },
+                // The org's keys, fetched per sign-in (sign-ins are rare): the tenant's
+                // issuer keys are the agents' authorization server's, not the org's.
+                ConnectProvider::Okta { keys_path, .. } => {
+                    let request = ctx.call("GET", keys_path, None);
+                    let pending = Pending::OktaKeys {
+                        login,
+                        id_token,
+                        lifetime_ms,
+                    };
+                    call(request, pending)
                 }
-                AfterLogin::Connect { link: None } | AfterLogin::Accounts => ctx.url("/accounts"),
-            };
-            let cookies = vec![
-                ctx.cookie(SESSION_COOKIE, &sid, lifetime_ms / 1000),
-                ctx.cookie(LOGIN_COOKIE, "", 0),
-            ];
-            redirect(&next, cookies)
+            }
+        }
+        Pending::OktaKeys {
+            login,
+            id_token,
+            lifetime_ms,
+        } => {
+            let jwks = response
+                .body
+                .as_deref()
+                .filter(|_| response.status == Some(200));
+            match jwks.and_then(|keys| verify_id_token(&id_token, Some(keys))) {
+                // Okta's access token is not kept: the consent needs no API call of ours.
+                Some(sub) => signed_in(ctx, login, sub, String::new(), lifetime_ms),
+                None => upstream_failed("confirm who you are"),
+            }
         }
         Pending::Connect {
             session_key,

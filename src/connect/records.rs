@@ -16,12 +16,16 @@ pub const STATE_TTL_MS: u64 = 10 * 60 * 1000;
 pub const SESSION_TTL_MS: u64 = 15 * 60 * 1000;
 
 /// A connect link handed to an agent: bound to one user of one tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub tenant: String,
+    /// The user the sign-in must be: the agent token's `connect.user_claim`.
     pub sub: String,
     /// Shared-data key of the user's cached downstream token, cleared once connected.
     pub downstream_key: String,
+    /// Okta's consent page for this user, shown only after the same-user check.
+    #[serde(default)]
+    pub interaction_uri: Option<String>,
     pub expires_ms: u64,
 }
 
@@ -81,7 +85,7 @@ macro_rules! redacted_debug {
         }
     )*};
 }
-redacted_debug!(Login, Session, Consent);
+redacted_debug!(Link, Login, Session, Consent);
 
 pub trait Expiring {
     fn expires_ms(&self) -> u64;

@@ -17,7 +17,11 @@ fn host() -> FakeHost {
 }
 
 fn ctx<'a>(host: &'a FakeHost, cfg: &'a Config) -> Ctx<'a> {
-    let tenant = &cfg.tenants[0];
+    ctx_of(host, cfg, 0)
+}
+
+fn ctx_of<'a>(host: &'a FakeHost, cfg: &'a Config, index: usize) -> Ctx<'a> {
+    let tenant = &cfg.tenants[index];
     Ctx {
         host,
         tenant,
@@ -129,7 +133,7 @@ fn login_completes_into_a_session_once() {
         json!({"access_token": "at", "id_token": "idt", "expires_in": 600}),
     );
     let mut seen = None;
-    let r = reply(resume(&c, *pending, &answer, &mut |t| {
+    let r = reply(resume(&c, *pending, &answer, &mut |t, _| {
         seen = Some(t.to_string());
         Some("bob".into())
     }));
@@ -182,7 +186,7 @@ fn an_id_token_that_does_not_verify_makes_no_session() {
         panic!("expected the code exchange");
     };
     let answer = ok(200, json!({"access_token": "at", "id_token": "idt"}));
-    let r = reply(resume(&c, *pending, &answer, &mut |_| None));
+    let r = reply(resume(&c, *pending, &answer, &mut |_, _| None));
     assert_eq!(r.status, 502);
     assert!(header(&r, "set-cookie").is_empty());
 }
@@ -209,16 +213,24 @@ fn state_expires() {
 fn links_are_reused_per_user_and_expire() {
     let (h, cfg) = (host(), config());
     let t = &cfg.tenants[0];
-    let first = offer(&h, t, BASE, "bob", "dk-bob", NOW_MS);
-    let again = offer(&h, t, BASE, "bob", "dk-bob", NOW_MS + 1000);
-    let other = offer(&h, t, BASE, "carol", "dk-carol", NOW_MS);
+    let first = offer(&h, t, BASE, "bob", "dk-bob", None, NOW_MS);
+    let again = offer(&h, t, BASE, "bob", "dk-bob", None, NOW_MS + 1000);
+    let other = offer(&h, t, BASE, "carol", "dk-carol", None, NOW_MS);
     assert!(first.is_some());
     assert_eq!(first, again);
     assert_ne!(first, other);
     let (id, url) = first.unwrap_or_default();
     assert_eq!(url, format!("{BASE}/connect/github/start?id={id}"));
     assert!(!url.contains("bob"));
-    let later = offer(&h, t, BASE, "bob", "dk-bob", NOW_MS + records::LINK_TTL_MS);
+    let later = offer(
+        &h,
+        t,
+        BASE,
+        "bob",
+        "dk-bob",
+        None,
+        NOW_MS + records::LINK_TTL_MS,
+    );
     assert_ne!(later.map(|l| l.0), Some(id.clone()));
     // An expired link leads nowhere.
     h.now.set(NOW_MS + records::LINK_TTL_MS + 1);
@@ -243,7 +255,8 @@ fn session_for(h: &FakeHost, sub: &str) -> String {
 fn a_link_serves_only_its_user() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    let (id, _) = offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", NOW_MS).unwrap_or_default();
+    let (id, _) =
+        offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", None, NOW_MS).unwrap_or_default();
     let cookie = session_for(&h, "alice");
     let cookies: [&[u8]; 1] = [cookie.as_bytes()];
     let query = format!("id={id}");
@@ -257,7 +270,8 @@ fn a_link_serves_only_its_user() {
 fn connect_ticket_must_lead_to_the_tenants_own_auth0() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    let (id, _) = offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", NOW_MS).unwrap_or_default();
+    let (id, _) =
+        offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", None, NOW_MS).unwrap_or_default();
     let cookie = session_for(&h, "bob");
     let cookies: [&[u8]; 1] = [cookie.as_bytes()];
     let query = format!("id={id}");
@@ -276,7 +290,7 @@ fn connect_ticket_must_lead_to_the_tenants_own_auth0() {
         json!({"auth_session": "s", "connect_uri": "http://127.0.0.1:9000.evil.example/c",
                "connect_params": {"ticket": "t"}, "expires_in": 300}),
     );
-    let r = reply(resume(&c, *pending, &evil, &mut |_| None));
+    let r = reply(resume(&c, *pending, &evil, &mut |_, _| None));
     assert_eq!(r.status, 502);
     assert!(header(&r, "location").is_empty());
 
@@ -286,7 +300,7 @@ fn connect_ticket_must_lead_to_the_tenants_own_auth0() {
         json!({"auth_session": "s", "connect_uri": "http://127.0.0.1:9000/connected-accounts/connect",
                "connect_params": {"ticket": "t&x"}, "expires_in": 300}),
     );
-    let r = reply(resume(&c, *pending, &good, &mut |_| None));
+    let r = reply(resume(&c, *pending, &good, &mut |_, _| None));
     assert_eq!(
         header(&r, "location")[0],
         "http://127.0.0.1:9000/connected-accounts/connect?ticket=t%26x"
@@ -407,7 +421,7 @@ fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
     assert!(request.path.ends_with("&take=20"), "{}", request.path);
     for n in 1..=2 {
         let cursor = format!("cur_{n}");
-        match resume(&c, *pending, &page(n, Some(&cursor)), &mut |_| None) {
+        match resume(&c, *pending, &page(n, Some(&cursor)), &mut |_, _| None) {
             Outcome::Call(request, next) => {
                 assert!(request.path.ends_with(&format!("&from={cursor}")));
                 assert_eq!(request.method, "GET");
@@ -416,7 +430,7 @@ fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
             Outcome::Reply(r) => panic!("expected the next page, got {}", r.status),
         }
     }
-    let r = reply(resume(&c, *pending, &page(3, None), &mut |_| None));
+    let r = reply(resume(&c, *pending, &page(3, None), &mut |_, _| None));
     let html = String::from_utf8(r.body).unwrap_or_default();
     for n in 1..=3 {
         assert!(html.contains(&format!("id=cac_{n}&amp;")), "{html}");
@@ -425,7 +439,7 @@ fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
     // A list whose `next` never ends is refused after MAX_ACCOUNT_PAGES pages.
     let (_, mut pending) = first(&c);
     for n in 1..=MAX_ACCOUNT_PAGES {
-        match resume(&c, *pending, &page(n, Some("again")), &mut |_| None) {
+        match resume(&c, *pending, &page(n, Some("again")), &mut |_, _| None) {
             Outcome::Call(_, next) => pending = next,
             Outcome::Reply(r) => {
                 assert_eq!(n, MAX_ACCOUNT_PAGES);
@@ -470,4 +484,158 @@ fn a_connect_code_longer_than_the_api_takes_is_refused_before_any_call() {
         }
         Outcome::Reply(r) => panic!("expected /complete, got {}", r.status),
     }
+}
+
+const OKTA_PEM: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwehRANCAAQeGFMv1HVMAvMEHZx1zrM7g//YGsfOT+iCzLHJi8WJbqRsMRxOL/QN2Wo2U+bkVEXTLf5Ibs7XXHqQxqGIgcCj
+-----END PRIVATE KEY-----";
+const INTERACTION: &str = "https://org.okta.example/interact?session=s1";
+
+/// The example with its second tenant an Okta STS tenant with connect pages.
+fn okta_config() -> Config {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default();
+    doc["tenants"][1]["vault"] = serde_json::json!({
+        "type": "okta-sts", "cluster": "okta",
+        "token_url": "https://org.okta.example/oauth2/v1/token",
+        "client_id": "agent", "private_key_env": "OKTA_KEY", "key_id": "k1",
+        "resource": "https://slack.example/api", "connection": "slack",
+    });
+    doc["tenants"][1]["connect"] =
+        serde_json::json!({"client_id": "okta-web", "client_secret": "okta-secret"});
+    let env = |name: &str| Some(if name == "OKTA_KEY" { OKTA_PEM } else { "s" }.to_string());
+    config::parse(doc.to_string().as_bytes(), &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn okta_ctx<'a>(host: &'a FakeHost, cfg: &'a Config) -> Ctx<'a> {
+    ctx_of(host, cfg, 1)
+}
+
+fn okta_session_for(h: &FakeHost, cfg: &Config, sub: &str) -> String {
+    let tenant = &cfg.tenants[1].id;
+    let session = Session {
+        tenant: tenant.clone(),
+        sub: sub.into(),
+        token: String::new(),
+        csrf: "csrf-value".into(),
+        expires_ms: NOW_MS + 60_000,
+    };
+    records::put(h, &records::key(Kind::Session, "okta-sid"), &session);
+    format!("__Host-tvp_session-{tenant}=okta-sid")
+}
+
+#[test]
+fn an_okta_link_exists_only_with_an_interaction_to_lead_to() {
+    let (okta, auth0) = (okta_config(), config());
+    assert_eq!(link_for(&okta.tenants[1], Some("bob"), None), None);
+    assert_eq!(
+        link_for(&okta.tenants[1], Some("bob"), Some(INTERACTION)),
+        Some("bob")
+    );
+    assert_eq!(link_for(&okta.tenants[1], None, Some(INTERACTION)), None);
+    assert_eq!(link_for(&auth0.tenants[0], Some("bob"), None), Some("bob"));
+    // A new Okta interaction is a new link; the same one reuses it.
+    let h = host();
+    let t = &okta.tenants[1];
+    let first = offer(&h, t, BASE, "bob", "dk", Some(INTERACTION), NOW_MS);
+    let same = offer(&h, t, BASE, "bob", "dk", Some(INTERACTION), NOW_MS + 1);
+    let other = offer(
+        &h,
+        t,
+        BASE,
+        "bob",
+        "dk",
+        Some("https://org.okta.example/i2"),
+        NOW_MS,
+    );
+    assert_eq!(first, same);
+    assert_ne!(first.map(|l| l.0), other.map(|l| l.0));
+}
+
+#[test]
+fn an_okta_link_signs_in_at_the_org_and_leads_only_its_user_to_the_interaction() {
+    let (h, cfg) = (host(), okta_config());
+    let c = okta_ctx(&h, &cfg);
+    let (id, url) =
+        offer(&h, c.tenant, BASE, "bob", "dk", Some(INTERACTION), NOW_MS).unwrap_or_default();
+    assert!(!url.contains("okta") && url.contains("/start?id="), "{url}");
+    let query = format!("id={id}");
+    // Not signed in: the org's authorization endpoint, OpenID only, no Auth0 audience.
+    let r = reply(handle(&c, &get("/start", &query, &[])));
+    let location = header(&r, "location").join("");
+    assert!(
+        location.starts_with("https://org.okta.example/oauth2/v1/authorize?"),
+        "{location}"
+    );
+    assert!(location.contains("scope=openid&") || location.ends_with("scope=openid"));
+    assert!(!location.contains("audience") && location.contains("code_challenge_method=S256"));
+    // Someone else signed in: refused, the link kept for its user.
+    let alice = okta_session_for(&h, &cfg, "alice");
+    let r = reply(handle(&c, &get("/start", &query, &[alice.as_bytes()])));
+    assert_eq!(r.status, 403);
+    assert!(header(&r, "location").is_empty());
+    // The link's user: on to Okta's consent, once.
+    let bob = okta_session_for(&h, &cfg, "bob");
+    let r = reply(handle(&c, &get("/start", &query, &[bob.as_bytes()])));
+    assert_eq!((r.status, header(&r, "location")), (302, vec![INTERACTION]));
+    let r = reply(handle(&c, &get("/start", &query, &[bob.as_bytes()])));
+    assert_eq!(r.status, 400);
+    // No accounts page or Auth0 consent callback for an Okta tenant.
+    for page in ["/accounts", "/callback", "/start"] {
+        let r = reply(handle(&c, &get(page, "", &[bob.as_bytes()])));
+        assert_eq!(r.status, 404, "{page}");
+    }
+}
+
+#[test]
+fn the_okta_sign_in_uses_basic_auth_then_the_orgs_keys() {
+    let (h, cfg) = (host(), okta_config());
+    let c = okta_ctx(&h, &cfg);
+    let r = reply(handle(&c, &get("/start", "id=x", &[])));
+    // An unknown link is refused before any sign-in.
+    assert_eq!(r.status, 400);
+    let (id, _) =
+        offer(&h, c.tenant, BASE, "bob", "dk", Some(INTERACTION), NOW_MS).unwrap_or_default();
+    let r = reply(handle(&c, &get("/start", &format!("id={id}"), &[])));
+    let name = format!("__Host-tvp_login-{}", c.tenant.id);
+    let cookie = format!("{name}={}", cookie_value(&r, &name));
+    let state = location_param(&r, "state");
+    let query = format!("code=c0de&state={state}");
+    let Outcome::Call(request, pending) =
+        handle(&c, &get("/login/callback", &query, &[cookie.as_bytes()]))
+    else {
+        panic!("a token call");
+    };
+    assert_eq!(request.path, "/oauth2/v1/token");
+    let body = String::from_utf8(request.body.unwrap_or_default()).unwrap_or_default();
+    assert!(
+        !body.contains("client_secret") && body.contains("code_verifier="),
+        "{body}"
+    );
+    let auth = request.headers.iter().find(|(n, _)| *n == "authorization");
+    assert!(auth.is_some_and(|(_, v)| v.starts_with("Basic ")));
+    let tokens = ok(
+        200,
+        serde_json::json!({"access_token": "at", "id_token": "idt", "expires_in": 3600}),
+    );
+    let mut seen = Vec::new();
+    let mut verify = |t: &str, keys: Option<&[u8]>| {
+        seen.push((t.to_string(), keys.map(<[u8]>::to_vec)));
+        keys.map(|_| "bob".to_string())
+    };
+    let Outcome::Call(keys_call, pending) = resume(&c, *pending, &tokens, &mut verify) else {
+        panic!("a keys call");
+    };
+    assert_eq!(
+        (keys_call.method, keys_call.path.as_str()),
+        ("GET", "/oauth2/v1/keys")
+    );
+    let jwks = ok(200, serde_json::json!({"keys": []}));
+    let r = reply(resume(&c, *pending, &jwks, &mut verify));
+    assert_eq!(r.status, 302);
+    assert!(header(&r, "location")
+        .join("")
+        .contains(&format!("/start?id={id}")));
+    assert_eq!(seen.len(), 1, "verified once, with the org's keys");
+    assert!(seen[0].1.is_some());
 }

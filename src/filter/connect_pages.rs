@@ -148,13 +148,10 @@ impl Request {
             now_ms: ProxyWasmHost.now_ms(),
         };
         let index = call.input.tenant;
-        let mut verify = |id_token: &str| {
-            worker.borrow_mut().verify_id_token(
-                &ProxyWasmHost,
-                index,
-                id_token,
-                &connect_config.client_id,
-            )
+        let mut verify = |id_token: &str, org_keys: Option<&[u8]>| {
+            worker
+                .borrow_mut()
+                .verify_id_token(&ProxyWasmHost, index, id_token, org_keys)
         };
         let outcome = connect::resume(&ctx, *call.pending, &response, &mut verify);
         self.apply_connect(&config, call.input, outcome);
@@ -174,21 +171,27 @@ pub(super) fn with_connect_link(
     if let (
         Deny::ConnectRequired {
             connect: connect @ None,
+            interaction_uri,
             ..
         },
-        Some(_),
+        Some(connect_config),
         Some(base),
     ) = (&mut deny, &t.connect, public_base(config))
     {
-        *connect = connect::offer(
-            &ProxyWasmHost,
-            t,
-            &base,
-            &principal.claims.sub,
-            &principal.downstream_key,
-            ProxyWasmHost.now_ms(),
-        )
-        .map(|(id, url)| Box::new(ConnectLink { id, url }));
+        let user = connect_config.user_of(&principal.claims);
+        *connect = connect::link_for(t, user, interaction_uri.as_deref())
+            .and_then(|user| {
+                connect::offer(
+                    &ProxyWasmHost,
+                    t,
+                    &base,
+                    user,
+                    &principal.downstream_key,
+                    interaction_uri.as_deref(),
+                    ProxyWasmHost.now_ms(),
+                )
+            })
+            .map(|(id, url)| Box::new(ConnectLink { id, url }));
     }
     deny
 }

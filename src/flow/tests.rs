@@ -393,10 +393,7 @@ fn id_tokens_are_checked_with_the_connect_clients_algorithms_not_the_agents() {
         id_token("ES256", "github-connect-web"),
         id_token("RS256", "someone-else"),
     );
-    let mut verify = |t: &str| {
-        f.worker
-            .verify_id_token(&f.host, 0, t, "github-connect-web")
-    };
+    let mut verify = |t: &str| f.worker.verify_id_token(&f.host, 0, t, None);
     assert_eq!(verify(&rs256).as_deref(), Some("auth0|bob"));
     assert_eq!(verify(&ps256).as_deref(), Some("auth0|bob"));
     // The agents' algorithm is not one Auth0 signs ID tokens with.

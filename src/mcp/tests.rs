@@ -326,6 +326,7 @@ fn a_connect_refusal_makes_the_offer_with_its_link_and_missing_scopes() {
             id: "L1".into(),
             url: "https://gw/connect/github/start?id=L1".into(),
         })),
+        interaction_uri: None,
     };
     let offer = ConnectOffer::for_refusal(&deny).unwrap_or_else(|| panic!("an offer"));
     assert_eq!(offer.connection, "github");

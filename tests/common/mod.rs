@@ -198,6 +198,12 @@ pub fn okta_tenants() -> Vec<Value> {
     let mut sts = okta("okta-sts");
     sts["resource"] = json!("https://slack.example/api");
     sts["connection"] = json!("slack");
+    let with_connect = |mut tenant: Value| {
+        // Okta's consent reached only through the connect pages' sign-in at the org.
+        tenant["connect"] =
+            json!({"client_id": OKTA_CONNECT_CLIENT, "client_secret": OKTA_CONNECT_SECRET});
+        tenant
+    };
     let mut jag = okta("id-jag");
     jag["audience"] = json!("http://127.0.0.1:9000/resource-as");
     jag["scopes"] = json!(["wiki.read"]);
@@ -222,13 +228,17 @@ pub fn okta_tenants() -> Vec<Value> {
     let mut by_secret = auth0("wiki-auth0-secret-client");
     by_secret["resource_client_secret_env"] = json!(XAA_SECRET_ENV);
     vec![
-        tenant("slack", sts),
+        with_connect(tenant("slack", sts)),
         tenant("wiki", jag),
         tenant("slack-user", user),
         tenant("wiki-auth0", by_secret),
         tenant("wiki-auth0-key", auth0("wiki-auth0-key-client")),
     ]
 }
+
+/// The Okta web app the `slack` tenant's connect pages sign users in with.
+pub const OKTA_CONNECT_CLIENT: &str = "slack-okta-connect";
+pub const OKTA_CONNECT_SECRET: &str = "slack-okta-connect-e2e-secret";
 
 /// The sim's Auth0 issuer as a Cross App Access resource AS (`https://{domain}/` at Auth0).
 pub const XAA_AUTH0_ISSUER: &str = "http://127.0.0.1:9000/";
@@ -298,6 +308,8 @@ impl Stack {
         if opts.public_base_is_stack {
             let base = format!("http://127.0.0.1:{port}");
             config["settings"]["public_base_url"] = json!(base);
+            // Okta's registered sign-in callbacks follow the gateway's URL.
+            sim.set_public_base(&base);
             // The sim's APIs follow the gateway's public URL, as the identifiers of an Auth0
             // tenant set up for this gateway would.
             for t in config["tenants"].as_array().into_iter().flatten() {
@@ -472,6 +484,7 @@ impl Drop for Stack {
             assert!(
                 !text.contains(GITHUB_SECRET)
                     && !text.contains(XAA_SECRET)
+                    && !text.contains(OKTA_CONNECT_SECRET)
                     && !text.contains("google-demo-secret")
                     && !text.contains("github-connect-demo-secret"),
                 "a client secret reached Envoy's log"
