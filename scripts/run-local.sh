@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 ENVOY_BIN=${ENVOY_BIN:-.tools/envoy}
 # The demo vault client secret reaches Envoy (vm_config host_env_keys) and the sim by env.
 export GITHUB_VAULT_CLIENT_SECRET=${GITHUB_VAULT_CLIENT_SECRET:-local-demo-secret}
+# The Okta tenants' agent client key (private_key_jwt): made once for this checkout, handed to
+# Envoy (which signs with it) and to the sim (which checks the assertions) by env.
+mkdir -p .tools
+[ -s .tools/okta-agent-key.pem ] || { umask 077; target/release/sim agent-key > .tools/okta-agent-key.pem; }
+OKTA_AGENT_PRIVATE_KEY=$(cat .tools/okta-agent-key.pem)
+export OKTA_AGENT_PRIVATE_KEY
 SIM=target/release/sim
 
 for port in 3000 9000 9001 9002 9901; do
@@ -56,6 +62,11 @@ token-vault-proxy is up on http://localhost:3000  (Envoy admin: http://localhost
   # bob has not connected GitHub: 403 connected_account_required with a connect_uri.
   # Open that link in a browser, sign in as "bob", press Allow; then repeat the call: 200.
   curl -s -H "Authorization: Bearer \$(make -s token SUB=bob)" localhost:3000/github/user
+
+  # the same through Okta: the STS exchange (slack; bob's consent is behind the gateway's
+  # link, signing in at Okta) and Cross App Access (wiki)
+  curl -s -H "Authorization: Bearer \$(make -s token TENANT=slack)" localhost:3000/slack/me
+  curl -s -H "Authorization: Bearer \$(make -s token TENANT=wiki)" localhost:3000/wiki/pages
 
   # bob's connected accounts (sign in as bob): list and disconnect
   #   http://localhost:3000/connect/github/accounts

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The walkthrough `make run` prints: alice is brokered, bob is asked to connect GitHub, opens
 # the link (scripted here with curl and a cookie jar, as a browser would), and his next call
-# succeeds; then he disconnects again from the self-service page, so you can try it yourself.
+# succeeds; then he disconnects from the self-service page. The same through Okta (STS, with
+# bob's consent behind the gateway's link; Cross App Access), then the official MCP SDK client
+# from nothing but the URL. Bob ends disconnected from GitHub, so you can try it yourself.
 # Usage: scripts/walkthrough.sh [gateway-url] [sim-url]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 field() { sed -n "s/.*name=\"$1\" value=\"\([^\"]*\)\".*/\1/p" | head -1 | sed 's/&amp;/\&/g'; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 browse() { curl -s -L -b "$jar" -c "$jar" "$@"; }
-token() { curl -s -H 'content-type: application/json' -d "{\"sub\":\"$1\"}" "$SIM_URL/dev/token" | json '["access_token"]'; }
+token() { curl -s -H 'content-type: application/json' -d "{\"sub\":\"$1\",\"tenant\":\"${2:-github}\"}" "$SIM_URL/dev/token" | json '["access_token"]'; }
 status() { curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $1" "$GW/github/user"; }
 expect() { if [ "$1" != "$2" ]; then echo "walkthrough: expected $2, got $1" >&2; exit 1; fi; echo "  HTTP $1"; }
 
@@ -89,6 +91,26 @@ expect "$(status "$BOB")" 200
 step "bob disconnects GitHub on his connected-accounts page"
 disconnect_bob
 expect "$(status "$BOB")" 403
+
+step "alice calls Slack through Okta's STS exchange and the wiki through Cross App Access (ID-JAG)"
+for tenant in slack wiki; do
+  curl -s -H "Authorization: Bearer $(token alice $tenant)" "$GW/$tenant/me" |
+    python3 -c 'import json,sys; h=dict(json.load(sys.stdin)["headers"]); print("  '"$tenant"' backend saw: authorization:", h.get("authorization"))'
+done
+
+step "bob calls Slack: 403 with the gateway's link (Okta's consent URL is never handed out)"
+BOB_SLACK=$(token bob slack)
+link=$(curl -s -H "Authorization: Bearer $BOB_SLACK" "$GW/slack/me" | json '["connect_uri"]')
+echo "  connect_uri: $link"
+
+step "bob opens it: signs in at Okta (the sim's org sign-in), the gateway checks he is bob, and only then sends him to Okta's consent"
+page=$(browse "$link")
+q=$(echo "$page" | field q)
+consent=$(browse --data-urlencode "q=$q" --data "username=bob" "$SIM_URL/okta/oauth2/v1/authorize/login")
+session=$(echo "$consent" | field session)
+browse --data-urlencode "session=$session" --data "decision=allow" -o /dev/null "$SIM_URL/okta/interact/approve"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $BOB_SLACK" "$GW/slack/me")
+expect "$code" 200
 
 step "an MCP client given only $GW/github/mcp (official MCP Python SDK, 2026-07-28), as alice"
 mcp_client alice auto

@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn records_hold_no_raw_identity_and_stay_one_line() {
-        let cfg = config::parse(include_bytes!("../tenants.example.json"), &|_| {
+        let cfg = config::parse(crate::testing::example_json().as_bytes(), &|_| {
             Some("x".into())
         })
         .unwrap_or_else(|e| panic!("{e}"));

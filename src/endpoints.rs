@@ -167,7 +167,7 @@ mod tests {
     use super::*;
 
     fn tenant(resources: &[&str]) -> Tenant {
-        let doc = include_str!("../tenants.example.json");
+        let doc = &crate::testing::example_json();
         let env = |_: &str| Some("s".to_string());
         let mut t = crate::config::parse(doc.as_bytes(), &env)
             .map(|c| c.tenants[0].clone())

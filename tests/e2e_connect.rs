@@ -404,8 +404,12 @@ fn the_make_run_walkthrough_passes() {
         text.contains("backend saw: authorization: Bearer sim_github_alice_"),
         "{text}"
     );
+    // Okta: alice brokered by STS and by Cross App Access; bob's consent behind our link.
     // The MCP part: the SDK client from the bare URL, alice brokered, bob connecting.
     for line in [
+        "slack backend saw: authorization: Bearer sts_slack_alice_",
+        "wiki backend saw: authorization: Bearer xaa_wiki_alice_",
+        "connect_uri: http://127.0.0.1:",
         "session open, MCP 2026-07-28",
         "tools/call whoami: authorization=Bearer sim_github_alice_",
         "tools/call answered with a URL elicitation (error)",

@@ -115,7 +115,11 @@ impl HotStack {
             format!("wasm={}", wasm_path().display()),
             format!("lds_path={}", dir.join("lds/listeners.yaml").display()),
         ];
-        let config = plugin_config(&sim, test_settings());
+        // The example's Auth0 tenants: the push below is about them.
+        let mut config = plugin_config(&sim, test_settings());
+        if let Some(list) = config["tenants"].as_array_mut() {
+            list.retain(|t| t["vault"]["type"] == "auth0");
+        }
         let (bootstrap, listeners) = render(&sets, &config);
         let cfg = dir.join("envoy.yaml");
         std::fs::write(&cfg, &bootstrap).unwrap();

@@ -263,7 +263,8 @@ fn local_endpoints() {
     assert_eq!(health.status, 200);
     assert_eq!(
         health.json(),
-        json!({"status": "ok", "tenants": {"github": {"keys_loaded": true}, "google": {"keys_loaded": true}}})
+        json!({"status": "ok", "tenants": {"github": {"keys_loaded": true}, "google": {"keys_loaded": true},
+                                           "slack": {"keys_loaded": true}, "wiki": {"keys_loaded": true}}})
     );
     let tenants = stack.request("GET", "/tenants", &[], b"");
     assert_eq!(tenants.status, 200);
@@ -271,7 +272,7 @@ fn local_endpoints() {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    assert_eq!(list.len(), 2);
+    assert_eq!(list.len(), 4);
     assert_eq!(list[0]["id"], "github");
     assert_eq!(list[0]["connection"], "github");
     assert_eq!(list[0]["scopes"]["read"], json!(["github:read"]));

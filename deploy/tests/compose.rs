@@ -131,8 +131,11 @@ fn the_demo_walkthrough_passes_against_a_rendered_stack() {
             t["vault"]["client_secret"] = json!(SECRET);
         }
     }
+    // The Okta tenants' agent key, for Envoy (which signs) and the sim (which checks).
+    let agent_key = support::agent_key().to_string();
+    let env = |name: &str| (name == "OKTA_AGENT_PRIVATE_KEY").then(|| agent_key.clone());
     let sim = sim::Sim::start(
-        sim::SimTenant::from_filter_config(&sim_doc).unwrap(),
+        sim::SimTenant::from_filter_config_with(&sim_doc, &env).unwrap(),
         sim_port,
         backend_port,
     )
@@ -163,6 +166,7 @@ fn the_demo_walkthrough_passes_against_a_rendered_stack() {
                 "warning",
             ])
             .env("GITHUB_VAULT_CLIENT_SECRET", SECRET)
+            .env("OKTA_AGENT_PRIVATE_KEY", &agent_key)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -68,7 +68,7 @@ fn self_signed(dir: &std::path::Path, names: &str) -> (String, String) {
 #[test]
 fn https_upstreams_and_a_tls_listener_validate() {
     let dir = scratch("envoy-https");
-    let mut doc = example();
+    let mut doc = auth0_example();
     for (i, name) in ["github", "google"].iter().enumerate() {
         let t = &mut doc["tenants"][i];
         t["issuer"] = json!(format!("https://{name}-agents.us.auth0.com/"));

@@ -11,7 +11,7 @@ use support::*;
 
 /// The example on two Auth0 tenants with https backends: what a real deployment looks like.
 fn auth0_tenants() -> Value {
-    let mut doc = example();
+    let mut doc = auth0_example();
     for (i, name) in ["github", "google"].iter().enumerate() {
         let t = &mut doc["tenants"][i];
         let host = format!("{name}-agents.us.auth0.com");

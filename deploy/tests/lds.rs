@@ -87,7 +87,10 @@ fn both_files_validate() {
     std::fs::create_dir_all(&check).unwrap();
     // JSON is YAML; the secret variable the module reads is found in the inlined listener.
     let text = serde_json::to_string_pretty(&inlined).unwrap();
-    assert_eq!(host_env_keys(&text), ["GITHUB_VAULT_CLIENT_SECRET"]);
+    assert_eq!(
+        host_env_keys(&text),
+        ["GITHUB_VAULT_CLIENT_SECRET", "OKTA_AGENT_PRIVATE_KEY"]
+    );
     assert_mcp_hold_route(&text, "/.tvp-hold");
     envoy_validates(&text, &check);
 }
@@ -172,6 +175,7 @@ fn envoy_takes_a_listener_file_moved_into_place() {
         .arg(staging.join("envoy.yaml"))
         .args(["--disable-hot-restart", "-l", "warning"])
         .env("GITHUB_VAULT_CLIENT_SECRET", "lds-test-secret")
+        .env("OKTA_AGENT_PRIVATE_KEY", support::agent_key())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();

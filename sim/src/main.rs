@@ -1,5 +1,5 @@
 //! `sim serve`: run the sim for the local stack. `sim token`: mint an agent token from a
-//! running sim (what `make token` calls).
+//! running sim (what `make token` calls). `sim agent-key`: a key for the demo's Okta agent.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,7 +10,8 @@ use sim::{Sim, SimTenant};
 
 const USAGE: &str = "usage:
   sim serve [--config tenants.example.json] [--port 9000] [--backend-port 9001]
-  sim token [--port 9000] [--tenant github] [--sub alice] [--scope 'a b'] [--claims JSON] [--alg RS256]";
+  sim token [--port 9000] [--tenant github] [--sub alice] [--scope 'a b'] [--claims JSON] [--alg RS256]
+  sim agent-key    (a fresh PKCS#8 PEM RSA key for the demo's Okta agent client, on stdout)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +34,10 @@ fn main() -> ExitCode {
             port(flag("--backend-port"), 9001),
         ),
         Some("token") => token(port(flag("--port"), 9000), &flag),
+        Some("agent-key") => {
+            print!("{}", sim::keys::generate_agent_key_pem());
+            Ok(())
+        }
         _ => Err(USAGE.to_string()),
     };
     match result {

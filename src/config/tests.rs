@@ -2,7 +2,7 @@ use super::*;
 use serde_json::{json, Value};
 
 fn example() -> Value {
-    serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default()
+    serde_json::from_str(&crate::testing::example_json()).unwrap_or_default()
 }
 
 fn env(name: &str) -> Option<String> {
@@ -375,11 +375,33 @@ fn regression_control_characters_never_reach_the_error_line() {
     assert!(!line.contains('\n'), "{line}");
 }
 
-#[test]
-fn okta_backends_are_checked_field_by_field() {
-    const PEM: &str = "-----BEGIN PRIVATE KEY-----
+/// A P-256 agent key (PKCS#8) for Okta tenants.
+const PEM: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwehRANCAAQeGFMv1HVMAvMEHZx1zrM7g//YGsfOT+iCzLHJi8WJbqRsMRxOL/QN2Wo2U+bkVEXTLf5Ibs7XXHqQxqGIgcCj
 -----END PRIVATE KEY-----";
+
+#[test]
+fn the_whole_example_parses_with_all_three_vault_types() {
+    let env = |name: &str| match name {
+        "OKTA_AGENT_PRIVATE_KEY" => Some(PEM.to_string()),
+        _ => Some("s3cret".to_string()),
+    };
+    let cfg =
+        parse(include_bytes!("../../tenants.example.json"), &env).unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<&str> = cfg
+        .tenants
+        .iter()
+        .map(|t| match t.vault.backend {
+            VaultBackend::Auth0 { .. } => "auth0",
+            VaultBackend::OktaSts { .. } => "okta-sts",
+            VaultBackend::IdJag { .. } => "id-jag",
+        })
+        .collect();
+    assert_eq!(kinds, ["auth0", "auth0", "okta-sts", "id-jag"]);
+}
+
+#[test]
+fn okta_backends_are_checked_field_by_field() {
     let sts = json!({
         "type": "okta-sts", "cluster": "okta",
         "token_url": "https://org.okta.example/oauth2/v1/token",

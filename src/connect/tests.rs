@@ -6,7 +6,7 @@ const NOW_MS: u64 = 1_800_000_000_000;
 const BASE: &str = "https://gw.example";
 
 fn config() -> Config {
-    let doc = include_str!("../../tenants.example.json");
+    let doc = &crate::testing::example_json();
     config::parse(doc.as_bytes(), &|_| Some("secret".into())).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -494,7 +494,7 @@ const INTERACTION: &str = "https://org.okta.example/interact?session=s1";
 /// The example with its second tenant an Okta STS tenant with connect pages.
 fn okta_config() -> Config {
     let mut doc: serde_json::Value =
-        serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default();
+        serde_json::from_str(&crate::testing::example_json()).unwrap_or_default();
     doc["tenants"][1]["vault"] = serde_json::json!({
         "type": "okta-sts", "cluster": "okta",
         "token_url": "https://org.okta.example/oauth2/v1/token",

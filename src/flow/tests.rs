@@ -14,7 +14,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let doc = include_str!("../../tenants.example.json");
+    let doc = &crate::testing::example_json();
     let cfg =
         config::parse(doc.as_bytes(), &|_| Some("secret".into())).unwrap_or_else(|e| panic!("{e}"));
     let host = FakeHost::default();
@@ -317,7 +317,7 @@ fn a_lost_okta_call_is_sent_again_with_a_fresh_assertion() {
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwehRANCAAQeGFMv1HVMAvMEHZx1zrM7g//YGsfOT+iCzLHJi8WJbqRsMRxOL/QN2Wo2U+bkVEXTLf5Ibs7XXHqQxqGIgcCj
 -----END PRIVATE KEY-----";
     let mut doc: serde_json::Value =
-        serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default();
+        serde_json::from_str(&crate::testing::example_json()).unwrap_or_default();
     doc["tenants"][0]["vault"] = json!({
         "type": "okta-sts", "cluster": "okta",
         "token_url": "https://org.okta.example/oauth2/v1/token",
@@ -364,7 +364,7 @@ fn id_tokens_are_checked_with_the_connect_clients_algorithms_not_the_agents() {
     // Agents of this tenant sign ES256 only (another issuer: the vault takes the user's
     // refresh token); Auth0 signs the connect client's ID tokens RS256.
     let mut doc: serde_json::Value =
-        serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default();
+        serde_json::from_str(&crate::testing::example_json()).unwrap_or_default();
     doc["tenants"][0]["algorithms"] = json!(["ES256"]);
     doc["tenants"][0]["vault"]["subject_token_type"] = json!("refresh_token");
     doc["tenants"][0]["vault"]["subject_token_header"] = json!("x-auth0-refresh-token");

@@ -6,7 +6,7 @@ use sim::keys::{b64, IssuerKeys};
 const NOW: i64 = 1_800_000_000;
 
 fn tenant() -> Tenant {
-    let doc = include_str!("../../tenants.example.json");
+    let doc = &crate::testing::example_json();
     let cfg =
         config::parse(doc.as_bytes(), &|_| Some("x".into())).unwrap_or_else(|e| panic!("{e}"));
     cfg.tenants[0].clone()

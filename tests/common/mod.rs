@@ -38,11 +38,22 @@ pub fn wasm_path() -> PathBuf {
     p
 }
 
+/// A port free now and never handed out before in this test process (the kernel may offer a
+/// port again as soon as its probe socket closed, and two parts of one stack must differ).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..100 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if port != 0 && !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    0
 }
 
 /// The example tenants re-pointed at this sim, with `settings` merged over its settings.
@@ -168,12 +179,12 @@ fn repoint(doc: &Value, sim_port: u16, backend_port: u16) -> Value {
         .unwrap_or_default()
 }
 
-/// Tenants brokered by Okta (as the sim plays it), authenticated at Okta by the agent's client
-/// assertion signed with [`agent_key_pem`]: `slack` through the STS exchange with machine
-/// access (the agent's access token), `slack-user` with user access (the user's ID token for
-/// the agent's client, in `x-agent-id-token`); `wiki` through Cross App Access (ID-JAG) at an
-/// Okta custom AS, `wiki-auth0` and `wiki-auth0-key` at an Auth0 resource AS, by client secret
-/// ([`XAA_SECRET_ENV`]) and by RS256 `private_key_jwt`.
+/// More tenants brokered by Okta (as the sim plays it) than the example's `slack` (the STS
+/// exchange with machine access: the agent's access token) and `wiki` (Cross App Access at an
+/// Okta custom AS), authenticated at Okta by the agent's client assertion signed with
+/// [`agent_key_pem`]: `slack-user` with user access (the user's ID token for the agent's
+/// client, in `x-agent-id-token`), `wiki-auth0` and `wiki-auth0-key` at an Auth0 resource AS,
+/// by client secret ([`XAA_SECRET_ENV`]) and by RS256 `private_key_jwt`.
 pub fn okta_tenants() -> Vec<Value> {
     let tenant = |id: &str, vault: Value| {
         json!({
@@ -198,18 +209,6 @@ pub fn okta_tenants() -> Vec<Value> {
     let mut sts = okta("okta-sts");
     sts["resource"] = json!("https://slack.example/api");
     sts["connection"] = json!("slack");
-    let with_connect = |mut tenant: Value| {
-        // Okta's consent reached only through the connect pages' sign-in at the org.
-        tenant["connect"] =
-            json!({"client_id": OKTA_CONNECT_CLIENT, "client_secret": OKTA_CONNECT_SECRET});
-        tenant
-    };
-    let mut jag = okta("id-jag");
-    jag["audience"] = json!("http://127.0.0.1:9000/resource-as");
-    jag["scopes"] = json!(["wiki.read"]);
-    jag["resource_token_url"] = json!("http://127.0.0.1:9000/resource-as/oauth2/v1/token");
-    jag["resource_client_id"] = json!("wiki-resource-client");
-    jag["connection"] = json!("wiki");
     let mut user = sts.clone();
     user["resource"] = json!("https://slack.example/user-api");
     user["subject_token_type"] = json!("id_token");
@@ -227,9 +226,9 @@ pub fn okta_tenants() -> Vec<Value> {
     };
     let mut by_secret = auth0("wiki-auth0-secret-client");
     by_secret["resource_client_secret_env"] = json!(XAA_SECRET_ENV);
+    // `slack` (STS, machine access, connect pages at the org) and `wiki` (ID-JAG at an Okta
+    // custom AS) are the example's own.
     vec![
-        with_connect(tenant("slack", sts)),
-        tenant("wiki", jag),
         tenant("slack-user", user),
         tenant("wiki-auth0", by_secret),
         tenant("wiki-auth0-key", auth0("wiki-auth0-key-client")),
@@ -238,7 +237,7 @@ pub fn okta_tenants() -> Vec<Value> {
 
 /// The Okta web app the `slack` tenant's connect pages sign users in with.
 pub const OKTA_CONNECT_CLIENT: &str = "slack-okta-connect";
-pub const OKTA_CONNECT_SECRET: &str = "slack-okta-connect-e2e-secret";
+pub const OKTA_CONNECT_SECRET: &str = "slack-okta-connect-demo-secret";
 
 /// The sim's Auth0 issuer as a Cross App Access resource AS (`https://{domain}/` at Auth0).
 pub const XAA_AUTH0_ISSUER: &str = "http://127.0.0.1:9000/";
@@ -261,7 +260,7 @@ pub fn sim_tenants(sim_port: u16, backend_port: u16) -> Vec<SimTenant> {
             t["vault"]["client_secret"] = json!(GITHUB_SECRET);
         }
     }
-    SimTenant::from_filter_config(&doc).expect("example tenants")
+    SimTenant::from_filter_config_with(&doc, &agent_key_env).expect("example tenants")
 }
 
 impl Stack {

@@ -30,6 +30,17 @@ pub fn example() -> Value {
     serde_json::from_str(&example_text()).unwrap()
 }
 
+/// The example's Auth0 tenants only (the Okta ones reach the sim by IP address, which a
+/// deployment with real hosts, or Istio, cannot name).
+pub fn auth0_example() -> Value {
+    let mut doc = example();
+    doc["tenants"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|t| t["vault"]["type"] == "auth0");
+    doc
+}
+
 /// Run `tvp` with arguments; (exit code, stdout, stderr).
 pub fn tvp(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tvp"))
@@ -137,6 +148,12 @@ pub fn assert_mcp_hold_route(yaml: &str, path: &str) {
     );
 }
 
+/// One RSA key per test process for the Okta agent client (generating one takes a while).
+pub fn agent_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(sim::keys::generate_agent_key_pem)
+}
+
 /// `envoy --mode validate` on a bootstrap, with a value for every secret variable it names.
 /// Validate mode builds every listener and cluster and loads the wasm module with its
 /// configuration, so the filter's own parser runs too.
@@ -154,7 +171,12 @@ pub fn envoy_validates(yaml: &str, dir: &Path) {
         .arg(&file)
         .current_dir(repo());
     for key in host_env_keys(yaml) {
-        cmd.env(key, "validate-mode-secret");
+        // The filter parses key variables as PEM at load; any other secret is opaque.
+        if key.ends_with("PRIVATE_KEY") {
+            cmd.env(key, agent_key());
+        } else {
+            cmd.env(key, "validate-mode-secret");
+        }
     }
     let out = cmd.output().unwrap();
     let log = format!(

@@ -4,7 +4,7 @@ use crate::secret::Secret;
 use serde_json::{json, Value};
 
 fn vault() -> VaultConfig {
-    let doc = include_str!("../../../tenants.example.json");
+    let doc = &crate::testing::example_json();
     let cfg =
         config::parse(doc.as_bytes(), &|_| Some("s3cret".into())).unwrap_or_else(|e| panic!("{e}"));
     cfg.tenants[0].vault.clone()
