@@ -15,6 +15,11 @@ mkdir -p .tools
 [ -s .tools/okta-agent-key.pem ] || { umask 077; target/release/sim agent-key > .tools/okta-agent-key.pem; }
 OKTA_AGENT_PRIVATE_KEY=$(cat .tools/okta-agent-key.pem)
 export OKTA_AGENT_PRIVATE_KEY
+# The key sealing the connect flow's links and cookies (settings.sealing_key_env): made once
+# for this checkout; every Envoy of the stack shares it.
+[ -s .tools/sealing-key ] || { umask 077; head -c 32 /dev/urandom | base64 > .tools/sealing-key; }
+TVP_SEALING_KEY=$(cat .tools/sealing-key)
+export TVP_SEALING_KEY
 SIM=target/release/sim
 
 for port in 3000 9000 9001 9002 9901; do

@@ -76,10 +76,9 @@ mod tests {
 
     #[test]
     fn records_hold_no_raw_identity_and_stay_one_line() {
-        let cfg = config::parse(crate::testing::example_json().as_bytes(), &|_| {
-            Some("x".into())
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+        let env = crate::testing::with_sealing_key(&|_| Some("x".into()));
+        let cfg = config::parse(crate::testing::example_json().as_bytes(), &env)
+            .unwrap_or_else(|e| panic!("{e}"));
         let claims = Claims {
             iss: "i".into(),
             sub: "alice@example.com".into(),

@@ -14,7 +14,9 @@ use crate::secret::Secret;
 
 mod connect;
 mod resource;
+mod sealing;
 mod vault;
+pub use sealing::SealingKeys;
 use vault::{resolve_secret, validate_vault, RawVault};
 
 /// Path segments the filter answers itself; a tenant may not shadow them.
@@ -65,6 +67,7 @@ struct RawSettings {
     public_base_url: Option<String>,
     resource_from_request: bool,
     mcp_hold_path: Option<String>,
+    sealing_key_env: Option<String>,
 }
 
 impl Default for RawSettings {
@@ -84,6 +87,7 @@ impl Default for RawSettings {
             public_base_url: None,
             resource_from_request: false,
             mcp_hold_path: None,
+            sealing_key_env: None,
         }
     }
 }
@@ -187,6 +191,9 @@ pub struct Settings {
     /// account are sent there so the filter can read their JSON-RPC id. `None`: MCP clients get
     /// the plain HTTP answer.
     pub mcp_hold_path: Option<String>,
+    /// Keys sealing what clients carry for the connect flow (from `sealing_key_env`), the same
+    /// on every replica.
+    pub sealing_keys: Option<SealingKeys>,
 }
 
 impl Default for Settings {
@@ -205,6 +212,7 @@ impl Default for Settings {
             public_base_url: None,
             resource_from_request: false,
             mcp_hold_path: None,
+            sealing_keys: None,
         }
     }
 }
@@ -465,7 +473,7 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
             one_line(&e.to_string())
         ))
     })?;
-    let settings = validate_settings(raw.settings)?;
+    let settings = validate_settings(raw.settings, env)?;
     if raw.tenants.is_empty() {
         return Err(ConfigError::at(
             None,
@@ -490,6 +498,15 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
             ))
         })?;
         let tenant = validate_tenant(raw_tenant, &settings, env)?;
+        if tenant.connect.is_some() && settings.sealing_keys.is_none() {
+            // Links, sign-ins and sessions travel sealed, so that any replica, restarted or
+            // not, can take the next step: with a key every replica shares.
+            return Err(ConfigError::at(
+                Some(&tenant.id),
+                "connect",
+                "needs settings.sealing_key_env (a key every replica shares)",
+            ));
+        }
         if tenant.connect.is_some()
             && settings.public_base_url.is_none()
             && !settings.resource_from_request
@@ -513,7 +530,10 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
     Ok(Config { settings, tenants })
 }
 
-fn validate_settings(raw: RawSettings) -> Result<Settings, ConfigError> {
+fn validate_settings(
+    raw: RawSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
     let positive = |field: &str, v: u64| {
         if v == 0 {
             Err(ConfigError::at(
@@ -588,7 +608,27 @@ fn validate_settings(raw: RawSettings) -> Result<Settings, ConfigError> {
             ));
         }
     }
+    let sealing_keys = match &raw.sealing_key_env {
+        None => None,
+        Some(name) => {
+            let field = "settings.sealing_key_env";
+            let text = env(name).ok_or_else(|| {
+                ConfigError::at(
+                    None,
+                    field,
+                    format!(
+                        "environment variable '{}' is not set for the Wasm VM (vm_config.environment_variables)",
+                        printable(name)
+                    ),
+                )
+            })?;
+            let keys = SealingKeys::parse(&text)
+                .map_err(|m| ConfigError::at(None, field, format!("'{}' {m}", printable(name))))?;
+            Some(keys)
+        }
+    };
     Ok(Settings {
+        sealing_keys,
         mcp_hold_path: raw.mcp_hold_path,
         public_base_url,
         resource_from_request: raw.resource_from_request,

@@ -168,7 +168,7 @@ mod tests {
 
     fn tenant(resources: &[&str]) -> Tenant {
         let doc = &crate::testing::example_json();
-        let env = |_: &str| Some("s".to_string());
+        let env = crate::testing::with_sealing_key(&|_| Some("s".to_string()));
         let mut t = crate::config::parse(doc.as_bytes(), &env)
             .map(|c| c.tenants[0].clone())
             .unwrap_or_else(|e| panic!("{e}"));

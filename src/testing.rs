@@ -43,3 +43,19 @@ pub fn example_json() -> String {
     }
     doc.to_string()
 }
+
+/// The example's sealing key (`settings.sealing_key_env` is `TVP_SEALING_KEY`).
+pub const SEALING_KEY: &str = "unit-test-sealing-key-unit-test-sealing-key";
+
+/// `env`, with the example's sealing key variable set.
+pub fn with_sealing_key<'a>(
+    env: &'a dyn Fn(&str) -> Option<String>,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        if name == "TVP_SEALING_KEY" {
+            Some(SEALING_KEY.to_string())
+        } else {
+            env(name)
+        }
+    }
+}

@@ -274,10 +274,14 @@ fn scopes_by_method() {
     let read = scoped("github:read");
     let write = scoped("github:write");
     for method in ["GET", "HEAD", "OPTIONS"] {
+        let r = stack.call(method, "/github/user", &read);
         assert_eq!(
-            stack.call(method, "/github/user", &read).status,
+            r.status,
             200,
-            "{method}"
+            "{method}: {} {:?}\n{}",
+            r.text(),
+            r.headers,
+            stack.log_tail()
         );
     }
     for method in ["POST", "PUT", "PATCH", "DELETE"] {

@@ -107,6 +107,7 @@ fn shipped_envoy_config_is_the_rendering_and_validates() {
         .args(["--mode", "validate", "-c", "envoy/envoy.yaml"])
         .current_dir(root())
         .env("GITHUB_VAULT_CLIENT_SECRET", "validate")
+        .env("TVP_SEALING_KEY", SEALING_KEY)
         .env(AGENT_KEY_ENV, agent_key_pem())
         .output()
         .unwrap();

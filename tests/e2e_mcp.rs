@@ -106,7 +106,10 @@ fn lifecycle_is_relayed_without_any_credential_and_sessions_remember_url_elicita
     let e = &r["error"]["data"]["elicitations"][0];
     assert_eq!(e["mode"], "url");
     let url = e["url"].as_str().unwrap().to_string();
-    assert!(url.ends_with(e["elicitationId"].as_str().unwrap()));
+    // The elicitation is named by a short digest of the sealed link it carries.
+    let id = e["elicitationId"].as_str().unwrap();
+    assert!(id.len() == 32 && !url.contains(id), "{id} {url}");
+    assert!(url.contains("/connect/github/start?id="), "{url}");
     assert_eq!(
         stack.sim.count(Endpoint::Backend),
         3,

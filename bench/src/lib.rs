@@ -62,9 +62,16 @@ pub fn example_stack(
     };
     let mut plugin: Value = serde_json::from_str(&sim::envoy::plugin_config_for(&example, &ports))
         .map_err(|e| e.to_string())?;
-    // The benchmark measures the Auth0 tenants; the Okta ones would need the agent's key.
+    // The benchmark measures the Auth0 tenants' API path: no Okta tenants (they need the
+    // agent's key) and no connect pages (they need a sealing key).
     if let Some(list) = plugin["tenants"].as_array_mut() {
         list.retain(|t| t["vault"]["type"] == "auth0");
+        for t in list.iter_mut().filter_map(Value::as_object_mut) {
+            t.remove("connect");
+        }
+    }
+    if let Some(settings) = plugin["settings"].as_object_mut() {
+        settings.remove("sealing_key_env");
     }
     if let Some(vault) = plugin["tenants"][0]["vault"].as_object_mut() {
         vault.remove("client_secret_env");

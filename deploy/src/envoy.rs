@@ -508,7 +508,7 @@ mod tests {
         assert_eq!(wasm["fail_open"], false);
         assert_eq!(
             wasm["vm_config"]["environment_variables"]["host_env_keys"],
-            json!(["GITHUB_VAULT_CLIENT_SECRET"])
+            json!(["GITHUB_VAULT_CLIENT_SECRET", "TVP_SEALING_KEY"])
         );
         let embedded: Value =
             serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap();
@@ -640,6 +640,12 @@ mod tests {
         let vault = doc["tenants"][0]["vault"].as_object_mut().unwrap();
         vault.remove("client_secret_env");
         vault.insert("client_secret".into(), json!("inline"));
+        // No connect pages, so no sealing key either.
+        doc["tenants"][0].as_object_mut().unwrap().remove("connect");
+        doc["settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sealing_key_env");
         let b = render_json(&doc, &[]);
         let vm = &hcm(&b)["http_filters"][0]["typed_config"]["config"]["vm_config"];
         assert!(vm.get("environment_variables").is_none());

@@ -327,7 +327,10 @@ mod tests {
         assert_eq!(spec["match"], json!([{"mode": "CLIENT"}]));
         assert_eq!(
             spec["vmConfig"]["env"],
-            json!([{"name": "GITHUB_VAULT_CLIENT_SECRET", "valueFrom": "HOST"}])
+            json!([
+                {"name": "GITHUB_VAULT_CLIENT_SECRET", "valueFrom": "HOST"},
+                {"name": "TVP_SEALING_KEY", "valueFrom": "HOST"}
+            ])
         );
         assert_eq!(docs[0]["metadata"]["namespace"], "istio-system");
     }

@@ -184,9 +184,16 @@ pub fn parse_json(text: &str) -> Result<Value, Problem> {
 /// Secrets are checked by name, not value: validation runs where the secrets are not. The
 /// stand-in is a valid private key (a fixed RSA-2048 test key, no other use: RSA passes
 /// wherever a key is allowed, also where Auth0 takes RS256 only), so it also passes as the PEM
-/// of a `private_key_env`, and as any client secret.
-fn any_env(_: &str) -> Option<String> {
-    Some(STAND_IN_KEY_PEM.into())
+/// of a `private_key_env`, and as any client secret; the sealing key variable gets a stand-in
+/// sealing key.
+fn any_env(sealing_key_env: Option<&str>) -> impl Fn(&str) -> Option<String> + '_ {
+    move |name| {
+        Some(if Some(name) == sealing_key_env {
+            "stand-in-sealing-key-for-validation-only".into()
+        } else {
+            STAND_IN_KEY_PEM.into()
+        })
+    }
 }
 
 const STAND_IN_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----
@@ -220,7 +227,8 @@ chSBnkGehgDGSRjqdWzaEqT910wmza2pKl1jacnugyqDLreFCeeGk8c/aGNH9/wK
 
 /// The filter's verdict on a document: `None` if it would start.
 pub fn filter_error(doc: &Value) -> Option<String> {
-    config::parse(doc.to_string().as_bytes(), &any_env)
+    let env = any_env(doc["settings"]["sealing_key_env"].as_str());
+    config::parse(doc.to_string().as_bytes(), &env)
         .err()
         .map(|e| e.to_string())
 }

@@ -207,6 +207,12 @@ pub fn plan(doc: &Value) -> Result<Plan, Vec<Problem>> {
         }
         collect_env(t, &at, &mut env_keys, &mut problems);
     }
+    collect_env(
+        &doc["settings"],
+        &JsonPath::root().key("settings"),
+        &mut env_keys,
+        &mut problems,
+    );
 
     // A cluster name is one origin: Envoy has one endpoint set per name.
     for (n, c) in clusters.iter().enumerate() {
@@ -247,17 +253,24 @@ pub fn plan(doc: &Value) -> Result<Plan, Vec<Problem>> {
 }
 
 /// Every `client_secret_env`, `resource_client_secret_env` and `private_key_env` anywhere in a tenant (vault, connect).
+/// The fields naming an environment variable of the Wasm VM (secrets and keys).
+const ENV_FIELDS: [&str; 4] = [
+    "client_secret_env",
+    "resource_client_secret_env",
+    "private_key_env",
+    "sealing_key_env",
+];
+
 fn collect_env(v: &Value, at: &JsonPath, keys: &mut BTreeSet<String>, problems: &mut Vec<Problem>) {
     match v {
         Value::Object(o) => {
             for (k, child) in o {
                 let p = at.key(k);
                 match (k.as_str(), child.as_str()) {
-                    ("client_secret_env" | "resource_client_secret_env" | "private_key_env", Some(name))
-                        if is_env_name(name) => {
+                    (field, Some(name)) if ENV_FIELDS.contains(&field) && is_env_name(name) => {
                         keys.insert(name.to_string());
                     }
-                    ("client_secret_env" | "resource_client_secret_env" | "private_key_env", _) => problems.push(Problem::new(
+                    (field, _) if ENV_FIELDS.contains(&field) => problems.push(Problem::new(
                         p,
                         "not a usable environment variable name ([A-Za-z_][A-Za-z0-9_]*, as Envoy and Kubernetes need)",
                     )),
@@ -310,7 +323,7 @@ mod tests {
         assert_eq!(plan.distinct_origins(), vec![&sim]);
         assert_eq!(
             plan.env_keys,
-            vec!["GITHUB_VAULT_CLIENT_SECRET".to_string()]
+            vec!["GITHUB_VAULT_CLIENT_SECRET", "TVP_SEALING_KEY"]
         );
         assert_eq!(plan.backends[0].tenant, "github");
         assert_eq!(plan.backends[0].prefix, "/");
@@ -366,7 +379,8 @@ mod tests {
             vec![
                 "CONNECT_SECRET",
                 "GITHUB_VAULT_CLIENT_SECRET",
-                "GOOGLE_SECRET"
+                "GOOGLE_SECRET",
+                "TVP_SEALING_KEY"
             ]
         );
         doc["tenants"][1]["vault"]["client_secret_env"] = json!("google-secret");

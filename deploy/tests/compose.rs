@@ -167,6 +167,10 @@ fn the_demo_walkthrough_passes_against_a_rendered_stack() {
             ])
             .env("GITHUB_VAULT_CLIENT_SECRET", SECRET)
             .env("OKTA_AGENT_PRIVATE_KEY", &agent_key)
+            .env(
+                "TVP_SEALING_KEY",
+                "compose-demo-sealing-key-compose-demo-sealing-key",
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -98,7 +98,11 @@ fn https_upstreams_and_a_tls_listener_validate() {
     let yaml = render("envoy", &doc, &sets, &dir);
     assert_eq!(
         host_env_keys(&yaml),
-        ["GITHUB_VAULT_CLIENT_SECRET", "GOOGLE_VAULT_CLIENT_SECRET"]
+        [
+            "GITHUB_VAULT_CLIENT_SECRET",
+            "GOOGLE_VAULT_CLIENT_SECRET",
+            "TVP_SEALING_KEY"
+        ]
     );
     let b: Value = serde_yaml::from_str(&yaml).unwrap();
     let clusters: BTreeMap<String, Value> = b["static_resources"]["clusters"]

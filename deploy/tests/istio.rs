@@ -121,7 +121,10 @@ fn every_cluster_the_plugin_names_is_one_istio_generates() {
     );
     assert_eq!(
         docs[0]["spec"]["vmConfig"]["env"],
-        json!([{"name": "GITHUB_VAULT_CLIENT_SECRET", "valueFrom": "HOST"}])
+        json!([
+            {"name": "GITHUB_VAULT_CLIENT_SECRET", "valueFrom": "HOST"},
+            {"name": "TVP_SEALING_KEY", "valueFrom": "HOST"}
+        ])
     );
     assert_eq!(docs[0]["spec"]["failStrategy"], "FAIL_CLOSE");
 }

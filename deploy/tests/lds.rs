@@ -89,7 +89,11 @@ fn both_files_validate() {
     let text = serde_json::to_string_pretty(&inlined).unwrap();
     assert_eq!(
         host_env_keys(&text),
-        ["GITHUB_VAULT_CLIENT_SECRET", "OKTA_AGENT_PRIVATE_KEY"]
+        [
+            "GITHUB_VAULT_CLIENT_SECRET",
+            "OKTA_AGENT_PRIVATE_KEY",
+            "TVP_SEALING_KEY"
+        ]
     );
     assert_mcp_hold_route(&text, "/.tvp-hold");
     envoy_validates(&text, &check);
@@ -176,6 +180,10 @@ fn envoy_takes_a_listener_file_moved_into_place() {
         .args(["--disable-hot-restart", "-l", "warning"])
         .env("GITHUB_VAULT_CLIENT_SECRET", "lds-test-secret")
         .env("OKTA_AGENT_PRIVATE_KEY", support::agent_key())
+        .env(
+            "TVP_SEALING_KEY",
+            "lds-test-sealing-key-lds-test-sealing-key",
+        )
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();

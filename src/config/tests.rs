@@ -6,6 +6,9 @@ fn example() -> Value {
 }
 
 fn env(name: &str) -> Option<String> {
+    if name == "TVP_SEALING_KEY" {
+        return Some(crate::testing::SEALING_KEY.to_string());
+    }
     (name == "GITHUB_VAULT_CLIENT_SECRET").then(|| "s3cret".to_string())
 }
 
@@ -49,8 +52,8 @@ fn example_parses_with_defaults_and_env_secret() {
 fn settings_default_when_absent() {
     let mut doc = example();
     doc.as_object_mut().map(|o| o.remove("settings"));
-    // Resource paths and the connect pages need the gateway's public URL, which has no
-    // default.
+    // Resource paths and the connect pages need the gateway's public URL, and the connect
+    // pages a sealing key: neither has a default.
     let refused = |doc: &Value| {
         parse_value(doc)
             .err()
@@ -66,10 +69,17 @@ fn settings_default_when_absent() {
     );
     doc["tenants"][0]["resources"] = json!(["https://gw.example.com/github/mcp"]);
     assert!(
+        refused(&doc).contains("tenant 'github': field 'connect': needs settings.sealing_key_env"),
+        "{}",
+        refused(&doc)
+    );
+    doc["settings"] = json!({"sealing_key_env": "TVP_SEALING_KEY"});
+    assert!(
         refused(&doc).contains("tenant 'github': field 'connect': needs settings.public_base_url"),
         "{}",
         refused(&doc)
     );
+    doc.as_object_mut().map(|o| o.remove("settings"));
     doc["tenants"][0]
         .as_object_mut()
         .map(|o| o.remove("connect"));
@@ -386,6 +396,7 @@ fn the_whole_example_parses_with_all_three_vault_types() {
         "OKTA_AGENT_PRIVATE_KEY" => Some(PEM.to_string()),
         _ => Some("s3cret".to_string()),
     };
+    let env = crate::testing::with_sealing_key(&env);
     let cfg =
         parse(include_bytes!("../../tenants.example.json"), &env).unwrap_or_else(|e| panic!("{e}"));
     let kinds: Vec<&str> = cfg
@@ -418,6 +429,7 @@ fn okta_backends_are_checked_field_by_field() {
         "BAD_KEY" => Some("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----".into()),
         _ => Some("s3cret".to_string()),
     };
+    let env = crate::testing::with_sealing_key(&env);
     let parse_doc = |doc: &Value| parse(doc.to_string().as_bytes(), &env);
     let cfg = parse_doc(&with_vault(&sts)).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(
@@ -601,6 +613,7 @@ fn rsa_client_keys_need_a_host_that_signs() {
             "s3cret".into()
         })
     };
+    let env = crate::testing::with_sealing_key(&env);
     let cfg = parse(doc.to_string().as_bytes(), &env).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.unsignable_tenant(true), None);
     assert_eq!(

@@ -11,7 +11,9 @@
 //! sent to Okta's consent ([`okta`]). Okta's URL never reaches the agent.
 //!
 //! Sans-IO: [`handle`] and [`resume`] return a reply or one call-out to make; `filter/` does
-//! the I/O. Flow state lives in shared data ([`records`]) so any worker can take the next step.
+//! the I/O. Flow state travels with the browser and the agent, sealed ([`sealed`]) under keys
+//! every replica is configured with, so any worker of any replica, restarted or not, takes
+//! the next step; nothing of it is kept in the gateway.
 
 pub mod form;
 pub mod okta;
@@ -25,14 +27,16 @@ use serde_json::{json, Value};
 
 use crate::cache;
 use crate::callout::{CalloutRequest, CalloutResponse};
-use crate::config::{ConnectConfig, ConnectProvider, Tenant};
+use crate::config::{ConnectConfig, ConnectProvider, SealingKeys, Tenant};
 use crate::flow::Host;
 use crate::reply::Reply;
 use crate::secret::{random_token, sha256};
-use records::{AfterLogin, Consent, Kind, Link, LinkPointer, Login, Session};
+use records::{AfterLogin, Consent, Link, Login, Session};
+use sealed::Purpose;
 
 const LOGIN_COOKIE: &str = "tvp_login";
 const SESSION_COOKIE: &str = "tvp_session";
+const CONSENT_COOKIE: &str = "tvp_consent";
 const MY_ACCOUNT_SCOPES: &str =
     "openid create:me:connected_accounts read:me:connected_accounts delete:me:connected_accounts";
 const CONNECTED_ACCOUNTS: &str = "/me/v1/connected-accounts";
@@ -48,6 +52,8 @@ pub struct Ctx<'a> {
     pub host: &'a dyn Host,
     pub tenant: &'a Tenant,
     pub connect: &'a ConnectConfig,
+    /// The keys sealing what the browser carries (`settings.sealing_key_env`).
+    pub keys: &'a SealingKeys,
     /// Public URL of the gateway, without a trailing slash.
     pub base: &'a str,
     pub now_ms: u64,
@@ -125,6 +131,15 @@ impl Ctx<'_> {
     fn count(&self, metric: &'static str) {
         self.host.count(&self.tenant.id, metric);
     }
+
+    /// `value` sealed for `purpose`; `None` without randomness.
+    fn seal<T: serde::Serialize>(&self, purpose: Purpose, value: &T) -> Option<String> {
+        sealed::seal(self.keys, purpose, value, sealed::nonce()?)
+    }
+
+    fn open<T: serde::de::DeserializeOwned>(&self, purpose: Purpose, text: &str) -> Option<T> {
+        sealed::open(self.keys, purpose, text)
+    }
 }
 
 /// What a browser request to the connect pages carries.
@@ -154,7 +169,8 @@ pub enum Pending {
     },
     /// A connect ticket is being asked for.
     Connect {
-        session_key: String,
+        /// The session that started it: the callback must come from the same one.
+        session_id: String,
         link: Option<String>,
         downstream_key: String,
         state: String,
@@ -230,11 +246,13 @@ fn no_randomness() -> Outcome {
     ))
 }
 
-/// The connect link for a user the vault reported as not connected; one live link per user is
-/// reused. `None` when no random value could be made.
+/// The connect link for a user the vault reported as not connected: the link's record sealed
+/// into the URL itself (bound to tenant and user, for `LINK_TTL_MS`), so any replica opens it.
 /// `interaction_uri` is the vault's own consent page (Okta), reached only through the link.
+/// Returns a short id for the link (for MCP's `elicitationId`) and the URL; `None` when no
+/// random value could be made.
 pub fn offer(
-    host: &dyn Host,
+    keys: &SealingKeys,
     tenant: &Tenant,
     base: &str,
     sub: &str,
@@ -242,40 +260,16 @@ pub fn offer(
     interaction_uri: Option<&str>,
     now_ms: u64,
 ) -> Option<(String, String)> {
-    let pointer_key = records::key(Kind::LinkOfUser, downstream_key);
-    // Reuse a link with at least a minute left, so it still works when the user clicks; an
-    // Okta link only for the same interaction (a new answer is a new Okta session).
-    let reusable = records::get::<LinkPointer>(host, &pointer_key, now_ms + 60_000)
-        .map(|p| p.id)
-        .filter(|id| {
-            records::get::<Link>(host, &records::key(Kind::Link, id), now_ms)
-                .is_some_and(|l| l.interaction_uri.as_deref() == interaction_uri)
-        });
-    let id = match reusable {
-        Some(id) => id,
-        None => {
-            let id = random_token()?;
-            let expires_ms = now_ms + records::LINK_TTL_MS;
-            let link = Link {
-                tenant: tenant.id.clone(),
-                sub: sub.to_string(),
-                downstream_key: downstream_key.to_string(),
-                interaction_uri: interaction_uri.map(str::to_string),
-                expires_ms,
-            };
-            if !records::put(host, &records::key(Kind::Link, &id), &link) {
-                return None;
-            }
-            let pointer = LinkPointer {
-                id: id.clone(),
-                expires_ms,
-            };
-            records::put(host, &pointer_key, &pointer);
-            id
-        }
+    let link = Link {
+        tenant: tenant.id.clone(),
+        sub: sub.to_string(),
+        downstream_key: downstream_key.to_string(),
+        interaction_uri: interaction_uri.map(str::to_string),
+        expires_ms: now_ms + records::LINK_TTL_MS,
     };
-    let url = format!("{base}/connect/{}/start?id={id}", tenant.id);
-    Some((id, url))
+    let sealed = sealed::seal(keys, Purpose::Link, &link, sealed::nonce()?)?;
+    let url = format!("{base}/connect/{}/start?id={sealed}", tenant.id);
+    Some((sealed::digest(&sealed), url))
 }
 
 /// The user a link can be offered for, if any: the agent token must name them
@@ -306,7 +300,7 @@ pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
         // the session's anti-CSRF value) does it; a bare GET shows that page.
         ("GET", "/start") => redirect(&ctx.url("/accounts"), Vec::new()),
         ("POST", "/start") => match session(ctx, inc) {
-            Some((_, s)) if form::param(inc.query, "csrf").as_deref() == Some(s.csrf.as_str()) => {
+            Some(s) if form::param(inc.query, "csrf").as_deref() == Some(s.csrf.as_str()) => {
                 start(ctx, inc)
             }
             Some(_) => other_browser(),
@@ -319,7 +313,7 @@ pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
         ("GET", "/login/callback") => login_callback(ctx, inc),
         ("GET", "/callback") => consent_callback(ctx, inc),
         ("GET", "/accounts") => match session(ctx, inc) {
-            Some((_, s)) => {
+            Some(s) => {
                 let path = accounts_path(&ctx.tenant.vault.connection, None);
                 let request = ctx.call("GET", &path, Some(&s.token));
                 let pending = Pending::List {
@@ -344,12 +338,11 @@ fn not_found() -> Outcome {
     ))
 }
 
-/// The logged-in session of this browser for this tenant, with its key.
-fn session(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<(String, Session)> {
-    let sid = form::cookie(inc.cookies, &ctx.cookie_name(SESSION_COOKIE))?;
-    let key = records::key(Kind::Session, &sid);
-    let s: Session = records::get(ctx.host, &key, ctx.now_ms)?;
-    (s.tenant == ctx.tenant.id).then_some((key, s))
+/// The signed-in session of this browser for this tenant, opened from its cookie.
+fn session(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<Session> {
+    let sealed = form::cookie(inc.cookies, &ctx.cookie_name(SESSION_COOKIE))?;
+    let s: Session = ctx.open(Purpose::Session, &sealed)?;
+    (s.tenant == ctx.tenant.id && s.expires_ms > ctx.now_ms).then_some(s)
 }
 
 /// Who is starting: the link (if any, of this tenant) and this browser's signed-in session
@@ -357,16 +350,14 @@ fn session(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<(String, Session)> {
 struct Starter {
     link_id: Option<String>,
     link: Option<Link>,
-    session_key: String,
     session: Session,
 }
 
 fn starter(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Result<Starter, Box<Outcome>> {
     let link_id = form::param(inc.query, "id");
     let link = match &link_id {
-        Some(id) => match records::get::<Link>(ctx.host, &records::key(Kind::Link, id), ctx.now_ms)
-        {
-            Some(l) if l.tenant == ctx.tenant.id => Some(l),
+        Some(id) => match ctx.open::<Link>(Purpose::Link, id) {
+            Some(l) if l.tenant == ctx.tenant.id && l.expires_ms > ctx.now_ms => Some(l),
             _ => return Err(Box::new(expired())),
         },
         None => None,
@@ -374,7 +365,7 @@ fn starter(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Result<Starter, Box<Outcome>> {
     // `fresh`: the user asked to sign in again (after being signed in as someone else).
     let fresh = form::param(inc.query, "fresh").is_some();
     let session = session(ctx, inc).filter(|_| !fresh);
-    let Some((session_key, s)) = session else {
+    let Some(s) = session else {
         return Err(Box::new(login(
             ctx,
             AfterLogin::Connect { link: link_id },
@@ -396,7 +387,6 @@ fn starter(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Result<Starter, Box<Outcome>> {
     Ok(Starter {
         link_id,
         link,
-        session_key,
         session: s,
     })
 }
@@ -405,7 +395,6 @@ fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     let Starter {
         link_id,
         link,
-        session_key,
         session: s,
     } = match starter(ctx, inc) {
         Ok(s) => s,
@@ -434,7 +423,7 @@ fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     call(
         request,
         Pending::Connect {
-            session_key,
+            session_id: s.id.clone(),
             link: link_id,
             downstream_key,
             state,
@@ -456,7 +445,7 @@ fn login(ctx: &Ctx<'_>, then: AfterLogin, fresh: bool) -> Outcome {
         then,
         expires_ms: ctx.now_ms + records::STATE_TTL_MS,
     };
-    let Some(binding) = sealed::seal(ctx.host, &record) else {
+    let Some(binding) = ctx.seal(Purpose::Login, &record) else {
         return no_randomness();
     };
     let state = sealed::digest(&binding);
@@ -504,7 +493,7 @@ fn login_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     let Some(binding) = form::cookie(inc.cookies, &ctx.cookie_name(LOGIN_COOKIE)) else {
         return other_browser();
     };
-    let Some(login) = sealed::open::<Login>(ctx.host, &binding) else {
+    let Some(login) = ctx.open::<Login>(Purpose::Login, &binding) else {
         return other_browser();
     };
     if login.tenant != ctx.tenant.id || !sealed::is_digest_of(&state, &binding) {
@@ -559,15 +548,27 @@ fn consent_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     if state.is_none() && code.is_none() && error.is_none() {
         return Outcome::Reply(pages::fragment_reader());
     }
-    let Some(consent) = state.and_then(|s| {
-        records::take::<Consent>(ctx.host, &records::key(Kind::Consent, &s), ctx.now_ms)
-    }) else {
+    // The consent in flight is sealed in this browser's cookie, `state` its binding: a
+    // callback without both is someone else's. Auth0 takes a `connect_code` once, so a replay
+    // of this callback, on any replica, is refused there.
+    let Some(state) = state else {
         return expired();
     };
-    let Some((session_key, s)) = session(ctx, inc) else {
+    let Some(consent) = form::cookie(inc.cookies, &ctx.cookie_name(CONSENT_COOKIE))
+        .and_then(|c| ctx.open::<Consent>(Purpose::Consent, &c))
+    else {
         return other_browser();
     };
-    if consent.tenant != ctx.tenant.id || consent.session_key != session_key {
+    if consent.expires_ms <= ctx.now_ms {
+        return expired();
+    }
+    let Some(s) = session(ctx, inc) else {
+        return other_browser();
+    };
+    if consent.tenant != ctx.tenant.id
+        || consent.session_id != s.id
+        || !sealed::same(consent.state.as_bytes(), state.as_bytes())
+    {
         return other_browser();
     }
     if error.is_some() {
@@ -592,7 +593,7 @@ fn consent_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
 }
 
 fn delete(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
-    let Some((_, s)) = session(ctx, inc) else {
+    let Some(s) = session(ctx, inc) else {
         return Outcome::Reply(pages::failed(
             401,
             "You are not signed in",
@@ -690,21 +691,23 @@ pub fn accounts_page(v: &Value, connection: &str) -> Option<(Vec<Account>, Optio
     Some((accounts, next))
 }
 
-/// A verified sign-in: keep the session, and go on where the sign-in was for.
+/// A verified sign-in: the session, sealed in the browser's cookie, and on to where the
+/// sign-in was for.
 fn signed_in(ctx: &Ctx<'_>, login: Login, sub: String, token: String, lifetime_ms: u64) -> Outcome {
-    let (Some(sid), Some(csrf)) = (random_token(), random_token()) else {
+    let (Some(id), Some(csrf)) = (random_token(), random_token()) else {
         return no_randomness();
     };
     let session = Session {
+        id,
         tenant: ctx.tenant.id.clone(),
         sub,
         token,
         csrf,
         expires_ms: ctx.now_ms + lifetime_ms,
     };
-    if !records::put(ctx.host, &records::key(Kind::Session, &sid), &session) {
-        return upstream_failed("keep you signed in");
-    }
+    let Some(sealed) = ctx.seal(Purpose::Session, &session) else {
+        return no_randomness();
+    };
     let next = match login.then {
         AfterLogin::Connect { link: Some(id) } => {
             ctx.url(&format!("/start?id={}", form::encode(&id)))
@@ -712,7 +715,7 @@ fn signed_in(ctx: &Ctx<'_>, login: Login, sub: String, token: String, lifetime_m
         AfterLogin::Connect { link: None } | AfterLogin::Accounts => ctx.url("/accounts"),
     };
     let cookies = vec![
-        ctx.cookie(SESSION_COOKIE, &sid, lifetime_ms / 1000),
+        ctx.cookie(SESSION_COOKIE, &sealed, lifetime_ms / 1000),
         ctx.cookie(LOGIN_COOKIE, "", 0),
     ];
     redirect(&next, cookies)
@@ -775,7 +778,7 @@ pub fn resume(
             }
         }
         Pending::Connect {
-            session_key,
+            session_id,
             link,
             downstream_key,
             state,
@@ -798,7 +801,8 @@ pub fn resume(
             let ttl_ms = lifetime_ms(&v, records::STATE_TTL_MS);
             let consent = Consent {
                 tenant: ctx.tenant.id.clone(),
-                session_key,
+                session_id,
+                state,
                 auth_session,
                 verifier,
                 redirect_uri,
@@ -807,12 +811,15 @@ pub fn resume(
                 downstream_key,
                 expires_ms: ctx.now_ms + ttl_ms,
             };
-            if !records::put(ctx.host, &records::key(Kind::Consent, &state), &consent) {
-                return upstream_failed("start connecting your account");
-            }
+            let Some(sealed) = ctx.seal(Purpose::Consent, &consent) else {
+                return no_randomness();
+            };
             let separator = if connect_uri.contains('?') { '&' } else { '?' };
             let location = format!("{connect_uri}{separator}ticket={}", form::encode(&ticket));
-            redirect(&location, Vec::new())
+            redirect(
+                &location,
+                vec![ctx.cookie(CONSENT_COOKIE, &sealed, ttl_ms / 1000)],
+            )
         }
         Pending::Complete(consent) => {
             if answer(response, &[200, 201]).is_none() {
@@ -824,17 +831,14 @@ pub fn resume(
                      to retry.",
                 ));
             }
-            // The user's cached "not connected" must not outlive the connection.
+            // The user's cached "not connected" must not outlive the connection (on this
+            // replica; the others' lasts `not_connected_cache_seconds` at most).
             crate::flow::evict_downstream(ctx.host, &consent.downstream_key);
-            if let Some(id) = &consent.link {
-                records::clear(ctx.host, &records::key(Kind::Link, id));
-            }
-            records::clear(
-                ctx.host,
-                &records::key(Kind::LinkOfUser, &consent.downstream_key),
-            );
             ctx.count("connect.completed");
-            Outcome::Reply(pages::connected(&ctx.tenant.name, &consent.connection))
+            let mut page = pages::connected(&ctx.tenant.name, &consent.connection);
+            page.headers
+                .push(("set-cookie", ctx.cookie(CONSENT_COOKIE, "", 0)));
+            Outcome::Reply(page)
         }
         Pending::List {
             session,

@@ -6,10 +6,9 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::{expired, form, login_callback, not_found, records, redirect, starter, Ctx};
+use super::{expired, form, login_callback, not_found, redirect, starter, Ctx};
 use super::{Incoming, Outcome, Starter};
 use crate::config::ConnectConfig;
-use records::{Kind, Link};
 
 /// The org authorization server's authorization endpoint, under the org's base URL
 /// (https://developer.okta.com/docs/guides/implement-grant-type/authcodepkce/main/).
@@ -24,18 +23,15 @@ pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     }
 }
 
-/// The link's user is signed in: spend the link and send the browser to Okta's consent.
+/// The link's user is signed in: send the browser on to Okta's consent. The link stays valid
+/// until it expires, but only for its own user: a replay can only show that user Okta's
+/// consent again.
 fn interact(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
-    let Starter { link_id, .. } = match starter(ctx, inc) {
+    let Starter { link, .. } = match starter(ctx, inc) {
         Ok(s) => s,
         Err(outcome) => return *outcome,
     };
-    let Some(id) = link_id else {
-        return expired();
-    };
-    // Single use: of two tabs racing, one goes on.
-    let Some(link) = records::take::<Link>(ctx.host, &records::key(Kind::Link, &id), ctx.now_ms)
-    else {
+    let Some(link) = link else {
         return expired();
     };
     let Some(uri) = link
@@ -44,10 +40,6 @@ fn interact(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     else {
         return expired();
     };
-    records::clear(
-        ctx.host,
-        &records::key(Kind::LinkOfUser, &link.downstream_key),
-    );
     // The filter cannot see the consent finish: the agent's next request asks Okta again
     // instead of the cached "not connected".
     crate::flow::evict_downstream(ctx.host, &link.downstream_key);

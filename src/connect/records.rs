@@ -1,12 +1,8 @@
-//! What the connect flow remembers between browser round trips, in shared data so that any
-//! Envoy worker can handle the next step. Every record expires; the ones that carry a
-//! single-use secret (`state`) are taken with a CAS write, so a replay finds nothing.
+//! What the connect flow remembers between browser round trips. Each record travels sealed
+//! (`sealed`): a link in the agent's URL, the others in the browser's cookies; every one
+//! expires. Nothing is kept in the gateway, so any replica takes the next step.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-use crate::flow::Host;
-use crate::secret::{hex, sha256};
 
 /// How long a connect link stays usable.
 pub const LINK_TTL_MS: u64 = 10 * 60 * 1000;
@@ -48,9 +44,11 @@ pub struct Login {
     pub expires_ms: u64,
 }
 
-/// A browser logged in to the connect pages (keyed by a hash of its cookie).
+/// A browser logged in to the connect pages, sealed in its session cookie.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    /// Random: what a consent in flight is bound to.
+    pub id: String,
     pub tenant: String,
     pub sub: String,
     /// My Account API access token of this user.
@@ -60,12 +58,14 @@ pub struct Session {
     pub expires_ms: u64,
 }
 
-/// A provider consent in flight (keyed by the `state` sent to `/connect`).
+/// A provider consent in flight, sealed in the browser's consent cookie.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consent {
     pub tenant: String,
-    /// Key of the session that started it: the callback must come from the same browser.
-    pub session_key: String,
+    /// The session that started it: the callback must come from the same browser.
+    pub session_id: String,
+    /// The `state` sent to `/connect`: the callback must carry it back.
+    pub state: String,
     pub auth_session: String,
     pub verifier: String,
     pub redirect_uri: String,
@@ -86,81 +86,3 @@ macro_rules! redacted_debug {
     )*};
 }
 redacted_debug!(Link, Login, Session, Consent);
-
-pub trait Expiring {
-    fn expires_ms(&self) -> u64;
-}
-
-macro_rules! expiring {
-    ($($t:ty),*) => {$(
-        impl Expiring for $t {
-            fn expires_ms(&self) -> u64 {
-                self.expires_ms
-            }
-        }
-    )*};
-}
-expiring!(Link, Login, Session, Consent);
-
-/// The per-user pointer to a live link, so repeated refusals reuse one link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkPointer {
-    pub id: String,
-    pub expires_ms: u64,
-}
-expiring!(LinkPointer);
-
-/// Record kinds, each its own key space.
-#[derive(Debug, Clone, Copy)]
-pub enum Kind {
-    Link,
-    LinkOfUser,
-    Session,
-    Consent,
-}
-
-/// Shared-data key of a record. Ids are hashed: what a browser sends never becomes a key.
-pub fn key(kind: Kind, id: &str) -> String {
-    let space = match kind {
-        Kind::Link => "link",
-        Kind::LinkOfUser => "user",
-        Kind::Session => "session",
-        Kind::Consent => "consent",
-    };
-    format!("tvp/v1/cx/{space}/{}", hex(&sha256(id.as_bytes())[..16]))
-}
-
-pub fn put<T: Serialize>(host: &dyn Host, key: &str, record: &T) -> bool {
-    let Ok(bytes) = serde_json::to_vec(record) else {
-        return false;
-    };
-    let cas = host.shared_get(key).1;
-    host.shared_set(key, &bytes, cas)
-}
-
-/// A live record, left in place.
-pub fn get<T: DeserializeOwned + Expiring>(host: &dyn Host, key: &str, now_ms: u64) -> Option<T> {
-    let bytes = host.shared_get(key).0?;
-    let record: T = serde_json::from_slice(&bytes).ok()?;
-    (record.expires_ms() > now_ms).then_some(record)
-}
-
-/// A live record, consumed: of two concurrent takers only one gets it.
-pub fn take<T: DeserializeOwned + Expiring>(host: &dyn Host, key: &str, now_ms: u64) -> Option<T> {
-    let (bytes, cas) = host.shared_get(key);
-    let bytes = bytes.filter(|b| !b.is_empty())?;
-    // proxy-wasm cannot delete shared data: an empty value marks it used.
-    if !host.shared_set(key, b"", Some(cas?)) {
-        return None;
-    }
-    let record: T = serde_json::from_slice(&bytes).ok()?;
-    (record.expires_ms() > now_ms).then_some(record)
-}
-
-/// Forget a record (it reads as absent afterwards).
-pub fn clear(host: &dyn Host, key: &str) {
-    let cas = host.shared_get(key).1;
-    if cas.is_some() {
-        host.shared_set(key, b"", cas);
-    }
-}

@@ -7,7 +7,11 @@ const BASE: &str = "https://gw.example";
 
 fn config() -> Config {
     let doc = &crate::testing::example_json();
-    config::parse(doc.as_bytes(), &|_| Some("secret".into())).unwrap_or_else(|e| panic!("{e}"))
+    config::parse(
+        doc.as_bytes(),
+        &crate::testing::with_sealing_key(&|_| Some("secret".into())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn host() -> FakeHost {
@@ -26,9 +30,22 @@ fn ctx_of<'a>(host: &'a FakeHost, cfg: &'a Config, index: usize) -> Ctx<'a> {
         host,
         tenant,
         connect: tenant.connect.as_ref().unwrap_or_else(|| panic!("connect")),
+        keys: keys(cfg),
         base: BASE,
         now_ms: host.now.get(),
     }
+}
+
+/// The query of a link's `start` URL (`id=` and the sealed link).
+fn link_query(url: &str) -> String {
+    form::query_of(url).to_string()
+}
+
+fn keys(cfg: &Config) -> &SealingKeys {
+    cfg.settings
+        .sealing_keys
+        .as_ref()
+        .unwrap_or_else(|| panic!("sealing keys"))
 }
 
 fn get<'a>(page: &'a str, query: &'a str, cookies: &'a [&'a [u8]]) -> Incoming<'a> {
@@ -210,56 +227,69 @@ fn state_expires() {
 }
 
 #[test]
-fn links_are_reused_per_user_and_expire() {
+fn links_are_sealed_and_expire() {
     let (h, cfg) = (host(), config());
     let t = &cfg.tenants[0];
-    let first = offer(&h, t, BASE, "bob", "dk-bob", None, NOW_MS);
-    let again = offer(&h, t, BASE, "bob", "dk-bob", None, NOW_MS + 1000);
-    let other = offer(&h, t, BASE, "carol", "dk-carol", None, NOW_MS);
-    assert!(first.is_some());
-    assert_eq!(first, again);
-    assert_ne!(first, other);
-    let (id, url) = first.unwrap_or_default();
-    assert_eq!(url, format!("{BASE}/connect/github/start?id={id}"));
-    assert!(!url.contains("bob"));
-    let later = offer(
-        &h,
-        t,
-        BASE,
-        "bob",
-        "dk-bob",
-        None,
-        NOW_MS + records::LINK_TTL_MS,
+    let k = keys(&cfg);
+    let (id, url) = offer(k, t, BASE, "bob", "dk-bob", None, NOW_MS).unwrap_or_default();
+    let (_, other) = offer(k, t, BASE, "carol", "dk-carol", None, NOW_MS).unwrap_or_default();
+    assert_ne!(url, other);
+    let sealed = url
+        .strip_prefix(&format!("{BASE}/connect/github/start?id="))
+        .unwrap_or_else(|| panic!("{url}"));
+    // The short id names the link (MCP elicitationId); nothing of the user shows.
+    assert_eq!(id, sealed::digest(sealed));
+    assert!(!url.contains("bob") && !url.contains("dk-bob"));
+    // Offering stores nothing: the link is the record.
+    assert!(h.shared.borrow().is_empty());
+    // Another gateway's key opens nothing; an expired link leads nowhere.
+    let query = format!("id={sealed}");
+    let other_keys = SealingKeys::parse(&"x".repeat(40)).unwrap_or_else(|e| panic!("{e}"));
+    let elsewhere = Ctx {
+        keys: &other_keys,
+        ..ctx(&h, &cfg)
+    };
+    assert_eq!(
+        reply(handle(&elsewhere, &get("/start", &query, &[]))).status,
+        400
     );
-    assert_ne!(later.map(|l| l.0), Some(id.clone()));
-    // An expired link leads nowhere.
+    assert_eq!(
+        reply(handle(&ctx(&h, &cfg), &get("/start", &query, &[]))).status,
+        302
+    );
     h.now.set(NOW_MS + records::LINK_TTL_MS + 1);
-    let query = format!("id={id}");
     let r = reply(handle(&ctx(&h, &cfg), &get("/start", &query, &[])));
     assert_eq!(r.status, 400);
 }
 
-fn session_for(h: &FakeHost, sub: &str) -> String {
+/// A signed-in session of `sub` at the github tenant, as its cookie.
+fn session_for(cfg: &Config, sub: &str) -> String {
     let session = Session {
+        id: "sid".into(),
         tenant: "github".into(),
         sub: sub.into(),
         token: "myacct".into(),
         csrf: "csrf-value".into(),
         expires_ms: NOW_MS + 60_000,
     };
-    records::put(h, &records::key(Kind::Session, "sid"), &session);
-    "__Host-tvp_session-github=sid".to_string()
+    let sealed = sealed::seal(keys(cfg), Purpose::Session, &session, [9; 24]).unwrap_or_default();
+    format!("__Host-tvp_session-github={sealed}")
+}
+
+/// The `start` query of a link for bob at the github tenant.
+fn bobs_link_query(cfg: &Config) -> String {
+    let t = &cfg.tenants[0];
+    let (_, url) = offer(keys(cfg), t, BASE, "bob", "dk-bob", None, NOW_MS).unwrap_or_default();
+    link_query(&url)
 }
 
 #[test]
 fn a_link_serves_only_its_user() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    let (id, _) =
-        offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", None, NOW_MS).unwrap_or_default();
-    let cookie = session_for(&h, "alice");
+    let query = bobs_link_query(&cfg);
+    let cookie = session_for(&cfg, "alice");
     let cookies: [&[u8]; 1] = [cookie.as_bytes()];
-    let query = format!("id={id}");
     assert_eq!(
         reply(handle(&c, &get("/start", &query, &cookies))).status,
         403
@@ -270,11 +300,9 @@ fn a_link_serves_only_its_user() {
 fn connect_ticket_must_lead_to_the_tenants_own_auth0() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    let (id, _) =
-        offer(&h, &cfg.tenants[0], BASE, "bob", "dk-bob", None, NOW_MS).unwrap_or_default();
-    let cookie = session_for(&h, "bob");
+    let query = bobs_link_query(&cfg);
+    let cookie = session_for(&cfg, "bob");
     let cookies: [&[u8]; 1] = [cookie.as_bytes()];
-    let query = format!("id={id}");
     let start = |c: &Ctx<'_>| match handle(c, &get("/start", &query, &cookies)) {
         Outcome::Call(request, pending) => (request, pending),
         Outcome::Reply(r) => panic!("expected a call, got {}", r.status),
@@ -311,7 +339,7 @@ fn connect_ticket_must_lead_to_the_tenants_own_auth0() {
 fn disconnect_needs_the_forms_csrf_value_and_a_post() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    let cookie = session_for(&h, "alice");
+    let cookie = session_for(&cfg, "alice");
     let cookies: [&[u8]; 1] = [cookie.as_bytes()];
     let post = |query: &'static str| Incoming {
         method: "POST",
@@ -345,7 +373,7 @@ fn disconnect_needs_the_forms_csrf_value_and_a_post() {
 fn on_https_only_host_prefixed_cookies_count() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    session_for(&h, "alice");
+    session_for(&cfg, "alice");
     // A cookie planted without the `__Host-` prefix (from a sibling subdomain, or over plain
     // http) is not a session: the user is sent to sign in.
     let planted: [&[u8]; 1] = [b"tvp_session=sid"];
@@ -403,7 +431,7 @@ fn an_accounts_page_yields_its_rows_and_next_cursor() {
 fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    let cookie = session_for(&h, "alice");
+    let cookie = session_for(&cfg, "alice");
     let cookies: [&[u8]; 1] = [cookie.as_bytes()];
     let first = |c: &Ctx<'_>| match handle(c, &get("/accounts", "", &cookies)) {
         Outcome::Call(request, pending) => (request, pending),
@@ -455,29 +483,40 @@ fn the_accounts_page_follows_next_to_the_end_within_a_bound() {
 fn a_connect_code_longer_than_the_api_takes_is_refused_before_any_call() {
     let (h, cfg) = (host(), config());
     let c = ctx(&h, &cfg);
-    let cookie = session_for(&h, "bob");
-    let cookies: [&[u8]; 1] = [cookie.as_bytes()];
-    let consent = |state: &str| {
-        let record = Consent {
-            tenant: "github".into(),
-            session_key: records::key(Kind::Session, "sid"),
-            auth_session: "as".into(),
-            verifier: "v".repeat(43),
-            redirect_uri: format!("{BASE}/connect/github/callback"),
-            connection: "github".into(),
-            link: None,
-            downstream_key: "dk-bob".into(),
-            expires_ms: NOW_MS + 60_000,
-        };
-        records::put(&h, &records::key(Kind::Consent, state), &record);
-        format!("state={state}&connect_code=")
+    let cookie = session_for(&cfg, "bob");
+    let record = Consent {
+        tenant: "github".into(),
+        session_id: "sid".into(),
+        state: "s1".into(),
+        auth_session: "as".into(),
+        verifier: "v".repeat(43),
+        redirect_uri: format!("{BASE}/connect/github/callback"),
+        connection: "github".into(),
+        link: None,
+        downstream_key: "dk-bob".into(),
+        expires_ms: NOW_MS + 60_000,
     };
-    let long = consent("s1") + &"c".repeat(MAX_CONNECT_CODE + 1);
+    let sealed = sealed::seal(keys(&cfg), Purpose::Consent, &record, [8; 24]).unwrap_or_default();
+    let consent_cookie = format!("__Host-tvp_consent-github={sealed}");
+    let cookies: [&[u8]; 2] = [cookie.as_bytes(), consent_cookie.as_bytes()];
+    let query = |code_len: usize| format!("state=s1&connect_code={}", "c".repeat(code_len));
+    let long = query(MAX_CONNECT_CODE + 1);
     assert_eq!(
         reply(handle(&c, &get("/callback", &long, &cookies))).status,
         400
     );
-    let fits = consent("s2") + &"c".repeat(MAX_CONNECT_CODE);
+    // Another state than the cookie's, or no consent cookie: not this browser's consent.
+    let other = format!("state=s2&connect_code={}", "c".repeat(MAX_CONNECT_CODE));
+    assert_eq!(
+        reply(handle(&c, &get("/callback", &other, &cookies))).status,
+        400
+    );
+    let fits = query(MAX_CONNECT_CODE);
+    let session_only: [&[u8]; 1] = [cookie.as_bytes()];
+    assert_eq!(
+        reply(handle(&c, &get("/callback", &fits, &session_only))).status,
+        400
+    );
     match handle(&c, &get("/callback", &fits, &cookies)) {
         Outcome::Call(request, _) => {
             assert_eq!(request.path, "/me/v1/connected-accounts/complete")
@@ -504,24 +543,41 @@ fn okta_config() -> Config {
     doc["tenants"][1]["connect"] =
         serde_json::json!({"client_id": "okta-web", "client_secret": "okta-secret"});
     let env = |name: &str| Some(if name == "OKTA_KEY" { OKTA_PEM } else { "s" }.to_string());
+    let env = crate::testing::with_sealing_key(&env);
     config::parse(doc.to_string().as_bytes(), &env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Bob's link at the Okta tenant, leading to [`INTERACTION`].
+fn okta_link(c: &Ctx<'_>) -> String {
+    let (_, url) = offer(
+        c.keys,
+        c.tenant,
+        BASE,
+        "bob",
+        "dk",
+        Some(INTERACTION),
+        NOW_MS,
+    )
+    .unwrap_or_default();
+    url
 }
 
 fn okta_ctx<'a>(host: &'a FakeHost, cfg: &'a Config) -> Ctx<'a> {
     ctx_of(host, cfg, 1)
 }
 
-fn okta_session_for(h: &FakeHost, cfg: &Config, sub: &str) -> String {
+fn okta_session_for(cfg: &Config, sub: &str) -> String {
     let tenant = &cfg.tenants[1].id;
     let session = Session {
+        id: "okta-sid".into(),
         tenant: tenant.clone(),
         sub: sub.into(),
         token: String::new(),
         csrf: "csrf-value".into(),
         expires_ms: NOW_MS + 60_000,
     };
-    records::put(h, &records::key(Kind::Session, "okta-sid"), &session);
-    format!("__Host-tvp_session-{tenant}=okta-sid")
+    let sealed = sealed::seal(keys(cfg), Purpose::Session, &session, [7; 24]).unwrap_or_default();
+    format!("__Host-tvp_session-{tenant}={sealed}")
 }
 
 #[test]
@@ -534,32 +590,20 @@ fn an_okta_link_exists_only_with_an_interaction_to_lead_to() {
     );
     assert_eq!(link_for(&okta.tenants[1], None, Some(INTERACTION)), None);
     assert_eq!(link_for(&auth0.tenants[0], Some("bob"), None), Some("bob"));
-    // A new Okta interaction is a new link; the same one reuses it.
-    let h = host();
+    // The link carries the interaction, sealed: Okta's URL is not in it.
     let t = &okta.tenants[1];
-    let first = offer(&h, t, BASE, "bob", "dk", Some(INTERACTION), NOW_MS);
-    let same = offer(&h, t, BASE, "bob", "dk", Some(INTERACTION), NOW_MS + 1);
-    let other = offer(
-        &h,
-        t,
-        BASE,
-        "bob",
-        "dk",
-        Some("https://org.okta.example/i2"),
-        NOW_MS,
-    );
-    assert_eq!(first, same);
-    assert_ne!(first.map(|l| l.0), other.map(|l| l.0));
+    let (_, url) =
+        offer(keys(&okta), t, BASE, "bob", "dk", Some(INTERACTION), NOW_MS).unwrap_or_default();
+    assert!(!url.contains("okta") && !url.contains("interact"), "{url}");
 }
 
 #[test]
 fn an_okta_link_signs_in_at_the_org_and_leads_only_its_user_to_the_interaction() {
     let (h, cfg) = (host(), okta_config());
     let c = okta_ctx(&h, &cfg);
-    let (id, url) =
-        offer(&h, c.tenant, BASE, "bob", "dk", Some(INTERACTION), NOW_MS).unwrap_or_default();
+    let url = okta_link(&c);
     assert!(!url.contains("okta") && url.contains("/start?id="), "{url}");
-    let query = format!("id={id}");
+    let query = link_query(&url);
     // Not signed in: the org's authorization endpoint, OpenID only, no Auth0 audience.
     let r = reply(handle(&c, &get("/start", &query, &[])));
     let location = header(&r, "location").join("");
@@ -570,15 +614,20 @@ fn an_okta_link_signs_in_at_the_org_and_leads_only_its_user_to_the_interaction()
     assert!(location.contains("scope=openid&") || location.ends_with("scope=openid"));
     assert!(!location.contains("audience") && location.contains("code_challenge_method=S256"));
     // Someone else signed in: refused, the link kept for its user.
-    let alice = okta_session_for(&h, &cfg, "alice");
+    let alice = okta_session_for(&cfg, "alice");
     let r = reply(handle(&c, &get("/start", &query, &[alice.as_bytes()])));
     assert_eq!(r.status, 403);
     assert!(header(&r, "location").is_empty());
-    // The link's user: on to Okta's consent, once.
-    let bob = okta_session_for(&h, &cfg, "bob");
-    let r = reply(handle(&c, &get("/start", &query, &[bob.as_bytes()])));
-    assert_eq!((r.status, header(&r, "location")), (302, vec![INTERACTION]));
-    let r = reply(handle(&c, &get("/start", &query, &[bob.as_bytes()])));
+    // The link's user: on to Okta's consent (again while the link lives: only ever its user).
+    let bob = okta_session_for(&cfg, "bob");
+    for _ in 0..2 {
+        let r = reply(handle(&c, &get("/start", &query, &[bob.as_bytes()])));
+        assert_eq!((r.status, header(&r, "location")), (302, vec![INTERACTION]));
+    }
+    // Past its lifetime the link leads nowhere.
+    h.now.set(NOW_MS + records::LINK_TTL_MS + 1);
+    let later = okta_ctx(&h, &cfg);
+    let r = reply(handle(&later, &get("/start", &query, &[bob.as_bytes()])));
     assert_eq!(r.status, 400);
     // No accounts page or Auth0 consent callback for an Okta tenant.
     for page in ["/accounts", "/callback", "/start"] {
@@ -594,9 +643,8 @@ fn the_okta_sign_in_uses_basic_auth_then_the_orgs_keys() {
     let r = reply(handle(&c, &get("/start", "id=x", &[])));
     // An unknown link is refused before any sign-in.
     assert_eq!(r.status, 400);
-    let (id, _) =
-        offer(&h, c.tenant, BASE, "bob", "dk", Some(INTERACTION), NOW_MS).unwrap_or_default();
-    let r = reply(handle(&c, &get("/start", &format!("id={id}"), &[])));
+    let url = okta_link(&c);
+    let r = reply(handle(&c, &get("/start", &link_query(&url), &[])));
     let name = format!("__Host-tvp_login-{}", c.tenant.id);
     let cookie = format!("{name}={}", cookie_value(&r, &name));
     let state = location_param(&r, "state");
@@ -635,7 +683,7 @@ fn the_okta_sign_in_uses_basic_auth_then_the_orgs_keys() {
     assert_eq!(r.status, 302);
     assert!(header(&r, "location")
         .join("")
-        .contains(&format!("/start?id={id}")));
+        .contains(&format!("/start?{}", link_query(&url))));
     assert_eq!(seen.len(), 1, "verified once, with the org's keys");
     assert!(seen[0].1.is_some());
 }

@@ -74,10 +74,15 @@ impl Request {
         let Some(connect_config) = &tenant.connect else {
             return Action::Pause;
         };
+        // Configuration guarantees the keys wherever there are connect pages.
+        let Some(keys) = &config.settings.sealing_keys else {
+            return Action::Pause;
+        };
         let ctx = connect::Ctx {
             host: &ProxyWasmHost,
             tenant,
             connect: connect_config,
+            keys,
             base: &input.base,
             now_ms: ProxyWasmHost.now_ms(),
         };
@@ -137,13 +142,15 @@ impl Request {
         let response =
             host::callout_response(body_size, config.settings.max_callout_response_bytes);
         let tenant = &config.tenants[call.input.tenant];
-        let Some(connect_config) = &tenant.connect else {
+        let (Some(connect_config), Some(keys)) = (&tenant.connect, &config.settings.sealing_keys)
+        else {
             return;
         };
         let ctx = connect::Ctx {
             host: &ProxyWasmHost,
             tenant,
             connect: connect_config,
+            keys,
             base: &call.input.base,
             now_ms: ProxyWasmHost.now_ms(),
         };
@@ -176,13 +183,18 @@ pub(super) fn with_connect_link(
         },
         Some(connect_config),
         Some(base),
-    ) = (&mut deny, &t.connect, public_base(config))
-    {
+        Some(keys),
+    ) = (
+        &mut deny,
+        &t.connect,
+        public_base(config),
+        &config.settings.sealing_keys,
+    ) {
         let user = connect_config.user_of(&principal.claims);
         *connect = connect::link_for(t, user, interaction_uri.as_deref())
             .and_then(|user| {
                 connect::offer(
-                    &ProxyWasmHost,
+                    keys,
                     t,
                     &base,
                     user,

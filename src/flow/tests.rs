@@ -15,8 +15,11 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let doc = &crate::testing::example_json();
-    let cfg =
-        config::parse(doc.as_bytes(), &|_| Some("secret".into())).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config::parse(
+        doc.as_bytes(),
+        &crate::testing::with_sealing_key(&|_| Some("secret".into())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let host = FakeHost::default();
     host.now.set(NOW_S * 1000);
     Fixture {
@@ -327,8 +330,11 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
     doc["tenants"][0]
         .as_object_mut()
         .map(|t| t.remove("connect"));
-    let cfg = config::parse(doc.to_string().as_bytes(), &|_| Some(PEM.into()))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config::parse(
+        doc.to_string().as_bytes(),
+        &crate::testing::with_sealing_key(&|_| Some(PEM.into())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut f = fixture();
     f.worker = Worker::new(Rc::new(cfg), Box::new(PureRustVerifier));
     let alice = f.token("alice", "github:read");
@@ -368,8 +374,11 @@ fn id_tokens_are_checked_with_the_connect_clients_algorithms_not_the_agents() {
     doc["tenants"][0]["algorithms"] = json!(["ES256"]);
     doc["tenants"][0]["vault"]["subject_token_type"] = json!("refresh_token");
     doc["tenants"][0]["vault"]["subject_token_header"] = json!("x-auth0-refresh-token");
-    let cfg = config::parse(doc.to_string().as_bytes(), &|_| Some("secret".into()))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config::parse(
+        doc.to_string().as_bytes(),
+        &crate::testing::with_sealing_key(&|_| Some("secret".into())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut f = fixture();
     let jwks = f.keys.jwks().to_string();
     let key = cache::jwks_key(&cfg.tenants[0]);

@@ -7,8 +7,11 @@ const NOW: i64 = 1_800_000_000;
 
 fn tenant() -> Tenant {
     let doc = &crate::testing::example_json();
-    let cfg =
-        config::parse(doc.as_bytes(), &|_| Some("x".into())).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config::parse(
+        doc.as_bytes(),
+        &crate::testing::with_sealing_key(&|_| Some("x".into())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     cfg.tenants[0].clone()
 }
 

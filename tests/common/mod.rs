@@ -149,6 +149,10 @@ impl Response {
 /// The environment variable of the Okta agent's private key (see [`okta_tenants`]).
 pub const AGENT_KEY_ENV: &str = "OKTA_AGENT_PRIVATE_KEY";
 
+/// The key sealing the connect flow's state (`settings.sealing_key_env` of the example),
+/// the same for every Envoy a test starts: replicas open what each other sealed.
+pub const SEALING_KEY: &str = "e2e-sealing-key-e2e-sealing-key-e2e-sealing-key";
+
 /// One RSA key for the Okta agent client per test process (generating one takes a while).
 pub fn agent_key_pem() -> &'static str {
     static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -558,6 +562,7 @@ pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
             "100",
         ])
         .env("GITHUB_VAULT_CLIENT_SECRET", GITHUB_SECRET)
+        .env("TVP_SEALING_KEY", SEALING_KEY)
         .env(AGENT_KEY_ENV, agent_key_pem())
         .env(XAA_SECRET_ENV, XAA_SECRET)
         .stdout(access_log)

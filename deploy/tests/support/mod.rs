@@ -175,7 +175,7 @@ pub fn envoy_validates(yaml: &str, dir: &Path) {
         if key.ends_with("PRIVATE_KEY") {
             cmd.env(key, agent_key());
         } else {
-            cmd.env(key, "validate-mode-secret");
+            cmd.env(key, "validate-mode-secret-long-enough-for-a-sealing-key");
         }
     }
     let out = cmd.output().unwrap();

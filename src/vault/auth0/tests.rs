@@ -5,8 +5,11 @@ use serde_json::{json, Value};
 
 fn vault() -> VaultConfig {
     let doc = &crate::testing::example_json();
-    let cfg =
-        config::parse(doc.as_bytes(), &|_| Some("s3cret".into())).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = config::parse(
+        doc.as_bytes(),
+        &crate::testing::with_sealing_key(&|_| Some("s3cret".into())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     cfg.tenants[0].vault.clone()
 }
 

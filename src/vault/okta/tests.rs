@@ -25,7 +25,11 @@ fn try_tenant(vault: Value, pem: &str) -> Result<Config, String> {
             "backend": "https://api.example", "vault": vault,
         }]
     });
-    config::parse(doc.to_string().as_bytes(), &|_| Some(pem.to_string())).map_err(|e| e.to_string())
+    config::parse(
+        doc.to_string().as_bytes(),
+        &crate::testing::with_sealing_key(&|_| Some(pem.to_string())),
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn sts() -> VaultConfig {
