@@ -401,14 +401,20 @@ mod tests {
     fn the_documented_example_loads_for_every_target() {
         let text = include_str!("../deployment.example.yaml");
         let local = ["wasm=/etc/envoy/token_vault_proxy.wasm".to_string()];
+        let pinned = [format!("wasm_sha256={}", "a".repeat(64))];
         for (target, sets) in [
             (Target::Istio, &[][..]),
+            (Target::EnvoyGateway, &pinned[..]),
             (Target::Envoy, &local[..]),
             (Target::Compose, &local[..]),
         ] {
             let d = load(text, sets, target).unwrap();
             assert_eq!(d.istio.selector["istio"], "ingressgateway");
             assert_eq!(d.tls.as_ref().unwrap().cert, "/etc/envoy/tls/tls.crt");
+            assert_eq!(
+                d.envoy_gateway.gateway,
+                Some(("gateways".into(), "agents".into()))
+            );
         }
         // As written it names an OCI module, which plain Envoy cannot load.
         assert!(load(text, &[], Target::Envoy).is_err());
