@@ -15,6 +15,7 @@ pub enum Target {
     Envoy,
     Istio,
     Compose,
+    EnvoyGateway,
 }
 
 impl Target {
@@ -23,6 +24,7 @@ impl Target {
             "envoy" => Some(Target::Envoy),
             "istio" => Some(Target::Istio),
             "compose" => Some(Target::Compose),
+            "envoy-gateway" => Some(Target::EnvoyGateway),
             _ => None,
         }
     }
@@ -47,6 +49,7 @@ struct RawDeployment {
     ca_bundle: Option<String>,
     lds_path: Option<String>,
     istio: Option<RawIstio>,
+    envoy_gateway: Option<RawEnvoyGateway>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -66,6 +69,46 @@ struct RawIstio {
     selector: Option<BTreeMap<String, String>>,
     ports: Option<Vec<u16>>,
     mode: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvoyGateway {
+    gateway: Option<String>,
+    listener: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    ca_config_map: Option<String>,
+    allow_plain_http: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvoyGateway {
+    /// The Gateway the routes attach to and the EnvoyPatchPolicy targets (namespace, name).
+    pub gateway: Option<(String, String)>,
+    /// The Gateway's listener (`sectionName`) the routes attach to; `None`: every listener.
+    pub listener: Option<String>,
+    /// Name of the EnvoyExtensionPolicy and EnvoyPatchPolicy, prefix of the other resources.
+    pub name: String,
+    /// Namespace of the routes, their backends and the EnvoyExtensionPolicy (default: the
+    /// Gateway's). The EnvoyPatchPolicy is always in the Gateway's: Envoy Gateway wants that.
+    pub namespace: Option<String>,
+    /// A ConfigMap (key `ca.crt`) the backends' certificates are verified against instead of
+    /// the system trust store.
+    pub ca_config_map: Option<String>,
+    /// Plain-HTTP outside hosts and backends carry tokens unencrypted: a demo only.
+    pub allow_plain_http: bool,
+}
+
+impl EnvoyGateway {
+    /// The namespace of everything but the EnvoyPatchPolicy.
+    pub fn namespace(&self) -> &str {
+        match (&self.namespace, &self.gateway) {
+            (Some(ns), _) => ns,
+            (None, Some((ns, _))) => ns,
+            (None, None) => "default",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +145,7 @@ pub struct Deployment {
     /// by moving a new listener file there, without a restart. `None`: one static bootstrap.
     pub lds_path: Option<String>,
     pub istio: Istio,
+    pub envoy_gateway: EnvoyGateway,
 }
 
 /// Parse a deployment file (JSON or YAML; empty means all defaults) with `key=value`
@@ -153,8 +197,21 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
         (None, Target::Istio) => {
             return Err("deployment: wasm: Istio needs the module's URL (oci://REGISTRY/token-vault-proxy:TAG from `make oci`, or https://...)".into())
         }
+        (None, Target::EnvoyGateway) => {
+            return Err("deployment: wasm: Envoy Gateway needs the module's URL (oci://REGISTRY/token-vault-proxy:TAG from `make oci`, or https://...)".into())
+        }
     };
     let raw_istio = raw.istio.unwrap_or_default();
+    let raw_eg = raw.envoy_gateway.unwrap_or_default();
+    let gateway = match raw_eg.gateway {
+        Some(g) => Some(
+            g.split_once('/')
+                .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
+                .ok_or("deployment: envoy_gateway.gateway: must be NAMESPACE/NAME")?,
+        ),
+        None => None,
+    };
     let d = Deployment {
         public_base_url: raw.public_base_url,
         listen_address: raw.listen_address.unwrap_or_else(|| any.into()),
@@ -176,6 +233,14 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
                 .unwrap_or_else(|| BTreeMap::from([("istio".into(), "ingressgateway".into())])),
             ports: raw_istio.ports.unwrap_or_default(),
             mode: raw_istio.mode.unwrap_or_else(|| "CLIENT".into()),
+        },
+        envoy_gateway: EnvoyGateway {
+            gateway,
+            listener: raw_eg.listener,
+            name: raw_eg.name.unwrap_or_else(|| "token-vault-proxy".into()),
+            namespace: raw_eg.namespace,
+            ca_config_map: raw_eg.ca_config_map,
+            allow_plain_http: raw_eg.allow_plain_http.unwrap_or(false),
         },
     };
     check(&d, target)?;
@@ -215,7 +280,9 @@ fn check(d: &Deployment, target: Target) -> Result<(), String> {
     let remote = ["oci://", "http://", "https://"]
         .iter()
         .any(|s| d.wasm.starts_with(s));
-    if target != Target::Istio && remote {
+    if target == Target::EnvoyGateway {
+        check_envoy_gateway(d)?;
+    } else if target != Target::Istio && remote {
         return bad(
             "wasm",
             "Envoy loads the module from a local file here (oci:// is for Istio)",
@@ -243,6 +310,31 @@ fn check(d: &Deployment, target: Target) -> Result<(), String> {
     }
     if d.istio.ports.contains(&0) {
         return bad("istio.ports", "ports must not be 0");
+    }
+    Ok(())
+}
+
+/// Envoy Gateway fetches the module itself and must be able to verify it; its resources
+/// need a Gateway to attach to.
+fn check_envoy_gateway(d: &Deployment) -> Result<(), String> {
+    let bad = |field: &str, why: &str| Err(format!("deployment: {field}: {why}"));
+    if !["oci://", "https://"].iter().any(|s| d.wasm.starts_with(s)) {
+        return bad(
+            "wasm",
+            "Envoy Gateway fetches the module: oci://REGISTRY/token-vault-proxy:TAG (from `make oci`) or https://...",
+        );
+    }
+    if d.wasm_sha256.is_none() {
+        return bad(
+            "wasm_sha256",
+            "Envoy Gateway must pin the module (fail closed on a different one): the image's manifest digest `make oci` prints, or the sha256 of the .wasm file for https://",
+        );
+    }
+    if d.envoy_gateway.gateway.is_none() {
+        return bad(
+            "envoy_gateway.gateway",
+            "name the Gateway the routes attach to (NAMESPACE/NAME)",
+        );
     }
     Ok(())
 }
@@ -309,14 +401,20 @@ mod tests {
     fn the_documented_example_loads_for_every_target() {
         let text = include_str!("../deployment.example.yaml");
         let local = ["wasm=/etc/envoy/token_vault_proxy.wasm".to_string()];
+        let pinned = [format!("wasm_sha256={}", "a".repeat(64))];
         for (target, sets) in [
             (Target::Istio, &[][..]),
+            (Target::EnvoyGateway, &pinned[..]),
             (Target::Envoy, &local[..]),
             (Target::Compose, &local[..]),
         ] {
             let d = load(text, sets, target).unwrap();
             assert_eq!(d.istio.selector["istio"], "ingressgateway");
             assert_eq!(d.tls.as_ref().unwrap().cert, "/etc/envoy/tls/tls.crt");
+            assert_eq!(
+                d.envoy_gateway.gateway,
+                Some(("gateways".into(), "agents".into()))
+            );
         }
         // As written it names an OCI module, which plain Envoy cannot load.
         assert!(load(text, &[], Target::Envoy).is_err());

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::deployment::Deployment;
 use crate::doc::{yaml_stream, Node};
-use crate::envoy::{mcp_hold_path, plugin_config, HEADER};
+use crate::envoy::{hold_path_warning, plugin_config_without_hold, HEADER};
 use crate::upstream::{Origin, Plan};
 use crate::{map, schema, seq, tenants};
 
@@ -18,30 +18,19 @@ pub fn cluster_name(o: &Origin) -> String {
 }
 
 /// What a WasmPlugin cannot deploy: the MCP hold routes (routes need an EnvoyFilter, which
-/// has no vendored schema to check it against). Without them the filter must not send
-/// requests there (fail closed), so the setting is left out: MCP clients get the plain answer,
-/// except 2026-07-28 lifecycle and listing requests, relayed by their `Mcp-Method` header.
+/// has no vendored schema to check it against); see [`plugin_config_without_hold`].
 pub fn warnings(plan: &Plan) -> Vec<String> {
-    mcp_hold_path(plan)
-        .map(|path| {
-            format!(
-                "tvp: warning: settings.mcp_hold_path (\"{path}\") is left out of the WasmPlugin's pluginConfig: \
-                 a WasmPlugin cannot add the hold routes it needs, so MCP clients without a connected \
-                 account get the plain HTTP 403 connected_account_required instead of a JSON-RPC \
-                 consent answer (2026-07-28 lifecycle and listing requests are still relayed)"
-            )
-        })
-        .into_iter()
-        .collect()
+    hold_path_warning(
+        plan,
+        "the WasmPlugin's pluginConfig",
+        "a WasmPlugin cannot add the hold routes it needs",
+    )
 }
 
 /// The plugin configuration for Istio: the deployed configuration with Istio's cluster names,
 /// without the MCP hold path (see [`warnings`]).
 pub fn istio_plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String> {
-    let mut doc = plugin_config(plan, d)?;
-    if let Some(settings) = doc["settings"].as_object_mut() {
-        settings.remove("mcp_hold_path");
-    }
+    let mut doc = plugin_config_without_hold(plan, d)?;
     for c in &plan.clusters {
         if c.origin.is_ip() {
             return Err(format!(
@@ -72,22 +61,15 @@ pub fn resources(plan: &Plan, d: &Deployment) -> Result<Vec<Node>, String> {
 /// The resources as one YAML stream, each checked against the vendored Istio schemas first.
 pub fn render(plan: &Plan, d: &Deployment) -> Result<String, String> {
     let docs = resources(plan, d)?;
-    for doc in &docs {
-        let violations = schema::check_resource(&doc.to_json());
-        if let Some(v) = violations.first() {
-            return Err(format!(
-                "rendered {} violates its schema: {v}",
-                doc.to_json()["kind"]
-            ));
-        }
-    }
+    schema::check_all(&docs.iter().map(Node::to_json).collect::<Vec<_>>())?;
     Ok(format!("{HEADER}{}", yaml_stream(&docs)))
 }
 
-fn metadata(name: String, d: &Deployment) -> Node {
+/// Kubernetes metadata of a rendered resource, labelled as part of token-vault-proxy.
+pub fn k8s_metadata(name: String, namespace: &str) -> Node {
     map! {
         "name" => name,
-        "namespace" => d.istio.namespace.clone(),
+        "namespace" => namespace,
         "labels" => map! { "app.kubernetes.io/part-of" => "token-vault-proxy" },
     }
 }
@@ -143,7 +125,7 @@ fn wasm_plugin(plan: &Plan, d: &Deployment, config: &Value) -> Result<Node, Stri
     Ok(map! {
         "apiVersion" => "extensions.istio.io/v1alpha1",
         "kind" => "WasmPlugin",
-        "metadata" => metadata(d.istio.name.clone(), d),
+        "metadata" => k8s_metadata(d.istio.name.clone(), &d.istio.namespace),
         "spec" => spec,
     })
 }
@@ -163,7 +145,7 @@ fn service_entry(o: &Origin, d: &Deployment) -> Node {
     map! {
         "apiVersion" => "networking.istio.io/v1",
         "kind" => "ServiceEntry",
-        "metadata" => metadata(resource_name(o, d), d),
+        "metadata" => k8s_metadata(resource_name(o, d), &d.istio.namespace),
         "spec" => map! {
             "hosts" => seq![o.host.clone()],
             "location" => "MESH_EXTERNAL",
@@ -184,7 +166,7 @@ fn destination_rule(o: &Origin, d: &Deployment) -> Node {
     map! {
         "apiVersion" => "networking.istio.io/v1",
         "kind" => "DestinationRule",
-        "metadata" => metadata(resource_name(o, d), d),
+        "metadata" => k8s_metadata(resource_name(o, d), &d.istio.namespace),
         "spec" => map! {
             "host" => o.host.clone(),
             "exportTo" => seq!["."],

@@ -1,11 +1,12 @@
 //! `tvp`: one source of truth for deploying token-vault-proxy. The tenants file (the filter's
 //! plugin configuration) is validated by the filter's own code and rendered, with a small
-//! deployment description, into an Envoy bootstrap, Istio resources or the docker-compose
-//! demo's Envoy configuration.
+//! deployment description, into an Envoy bootstrap, Istio or Envoy Gateway resources or the
+//! docker-compose demo's Envoy configuration.
 
 pub mod deployment;
 pub mod doc;
 pub mod envoy;
+pub mod envoy_gateway;
 pub mod istio;
 pub mod schema;
 pub mod tenants;
@@ -40,11 +41,20 @@ pub fn render(
         .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let d = deployment::load(deployment_text, overrides, target).map_err(|e| vec![e])?;
     let (file, text, warnings) = match target {
-        Target::Envoy | Target::Compose => ("envoy.yaml", envoy::render(&plan, &d), vec![]),
+        Target::Envoy | Target::Compose => (
+            "envoy.yaml",
+            envoy::render(&plan, &d).map_err(|e| vec![e]),
+            vec![],
+        ),
         Target::Istio => (
             "istio.yaml",
-            istio::render(&plan, &d),
+            istio::render(&plan, &d).map_err(|e| vec![e]),
             istio::warnings(&plan),
+        ),
+        Target::EnvoyGateway => (
+            "envoy-gateway.yaml",
+            envoy_gateway::render(&plan, &d),
+            envoy_gateway::warnings(&plan),
         ),
     };
     let more = envoy::render_listeners(&plan, &d)
@@ -57,7 +67,6 @@ pub fn render(
         more,
         warnings,
     })
-    .map_err(|e| vec![e])
 }
 
 #[cfg(test)]

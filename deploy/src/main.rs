@@ -1,4 +1,4 @@
-//! `tvp validate FILE` and `tvp render envoy|istio|compose ...`.
+//! `tvp validate FILE`, `tvp render envoy|istio|envoy-gateway|compose ...` and `tvp check FILE`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,20 +9,30 @@ use deploy::tenants;
 const USAGE: &str = "usage:
   tvp validate TENANTS.json
       every problem of the tenants file, one line each with its JSON path; exit 1 if any
-  tvp render envoy|istio|compose --tenants TENANTS.json [--deployment FILE] [--set KEY=VALUE]... [--out DIR]
+  tvp render envoy|istio|envoy-gateway|compose --tenants TENANTS.json [--deployment FILE] [--set KEY=VALUE]... [--out DIR]
       envoy    an Envoy bootstrap (envoy.yaml)
       istio    WasmPlugin, ServiceEntry and DestinationRule resources (istio.yaml); without
                routes of its own, settings.mcp_hold_path is left out (with a warning)
+      envoy-gateway
+               EnvoyExtensionPolicy (the module, sha256 pinned, fail closed), per tenant an
+               HTTPRoute, Backend and BackendTLSPolicy on the Gateway, an HTTPRoute for the
+               filter's own endpoints, and an EnvoyPatchPolicy adding the clusters the filter
+               calls (envoy-gateway.yaml); needs envoy_gateway.gateway, wasm and wasm_sha256,
+               and Envoy Gateway's extensionApis enableEnvoyPatchPolicy and enableBackend;
+               settings.mcp_hold_path is left out (with a warning)
       compose  the docker-compose demo's Envoy bootstrap (envoy.yaml)
       The deployment file (JSON or YAML) and --set take: public_base_url, listen_address,
       listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256, ca_bundle,
-      lds_path, istio.name, istio.namespace, istio.selector, istio.ports, istio.mode.
+      lds_path, istio.name, istio.namespace, istio.selector, istio.ports, istio.mode,
+      envoy_gateway.gateway (NAMESPACE/NAME), envoy_gateway.listener, envoy_gateway.name,
+      envoy_gateway.namespace, envoy_gateway.ca_config_map, envoy_gateway.allow_plain_http.
       Without --out the result goes to standard output. With lds_path=DIR/NAME.yaml (envoy
       only), the listener and the plugin configuration go to NAME.yaml, which Envoy reloads
       when a new one is moved into DIR; --out is required then. Files are written atomically
       (renamed into place): rendering straight into DIR is itself a push.
   tvp check RESOURCES.yaml
-      check Kubernetes resources (a YAML stream) against the vendored Istio CRD schemas";
+      check Kubernetes resources (a YAML stream) against the vendored Istio, Envoy Gateway and
+      Gateway API CRD schemas";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,12 +1,13 @@
-//! Kubernetes resources checked against the Istio CRD schemas vendored in `deploy/schemas/`
-//! (OpenAPI v3 as the API server applies it), so a rendered manifest is known to be accepted
-//! before it reaches a cluster.
+//! Kubernetes resources checked against the Istio, Envoy Gateway and Gateway API CRD schemas
+//! vendored in `deploy/schemas/` (OpenAPI v3 as the API server applies it), so a rendered
+//! manifest is known to be accepted before it reaches a cluster.
 //!
 //! The subset the CRDs use: type, nullable, enum, properties, required, additionalProperties,
 //! x-kubernetes-preserve-unknown-fields (otherwise an unknown field is an error, as with
 //! kubectl's strict field validation), x-kubernetes-int-or-string, items, x-kubernetes-list-type
 //! map/set uniqueness, min/max Length/Items/Properties, minimum/maximum, pattern, allOf, anyOf,
-//! oneOf, not. Not evaluated: x-kubernetes-validations (CEL rules) and format.
+//! oneOf, not. Not evaluated: x-kubernetes-validations (CEL rules) and format; [`cel_rules`]
+//! checks by hand the CEL rules of the Envoy Gateway kinds that `tvp` could break.
 
 use std::collections::HashSet;
 
@@ -36,6 +37,31 @@ pub const KINDS: &[Kind] = &[
         api_version: "networking.istio.io/v1",
         kind: "DestinationRule",
         schema: include_str!("../schemas/destinationrule-networking-v1.json"),
+    },
+    Kind {
+        api_version: "gateway.envoyproxy.io/v1alpha1",
+        kind: "EnvoyExtensionPolicy",
+        schema: include_str!("../schemas/envoyextensionpolicy-gateway-v1alpha1.json"),
+    },
+    Kind {
+        api_version: "gateway.envoyproxy.io/v1alpha1",
+        kind: "EnvoyPatchPolicy",
+        schema: include_str!("../schemas/envoypatchpolicy-gateway-v1alpha1.json"),
+    },
+    Kind {
+        api_version: "gateway.envoyproxy.io/v1alpha1",
+        kind: "Backend",
+        schema: include_str!("../schemas/backend-gateway-v1alpha1.json"),
+    },
+    Kind {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "HTTPRoute",
+        schema: include_str!("../schemas/httproute-gateway-v1.json"),
+    },
+    Kind {
+        api_version: "gateway.networking.k8s.io/v1",
+        kind: "BackendTLSPolicy",
+        schema: include_str!("../schemas/backendtlspolicy-gateway-v1.json"),
     },
 ];
 
@@ -88,6 +114,127 @@ pub fn check_resource(doc: &Value) -> Vec<Violation> {
         }
     }
     check(&schema, &body, "", &mut out);
+    out.extend(cel_rules(kind, &body["spec"]));
+    out
+}
+
+/// Every resource of a rendering against its schema and rules: the first violation, if any,
+/// as an error naming the resource.
+pub fn check_all(docs: &[Value]) -> Result<(), String> {
+    for doc in docs {
+        if let Some(v) = check_resource(doc).first() {
+            return Err(format!(
+                "rendered {}/{} violates its schema: {v}",
+                doc["kind"].as_str().unwrap_or("?"),
+                doc["metadata"]["name"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The CEL rules (`x-kubernetes-validations`) of the vendored Envoy Gateway and Gateway API
+/// schemas that a rendering could break, checked by hand because [`check`] skips CEL: the API
+/// server would refuse the resource (or Envoy Gateway would not accept it) otherwise.
+pub fn cel_rules(kind: &str, spec: &Value) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut rule = |ok: bool, path: &str, message: &str| {
+        if !ok {
+            out.push(violation(path, message));
+        }
+    };
+    let has = |v: &Value, key: &str| v.get(key).is_some_and(|x| !x.is_null());
+    let items = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    match kind {
+        "EnvoyExtensionPolicy" => {
+            let targets = has(spec, "targetRef") as u8
+                + spec["targetRefs"].as_array().is_some_and(|a| !a.is_empty()) as u8;
+            rule(
+                targets == 1 || (targets == 0 && has(spec, "targetSelectors")),
+                ".spec",
+                "either targetRef or targetRefs must be used",
+            );
+            let route_kinds = [
+                "Gateway",
+                "ListenerSet",
+                "HTTPRoute",
+                "GRPCRoute",
+                "TCPRoute",
+                "UDPRoute",
+                "TLSRoute",
+            ];
+            let refs = items(&spec["targetRefs"])
+                .into_iter()
+                .chain(spec.get("targetRef").cloned());
+            for r in refs {
+                rule(
+                    r["group"] == "gateway.networking.k8s.io",
+                    ".spec",
+                    "this policy can only have a targetRef(s) group of gateway.networking.k8s.io",
+                );
+                rule(
+                    route_kinds.iter().any(|k| r["kind"] == *k),
+                    ".spec",
+                    "this policy can only have a targetRef(s) kind of Gateway/ListenerSet/HTTPRoute/GRPCRoute/TCPRoute/UDPRoute/TLSRoute",
+                );
+            }
+            for (i, w) in items(&spec["wasm"]).iter().enumerate() {
+                let code = &w["code"];
+                let at = format!(".spec.wasm[{i}].code");
+                rule(
+                    code["type"] != "HTTP" || has(code, "http"),
+                    &at,
+                    "If type is HTTP, http field needs to be set.",
+                );
+                rule(
+                    code["type"] != "Image" || has(code, "image"),
+                    &at,
+                    "If type is Image, image field needs to be set.",
+                );
+            }
+        }
+        "Backend" => {
+            let endpoints = items(&spec["endpoints"]);
+            let mut fqdn = 0;
+            for (i, e) in endpoints.iter().enumerate() {
+                let n = ["fqdn", "ip", "unix"].iter().filter(|k| has(e, k)).count();
+                rule(
+                    n == 1,
+                    &format!(".spec.endpoints[{i}]"),
+                    "exactly one of fqdn, ip or unix must be specified",
+                );
+                fqdn += usize::from(has(e, "fqdn"));
+            }
+            rule(
+                fqdn == 0 || fqdn == endpoints.len(),
+                ".spec.endpoints",
+                "fqdn addresses cannot be mixed with other address types",
+            );
+        }
+        "BackendTLSPolicy" => {
+            let v = &spec["validation"];
+            rule(
+                has(v, "caCertificateRefs") != has(v, "wellKnownCACertificates"),
+                ".spec.validation",
+                "must specify exactly one of CACertificateRefs or WellKnownCACertificates",
+            );
+        }
+        "HTTPRoute" => {
+            for (i, r) in items(&spec["rules"]).iter().enumerate() {
+                let prefix_rewrite = items(&r["filters"])
+                    .iter()
+                    .any(|f| f["urlRewrite"]["path"]["type"] == "ReplacePrefixMatch");
+                let matches = items(&r["matches"]);
+                rule(
+                    !prefix_rewrite
+                        || (matches.len() == 1 && matches[0]["path"]["type"] == "PathPrefix"),
+                    &format!(".spec.rules[{i}]"),
+                    "When using URLRewrite filter with path.replacePrefixMatch, exactly one PathPrefix match must be specified",
+                );
+            }
+        }
+        _ => {}
+    }
     out
 }
 
@@ -439,6 +586,121 @@ mod tests {
         let mut doc = wasm_plugin();
         doc["spec"]["vmConfig"]["env"] = json!([{"name": "A"}, {"name": "A"}]);
         assert!(violations(&doc)[0].contains("duplicate entry"));
+    }
+
+    #[test]
+    fn the_cel_rules_tvp_relies_on_are_checked_by_hand() {
+        let eep = json!({
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "EnvoyExtensionPolicy",
+            "metadata": {"name": "tvp", "namespace": "gw"},
+            "spec": {
+                "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "r"}],
+                "wasm": [{"code": {"type": "Image", "image": {"url": "oci://r/x:1", "sha256": "a"}}}],
+            }
+        });
+        assert_eq!(violations(&eep), Vec::<String>::new());
+        let broken = |pointer: &str, value: Value| {
+            let mut doc = eep.clone();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            doc.pointer_mut(parent).unwrap()[key] = value;
+            violations(&doc)
+        };
+        let cases = [
+            (
+                "/spec/wasm/0/code/image",
+                Value::Null,
+                "If type is Image, image field",
+            ),
+            (
+                "/spec/wasm/0/code/type",
+                json!("HTTP"),
+                "If type is HTTP, http field",
+            ),
+            (
+                "/spec/targetRef",
+                json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "g"}),
+                "either targetRef or targetRefs",
+            ),
+            (
+                "/spec/targetRefs",
+                json!([]),
+                "either targetRef or targetRefs",
+            ),
+            (
+                "/spec/targetRefs/0/kind",
+                json!("Service"),
+                "kind of Gateway/",
+            ),
+            (
+                "/spec/targetRefs/0/group",
+                json!("core"),
+                "group of gateway.networking.k8s.io",
+            ),
+        ];
+        for (pointer, value, want) in cases {
+            let got = broken(pointer, value);
+            assert!(
+                got.iter().any(|g| g.contains(want)),
+                "{pointer}: {want} not in {got:?}"
+            );
+        }
+
+        let tls = json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "BackendTLSPolicy",
+            "metadata": {"name": "b", "namespace": "gw"},
+            "spec": {
+                "targetRefs": [{"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "b"}],
+                "validation": {"hostname": "api.example.com", "wellKnownCACertificates": "System"},
+            }
+        });
+        assert_eq!(violations(&tls), Vec::<String>::new());
+        for v in [
+            json!({"hostname": "h"}),
+            json!({"hostname": "h", "wellKnownCACertificates": "System",
+                   "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "ca"}]}),
+        ] {
+            let mut doc = tls.clone();
+            doc["spec"]["validation"] = v;
+            assert!(violations(&doc)[0].contains("exactly one of CACertificateRefs"));
+        }
+
+        let backend = json!({
+            "apiVersion": "gateway.envoyproxy.io/v1alpha1",
+            "kind": "Backend",
+            "metadata": {"name": "b", "namespace": "gw"},
+            "spec": {"endpoints": [{"fqdn": {"hostname": "api.example.com", "port": 443}}]},
+        });
+        assert_eq!(violations(&backend), Vec::<String>::new());
+        let mut mixed = backend.clone();
+        mixed["spec"]["endpoints"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"ip": {"address": "10.0.0.1", "port": 443}}));
+        assert!(violations(&mixed)[0].contains("fqdn addresses cannot be mixed"));
+        let mut both = backend.clone();
+        both["spec"]["endpoints"][0]["ip"] = json!({"address": "10.0.0.1", "port": 443});
+        assert!(violations(&both)
+            .iter()
+            .any(|v| v.contains("exactly one of fqdn, ip or unix")));
+
+        let route = json!({
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "r", "namespace": "gw"},
+            "spec": {"rules": [{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/a/"}}],
+                "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
+            }]},
+        });
+        assert_eq!(violations(&route), Vec::<String>::new());
+        let mut two = route.clone();
+        two["spec"]["rules"][0]["matches"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"path": {"type": "Exact", "value": "/b"}}));
+        assert!(violations(&two)[0].contains("exactly one PathPrefix match"));
     }
 
     #[test]

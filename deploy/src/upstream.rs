@@ -18,7 +18,7 @@ pub struct Origin {
 }
 
 impl Origin {
-    fn from_url(url: &Url) -> Option<Origin> {
+    pub fn from_url(url: &Url) -> Option<Origin> {
         let tls = url.scheme == "https";
         Origin::from_authority(&url.authority, tls)
     }

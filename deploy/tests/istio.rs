@@ -5,37 +5,8 @@
 
 mod support;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use support::*;
-
-/// The example on two Auth0 tenants with https backends: what a real deployment looks like.
-fn auth0_tenants() -> Value {
-    let mut doc = auth0_example();
-    for (i, name) in ["github", "google"].iter().enumerate() {
-        let t = &mut doc["tenants"][i];
-        let host = format!("{name}-agents.us.auth0.com");
-        t["issuer"] = json!(format!("https://{host}/"));
-        t["jwks"] =
-            json!({"cluster": "idp", "url": format!("https://{host}/.well-known/jwks.json")});
-        t["vault"]["domain"] = json!(host);
-        t["vault"]["cluster"] = json!(format!("{name}_vault"));
-        if let Some(c) = t.get_mut("connect") {
-            c["login_url"] = json!(format!("https://{host}"));
-        }
-    }
-    // One cluster name, one origin: the second tenant's JWKS goes through its own name.
-    doc["tenants"][1]["jwks"]["cluster"] = json!("idp_google");
-    doc["tenants"][0]["backend"] = json!("https://api.github.com");
-    doc["tenants"][1]["backend"] = json!("https://www.googleapis.com");
-    doc
-}
-
-fn stream(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).unwrap())
-        .collect()
-}
 
 fn render_istio(doc: &Value, dir: &std::path::Path) -> String {
     let sets = vec![

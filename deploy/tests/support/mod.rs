@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -189,4 +190,33 @@ pub fn envoy_validates(yaml: &str, dir: &Path) {
         "envoy --mode validate refused {}:\n{log}",
         file.display()
     );
+}
+
+/// The example on two Auth0 tenants with https backends: what a real deployment looks like.
+pub fn auth0_tenants() -> Value {
+    let mut doc = auth0_example();
+    for (i, name) in ["github", "google"].iter().enumerate() {
+        let t = &mut doc["tenants"][i];
+        let host = format!("{name}-agents.us.auth0.com");
+        t["issuer"] = json!(format!("https://{host}/"));
+        t["jwks"] =
+            json!({"cluster": "idp", "url": format!("https://{host}/.well-known/jwks.json")});
+        t["vault"]["domain"] = json!(host);
+        t["vault"]["cluster"] = json!(format!("{name}_vault"));
+        if let Some(c) = t.get_mut("connect") {
+            c["login_url"] = json!(format!("https://{host}"));
+        }
+    }
+    // One cluster name, one origin: the second tenant's JWKS goes through its own name.
+    doc["tenants"][1]["jwks"]["cluster"] = json!("idp_google");
+    doc["tenants"][0]["backend"] = json!("https://api.github.com");
+    doc["tenants"][1]["backend"] = json!("https://www.googleapis.com");
+    doc
+}
+
+/// The documents of a YAML stream.
+pub fn stream(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
 }
