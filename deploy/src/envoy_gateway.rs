@@ -587,7 +587,7 @@ mod tests {
         );
         assert_eq!(
             wasm["env"],
-            json!({"hostKeys": ["GITHUB_VAULT_CLIENT_SECRET"]})
+            json!({"hostKeys": ["GITHUB_VAULT_CLIENT_SECRET", "TVP_SEALING_KEY"]})
         );
         // The tenants file as written, with the public URL, without the hold path.
         let mut want = doc.clone();

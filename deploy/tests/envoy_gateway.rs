@@ -114,7 +114,7 @@ fn the_routes_lead_each_tenant_to_its_backend_through_the_filter() {
     assert_eq!(wasm["code"]["image"]["sha256"], SHA);
     assert_eq!(
         wasm["env"]["hostKeys"],
-        json!(["GITHUB_VAULT_CLIENT_SECRET"])
+        json!(["GITHUB_VAULT_CLIENT_SECRET", "TVP_SEALING_KEY"])
     );
     assert!(!text.contains("mcp_hold_path"), "{text}");
     assert!(err.contains("settings.mcp_hold_path"), "{err}");
