@@ -59,6 +59,7 @@ struct RawSettings {
     jwks_min_refetch_seconds: u64,
     jwks_max_stale_seconds: u64,
     downstream_expiry_margin_seconds: u64,
+    downstream_cache_max_seconds: u64,
     not_connected_cache_seconds: u64,
     verified_token_cache_size: usize,
     max_token_bytes: usize,
@@ -79,6 +80,7 @@ impl Default for RawSettings {
             jwks_min_refetch_seconds: s.jwks_min_refetch_seconds,
             jwks_max_stale_seconds: s.jwks_max_stale_seconds,
             downstream_expiry_margin_seconds: s.downstream_expiry_margin_seconds,
+            downstream_cache_max_seconds: s.downstream_cache_max_seconds,
             not_connected_cache_seconds: s.not_connected_cache_seconds,
             verified_token_cache_size: s.verified_token_cache_size,
             max_token_bytes: s.max_token_bytes,
@@ -176,6 +178,9 @@ pub struct Settings {
     /// How long keys may still be used after their refresh failed.
     pub jwks_max_stale_seconds: u64,
     pub downstream_expiry_margin_seconds: u64,
+    /// Longest a downstream token is cached, whatever its lifetime: how long another replica
+    /// may still forward with it after the user disconnected on one.
+    pub downstream_cache_max_seconds: u64,
     pub not_connected_cache_seconds: u64,
     pub verified_token_cache_size: usize,
     pub max_token_bytes: usize,
@@ -204,6 +209,7 @@ impl Default for Settings {
             jwks_min_refetch_seconds: 30,
             jwks_max_stale_seconds: 86_400,
             downstream_expiry_margin_seconds: 60,
+            downstream_cache_max_seconds: 300,
             not_connected_cache_seconds: 5,
             verified_token_cache_size: 10_000,
             max_token_bytes: 8 * 1024,
@@ -548,6 +554,10 @@ fn validate_settings(
     positive("jwks_refresh_seconds", raw.jwks_refresh_seconds)?;
     positive("jwks_min_refetch_seconds", raw.jwks_min_refetch_seconds)?;
     positive("callout_timeout_ms", raw.callout_timeout_ms)?;
+    positive(
+        "downstream_cache_max_seconds",
+        raw.downstream_cache_max_seconds,
+    )?;
     if raw.clock_skew_seconds > 600 {
         return Err(ConfigError::at(
             None,
@@ -637,6 +647,7 @@ fn validate_settings(
         jwks_min_refetch_seconds: raw.jwks_min_refetch_seconds,
         jwks_max_stale_seconds: raw.jwks_max_stale_seconds,
         downstream_expiry_margin_seconds: raw.downstream_expiry_margin_seconds,
+        downstream_cache_max_seconds: raw.downstream_cache_max_seconds,
         not_connected_cache_seconds: raw.not_connected_cache_seconds,
         verified_token_cache_size: raw.verified_token_cache_size,
         max_token_bytes: raw.max_token_bytes,

@@ -1031,7 +1031,10 @@ impl Worker {
                 expires_in,
             } => (
                 Downstream::Token(access_token.clone()),
-                expires_in.saturating_sub(s.downstream_expiry_margin_seconds),
+                // Capped: a disconnect on another replica is seen within the cap.
+                expires_in
+                    .saturating_sub(s.downstream_expiry_margin_seconds)
+                    .min(s.downstream_cache_max_seconds),
             ),
             VaultOutcome::ConnectRequired {
                 interaction_uri, ..

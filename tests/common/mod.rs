@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 pub use sim::{Endpoint, Fault, Mint, Sim, SimTenant};
 
 pub mod browser;
+pub mod fleet;
 pub mod mcp;
 
 pub const GITHUB_SECRET: &str = "github-e2e-secret-value";
@@ -267,30 +268,44 @@ pub fn sim_tenants(sim_port: u16, backend_port: u16) -> Vec<SimTenant> {
     SimTenant::from_filter_config_with(&doc, &agent_key_env).expect("example tenants")
 }
 
+/// The sim, for the example's tenants and `extra` ones, on free ports. The issuer URLs contain
+/// its port, so ports are picked first; another process may take one before the sim binds it,
+/// so it tries a few times.
+pub fn start_sim(extra: &[Value]) -> Sim {
+    (0..5)
+        .find_map(|_| {
+            let (sim_port, backend_port) = (free_port(), free_port());
+            let mut tenants = sim_tenants(sim_port, backend_port);
+            let extra = repoint(&json!({ "tenants": extra }), sim_port, backend_port);
+            tenants.extend(
+                SimTenant::from_filter_config_with(&extra, &agent_key_env).expect("extra tenants"),
+            );
+            Sim::start(tenants, sim_port, backend_port).ok()
+        })
+        .expect("sim starts")
+}
+
+/// Make `base` the gateway's public URL, for the filter and for the outside parties the sim
+/// plays: Okta's registered sign-in callbacks, and the Auth0 API identifiers of the tenants'
+/// resource paths (as an Auth0 tenant set up for this gateway would have them).
+pub fn public_base_is(sim: &Sim, config: &mut Value, base: &str) {
+    config["settings"]["public_base_url"] = json!(base);
+    sim.set_public_base(base);
+    for t in config["tenants"].as_array().into_iter().flatten() {
+        if let Some(path) = t["resources"][0].as_str().filter(|p| p.starts_with('/')) {
+            let id = t["id"].as_str().unwrap_or_default();
+            sim.set_audience(id, &format!("{base}{path}"));
+        }
+    }
+}
+
 impl Stack {
     pub fn start() -> Stack {
         Stack::with(Options::default())
     }
 
     pub fn with(opts: Options) -> Stack {
-        // The sim's issuer URLs contain its port, so pick ports first; another process may
-        // take a picked port before the sim binds it, so try a few times.
-        let sim = (0..5)
-            .find_map(|_| {
-                let (sim_port, backend_port) = (free_port(), free_port());
-                let mut tenants = sim_tenants(sim_port, backend_port);
-                let extra = repoint(
-                    &json!({"tenants": opts.extra_tenants}),
-                    sim_port,
-                    backend_port,
-                );
-                tenants.extend(
-                    SimTenant::from_filter_config_with(&extra, &agent_key_env)
-                        .expect("extra tenants"),
-                );
-                Sim::start(tenants, sim_port, backend_port).ok()
-            })
-            .expect("sim starts");
+        let sim = start_sim(&opts.extra_tenants);
         let mut config = plugin_config(&sim, opts.settings.clone());
         let extra = repoint(&json!(opts.extra_tenants), sim.port, sim.backend_port);
         if let (Some(list), Some(extra)) = (config["tenants"].as_array_mut(), extra.as_array()) {
@@ -309,18 +324,7 @@ impl Stack {
         let (port, admin) = (free_port(), free_port());
         let mut config = config.clone();
         if opts.public_base_is_stack {
-            let base = format!("http://127.0.0.1:{port}");
-            config["settings"]["public_base_url"] = json!(base);
-            // Okta's registered sign-in callbacks follow the gateway's URL.
-            sim.set_public_base(&base);
-            // The sim's APIs follow the gateway's public URL, as the identifiers of an Auth0
-            // tenant set up for this gateway would.
-            for t in config["tenants"].as_array().into_iter().flatten() {
-                if let Some(path) = t["resources"][0].as_str().filter(|p| p.starts_with('/')) {
-                    let id = t["id"].as_str().unwrap_or_default();
-                    sim.set_audience(id, &format!("{base}{path}"));
-                }
-            }
+            public_base_is(&sim, &mut config, &format!("http://127.0.0.1:{port}"));
         }
         let dir = root().join("target/e2e").join(format!("envoy-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -475,41 +479,45 @@ impl Drop for Stack {
         let _ = self.envoy.kill();
         let _ = self.envoy.wait();
         let text = self.log_text();
-        // No token or secret may reach Envoy's log (which runs at wasm:debug in every test).
-        if !std::thread::panicking() {
-            let minted = self.sim.minted();
-            let issued = self.sim.downstream_tokens();
-            let leak = minted
-                .iter()
-                .chain(&issued)
-                .any(|t| text.contains(t.as_str()));
-            assert!(!leak, "a token reached Envoy's log");
-            assert!(
-                !text.contains(GITHUB_SECRET)
-                    && !text.contains(XAA_SECRET)
-                    && !text.contains(OKTA_CONNECT_SECRET)
-                    && !text.contains("google-demo-secret")
-                    && !text.contains("github-connect-demo-secret"),
-                "a client secret reached Envoy's log"
-            );
-            let key_line = agent_key_pem().lines().nth(1).unwrap_or("-");
-            assert!(
-                !text.contains(key_line),
-                "the agent's private key reached Envoy's log"
-            );
-        }
-        // A trapped VM or a panic is a failure even if every assertion passed.
-        let bad = text
-            .lines()
-            .find(|l| l.contains("panic") || (l.contains("[critical]") && l.contains("wasm")));
-        if let Some(line) = bad {
-            if !std::thread::panicking() {
-                panic!("Envoy log shows a filter failure: {line}");
-            }
-        }
+        assert_log_clean(&self.sim, &text);
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// No token, secret or key in an Envoy log (which runs at wasm:debug in every test), and no
+/// sign of a trapped VM or a panic: a failure even if every assertion passed.
+pub fn assert_log_clean(sim: &Sim, text: &str) {
+    if std::thread::panicking() {
+        return;
+    }
+    let minted = sim.minted();
+    let issued = sim.downstream_tokens();
+    let leak = minted
+        .iter()
+        .chain(&issued)
+        .any(|t| text.contains(t.as_str()));
+    assert!(!leak, "a token reached Envoy's log");
+    assert!(
+        !text.contains(GITHUB_SECRET)
+            && !text.contains(XAA_SECRET)
+            && !text.contains(OKTA_CONNECT_SECRET)
+            && !text.contains(SEALING_KEY)
+            && !text.contains("google-demo-secret")
+            && !text.contains("github-connect-demo-secret"),
+        "a client secret reached Envoy's log"
+    );
+    let key_line = agent_key_pem().lines().nth(1).unwrap_or("-");
+    assert!(
+        !text.contains(key_line),
+        "the agent's private key reached Envoy's log"
+    );
+    let bad = text
+        .lines()
+        .find(|l| l.contains("panic") || (l.contains("[critical]") && l.contains("wasm")));
+    if let Some(line) = bad {
+        panic!("Envoy log shows a filter failure: {line}");
     }
 }
 

@@ -1,0 +1,252 @@
+//! Several Envoy replicas with the filter, all on one configuration, behind a front Envoy that
+//! balances requests over them: what a production gateway looks like (an ingress deployment
+//! with replicas behind a load balancer). The sim plays the outside parties for all of them.
+
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sim::Sim;
+
+use super::{
+    assert_log_clean, free_port, http, plugin_config, public_base_is, render, root, spawn_envoy,
+    start_sim, test_settings, Response,
+};
+
+/// How the front spreads requests over the replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Each request to the next replica: every step of a flow lands somewhere else.
+    RoundRobin,
+    /// A consistent hash of the `Authorization` header: one agent credential, one replica.
+    ByCredential,
+}
+
+struct Replica {
+    port: u16,
+    admin: u16,
+    config: PathBuf,
+    /// One log per run of the process (a restart starts another).
+    logs: Vec<PathBuf>,
+    envoy: Option<Child>,
+}
+
+pub struct Fleet {
+    pub sim: Sim,
+    /// The front's port: the gateway's public URL is `http://127.0.0.1:{port}`.
+    pub port: u16,
+    replicas: Vec<Replica>,
+    front: Child,
+    dir: PathBuf,
+}
+
+/// The front: one route to a cluster of the replicas, retried on a replica that is down (one
+/// restarting), balanced as asked.
+fn front_yaml(port: u16, admin: u16, replicas: &[u16], balance: Balance) -> String {
+    let (lb_policy, hash) = match balance {
+        Balance::RoundRobin => ("ROUND_ROBIN", ""),
+        Balance::ByCredential => (
+            "RING_HASH",
+            "\n                  hash_policy: [{header: {header_name: authorization}}]",
+        ),
+    };
+    let endpoints: String = replicas
+        .iter()
+        .map(|p| {
+            format!(
+                "\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}"
+            )
+        })
+        .collect();
+    format!(
+        r#"admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - name: front
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: front
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route:
+                  cluster: replicas
+                  timeout: 30s
+                  retry_policy: {{retry_on: "connect-failure,reset", num_retries: 3}}{hash}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: replicas
+    type: STATIC
+    lb_policy: {lb_policy}
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: replicas
+      endpoints:
+      - lb_endpoints:{endpoints}
+"#
+    )
+}
+
+impl Fleet {
+    /// `replicas` Envoys with the filter on the example's tenants (with `settings` merged),
+    /// behind a front balancing as `balance` says.
+    pub fn start(replicas: usize, balance: Balance, settings: Value) -> Fleet {
+        let sim = start_sim(&[]);
+        let (port, front_admin) = (free_port(), free_port());
+        let mut overlay = test_settings();
+        if let (Some(o), Some(extra)) = (overlay.as_object_mut(), settings.as_object()) {
+            o.extend(extra.clone());
+        }
+        let mut config = plugin_config(&sim, overlay);
+        public_base_is(&sim, &mut config, &format!("http://127.0.0.1:{port}"));
+        let dir = root().join("target/e2e").join(format!("fleet-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let replicas: Vec<Replica> = (0..replicas)
+            .map(|i| {
+                let (listen, admin) = (free_port(), free_port());
+                let config_path = dir.join(format!("replica-{i}.yaml"));
+                std::fs::write(&config_path, render(listen, admin, &config)).expect("write");
+                Replica {
+                    port: listen,
+                    admin,
+                    config: config_path,
+                    logs: Vec::new(),
+                    envoy: None,
+                }
+            })
+            .collect();
+        let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
+        let front_config = dir.join("front.yaml");
+        let yaml = front_yaml(port, front_admin, &ports, balance);
+        std::fs::write(&front_config, yaml).expect("write front.yaml");
+        let front = spawn_envoy(&front_config, &dir.join("front.log"), 1);
+        let mut fleet = Fleet {
+            sim,
+            port,
+            replicas,
+            front,
+            dir,
+        };
+        for i in 0..fleet.replicas.len() {
+            fleet.launch(i);
+        }
+        fleet
+    }
+
+    pub fn replicas(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// Start replica `i` and wait until it serves with every tenant's keys loaded.
+    fn launch(&mut self, i: usize) {
+        let r = &mut self.replicas[i];
+        let log = self
+            .dir
+            .join(format!("replica-{i}-run-{}.log", r.logs.len()));
+        r.envoy = Some(spawn_envoy(&r.config, &log, 1));
+        r.logs.push(log);
+        let (port, admin) = (r.port, r.admin);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = http(admin, "GET", "/ready", &[], b"").is_ok_and(|r| r.status == 200)
+                && http(port, "GET", "/health", &[], b"")
+                    .is_ok_and(|h| h.status == 200 && h.text().contains("\"status\":\"ok\""));
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {i} did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop replica `i` (its process and all it held in memory) and start it again.
+    pub fn restart(&mut self, i: usize) {
+        if let Some(mut envoy) = self.replicas[i].envoy.take() {
+            let _ = envoy.kill();
+            let _ = envoy.wait();
+        }
+        self.launch(i);
+    }
+
+    /// A request through the front.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        http(self.port, method, path, headers, body).expect("the front answers")
+    }
+
+    pub fn call(&self, method: &str, path: &str, token: &str) -> Response {
+        let auth = format!("Bearer {token}");
+        self.request(method, path, &[("authorization", &auth)], b"")
+    }
+
+    /// A request to replica `i` directly, bypassing the front.
+    pub fn call_replica(&self, i: usize, method: &str, path: &str, token: &str) -> Response {
+        let auth = format!("Bearer {token}");
+        http(
+            self.replicas[i].port,
+            method,
+            path,
+            &[("authorization", &auth)],
+            b"",
+        )
+        .expect("the replica answers")
+    }
+
+    pub fn token(&self, tenant: &str, sub: &str) -> String {
+        self.sim
+            .mint(&sim::Mint {
+                tenant: tenant.into(),
+                sub: sub.into(),
+                ..sim::Mint::default()
+            })
+            .expect("mint")
+    }
+
+    /// What replica `i` logged so far, over all its runs.
+    pub fn log(&self, i: usize) -> String {
+        self.replicas[i]
+            .logs
+            .iter()
+            .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+            .collect()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = self.front.kill();
+        let _ = self.front.wait();
+        for r in &mut self.replicas {
+            if let Some(mut envoy) = r.envoy.take() {
+                let _ = envoy.kill();
+                let _ = envoy.wait();
+            }
+        }
+        for i in 0..self.replicas.len() {
+            assert_log_clean(&self.sim, &self.log(i));
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
