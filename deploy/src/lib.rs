@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod doc;
 pub mod envoy;
 pub mod envoy_gateway;
+pub mod front;
 pub mod istio;
 pub mod schema;
 pub mod tenants;

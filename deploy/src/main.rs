@@ -30,6 +30,11 @@ const USAGE: &str = "usage:
       only), the listener and the plugin configuration go to NAME.yaml, which Envoy reloads
       when a new one is moved into DIR; --out is required then. Files are written atomically
       (renamed into place): rendering straight into DIR is itself a push.
+  tvp render front --set replicas=HOST:PORT,... [--set balance=credential|round-robin] [--set KEY=VALUE]... [--out DIR]
+      the Envoy in front of the gateway's replicas (front.yaml): balance=credential (the
+      default) hashes the agent's Authorization header, so each agent credential reaches one
+      replica (one vault exchange per user and token lifetime, not one per replica);
+      round-robin spreads requests. Also listen_address, listen_port (3000), admin_port (9902).
   tvp check RESOURCES.yaml
       check Kubernetes resources (a YAML stream) against the vendored Istio, Envoy Gateway and
       Gateway API CRD schemas";
@@ -91,7 +96,37 @@ fn read(path: &str) -> Result<String, Vec<String>> {
     std::fs::read_to_string(path).map_err(|e| vec![format!("tvp: {path}: {e}")])
 }
 
+/// `tvp render front`: no tenants file, only the replicas and how to balance them.
+fn render_front(args: &[String]) -> Result<(), Vec<String>> {
+    let usage = || vec![USAGE.to_string()];
+    let (mut sets, mut out) = (Vec::new(), None);
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().ok_or_else(usage)?.clone();
+        match flag.as_str() {
+            "--set" => sets.push(value),
+            "--out" => out = Some(PathBuf::from(value)),
+            _ => return Err(usage()),
+        }
+    }
+    let front = deploy::front::Front::from_sets(&sets).map_err(|e| vec![format!("tvp: {e}")])?;
+    let text = deploy::front::render(&front);
+    match out {
+        None => print!("{text}"),
+        Some(dir) => {
+            let path = dir.join("front.yaml");
+            write_atomically(&dir, &path, &text)
+                .map_err(|e| vec![format!("tvp: {}: {e}", path.display())])?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
 fn render(args: &[String]) -> Result<(), Vec<String>> {
+    if args.first().is_some_and(|t| t == "front") {
+        return render_front(&args[1..]);
+    }
     let usage = || vec![USAGE.to_string()];
     let target = args
         .first()

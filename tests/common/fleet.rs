@@ -1,6 +1,6 @@
-//! Several Envoy replicas with the filter, all on one configuration, behind a front Envoy that
-//! balances requests over them: what a production gateway looks like (an ingress deployment
-//! with replicas behind a load balancer). The sim plays the outside parties for all of them.
+//! Several Envoy replicas with the filter, all on one configuration, behind the front Envoy
+//! `tvp render front` makes: what a production gateway looks like (an ingress deployment with
+//! replicas behind a load balancer). The sim plays the outside parties for all of them.
 
 use std::path::PathBuf;
 use std::process::Child;
@@ -10,18 +10,11 @@ use serde_json::Value;
 use sim::Sim;
 
 use super::{
-    assert_log_clean, free_port, http, plugin_config, public_base_is, render, root, spawn_envoy,
-    start_sim, test_settings, Response,
+    assert_log_clean, assert_no_agent_token, free_port, http, plugin_config, public_base_is,
+    render, root, spawn_envoy, start_sim, test_settings, Response,
 };
 
-/// How the front spreads requests over the replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Balance {
-    /// Each request to the next replica: every step of a flow lands somewhere else.
-    RoundRobin,
-    /// A consistent hash of the `Authorization` header: one agent credential, one replica.
-    ByCredential,
-}
+pub use deploy::front::Balance;
 
 struct Replica {
     port: u16,
@@ -39,63 +32,6 @@ pub struct Fleet {
     replicas: Vec<Replica>,
     front: Child,
     dir: PathBuf,
-}
-
-/// The front: one route to a cluster of the replicas, retried on a replica that is down (one
-/// restarting), balanced as asked.
-fn front_yaml(port: u16, admin: u16, replicas: &[u16], balance: Balance) -> String {
-    let (lb_policy, hash) = match balance {
-        Balance::RoundRobin => ("ROUND_ROBIN", ""),
-        Balance::ByCredential => (
-            "RING_HASH",
-            "\n                  hash_policy: [{header: {header_name: authorization}}]",
-        ),
-    };
-    let endpoints: String = replicas
-        .iter()
-        .map(|p| {
-            format!(
-                "\n        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {p}}}}}}}"
-            )
-        })
-        .collect();
-    format!(
-        r#"admin:
-  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
-static_resources:
-  listeners:
-  - name: front
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: front
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                route:
-                  cluster: replicas
-                  timeout: 30s
-                  retry_policy: {{retry_on: "connect-failure,reset", num_retries: 3}}{hash}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-  clusters:
-  - name: replicas
-    type: STATIC
-    lb_policy: {lb_policy}
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: replicas
-      endpoints:
-      - lb_endpoints:{endpoints}
-"#
-    )
 }
 
 impl Fleet {
@@ -129,7 +65,16 @@ impl Fleet {
             .collect();
         let ports: Vec<u16> = replicas.iter().map(|r| r.port).collect();
         let front_config = dir.join("front.yaml");
-        let yaml = front_yaml(port, front_admin, &ports, balance);
+        let yaml = deploy::front::render(&deploy::front::Front {
+            listen_address: "127.0.0.1".into(),
+            listen_port: port,
+            admin_port: front_admin,
+            replicas: ports
+                .iter()
+                .map(|p| ("127.0.0.1".to_string(), *p))
+                .collect(),
+            balance,
+        });
         std::fs::write(&front_config, yaml).expect("write front.yaml");
         let front = spawn_envoy(&front_config, &dir.join("front.log"), 1);
         let mut fleet = Fleet {
@@ -183,6 +128,20 @@ impl Fleet {
         self.launch(i);
     }
 
+    /// A request to `port` (the front or a replica), checked for leaked agent tokens.
+    fn send(
+        &self,
+        port: u16,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let r = http(port, method, path, headers, body).expect("the gateway answers");
+        assert_no_agent_token(&self.sim, &r, method, path);
+        r
+    }
+
     /// A request through the front.
     pub fn request(
         &self,
@@ -191,7 +150,7 @@ impl Fleet {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        http(self.port, method, path, headers, body).expect("the front answers")
+        self.send(self.port, method, path, headers, body)
     }
 
     pub fn call(&self, method: &str, path: &str, token: &str) -> Response {
@@ -202,14 +161,8 @@ impl Fleet {
     /// A request to replica `i` directly, bypassing the front.
     pub fn call_replica(&self, i: usize, method: &str, path: &str, token: &str) -> Response {
         let auth = format!("Bearer {token}");
-        http(
-            self.replicas[i].port,
-            method,
-            path,
-            &[("authorization", &auth)],
-            b"",
-        )
-        .expect("the replica answers")
+        let headers = [("authorization", auth.as_str())];
+        self.send(self.replicas[i].port, method, path, &headers, b"")
     }
 
     pub fn token(&self, tenant: &str, sub: &str) -> String {

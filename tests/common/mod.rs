@@ -268,6 +268,19 @@ pub fn sim_tenants(sim_port: u16, backend_port: u16) -> Vec<SimTenant> {
     SimTenant::from_filter_config_with(&doc, &agent_key_env).expect("example tenants")
 }
 
+/// No agent token the sim minted comes back in an answer (an echo would mean it reached the
+/// backend).
+pub fn assert_no_agent_token(sim: &Sim, r: &Response, method: &str, path: &str) {
+    let text = r.text();
+    for token in sim.minted() {
+        let leaked = text.contains(&token) || r.headers.iter().any(|(_, v)| v.contains(&token));
+        assert!(
+            !leaked,
+            "an agent token came back in the answer to {method} {path}"
+        );
+    }
+}
+
 /// The sim, for the example's tenants and `extra` ones, on free ports. The issuer URLs contain
 /// its port, so ports are picked first; another process may take one before the sim binds it,
 /// so it tries a few times.
@@ -381,14 +394,7 @@ impl Stack {
     ) -> Response {
         let r = http(self.port, method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_tail()));
-        let text = r.text();
-        for token in self.sim.minted() {
-            let leaked = text.contains(&token) || r.headers.iter().any(|(_, v)| v.contains(&token));
-            assert!(
-                !leaked,
-                "an agent token came back in the answer to {method} {path}"
-            );
-        }
+        assert_no_agent_token(&self.sim, &r, method, path);
         r
     }
 
