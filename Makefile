@@ -15,6 +15,10 @@ export ENVOY_BIN
 GITHUB_VAULT_CLIENT_SECRET ?= local-demo-secret
 export GITHUB_VAULT_CLIENT_SECRET
 
+# make run REPLICAS=3: that many Envoys with the filter behind a front (tvp render front).
+REPLICAS ?= 1
+export REPLICAS
+
 TENANT ?= github
 SUB ?= alice
 SCOPE ?=

@@ -40,13 +40,47 @@ for _ in $(seq 1 100); do
      curl -fsS localhost:9001/ >/dev/null 2>&1; then break; fi
   sleep 0.1
 done
-"$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info &
-ENVOY_PID=$!
+REPLICAS=${REPLICAS:-1}
+if [ "$REPLICAS" -le 1 ]; then
+  "$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info &
+  ENVOY_PID=$!
+else
+  # REPLICAS Envoys with the filter (listeners :3001.., admin :9911..) behind the front that
+  # `tvp render front` makes on :3000, balancing by the agent's credential: each agent's
+  # token is exchanged on one replica, and its MCP sessions stay where they are known.
+  TVP=target/release/tvp
+  [ -x "$TVP" ] || cargo build -q --release -p deploy --bin tvp
+  endpoints=
+  ENVOY_PID=
+  for i in $(seq 1 "$REPLICAS"); do
+    dir=.tools/replica-$i
+    "$TVP" render envoy --tenants tenants.example.json --deployment envoy/local.deployment.yaml \
+      --set listen_port=$((3000 + i)) --set admin_port=$((9910 + i)) --out "$dir" 2>/dev/null
+    "$ENVOY_BIN" -c "$dir/envoy.yaml" --concurrency 1 --disable-hot-restart \
+      -l warning --component-log-level wasm:info &
+    ENVOY_PID="$ENVOY_PID $!"
+    endpoints="$endpoints${endpoints:+,}127.0.0.1:$((3000 + i))"
+  done
+  "$TVP" render front --set replicas="$endpoints" --set balance=credential \
+    --set listen_address=127.0.0.1 --set admin_port=9901 --out .tools/front 2>/dev/null
+  "$ENVOY_BIN" -c .tools/front/front.yaml --concurrency 1 --disable-hot-restart -l warning &
+  ENVOY_PID="$ENVOY_PID $!"
+fi
+# shellcheck disable=SC2086
 trap 'kill $SIM_PID $BACKEND_PID $ENVOY_PID 2>/dev/null || true' EXIT INT TERM
 
+# Every Envoy with the filter serves, with every tenant's keys.
+healthy() {
+  local ports=3000
+  [ "$REPLICAS" -le 1 ] || ports=$(seq 3001 $((3000 + REPLICAS)))
+  for p in $ports; do
+    curl -fsS "localhost:$p/health" 2>/dev/null | grep -q '"status":"ok"' || return 1
+  done
+}
 up=
 for _ in $(seq 1 200); do
-  if curl -fsS localhost:3000/health 2>/dev/null | grep -q '"status":"ok"'; then up=1; break; fi
+  if healthy; then up=1; break; fi
+  # shellcheck disable=SC2086
   kill -0 $ENVOY_PID 2>/dev/null || break
   sleep 0.1
 done
@@ -102,4 +136,5 @@ A token ready to paste (alice, github, read+write):
   $("$SIM" token)
 
 MSG
+# shellcheck disable=SC2086
 wait $ENVOY_PID

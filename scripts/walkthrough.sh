@@ -34,6 +34,17 @@ connect_bob() {
   ticket=$(echo "$consent" | field ticket)
   done_page=$(browse --data-urlencode "ticket=$ticket" --data "decision=allow" "$SIM_URL/connected-accounts/approve")
   echo "$done_page" | sed -n 's/.*<h1 class="ok">\([^<]*\)<\/h1>.*/  gateway page: \1/p'
+  settle
+}
+
+# With several replicas, the one the agent reaches may still remember "not connected" for up
+# to settings.not_connected_cache_seconds (the replica that completed the connection forgot
+# it at once; the others cannot be told).
+settle() {
+  if [ "${REPLICAS:-1}" -gt 1 ]; then
+    echo "  (waiting ${NOT_CONNECTED_CACHE_SECONDS:-5} s: another replica may still remember \"not connected\")"
+    sleep "${NOT_CONNECTED_CACHE_SECONDS:-5}"
+  fi
 }
 
 # Bob disconnects GitHub on his connected-accounts page.
@@ -109,6 +120,7 @@ q=$(echo "$page" | field q)
 consent=$(browse --data-urlencode "q=$q" --data "username=bob" "$SIM_URL/okta/oauth2/v1/authorize/login")
 session=$(echo "$consent" | field session)
 browse --data-urlencode "session=$session" --data "decision=allow" -o /dev/null "$SIM_URL/okta/interact/approve"
+settle
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $BOB_SLACK" "$GW/slack/me")
 expect "$code" 200
 
