@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, MetricType, Status};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status, StreamType};
 
+use crate::abi as wire;
 use crate::callout::{CalloutRequest, CalloutResponse};
 use crate::flow::Host;
 use crate::reply::Reply;
@@ -126,13 +127,7 @@ pub fn callout_response(body_size: usize, max_body: usize) -> CalloutResponse {
     } else if body_size == 0 {
         Some(Vec::new())
     } else {
-        hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::HttpCallResponseBody,
-            0,
-            body_size,
-        )
-        .ok()
-        .map(Option::unwrap_or_default)
+        buffer(BufferType::HttpCallResponseBody, body_size)
     };
     CalloutResponse {
         status,
@@ -146,8 +141,22 @@ pub fn callout_response(body_size: usize, max_body: usize) -> CalloutResponse {
 pub struct RequestHeaders(Vec<(String, Vec<u8>)>);
 
 impl RequestHeaders {
+    /// All request headers; none when the host cannot give them (the request then fails its
+    /// checks: no token).
     pub fn read() -> Self {
-        RequestHeaders(hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default())
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        // SAFETY: the host writes only the two out-parameters, which are live locals.
+        let status = unsafe {
+            proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
+        };
+        if status != 0 || data.is_null() {
+            return RequestHeaders(Vec::new());
+        }
+        // SAFETY: on success the host hands over `size` bytes it allocated through this
+        // module's own allocator (`proxy_on_memory_allocate`), as the SDK's wrapper assumes.
+        let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+        RequestHeaders(wire::decode(&bytes).unwrap_or_default())
     }
 
     /// Every value of `name` (lower case), in order.
@@ -186,10 +195,24 @@ pub fn response_status() -> Option<u16> {
 
 /// The first `size` bytes of the request body buffered so far.
 pub fn request_body(size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
+    buffer(BufferType::HttpRequestBody, size).unwrap_or_default()
+}
+
+/// The first `max` bytes of a host buffer, through the raw ABI (the SDK's wrapper panics on a
+/// status but Ok or NotFound). `None` when the host has none or refuses.
+fn buffer(kind: BufferType, max: usize) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes only the two out-parameters, which are live locals.
+    let status = unsafe { proxy_get_buffer_bytes(kind as u32, 0, max, &mut data, &mut size) };
+    if status != 0 {
+        return None;
+    }
+    if data.is_null() {
+        return Some(Vec::new());
+    }
+    // SAFETY: as for header maps: `size` bytes from this module's allocator, handed over.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// Make Envoy pick the route again after the request's path changed.
@@ -278,6 +301,29 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_set_property(
         path: *const u8,
         path_size: usize,
@@ -296,17 +342,36 @@ pub fn set_filter_state(name: &str, value: &str) -> bool {
     status == 0
 }
 
+/// Answer the active request, through the raw ABI (the SDK's wrapper panics, trapping the VM,
+/// when the host refuses, e.g. for a request already answered or gone).
 pub fn send_reply(reply: &Reply) -> bool {
     let headers: Vec<(&str, &str)> = reply
         .headers
         .iter()
         .map(|(n, v)| (*n, v.as_str()))
         .collect();
-    hostcalls::send_http_response(reply.status, headers, Some(&reply.body)).is_ok()
+    let headers = wire::encode(&headers);
+    // SAFETY: every pointer comes from a live slice with its exact length; the host only reads.
+    let status = unsafe {
+        proxy_send_local_response(
+            reply.status,
+            std::ptr::null(),
+            0,
+            reply.body.as_ptr(),
+            reply.body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    };
+    status == 0
 }
 
+/// Let the active request go on, through the raw ABI (see [`send_reply`]).
 pub fn resume_request() -> bool {
-    hostcalls::resume_http_request().is_ok()
+    // SAFETY: no pointers; the stream type is the ABI's HttpRequest (0).
+    let status = unsafe { proxy_continue_stream(StreamType::HttpRequest as u32) };
+    status == 0
 }
 
 /// Make later host calls act on `context_id`'s request; false if it is gone.
@@ -341,12 +406,5 @@ pub fn follow_host_log_level() {
 }
 
 pub fn plugin_configuration() -> Vec<u8> {
-    hostcalls::get_buffer(
-        proxy_wasm::types::BufferType::PluginConfiguration,
-        0,
-        usize::MAX,
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default()
+    buffer(BufferType::PluginConfiguration, usize::MAX).unwrap_or_default()
 }

@@ -5,6 +5,7 @@
 //! Only this file, `filter/` and `host.rs` talk to the proxy-wasm host; everything else is
 //! plain Rust with unit tests on the host target.
 
+pub mod abi;
 pub mod audit;
 pub mod auth;
 pub mod cache;
