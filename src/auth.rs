@@ -23,6 +23,15 @@ pub fn bearer_token(values: &[&[u8]]) -> Result<String, Deny> {
     let value = std::str::from_utf8(value).map_err(|_| bad())?;
     let (scheme, token) = value.split_once(' ').ok_or_else(bad)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
+        // Another scheme (Basic, ...) is no bearer token at all: 401 with the bare challenge,
+        // as RFC 6750 3.1 says for an unsupported method.
+        if !scheme.is_empty()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(Deny::MissingToken);
+        }
         return Err(bad());
     }
     if token.is_empty() || !token.bytes().all(is_token68_char) {
@@ -140,7 +149,6 @@ mod tests {
             &b"Bearer"[..],
             b"Bearer ",
             b"Bearer  abc",
-            b"Basic abc",
             b"Bearer a b",
             b"Bearer a\tb",
             b"Bearer \xff",
@@ -149,6 +157,10 @@ mod tests {
                 matches!(bearer_token(&[bad]), Err(Deny::InvalidRequest(_))),
                 "{bad:?}"
             );
+        }
+        // Another scheme: no bearer token, answered like none (RFC 6750 3.1).
+        for other in [&b"Basic YWxpY2U6cGFzcw=="[..], b"Token abc", b"basic x"] {
+            assert!(matches!(bearer_token(&[other]), Err(Deny::MissingToken)));
         }
         assert!(matches!(
             bearer_token(&[b"Bearer a", b"Bearer a"]),

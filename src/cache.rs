@@ -9,13 +9,32 @@ use std::rc::Rc;
 
 use siphasher::sip128::{Hasher128, SipHasher13};
 
+use crate::callout::DependencyFailure;
 use crate::config::Tenant;
 use crate::jwt::Claims;
 use crate::secret::{hex, sha256, Secret};
 
 const FORMAT_VERSION: u8 = 1;
+/// Downstream entries: version 2 added the last-eviction time.
+const DOWNSTREAM_VERSION: u8 = 2;
 const KIND_TOKEN: u8 = 0;
 const KIND_NOT_CONNECTED: u8 = 1;
+const KIND_FAILED: u8 = 2;
+/// An evicted entry: always a miss, kept for when it was evicted.
+const KIND_EVICTED: u8 = 3;
+/// Keys of one user's downstream entries kept in the user's record (one per login hint).
+pub const MAX_USER_KEYS: usize = 16;
+
+/// SHA-256 of fields, each length-prefixed: no two lists of fields hash alike, whatever
+/// bytes they hold.
+fn fields_hash(parts: &[&str]) -> String {
+    let mut input = Vec::new();
+    for part in parts {
+        input.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        input.extend_from_slice(part.as_bytes());
+    }
+    hex(&sha256(&input)[..16])
+}
 
 /// Shared-data key of a user's downstream token. Hashed: raw identifiers and tokens never
 /// become keys. The issuer and client are part of it so a config change cannot reuse a token.
@@ -35,20 +54,31 @@ pub fn downstream_key_for(
     sub: &str,
     login_hint: Option<&str>,
 ) -> String {
+    // "h" + hint vs "-": a hint that is empty is not the same as no hint.
+    let hint = login_hint.map_or_else(|| "-".to_string(), |h| format!("h{h}"));
+    let [a, b, c, d, e, f] = user_fields(tenant, iss, sub);
+    format!("tvp/v1/dt/{}", fields_hash(&[a, b, c, d, e, f, &hint]))
+}
+
+/// Shared-data key of a user's record: when their cached answers were last voided, and the
+/// keys of every downstream entry they have (one per login hint), so all can be evicted.
+pub fn user_key_for(tenant: &Tenant, iss: &str, sub: &str) -> String {
+    format!("tvp/v1/du/{}", fields_hash(&user_fields(tenant, iss, sub)))
+}
+
+/// What identifies a user's downstream account: the issuer and client are part of it so a
+/// configuration change cannot reuse a token.
+fn user_fields<'a>(tenant: &'a Tenant, iss: &'a str, sub: &'a str) -> [&'a str; 6] {
     let v = &tenant.vault;
-    let parts: [&str; 7] = [
-        &tenant.id,
-        iss,
-        sub,
-        &v.connection,
-        &v.client_id,
-        &v.domain,
-        login_hint.unwrap_or(""),
-    ];
-    format!(
-        "tvp/v1/dt/{}",
-        hex(&sha256(parts.join("\u{0}").as_bytes())[..16])
-    )
+    [&tenant.id, iss, sub, &v.connection, &v.client_id, &v.domain]
+}
+
+/// Shared-data key of the tenant's vault back-off: until when the vault asked not to be
+/// called (429 `Retry-After`), for every user of the tenant.
+pub fn vault_backoff_key(tenant: &Tenant) -> String {
+    let v = &tenant.vault;
+    let parts = [tenant.id.as_str(), &v.client_id, &v.domain];
+    format!("tvp/v1/rl/{}", fields_hash(&parts))
 }
 
 /// Shared-data key of a tenant's JWKS, tied to where the keys come from.
@@ -62,6 +92,37 @@ pub fn jwks_lease_key(tenant: &Tenant) -> String {
     format!("{}/lease", jwks_key(tenant))
 }
 
+/// A vault failure remembered briefly per user, so retries do not hammer the vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachedFailure {
+    Misconfigured,
+    Forbidden,
+    Dependency(DependencyFailure),
+}
+
+impl CachedFailure {
+    fn code(self) -> u8 {
+        match self {
+            CachedFailure::Misconfigured => 0,
+            CachedFailure::Forbidden => 1,
+            CachedFailure::Dependency(DependencyFailure::Unavailable) => 2,
+            CachedFailure::Dependency(DependencyFailure::Timeout) => 3,
+            CachedFailure::Dependency(DependencyFailure::BadAnswer) => 4,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<CachedFailure> {
+        Some(match code {
+            0 => CachedFailure::Misconfigured,
+            1 => CachedFailure::Forbidden,
+            2 => CachedFailure::Dependency(DependencyFailure::Unavailable),
+            3 => CachedFailure::Dependency(DependencyFailure::Timeout),
+            4 => CachedFailure::Dependency(DependencyFailure::BadAnswer),
+            _ => return None,
+        })
+    }
+}
+
 /// A cached vault answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Downstream {
@@ -71,34 +132,69 @@ pub enum Downstream {
         /// Where the vault sends the user to consent (Okta STS), if it said.
         interaction_uri: Option<String>,
     },
+    /// The vault failed or refused the filter: remembered for `vault_backoff_seconds`.
+    Failed(CachedFailure),
 }
 
-pub fn encode_downstream(value: &Downstream, expires_at_ms: u64) -> Vec<u8> {
+/// A downstream entry, with when its key was last evicted after a backend 401 (0: never),
+/// carried over to the entry that replaces it so evictions can be rate-limited.
+pub fn encode_downstream(value: &Downstream, expires_at_ms: u64, evicted_at_ms: u64) -> Vec<u8> {
+    let code;
     let (kind, payload) = match value {
         Downstream::Token(t) => (KIND_TOKEN, t.expose().as_bytes()),
         Downstream::NotConnected { interaction_uri } => (
             KIND_NOT_CONNECTED,
             interaction_uri.as_deref().unwrap_or("").as_bytes(),
         ),
+        Downstream::Failed(f) => {
+            code = [f.code()];
+            (KIND_FAILED, &code[..])
+        }
     };
-    let mut out = Vec::with_capacity(10 + payload.len());
-    out.push(FORMAT_VERSION);
+    encode_entry(kind, expires_at_ms, evicted_at_ms, payload)
+}
+
+/// The entry left by an eviction: a miss that remembers when it happened.
+pub fn encode_evicted(evicted_at_ms: u64) -> Vec<u8> {
+    encode_entry(KIND_EVICTED, 0, evicted_at_ms, b"")
+}
+
+fn encode_entry(kind: u8, expires_at_ms: u64, evicted_at_ms: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18 + payload.len());
+    out.push(DOWNSTREAM_VERSION);
     out.push(kind);
     out.extend_from_slice(&expires_at_ms.to_be_bytes());
+    out.extend_from_slice(&evicted_at_ms.to_be_bytes());
     out.extend_from_slice(payload);
     out
 }
 
-/// The cached value if it is well-formed and still fresh at `now_ms`. Anything else (expired,
-/// an older format, a tombstone) is a miss.
-pub fn decode_downstream(bytes: &[u8], now_ms: u64) -> Option<Downstream> {
+/// Kind, expiry, last eviction and payload of a well-formed entry.
+fn split_entry(bytes: &[u8]) -> Option<(u8, u64, u64, &[u8])> {
     let (&version, rest) = bytes.split_first()?;
     let (&kind, rest) = rest.split_first()?;
-    if version != FORMAT_VERSION || rest.len() < 8 {
+    if version != DOWNSTREAM_VERSION || rest.len() < 16 {
         return None;
     }
-    let (expiry, payload) = rest.split_at(8);
-    let expires_at = u64::from_be_bytes(expiry.try_into().ok()?);
+    let (expiry, rest) = rest.split_at(8);
+    let (evicted, payload) = rest.split_at(8);
+    Some((
+        kind,
+        u64::from_be_bytes(expiry.try_into().ok()?),
+        u64::from_be_bytes(evicted.try_into().ok()?),
+        payload,
+    ))
+}
+
+/// When the entry's key was last evicted after a backend 401 (0: never, or unreadable).
+pub fn downstream_evicted_at(bytes: &[u8]) -> u64 {
+    split_entry(bytes).map_or(0, |(_, _, evicted, _)| evicted)
+}
+
+/// The cached value if it is well-formed and still fresh at `now_ms`. Anything else (expired,
+/// an older format, an eviction) is a miss.
+pub fn decode_downstream(bytes: &[u8], now_ms: u64) -> Option<Downstream> {
+    let (kind, expires_at, _, payload) = split_entry(bytes)?;
     if now_ms >= expires_at {
         return None;
     }
@@ -112,8 +208,45 @@ pub fn decode_downstream(bytes: &[u8], now_ms: u64) -> Option<Downstream> {
                 interaction_uri: (!uri.is_empty()).then(|| uri.to_string()),
             })
         }
+        KIND_FAILED => match payload {
+            [code] => CachedFailure::from_code(*code).map(Downstream::Failed),
+            _ => None,
+        },
         _ => None,
     }
+}
+
+/// A user's record: answers stored by exchanges that began before `voided_at_ms` are void,
+/// and `keys` lists the user's downstream entries (oldest first, at most [`MAX_USER_KEYS`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserRecord {
+    pub voided_at_ms: u64,
+    pub keys: Vec<String>,
+}
+
+pub fn encode_user(record: &UserRecord) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION];
+    out.extend_from_slice(&record.voided_at_ms.to_be_bytes());
+    out.extend_from_slice(record.keys.join("\n").as_bytes());
+    out
+}
+
+/// A user's record, if readable (an older format is not).
+pub fn decode_user(bytes: &[u8]) -> Option<UserRecord> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != FORMAT_VERSION || rest.len() < 8 {
+        return None;
+    }
+    let (voided, keys) = rest.split_at(8);
+    let keys = std::str::from_utf8(keys).ok()?;
+    Some(UserRecord {
+        voided_at_ms: u64::from_be_bytes(voided.try_into().ok()?),
+        keys: keys
+            .split('\n')
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 /// Shared JWKS entry: when it was fetched, and the raw document.
@@ -143,29 +276,46 @@ pub struct Principal {
     pub sub_hash: String,
     /// Shared-data key of this user's downstream token for the tenant.
     pub downstream_key: String,
+    /// Shared-data key of this user's record (evictions of all their entries).
+    pub user_key: String,
     /// The audit record of an allowed request by this token, built on first use: it is the
     /// same for every request the token makes.
     pub allow_record: OnceCell<String>,
 }
 
+/// The hashes derived from a user's identifiers, computed once per user and worker.
+#[derive(Debug, Clone)]
+pub struct UserHashes {
+    pub sub_hash: String,
+    pub downstream_key: String,
+    pub user_key: String,
+}
+
+impl UserHashes {
+    pub fn new(tenant: &Tenant, claims: &Claims) -> UserHashes {
+        UserHashes {
+            sub_hash: crate::secret::short_hash(&claims.sub),
+            downstream_key: downstream_key(tenant, claims),
+            user_key: user_key_for(tenant, &claims.iss, &claims.sub),
+        }
+    }
+}
+
 impl Principal {
     /// A principal whose per-user hashes are already known.
-    pub fn with_hashes(claims: Claims, sub_hash: String, downstream_key: String) -> Principal {
+    pub fn with_hashes(claims: Claims, hashes: UserHashes) -> Principal {
         Principal {
             claims,
-            sub_hash,
-            downstream_key,
+            sub_hash: hashes.sub_hash,
+            downstream_key: hashes.downstream_key,
+            user_key: hashes.user_key,
             allow_record: OnceCell::new(),
         }
     }
 
     pub fn new(tenant: &Tenant, claims: Claims) -> Principal {
-        Principal {
-            allow_record: OnceCell::new(),
-            sub_hash: crate::secret::short_hash(&claims.sub),
-            downstream_key: downstream_key(tenant, &claims),
-            claims,
-        }
+        let hashes = UserHashes::new(tenant, &claims);
+        Principal::with_hashes(claims, hashes)
     }
 }
 
@@ -320,18 +470,37 @@ mod tests {
     #[test]
     fn downstream_round_trip_and_expiry() {
         let v = Downstream::Token(Secret::new("gho_abc"));
-        let bytes = encode_downstream(&v, 2_000);
+        let bytes = encode_downstream(&v, 2_000, 7);
         assert_eq!(decode_downstream(&bytes, 1_999), Some(v));
         assert_eq!(decode_downstream(&bytes, 2_000), None);
+        assert_eq!(downstream_evicted_at(&bytes), 7);
+        for f in [
+            CachedFailure::Misconfigured,
+            CachedFailure::Forbidden,
+            CachedFailure::Dependency(DependencyFailure::Unavailable),
+            CachedFailure::Dependency(DependencyFailure::Timeout),
+            CachedFailure::Dependency(DependencyFailure::BadAnswer),
+        ] {
+            let bytes = encode_downstream(&Downstream::Failed(f), 10, 0);
+            assert_eq!(decode_downstream(&bytes, 5), Some(Downstream::Failed(f)));
+        }
+        let evicted = encode_evicted(42);
+        assert_eq!(
+            (
+                decode_downstream(&evicted, 0),
+                downstream_evicted_at(&evicted)
+            ),
+            (None, 42)
+        );
         let plain = Downstream::NotConnected {
             interaction_uri: None,
         };
-        let nc = encode_downstream(&plain, 10);
+        let nc = encode_downstream(&plain, 10, 0);
         assert_eq!(decode_downstream(&nc, 5), Some(plain));
         let with_uri = Downstream::NotConnected {
             interaction_uri: Some("https://okta.example/interact?s=1".into()),
         };
-        let nc = encode_downstream(&with_uri, 10);
+        let nc = encode_downstream(&with_uri, 10, 0);
         assert_eq!(decode_downstream(&nc, 5), Some(with_uri));
     }
 
@@ -342,9 +511,49 @@ mod tests {
             b"\x01",
             b"\x02\x00\x00\x00\x00\x00\x00\x00\x00\xff",
             b"\x01\x07\x00\x00\x00\x00\x00\x00\x00\xff",
+            // Version 1, before the eviction time was kept: a miss.
+            b"\x01\x00\x00\x00\x00\x00\x00\x00\xff\xff\x61",
         ] {
             assert_eq!(decode_downstream(bad, 0), None);
         }
+    }
+
+    #[test]
+    fn key_fields_are_length_prefixed() {
+        let doc = crate::testing::example_json();
+        let cfg = crate::config::parse(
+            doc.as_bytes(),
+            &crate::testing::with_sealing_key(&|_| Some("secret".into())),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let t = &cfg.tenants[0];
+        // Joined with a separator these collide; length-prefixed they do not.
+        assert_ne!(
+            downstream_key_for(t, "i\u{0}a", "b", None),
+            downstream_key_for(t, "i", "a\u{0}b", None)
+        );
+        assert_ne!(
+            downstream_key_for(t, "i", "a", None),
+            downstream_key_for(t, "i", "a", Some(""))
+        );
+        assert_ne!(
+            user_key_for(t, "i\u{0}a", "b"),
+            user_key_for(t, "i", "a\u{0}b")
+        );
+    }
+
+    #[test]
+    fn user_records_round_trip() {
+        let r = UserRecord {
+            voided_at_ms: 9,
+            keys: vec!["tvp/v1/dt/a".into(), "tvp/v1/dt/b".into()],
+        };
+        assert_eq!(decode_user(&encode_user(&r)), Some(r));
+        assert_eq!(
+            decode_user(&encode_user(&UserRecord::default())),
+            Some(UserRecord::default())
+        );
+        assert_eq!(decode_user(b"\x09"), None);
     }
 
     #[test]
@@ -394,7 +603,12 @@ mod tests {
             login_hint: None,
             user: None,
         };
-        let principal = Rc::new(Principal::with_hashes(claims, String::new(), String::new()));
+        let hashes = UserHashes {
+            sub_hash: String::new(),
+            downstream_key: String::new(),
+            user_key: String::new(),
+        };
+        let principal = Rc::new(Principal::with_hashes(claims, hashes));
         for i in 0..5u128 {
             c.insert(
                 i,

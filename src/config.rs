@@ -61,6 +61,7 @@ struct RawSettings {
     downstream_expiry_margin_seconds: u64,
     downstream_cache_max_seconds: u64,
     not_connected_cache_seconds: u64,
+    vault_backoff_seconds: u64,
     verified_token_cache_size: usize,
     max_token_bytes: usize,
     callout_timeout_ms: u64,
@@ -82,6 +83,7 @@ impl Default for RawSettings {
             downstream_expiry_margin_seconds: s.downstream_expiry_margin_seconds,
             downstream_cache_max_seconds: s.downstream_cache_max_seconds,
             not_connected_cache_seconds: s.not_connected_cache_seconds,
+            vault_backoff_seconds: s.vault_backoff_seconds,
             verified_token_cache_size: s.verified_token_cache_size,
             max_token_bytes: s.max_token_bytes,
             callout_timeout_ms: s.callout_timeout_ms,
@@ -182,6 +184,10 @@ pub struct Settings {
     /// may still forward with it after the user disconnected on one.
     pub downstream_cache_max_seconds: u64,
     pub not_connected_cache_seconds: u64,
+    /// Failed vault answers are remembered per user this long, a 429 without `Retry-After`
+    /// stops the tenant's vault calls this long, and a backend 401 evicts a key at most once
+    /// in this interval.
+    pub vault_backoff_seconds: u64,
     pub verified_token_cache_size: usize,
     pub max_token_bytes: usize,
     pub callout_timeout_ms: u64,
@@ -211,6 +217,7 @@ impl Default for Settings {
             downstream_expiry_margin_seconds: 60,
             downstream_cache_max_seconds: 300,
             not_connected_cache_seconds: 5,
+            vault_backoff_seconds: 5,
             verified_token_cache_size: 10_000,
             max_token_bytes: 8 * 1024,
             callout_timeout_ms: 5_000,
@@ -572,6 +579,13 @@ fn validate_settings(
             "must be between 1024 and 65536",
         ));
     }
+    if raw.vault_backoff_seconds > 300 {
+        return Err(ConfigError::at(
+            None,
+            "settings.vault_backoff_seconds",
+            "must be at most 300",
+        ));
+    }
     if raw.callout_timeout_ms > 60_000 {
         return Err(ConfigError::at(
             None,
@@ -649,6 +663,7 @@ fn validate_settings(
         downstream_expiry_margin_seconds: raw.downstream_expiry_margin_seconds,
         downstream_cache_max_seconds: raw.downstream_cache_max_seconds,
         not_connected_cache_seconds: raw.not_connected_cache_seconds,
+        vault_backoff_seconds: raw.vault_backoff_seconds,
         verified_token_cache_size: raw.verified_token_cache_size,
         max_token_bytes: raw.max_token_bytes,
         callout_timeout_ms: raw.callout_timeout_ms,

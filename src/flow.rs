@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use crate::auth;
-use crate::cache::{self, Downstream, Verified, VerifiedTokens};
+use crate::cache::{self, CachedFailure, Downstream, Verified, VerifiedTokens};
 use crate::cache::{DigestMap, Principal, TokenDigest};
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::{Config, ConnectProvider, JwksSource, SubjectTokenType, Tenant, VaultBackend};
@@ -30,20 +30,55 @@ pub trait Host {
     fn record(&self, _tenant: &str, _metric: &'static str, _value: u64) {}
 }
 
-/// Forget a cached downstream answer, so the next request asks the vault: after the backend
-/// refused the token with 401, or after the user connected or disconnected the account.
+/// Forget a cached downstream answer, so the next request asks the vault (after the user
+/// connected the account). When the key was last evicted after a backend 401 is kept.
 pub fn evict_downstream(host: &dyn Host, key: &str) {
-    let (_, cas) = host.shared_get(key);
-    host.shared_set(
-        key,
-        &cache::encode_downstream(
-            &Downstream::NotConnected {
-                interaction_uri: None,
-            },
-            0,
-        ),
-        cas,
-    );
+    update_shared(host, key, |old| {
+        Some(cache::encode_evicted(
+            old.map_or(0, cache::downstream_evicted_at),
+        ))
+    });
+}
+
+/// Forget every cached answer of a user (all their login hints), and void the answers of
+/// exchanges already in flight: after the user disconnected the account.
+pub fn evict_user(host: &dyn Host, user_key: &str, now_ms: u64) {
+    // Mark first, then evict what the record lists: a store indexed before the mark is
+    // evicted here; one after it sees the mark (`store_downstream` checks both ways).
+    let mut keys = Vec::new();
+    update_shared(host, user_key, |old| {
+        let mut record = old.and_then(cache::decode_user).unwrap_or_default();
+        record.voided_at_ms = record.voided_at_ms.max(now_ms);
+        keys = record.keys.clone();
+        Some(cache::encode_user(&record))
+    });
+    for key in keys {
+        evict_downstream(host, &key);
+    }
+}
+
+/// Read-modify-write of a shared-data entry under CAS, retried while other workers write in
+/// between. `change` gives the new value, or `None` to leave the entry. True when written.
+fn update_shared(
+    host: &dyn Host,
+    key: &str,
+    mut change: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+) -> bool {
+    for _ in 0..4 {
+        let (value, cas) = host.shared_get(key);
+        let Some(new) = change(value.as_deref()) else {
+            return false;
+        };
+        if host.shared_set(key, &new, cas) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Whether answers of an exchange that began at `started_ms` are void for this user record.
+fn voided(record: &cache::UserRecord, started_ms: u64) -> bool {
+    record.voided_at_ms != 0 && record.voided_at_ms >= started_ms
 }
 
 /// How often a worker looks at shared data for keys another worker fetched.
@@ -123,6 +158,10 @@ struct Flight {
     owner: Option<u32>,
     /// When the call-out was sent (for the latency histogram).
     sent_ms: u64,
+    /// When the exchange began (its first leg): an eviction after it voids its answer.
+    started_ms: u64,
+    /// The user record of a vault exchange.
+    user_key: Option<String>,
 }
 
 #[derive(Default)]
@@ -166,8 +205,7 @@ struct Identity {
     iss: String,
     sub: String,
     login_hint: Option<String>,
-    sub_hash: String,
-    downstream_key: String,
+    hashes: cache::UserHashes,
 }
 
 /// A request that a call-out answer has decided, to be applied in its own context.
@@ -274,7 +312,7 @@ impl Worker {
                                         now_ms,
                                     )
                                 {
-                                    return self.wait_for_keys(context_id, input);
+                                    return self.wait_for_keys(now_ms, context_id, input);
                                 }
                                 return match (known, state.last_failure) {
                                     (None, failure) => deny(
@@ -350,6 +388,14 @@ impl Worker {
                 connect_required(tenant, interaction_uri.as_deref(), &[]),
                 Some(&principal),
             ),
+            Some(Downstream::Failed(failure)) => deny(
+                match failure {
+                    CachedFailure::Misconfigured => Deny::VaultMisconfigured,
+                    CachedFailure::Forbidden => Deny::VaultForbidden,
+                    CachedFailure::Dependency(f) => Deny::VaultFailed(f),
+                },
+                Some(&principal),
+            ),
             None => {
                 let subject = match tenant.vault.subject_token_type {
                     SubjectTokenType::AccessToken => input.token.clone(),
@@ -367,6 +413,13 @@ impl Worker {
                         }
                     }
                 };
+                if let Some(wait_s) = self.backing_off(host, input.tenant, now_ms) {
+                    host.count(&tenant.id, "vault.backoff");
+                    let limited = Deny::VaultRateLimited {
+                        retry_after_seconds: Some(wait_s),
+                    };
+                    return deny(limited, Some(&principal));
+                }
                 let request = match vault::first_request(
                     &tenant.vault,
                     &subject,
@@ -382,6 +435,7 @@ impl Worker {
                 };
                 let tenant_index = input.tenant;
                 self.wait(
+                    now_ms,
                     context_id,
                     principal.downstream_key.clone(),
                     Purpose::Vault {
@@ -398,7 +452,7 @@ impl Worker {
         }
     }
 
-    fn wait_for_keys(&mut self, context_id: u32, input: RequestInput) -> Step {
+    fn wait_for_keys(&mut self, now_ms: u64, context_id: u32, input: RequestInput) -> Step {
         let tenant = &self.config.tenants[input.tenant];
         let (purpose, request) = match &tenant.jwks {
             JwksSource::Direct {
@@ -424,6 +478,7 @@ impl Worker {
         };
         let flight = jwks_flight(tenant);
         self.wait(
+            now_ms,
             context_id,
             flight,
             purpose,
@@ -438,12 +493,17 @@ impl Worker {
     /// Join the flight for `key`, or start it.
     fn wait(
         &mut self,
+        now_ms: u64,
         context_id: u32,
         key: String,
         purpose: Purpose,
         request: CalloutRequest,
         waiting: Waiting,
     ) -> Step {
+        let user_key = match &waiting.stage {
+            Stage::NeedDownstream(p) => Some(p.user_key.clone()),
+            Stage::NeedKeys => None,
+        };
         self.waiting.insert(context_id, waiting);
         if let Some(flight) = self.flights.get_mut(&key) {
             flight.waiters.push(context_id);
@@ -460,6 +520,8 @@ impl Worker {
                 waiters: vec![context_id],
                 owner: Some(context_id),
                 sent_ms: 0,
+                started_ms: now_ms,
+                user_key,
             },
         );
         Step::Wait {
@@ -641,6 +703,8 @@ impl Worker {
                                 waiters: flight.waiters,
                                 owner: None,
                                 sent_ms: 0,
+                                started_ms: flight.started_ms,
+                                user_key: None,
                             },
                         );
                         // Dispatched at once by the caller through `take_orphans`.
@@ -697,6 +761,8 @@ impl Worker {
                                 owner: None,
                                 // Not sent yet: `dispatched` dates it.
                                 sent_ms: 0,
+                                started_ms: flight.started_ms,
+                                user_key: flight.user_key.clone(),
                             },
                         );
                         self.orphans.insert(key.to_string());
@@ -704,7 +770,15 @@ impl Worker {
                     }
                 };
                 host.count(&tenant_id, vault_metric(&outcome));
-                self.store_downstream(host, key, &outcome, now_ms);
+                if let VaultOutcome::RateLimited {
+                    retry_after_seconds,
+                } = outcome
+                {
+                    self.back_off(host, tenant, retry_after_seconds, now_ms);
+                }
+                if let Some(user_key) = &flight.user_key {
+                    self.store_downstream(host, key, user_key, flight.started_ms, &outcome, now_ms);
+                }
                 let config = Rc::clone(&self.config);
                 finish(self, &mut |_, _, waiting| {
                     let t = &config.tenants[waiting.input.tenant];
@@ -860,6 +934,8 @@ impl Worker {
                         waiters: Vec::new(),
                         owner: None,
                         sent_ms: 0,
+                        started_ms: now_ms,
+                        user_key: None,
                     },
                 );
                 due.push((flight, request));
@@ -930,8 +1006,23 @@ impl Worker {
         if status() != Some(401) {
             return None;
         }
-        evict_downstream(host, &key);
-        host.count(&self.config.tenants[tenant].id, "downstream_evicted");
+        // At most once per key per interval: a backend that refuses every token must not
+        // turn each request into a vault call.
+        let now_ms = host.now_ms();
+        let interval_ms = self
+            .config
+            .settings
+            .vault_backoff_seconds
+            .saturating_mul(1000);
+        let tenant_id = &self.config.tenants[tenant].id;
+        let (value, _) = host.shared_get(&key);
+        let last = value.as_deref().map_or(0, cache::downstream_evicted_at);
+        if last != 0 && now_ms.saturating_sub(last) < interval_ms {
+            host.count(tenant_id, "downstream_evict_limited");
+            return None;
+        }
+        update_shared(host, &key, |_| Some(cache::encode_evicted(now_ms)));
+        host.count(tenant_id, "downstream_evicted");
         Some(tenant)
     }
 
@@ -996,25 +1087,22 @@ impl Worker {
                 && known.sub == claims.sub
                 && known.login_hint == claims.login_hint
             {
-                let (sub_hash, key) = (known.sub_hash.clone(), known.downstream_key.clone());
-                return Principal::with_hashes(claims, sub_hash, key);
+                return Principal::with_hashes(claims, known.hashes.clone());
             }
         }
-        let principal = Principal::new(&self.config.tenants[tenant], claims);
+        let hashes = cache::UserHashes::new(&self.config.tenants[tenant], &claims);
         if self.identities.len() >= self.config.settings.verified_token_cache_size.max(1) {
             self.identities.clear();
         }
-        let c = &principal.claims;
         let entry = Identity {
             tenant,
-            iss: c.iss.clone(),
-            sub: c.sub.clone(),
-            login_hint: c.login_hint.clone(),
-            sub_hash: principal.sub_hash.clone(),
-            downstream_key: principal.downstream_key.clone(),
+            iss: claims.iss.clone(),
+            sub: claims.sub.clone(),
+            login_hint: claims.login_hint.clone(),
+            hashes: hashes.clone(),
         };
         self.identities.insert(digest, entry);
-        principal
+        Principal::with_hashes(claims, hashes)
     }
 
     /// Whether signing keys are loaded for tenant `i` (for `/health`).
@@ -1023,39 +1111,117 @@ impl Worker {
         self.keys_for(host, i, now).is_some()
     }
 
-    fn store_downstream(&self, host: &dyn Host, key: &str, outcome: &VaultOutcome, now_ms: u64) {
+    /// Cache a vault answer under `key`, listed in the user's record, unless the user's
+    /// answers were voided (a disconnect) after this exchange began at `started_ms`.
+    fn store_downstream(
+        &self,
+        host: &dyn Host,
+        key: &str,
+        user_key: &str,
+        started_ms: u64,
+        outcome: &VaultOutcome,
+        now_ms: u64,
+    ) {
+        let Some((value, ttl_s)) = self.cached_answer(outcome) else {
+            return;
+        };
+        if ttl_s == 0 {
+            return;
+        }
+        let mut dropped = None;
+        let indexed = update_shared(host, user_key, |old| {
+            let mut record = match old {
+                None => cache::UserRecord::default(),
+                Some(bytes) => cache::decode_user(bytes)?,
+            };
+            if voided(&record, started_ms) {
+                return None;
+            }
+            if !record.keys.iter().any(|k| k == key) {
+                record.keys.push(key.to_string());
+            }
+            // Bounded: the oldest entry leaves the record and the cache together.
+            dropped = (record.keys.len() > cache::MAX_USER_KEYS).then(|| record.keys.remove(0));
+            Some(cache::encode_user(&record))
+        });
+        if let Some(old) = &dropped {
+            evict_downstream(host, old);
+        }
+        if !indexed {
+            return;
+        }
+        let expires_at_ms = now_ms.saturating_add(ttl_s.saturating_mul(1000));
+        update_shared(host, key, |old| {
+            let evicted_at = old.map_or(0, cache::downstream_evicted_at);
+            Some(cache::encode_downstream(&value, expires_at_ms, evicted_at))
+        });
+        // A disconnect between indexing and writing may have missed this entry: check again.
+        let kept = host
+            .shared_get(user_key)
+            .0
+            .and_then(|b| cache::decode_user(&b))
+            .is_some_and(|r| !voided(&r, started_ms) && r.keys.iter().any(|k| k == key));
+        if !kept {
+            evict_downstream(host, key);
+        }
+    }
+
+    /// What to cache for a vault answer, and for how many seconds.
+    fn cached_answer(&self, outcome: &VaultOutcome) -> Option<(Downstream, u64)> {
         let s = &self.config.settings;
-        let (value, ttl_s) = match outcome {
+        let failed = |f| Some((Downstream::Failed(f), s.vault_backoff_seconds));
+        match outcome {
             VaultOutcome::Token {
                 access_token,
                 expires_in,
-            } => (
+            } => Some((
                 Downstream::Token(access_token.clone()),
                 // Capped: a disconnect on another replica is seen within the cap.
                 expires_in
                     .saturating_sub(s.downstream_expiry_margin_seconds)
                     .min(s.downstream_cache_max_seconds),
-            ),
+            )),
             VaultOutcome::ConnectRequired {
                 interaction_uri, ..
-            } => (
+            } => Some((
                 Downstream::NotConnected {
                     interaction_uri: interaction_uri.clone(),
                 },
                 s.not_connected_cache_seconds,
-            ),
-            _ => return,
-        };
-        if ttl_s == 0 {
-            return;
+            )),
+            // Remembered per user so retries cannot turn into a call each.
+            VaultOutcome::Misconfigured { .. } => failed(CachedFailure::Misconfigured),
+            VaultOutcome::Forbidden { .. } => failed(CachedFailure::Forbidden),
+            VaultOutcome::Failed(f) => failed(CachedFailure::Dependency(*f)),
+            // Per token, not per user: a new token must be tried. Rate limits are tenant-wide.
+            VaultOutcome::SubjectRejected { .. } | VaultOutcome::RateLimited { .. } => None,
         }
-        let cas = host.shared_get(key).1;
-        host.shared_set(
-            key,
-            &cache::encode_downstream(&value, now_ms + ttl_s * 1000),
-            cas,
-        );
     }
+
+    /// The vault answered 429: no call for any user of the tenant until its `Retry-After`
+    /// (without one, `vault_backoff_seconds`, at least a second).
+    fn back_off(&self, host: &dyn Host, tenant: usize, retry_after_s: Option<u64>, now_ms: u64) {
+        let seconds = retry_after_s
+            .unwrap_or(self.config.settings.vault_backoff_seconds)
+            .max(1);
+        let until = now_ms.saturating_add(seconds.saturating_mul(1000));
+        let key = cache::vault_backoff_key(&self.config.tenants[tenant]);
+        update_shared(host, &key, |old| {
+            let current = old.and_then(decode_ms).unwrap_or(0);
+            (until > current).then(|| until.to_be_bytes().to_vec())
+        });
+    }
+
+    /// Seconds the tenant's vault asked us to wait still, if any.
+    fn backing_off(&self, host: &dyn Host, tenant: usize, now_ms: u64) -> Option<u64> {
+        let key = cache::vault_backoff_key(&self.config.tenants[tenant]);
+        let until = host.shared_get(&key).0.as_deref().and_then(decode_ms)?;
+        (until > now_ms).then(|| (until - now_ms).div_ceil(1000))
+    }
+}
+
+fn decode_ms(bytes: &[u8]) -> Option<u64> {
+    bytes.try_into().ok().map(u64::from_be_bytes)
 }
 
 fn vault_metric(outcome: &VaultOutcome) -> &'static str {

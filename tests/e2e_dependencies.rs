@@ -186,7 +186,13 @@ fn old_keys_stay_in_use_while_refreshes_fail() {
 
 #[test]
 fn vault_failures_fail_closed_with_the_right_status() {
-    let stack = Stack::start();
+    // Without the per-user back-off, so one user can go through every fault in a row.
+    let mut settings = test_settings();
+    settings["vault_backoff_seconds"] = json!(0);
+    let stack = Stack::with(Options {
+        settings,
+        ..Options::default()
+    });
     let token = stack.token("github", "alice");
     let error = |e: &str| {
         Fault::body(
@@ -244,29 +250,9 @@ fn vault_failures_fail_closed_with_the_right_status() {
             "{name}"
         );
     }
-    let limited = Fault::Respond {
-        status: 429,
-        headers: vec![
-            ("retry-after".into(), "7".into()),
-            ("content-type".into(), "application/json".into()),
-        ],
-        body: json!({"error": "too_many_requests"})
-            .to_string()
-            .into_bytes(),
-    };
-    stack.sim.fail(Endpoint::Vault, limited, Some(1));
-    let r = stack.call("GET", "/github/user", &token);
-    assert_eq!((r.status, r.header("retry-after")), (503, Some("7")));
-    // Auth0's standard 429 has no Retry-After: its X-RateLimit-Reset becomes one.
-    stack
-        .sim
-        .fail(Endpoint::Vault, Fault::auth0_rate_limited(30), Some(1));
-    let r = stack.call("GET", "/github/user", &token);
-    assert_eq!(r.status, 503, "{}", r.text());
-    let wait: u64 = r.header("retry-after").unwrap_or("").parse().unwrap_or(0);
-    assert!((28..=30).contains(&wait), "retry-after {wait}");
     assert_eq!(stack.sim.count(Endpoint::Backend), 0);
-    // Failures are not cached: the vault heals and the next request goes through.
+    // With no back-off set, failures are not cached: the vault heals and the next request
+    // goes through.
     assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
     assert_eq!(stack.sim.count(Endpoint::Backend), 1);
     // Any other 4xx means "authorization required", as the auth0-ai SDKs read it (last: the
@@ -281,6 +267,62 @@ fn vault_failures_fail_closed_with_the_right_status() {
     assert_eq!(r.json()["error"], "connected_account_required");
     let log = stack.log_text();
     assert!(!log.contains(&token) && !log.contains(GITHUB_SECRET));
+}
+
+/// A 429 stops the tenant's vault calls for its Retry-After: 100 requests of several users
+/// after it make no call-out, and each gets the time left.
+#[test]
+fn a_vault_429_is_honoured_tenant_wide() {
+    let stack = Stack::start();
+    let limited = Fault::Respond {
+        status: 429,
+        headers: vec![
+            ("retry-after".into(), "7".into()),
+            ("content-type".into(), "application/json".into()),
+        ],
+        body: json!({"error": "too_many_requests"})
+            .to_string()
+            .into_bytes(),
+    };
+    stack.sim.fail(Endpoint::Vault, limited, None);
+    let r = stack.call("GET", "/github/user", &stack.token("github", "alice"));
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("7")));
+    let users: Vec<String> = (0..5)
+        .map(|i| stack.token("github", &format!("user{i}")))
+        .collect();
+    for i in 0..100 {
+        let r = stack.call("GET", "/github/user", &users[i % users.len()]);
+        assert_eq!(r.status, 503, "{}", r.text());
+        let wait: u64 = r.header("retry-after").unwrap_or("").parse().unwrap_or(0);
+        assert!((1..=7).contains(&wait), "retry-after {wait}");
+    }
+    assert_eq!(stack.sim.count(Endpoint::Vault), 1, "one call-out in all");
+    assert_eq!(stack.sim.count(Endpoint::Backend), 0);
+    // Auth0's standard 429 has no Retry-After: its X-RateLimit-Reset becomes one (another
+    // tenant: the back-off is per tenant).
+    stack
+        .sim
+        .fail(Endpoint::Vault, Fault::auth0_rate_limited(30), Some(1));
+    let r = stack.call("GET", "/google/calendar", &stack.token("google", "alice"));
+    assert_eq!(r.status, 503, "{}", r.text());
+    let wait: u64 = r.header("retry-after").unwrap_or("").parse().unwrap_or(0);
+    assert!((28..=30).contains(&wait), "retry-after {wait}");
+}
+
+/// Failed vault answers are remembered per user for `vault_backoff_seconds`: retries make
+/// no call-out, other users are not affected.
+#[test]
+fn a_vault_failure_is_remembered_per_user_briefly() {
+    let stack = Stack::start();
+    let bob = stack.token("github", "bob");
+    stack.sim.fail(Endpoint::Vault, Fault::status(500), Some(1));
+    for _ in 0..20 {
+        assert_eq!(stack.call("GET", "/github/user", &bob).status, 502);
+    }
+    assert_eq!(stack.sim.count(Endpoint::Vault), 1);
+    let alice = stack.token("github", "alice");
+    assert_eq!(stack.call("GET", "/github/user", &alice).status, 200);
+    assert_eq!(stack.sim.count(Endpoint::Vault), 2);
 }
 
 #[test]

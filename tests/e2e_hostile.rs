@@ -399,7 +399,7 @@ fn hostile_inputs_are_refused_with_the_right_status() {
         header_case(
             "Basic scheme",
             vec![("authorization", "Basic YWxpY2U6cGFzcw==".into())],
-            400,
+            401,
         ),
         header_case(
             "token in a cookie",

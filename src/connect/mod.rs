@@ -879,9 +879,10 @@ pub fn resume(
             if answer(response, &[200, 204]).is_none() {
                 return upstream_failed("disconnect the account");
             }
-            // The next agent request must find out at the vault, not from our cache.
-            let key = cache::downstream_key_for(ctx.tenant, &ctx.tenant.issuer, &session.sub, None);
-            crate::flow::evict_downstream(ctx.host, &key);
+            // The next agent request must find out at the vault, not from our cache: every
+            // entry of the user (one per login hint), and none an exchange in flight stores.
+            let user = cache::user_key_for(ctx.tenant, &ctx.tenant.issuer, &session.sub);
+            crate::flow::evict_user(ctx.host, &user, ctx.host.now_ms());
             ctx.count("connect.disconnected");
             let mut reply = match redirect(&ctx.url("/accounts"), Vec::new()) {
                 Outcome::Reply(r) => r,

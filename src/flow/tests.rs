@@ -14,7 +14,15 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let doc = &crate::testing::example_json();
+    fixture_with(|_| {})
+}
+
+/// A fixture whose configuration `edit` changed first.
+fn fixture_with(edit: impl Fn(&mut serde_json::Value)) -> Fixture {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&crate::testing::example_json()).unwrap_or_default();
+    edit(&mut doc);
+    let doc = doc.to_string();
     let cfg = config::parse(
         doc.as_bytes(),
         &crate::testing::with_sealing_key(&|_| Some("secret".into())),
@@ -31,7 +39,15 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn token(&self, sub: &str, scope: &str) -> String {
-        let claims = json!({"iss": "http://127.0.0.1:9000/issuers/github/", "aud": "http://localhost:3000/github/mcp", "sub": sub, "exp": NOW_S + 600, "scope": scope});
+        self.token_with(sub, scope, json!({}))
+    }
+
+    /// A token with `extra` claims added.
+    fn token_with(&self, sub: &str, scope: &str, extra: serde_json::Value) -> String {
+        let mut claims = json!({"iss": "http://127.0.0.1:9000/issuers/github/", "aud": "http://localhost:3000/github/mcp", "sub": sub, "exp": NOW_S + 600, "scope": scope});
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
         self.keys
             .sign(
                 "RS256",
@@ -162,7 +178,7 @@ fn refusals_and_cached_lifetimes() {
 }
 
 #[test]
-fn not_connected_is_cached_briefly_and_failures_not_at_all() {
+fn not_connected_and_failures_are_cached_briefly() {
     let mut f = fixture();
     let shared_key = {
         let jwks = cache::jwks_key(&f.worker.config.tenants[0]);
@@ -209,10 +225,145 @@ fn not_connected_is_cached_briefly_and_failures_not_at_all() {
             ..
         }
     ));
+    // Remembered for vault_backoff_seconds (5): no call-out per retry.
+    assert!(matches!(
+        f.begin(4, "GET", &bob),
+        Step::Deny {
+            deny: Deny::VaultFailed(DependencyFailure::BadAnswer),
+            ..
+        }
+    ));
+    f.host.now.set((NOW_S + 11) * 1000);
     assert!(
-        matches!(f.begin(4, "GET", &bob), Step::Wait { start: Some(_), .. }),
-        "a failure is not cached"
+        matches!(f.begin(5, "GET", &bob), Step::Wait { start: Some(_), .. }),
+        "asked again after the back-off"
     );
+}
+
+/// Keys in shared data, so requests go straight to the vault step.
+fn with_keys(f: &Fixture) {
+    let jwks = cache::jwks_key(&f.worker.config.tenants[0]);
+    f.host.shared_set(
+        &jwks,
+        &cache::encode_jwks(NOW_S * 1000, f.keys.jwks().to_string().as_bytes()),
+        None,
+    );
+}
+
+/// Start `ctx`'s exchange and dispatch it as call-out `token`.
+fn exchange(f: &mut Fixture, ctx: u32, token: u32, agent: &str) -> String {
+    let s = f.begin(ctx, "GET", agent);
+    let flight = started(&s)
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_else(|| panic!("{s:?}"));
+    f.worker.dispatched(&flight, token, ctx, f.host.now_ms());
+    flight
+}
+
+fn rate_limited(step: &Step) -> Option<Option<u64>> {
+    match step {
+        Step::Deny {
+            deny: Deny::VaultRateLimited {
+                retry_after_seconds,
+            },
+            ..
+        } => Some(*retry_after_seconds),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_vault_429_stops_every_users_calls_until_retry_after() {
+    let mut f = fixture();
+    with_keys(&f);
+    let bob = f.token("bob", "github:read");
+    exchange(&mut f, 1, 1, &bob);
+    let response = CalloutResponse {
+        status: Some(429),
+        retry_after: Some("30".into()),
+        rate_limit_reset: None,
+        body: Some(b"{}".to_vec()),
+    };
+    let r = f.worker.on_response(&f.host, 1, &response);
+    assert_eq!(rate_limited(&r[0].1), Some(Some(30)));
+    // Anyone of the tenant: refused at once with the time left, no call-out.
+    for (ctx, who) in [(2, "bob"), (3, "alice"), (4, "carol")] {
+        let step = f.begin(ctx, "GET", &f.token(who, "github:read"));
+        assert_eq!(rate_limited(&step), Some(Some(30)), "{who}");
+    }
+    f.host.now.set(NOW_S * 1000 + 29_500);
+    let step = f.begin(5, "GET", &f.token("alice", "github:read"));
+    assert_eq!(rate_limited(&step), Some(Some(1)));
+    f.host.now.set((NOW_S + 30) * 1000);
+    let step = f.begin(6, "GET", &f.token("alice", "github:read"));
+    assert!(started(&step).is_some(), "{step:?}");
+}
+
+#[test]
+fn a_backend_401_evicts_a_key_at_most_once_per_interval() {
+    let mut f = fixture();
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    let ok = json!({"access_token": "gho_1", "expires_in": 3600});
+    let forward_and_refuse = |f: &mut Fixture, ctx: u32| -> Option<usize> {
+        let Step::Forward(fw) = f.begin(ctx, "GET", &alice) else {
+            return None;
+        };
+        f.worker.forwarded(ctx, &fw);
+        f.worker.backend_answered(&f.host, ctx, || Some(401))
+    };
+    exchange(&mut f, 1, 1, &alice);
+    f.answer(1, 200, ok.clone());
+    assert_eq!(forward_and_refuse(&mut f, 2), Some(0), "first 401 evicts");
+    // The next request exchanges again; the new token is refused at once too.
+    f.host.now.set(NOW_S * 1000 + 100);
+    exchange(&mut f, 3, 2, &alice);
+    f.answer(2, 200, ok.clone());
+    assert_eq!(forward_and_refuse(&mut f, 4), None, "not again within 5 s");
+    assert!(matches!(f.begin(5, "GET", &alice), Step::Forward(_)));
+    f.host.now.set((NOW_S + 5) * 1000);
+    assert_eq!(forward_and_refuse(&mut f, 6), Some(0), "again after 5 s");
+    assert!(started(&f.begin(7, "GET", &alice)).is_some());
+}
+
+#[test]
+fn a_disconnect_evicts_every_login_hint_and_voids_exchanges_in_flight() {
+    let mut f = fixture_with(|doc| {
+        doc["tenants"][0]["vault"]["login_hint_claim"] = json!("email");
+    });
+    with_keys(&f);
+    let ok = json!({"access_token": "gho_1", "expires_in": 3600});
+    let work = f.token_with("alice", "github:read", json!({"email": "a@work"}));
+    let home = f.token_with("alice", "github:read", json!({"email": "a@home"}));
+    let bob = f.token("bob", "github:read");
+    for (i, t) in [&work, &home, &bob].into_iter().enumerate() {
+        let i = i as u32 + 1;
+        exchange(&mut f, i, i, t);
+        f.answer(i, 200, ok.clone());
+        assert!(matches!(f.begin(10 + i, "GET", t), Step::Forward(_)));
+    }
+    // An exchange of alice's (a third account) is in flight when she disconnects.
+    let other = f.token_with("alice", "github:read", json!({"email": "a@other"}));
+    exchange(&mut f, 20, 20, &other);
+    f.host.now.set(NOW_S * 1000 + 10);
+    let t = &f.worker.config.tenants[0];
+    let user = cache::user_key_for(t, &t.issuer, "alice");
+    evict_user(&f.host, &user, f.host.now_ms());
+    f.host.now.set(NOW_S * 1000 + 20);
+    // Its answer still serves the request that waited, but is not stored.
+    let r = f.answer(20, 200, ok.clone());
+    assert!(matches!(r[0].1, Step::Forward(_)));
+    for (ctx, t) in [(31, &home), (32, &other)] {
+        assert!(started(&f.begin(ctx, "GET", t)).is_some(), "{ctx}");
+    }
+    assert!(
+        matches!(f.begin(33, "GET", &bob), Step::Forward(_)),
+        "bob keeps his"
+    );
+    // Exchanges that begin after the disconnect are stored again.
+    exchange(&mut f, 30, 30, &work);
+    f.answer(30, 200, ok.clone());
+    assert!(matches!(f.begin(34, "GET", &work), Step::Forward(_)));
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub const MAX_DOWNSTREAM_TOKEN_BYTES: usize = 16 * 1024;
 /// Seconds to keep a token whose answer did not say how long it lives.
 const DEFAULT_EXPIRES_IN: u64 = 300;
 
+/// Longest lifetime believed from a vault answer (a day): a huge `expires_in` is not trusted.
+const MAX_EXPIRES_IN: u64 = 86_400;
+
 /// What a vault exchange produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VaultOutcome {
@@ -190,7 +193,10 @@ fn token_answer(body: &[u8], expected_type: &str, issued: Option<&str>) -> Optio
     };
     (type_ok && issued_ok && is_header_safe_token(&s.access_token)).then(|| Issued {
         access_token: Secret::new(s.access_token),
-        expires_in: s.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+        expires_in: s
+            .expires_in
+            .unwrap_or(DEFAULT_EXPIRES_IN)
+            .min(MAX_EXPIRES_IN),
         scope: s.scope,
     })
 }
@@ -213,4 +219,16 @@ fn error_answer(body: &[u8]) -> Option<(String, String, Option<String>)> {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .collect();
     Some((e.error, code, e.interaction_uri))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_in_is_capped() {
+        let body = format!(r#"{{"access_token":"t","expires_in":{}}}"#, u64::MAX);
+        let issued = token_answer(body.as_bytes(), "bearer", None);
+        assert_eq!(issued.map(|i| i.expires_in), Some(MAX_EXPIRES_IN));
+    }
 }

@@ -147,6 +147,7 @@ fn serve(
                 let value = cache::encode_downstream(
                     &cache::Downstream::Token(Secret::new("gho_x")),
                     host.now_ms() + 3_600_000,
+                    0,
                 );
                 host.shared_set(&flight, &value, None);
                 worker.forget(i as u32);
