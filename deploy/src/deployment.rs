@@ -69,6 +69,7 @@ struct RawIstio {
     selector: Option<BTreeMap<String, String>>,
     ports: Option<Vec<u16>>,
     mode: Option<String>,
+    credential_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +125,9 @@ pub struct Istio {
     /// Which listeners: Istio counts a gateway's listeners as CLIENT (the default, for the
     /// default ingress gateway selector); a sidecar's inbound ones are SERVER.
     pub mode: String,
+    /// A Secret (key `ca.crt`) the outside hosts' certificates are verified against instead of
+    /// the `ca_bundle` file in the proxy container.
+    pub credential_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +237,7 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
                 .unwrap_or_else(|| BTreeMap::from([("istio".into(), "ingressgateway".into())])),
             ports: raw_istio.ports.unwrap_or_default(),
             mode: raw_istio.mode.unwrap_or_else(|| "CLIENT".into()),
+            credential_name: raw_istio.credential_name,
         },
         envoy_gateway: EnvoyGateway {
             gateway,

@@ -158,7 +158,16 @@ fn service_entry(o: &Origin, d: &Deployment) -> Node {
 
 fn destination_rule(o: &Origin, d: &Deployment) -> Node {
     let tls = if o.tls {
-        map! { "mode" => "SIMPLE", "sni" => o.host.clone() }
+        // Pinned as the plain-Envoy rendering pins it: these connections carry the JWKS, the
+        // vault exchange and client secrets, so an unverified peer is an authentication bypass.
+        let mut tls = map! { "mode" => "SIMPLE", "sni" => o.host.clone() };
+        match &d.istio.credential_name {
+            Some(secret) => tls.insert("credentialName", secret.clone()),
+            None => tls.insert("caCertificates", d.ca_bundle.clone()),
+        }
+        tls.insert("subjectAltNames", seq![o.host.clone()]);
+        tls.insert("insecureSkipVerify", false);
+        tls
     } else {
         // Explicit, so a mesh-wide ISTIO_MUTUAL default does not apply to an outside host.
         map! { "mode" => "DISABLE" }
@@ -285,11 +294,35 @@ mod tests {
         assert_eq!(dr["host"], "acme.us.auth0.com");
         assert_eq!(
             dr["trafficPolicy"]["portLevelSettings"][0]["tls"],
-            json!({"mode": "SIMPLE", "sni": "acme.us.auth0.com"})
+            json!({
+                "mode": "SIMPLE",
+                "sni": "acme.us.auth0.com",
+                "caCertificates": "/etc/ssl/certs/ca-certificates.crt",
+                "subjectAltNames": ["acme.us.auth0.com"],
+                "insecureSkipVerify": false,
+            })
         );
         for d in &docs {
             assert_eq!(schema::check_resource(d), vec![], "{d}");
         }
+    }
+
+    #[test]
+    fn tls_to_outside_hosts_is_verified_against_a_named_secret() {
+        let d = load(
+            "wasm: oci://r/tvp:1\nistio:\n  credential_name: corp-ca\n",
+            &[],
+            Target::Istio,
+        )
+        .unwrap();
+        let docs = resources(&plan(&auth0_both()).unwrap(), &d).unwrap();
+        let dr = docs[2].to_json();
+        let tls = &dr["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"];
+        assert_eq!(tls["credentialName"], "corp-ca");
+        assert!(tls.get("caCertificates").is_none());
+        assert_eq!(tls["subjectAltNames"], json!(["acme.us.auth0.com"]));
+        assert_eq!(tls["insecureSkipVerify"], false);
+        assert_eq!(schema::check_resource(&dr), vec![]);
     }
 
     #[test]

@@ -24,6 +24,7 @@ const USAGE: &str = "usage:
       The deployment file (JSON or YAML) and --set take: public_base_url, listen_address,
       listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256, ca_bundle,
       lds_path, istio.name, istio.namespace, istio.selector, istio.ports, istio.mode,
+      istio.credential_name,
       envoy_gateway.gateway (NAMESPACE/NAME), envoy_gateway.listener, envoy_gateway.name,
       envoy_gateway.namespace, envoy_gateway.ca_config_map, envoy_gateway.allow_plain_http.
       Without --out the result goes to standard output. With lds_path=DIR/NAME.yaml (envoy

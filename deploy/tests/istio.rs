@@ -85,6 +85,10 @@ fn every_cluster_the_plugin_names_is_one_istio_generates() {
         let tls = &d["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"];
         assert_eq!(tls["mode"], "SIMPLE");
         assert_eq!(&tls["sni"], host);
+        // Verified as plain Envoy verifies: a CA and the exact host name.
+        assert_eq!(tls["subjectAltNames"], json!([host]));
+        assert_eq!(tls["caCertificates"], "/etc/ssl/certs/ca-certificates.crt");
+        assert_eq!(tls["insecureSkipVerify"], false);
     }
     assert_eq!(
         config["settings"]["public_base_url"],
