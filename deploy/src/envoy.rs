@@ -329,6 +329,13 @@ fn connection_manager(plan: &Plan, d: &Deployment, config: &str) -> Node {
             "@type" => "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix" => "agents",
             "codec_type" => "AUTO",
+            // One reading of the path for the filter, the router and the backend: dot
+            // segments resolved and slashes merged before any filter runs; an encoded `/` or
+            // `\` refused (unescaping would let the filter route one path and the backend
+            // see another; a redirect would be a path the filter never checked).
+            "normalize_path" => true,
+            "merge_slashes" => true,
+            "path_with_escaped_slashes_action" => "REJECT_REQUEST",
             "access_log" => seq![access_log()],
             "route_config" => map! {
                 "name" => "tenants",
@@ -648,6 +655,15 @@ mod tests {
         assert!(host.get("typed_per_filter_config").is_none());
         assert_eq!(host["routes"][0]["match"]["prefix"], "/github/");
         assert!(!b.to_string().contains(BUFFER));
+    }
+
+    #[test]
+    fn paths_are_normalised_before_the_filter_and_encoded_slashes_refused() {
+        let b = render_json(&example(), &[]);
+        let hcm = hcm(&b);
+        assert_eq!(hcm["normalize_path"], true);
+        assert_eq!(hcm["merge_slashes"], true);
+        assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
     }
 
     #[test]

@@ -65,6 +65,7 @@ impl Request {
                 }
             }
             Route::NoTenant => return self.deny(None, &Deny::NoTenant),
+            Route::BadPath => return self.deny(None, &Deny::BadPath),
             Route::ProtectedResource { tenant, rest } => {
                 let origin = public_base(&config);
                 let path = format!("/{tenant}{rest}");
