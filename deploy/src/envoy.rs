@@ -413,8 +413,12 @@ fn wasm_filter(d: &Deployment, plan: &Plan, config: &str) -> Node {
         "config" => map! {
             "name" => ROOT_ID,
             "root_id" => ROOT_ID,
-            // Never fail open: without the filter, nothing is forwarded.
-            "fail_open" => false,
+            // Never fail open: while the VM is broken (a trap, a panic) requests are refused,
+            // and a fresh VM is started for later ones (fail_open is deprecated).
+            "failure_policy" => "FAIL_RELOAD",
+            "reload_config" => map! {
+                "backoff" => map! { "base_interval" => "1s", "max_interval" => "10s" },
+            },
             "vm_config" => vm,
             "configuration" => map! {
                 "@type" => "type.googleapis.com/google.protobuf.StringValue",
@@ -542,7 +546,12 @@ mod tests {
         assert_eq!(routes[2]["route"]["host_rewrite_literal"], "127.0.0.1:9001");
         assert_eq!(routes[4]["direct_response"]["status"], 404);
         let wasm = &hcm(&b)["http_filters"][0]["typed_config"]["config"];
-        assert_eq!(wasm["fail_open"], false);
+        assert_eq!(wasm["failure_policy"], "FAIL_RELOAD");
+        assert!(wasm.get("fail_open").is_none());
+        assert_eq!(
+            b["admin"]["address"]["socket_address"]["address"],
+            "127.0.0.1"
+        );
         assert_eq!(
             wasm["vm_config"]["environment_variables"]["host_env_keys"],
             json!(["GITHUB_VAULT_CLIENT_SECRET", "TVP_SEALING_KEY"])

@@ -90,6 +90,7 @@ fn wasm_plugin(plan: &Plan, d: &Deployment, config: &Value) -> Result<Node, Stri
         "selector" => map! { "matchLabels" => labels },
         "url" => d.wasm.clone(),
     };
+    // Required by the deployment check: Istio then refuses a module that is not this one.
     if let Some(sha) = &d.wasm_sha256 {
         spec.insert("sha256", sha.clone());
     }
@@ -197,9 +198,11 @@ mod tests {
     use crate::upstream::plan;
     use serde_json::json;
 
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     fn deployment() -> Deployment {
         load(
-            "wasm: oci://registry.example/token-vault-proxy:0.1.0\n",
+            &format!("wasm: oci://registry.example/token-vault-proxy:0.1.0\nwasm_sha256: {SHA}\n"),
             &[],
             Target::Istio,
         )
@@ -310,7 +313,9 @@ mod tests {
     #[test]
     fn tls_to_outside_hosts_is_verified_against_a_named_secret() {
         let d = load(
-            "wasm: oci://r/tvp:1\nistio:\n  credential_name: corp-ca\n",
+            &format!(
+                "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  credential_name: corp-ca\n"
+            ),
             &[],
             Target::Istio,
         )
@@ -330,6 +335,7 @@ mod tests {
         let docs = docs(&auth0_both());
         let spec = &docs[0]["spec"];
         assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+        assert_eq!(spec["sha256"], SHA);
         assert_eq!(spec["phase"], "AUTHN");
         assert_eq!(
             spec["url"],

@@ -11,6 +11,7 @@ use support::*;
 fn render_istio(doc: &Value, dir: &std::path::Path) -> String {
     let sets = vec![
         "wasm=oci://registry.example/token-vault-proxy:0.1.0".to_string(),
+        SHA_SET.into(),
         "public_base_url=https://agents.example.com".into(),
         "istio.namespace=gateways".into(),
         "istio.selector={\"app\":\"agents-gateway\"}".into(),
@@ -147,6 +148,10 @@ fn tvp_render_istio(dir: &std::path::Path, tenants: &str) -> (i32, String, Strin
         file.to_str().unwrap(),
         "--set",
         "wasm=oci://registry.example/tvp:1",
+        "--set",
+        SHA_SET,
+        "--set",
+        DEMO,
     ])
 }
 
