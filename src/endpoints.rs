@@ -38,6 +38,15 @@ pub fn is_plain_path(path: &str) -> bool {
         && !path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
+/// Whether the request's `:authority` may be served: any without `settings.hosts`.
+pub fn host_allowed(config: &Config, authority: &str) -> bool {
+    config
+        .settings
+        .hosts
+        .as_ref()
+        .is_none_or(|h| h.allows(authority))
+}
+
 /// Route by path: the first segment names the tenant (Envoy's route strips it afterwards).
 pub fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
     let path = path.split(['?', '#']).next().unwrap_or("");

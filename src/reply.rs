@@ -11,6 +11,8 @@ pub enum Deny {
     NoTenant,
     /// A path with dot segments or encoded separators (see `endpoints::is_plain_path`).
     BadPath,
+    /// An `:authority` that is not one of `settings.hosts`.
+    UnknownHost,
     UnknownTenant,
     /// No `Authorization` header at all: a bare challenge (RFC 6750 3.1).
     MissingToken,
@@ -50,6 +52,7 @@ impl Deny {
         match self {
             Deny::NoTenant => "no_tenant",
             Deny::BadPath => "bad_path",
+            Deny::UnknownHost => "unknown_host",
             Deny::UnknownTenant => "unknown_tenant",
             Deny::MissingToken => "missing_token",
             Deny::InvalidRequest(_) => "invalid_request",
@@ -75,6 +78,7 @@ impl Deny {
         match self.code() {
             "no_tenant" => "deny.no_tenant",
             "bad_path" => "deny.bad_path",
+            "unknown_host" => "deny.unknown_host",
             "unknown_tenant" => "deny.unknown_tenant",
             "missing_token" => "deny.missing_token",
             "invalid_request" => "deny.invalid_request",
@@ -207,6 +211,12 @@ pub fn deny_reply(deny: &Deny, realm: &Realm<'_>) -> Reply {
             400,
             "invalid_request",
             "The path must not contain '.' or '..' segments or an encoded '.', '/' or '\\'.",
+        ),
+        // 421 Misdirected Request (RFC 9110 15.5.20): this gateway does not serve the host.
+        Deny::UnknownHost => error(
+            421,
+            "misdirected_request",
+            "This gateway does not serve this host.",
         ),
         Deny::UnknownTenant => error(404, "not_found", "No such tenant."),
         Deny::MissingToken => error(401, "unauthorized", "A bearer token is required.")
@@ -470,6 +480,7 @@ mod tests {
         let denials = [
             Deny::NoTenant,
             Deny::BadPath,
+            Deny::UnknownHost,
             Deny::MissingToken,
             Deny::InvalidToken(TokenError::Expired),
             Deny::InvalidToken(TokenError::BadSignature),

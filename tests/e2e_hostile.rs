@@ -509,3 +509,40 @@ fn paths_leaving_the_tenants_prefix_never_reach_the_backend() {
         );
     }
 }
+
+/// With `settings.hosts`, a request for another host is refused before anything else (no
+/// tenant token for `Host: other-app` on a shared ingress); the gateway's own host works.
+#[test]
+fn requests_for_other_hosts_are_refused_first() {
+    let stack = Stack::with(Options {
+        edit: Some(Box::new(|c: &mut Value| {
+            c["settings"]["hosts"] = json!(["localhost", "agents.example.com:443"]);
+        })),
+        ..Options::default()
+    });
+    let token = stack.token("github", "alice");
+    let auth = format!("Bearer {token}");
+    // The harness's client says `host: localhost`.
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    let before = stack.sim.count(Endpoint::Backend);
+    for host in ["other-app", "agents.example.com", "agents.example.com:8443"] {
+        for path in ["/github/user", "/health", "/connect/github/start"] {
+            let r = stack.request(
+                "GET",
+                path,
+                &[("authorization", &auth), ("host", host)],
+                b"",
+            );
+            assert_eq!(r.status, 421, "{host} {path}: {}", r.text());
+            assert_eq!(r.json()["error"], "misdirected_request");
+        }
+    }
+    assert_eq!(stack.sim.count(Endpoint::Backend), before);
+    let r = stack.request(
+        "GET",
+        "/github/user",
+        &[("authorization", &auth), ("host", "agents.example.com:443")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -71,6 +71,7 @@ struct RawIstio {
     ports: Option<Vec<u16>>,
     mode: Option<String>,
     credential_name: Option<String>,
+    hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +130,9 @@ pub struct Istio {
     /// A Secret (key `ca.crt`) the outside hosts' certificates are verified against instead of
     /// the `ca_bundle` file in the proxy container.
     pub credential_name: Option<String>,
+    /// The gateway's own host names (`host[:port]`): the plugin's `settings.hosts`, so a
+    /// request for another host on a shared ingress gets no tenant token.
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,6 +252,7 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
             ports: raw_istio.ports.unwrap_or_default(),
             mode: raw_istio.mode.unwrap_or_else(|| "CLIENT".into()),
             credential_name: raw_istio.credential_name,
+            hosts: raw_istio.hosts.unwrap_or_default(),
         },
         envoy_gateway: EnvoyGateway {
             gateway,

@@ -31,6 +31,13 @@ pub fn warnings(plan: &Plan) -> Vec<String> {
 /// without the MCP hold path (see [`warnings`]).
 pub fn istio_plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String> {
     let mut doc = plugin_config_without_hold(plan, d)?;
+    if !d.istio.hosts.is_empty() {
+        // The tenant comes from the path: on a shared ingress the host must be checked too.
+        let hosts: Vec<Value> = d.istio.hosts.iter().cloned().map(Value::String).collect();
+        if let Some(settings) = doc["settings"].as_object_mut() {
+            settings.insert("hosts".into(), Value::Array(hosts));
+        }
+    }
     for c in &plan.clusters {
         if c.origin.is_ip() {
             return Err(format!(
@@ -328,6 +335,28 @@ mod tests {
         assert_eq!(tls["subjectAltNames"], json!(["acme.us.auth0.com"]));
         assert_eq!(tls["insecureSkipVerify"], false);
         assert_eq!(schema::check_resource(&dr), vec![]);
+    }
+
+    #[test]
+    fn the_gateways_hosts_become_the_plugins_allow_list() {
+        let text = format!(
+            "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  hosts: [agents.example.com, \"agents.example.com:8443\"]\n"
+        );
+        let d = load(&text, &[], Target::Istio).unwrap();
+        let config = istio_plugin_config(&plan(&auth0_both()).unwrap(), &d).unwrap();
+        assert_eq!(
+            config["settings"]["hosts"],
+            json!(["agents.example.com", "agents.example.com:8443"])
+        );
+        assert!(docs(&auth0_both())[0]["spec"]["pluginConfig"]["settings"]
+            .get("hosts")
+            .is_none());
+        // The filter's own check refuses what is not a host name.
+        let bad =
+            format!("wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  hosts: [\"https://x\"]\n");
+        let d = load(&bad, &[], Target::Istio).unwrap();
+        let e = istio_plugin_config(&plan(&auth0_both()).unwrap(), &d).unwrap_err();
+        assert!(e.contains("settings.hosts"), "{e}");
     }
 
     #[test]
