@@ -13,9 +13,11 @@ use crate::jwt::Alg;
 use crate::secret::Secret;
 
 mod connect;
+mod hosts;
 mod resource;
 mod sealing;
 mod vault;
+pub use hosts::Hosts;
 pub use sealing::SealingKeys;
 use vault::{resolve_secret, validate_vault, RawVault};
 
@@ -70,6 +72,7 @@ struct RawSettings {
     resource_from_request: bool,
     mcp_hold_path: Option<String>,
     sealing_key_env: Option<String>,
+    hosts: Option<Vec<String>>,
 }
 
 impl Default for RawSettings {
@@ -92,6 +95,7 @@ impl Default for RawSettings {
             resource_from_request: false,
             mcp_hold_path: None,
             sealing_key_env: None,
+            hosts: None,
         }
     }
 }
@@ -205,6 +209,8 @@ pub struct Settings {
     /// Keys sealing what clients carry for the connect flow (from `sealing_key_env`), the same
     /// on every replica.
     pub sealing_keys: Option<SealingKeys>,
+    /// The `:authority` values this gateway answers (`None`: any); others are refused first.
+    pub hosts: Option<Hosts>,
 }
 
 impl Default for Settings {
@@ -226,6 +232,7 @@ impl Default for Settings {
             resource_from_request: false,
             mcp_hold_path: None,
             sealing_keys: None,
+            hosts: None,
         }
     }
 }
@@ -651,7 +658,14 @@ fn validate_settings(
             Some(keys)
         }
     };
+    let hosts = match &raw.hosts {
+        None => None,
+        Some(list) => {
+            Some(Hosts::parse(list).map_err(|m| ConfigError::at(None, "settings.hosts", m))?)
+        }
+    };
     Ok(Settings {
+        hosts,
         sealing_keys,
         mcp_hold_path: raw.mcp_hold_path,
         public_base_url,

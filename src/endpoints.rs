@@ -23,11 +23,36 @@ pub enum Route<'p> {
         page: &'p str,
     },
     NoTenant,
+    /// Dot segments or an encoded `.`, `/` or `\\`: Envoy's router and the backend could read
+    /// such a path differently from the filter (outside the tenant's prefix), so it is refused.
+    BadPath,
+}
+
+/// Whether a path (without its query) is one Envoy's router, the backend and the filter all
+/// read the same: no `.` or `..` segment, no encoded `.`, `/` or `\\`, no `\\`.
+/// The rendered Envoy configuration normalises paths first; this holds wherever it does not.
+pub fn is_plain_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    !path.contains('\\')
+        && !["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
+        && !path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// Whether the request's `:authority` may be served: any without `settings.hosts`.
+pub fn host_allowed(config: &Config, authority: &str) -> bool {
+    config
+        .settings
+        .hosts
+        .as_ref()
+        .is_none_or(|h| h.allows(authority))
 }
 
 /// Route by path: the first segment names the tenant (Envoy's route strips it afterwards).
 pub fn route<'p>(method: &str, path: &'p str) -> Route<'p> {
     let path = path.split(['?', '#']).next().unwrap_or("");
+    if !is_plain_path(path) {
+        return Route::BadPath;
+    }
     let rest = path.strip_prefix('/').unwrap_or(path);
     let (first, tail) = match rest.split_once('/') {
         Some((f, t)) => (f, Some(t)),
@@ -236,6 +261,39 @@ mod tests {
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
         assert_eq!(body["resource"], "https://gw/github/mcp");
         assert_eq!(body["authorization_servers"][0], t.issuer);
+    }
+
+    #[test]
+    fn dot_segments_and_encoded_separators_are_refused_before_routing() {
+        for bad in [
+            "/github/../x",
+            "/github/./x",
+            "/..",
+            "/github/..",
+            "/github/%2e%2e/x",
+            "/github/%2E%2E/x",
+            "/github/%2F..%2Fx",
+            "/github%2fx",
+            "/github/.%2e/x",
+            "/github/x%5c..%5cy",
+            "/github/x\\..\\y",
+            "/connect/github/../../x",
+            "/.well-known/oauth-protected-resource/github/../x",
+        ] {
+            assert_eq!(route("GET", bad), Route::BadPath, "{bad}");
+        }
+        // Dots inside a segment and in the query are ordinary.
+        for good in [
+            "/github/a..b/.x/x.",
+            "/github/user?next=/../x%2e",
+            "/github/...",
+        ] {
+            assert!(
+                is_plain_path(good.split('?').next().unwrap_or("")),
+                "{good}"
+            );
+            assert_eq!(route("GET", good), Route::Proxy("github"), "{good}");
+        }
     }
 
     #[test]

@@ -9,6 +9,10 @@ use crate::jwt::TokenError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deny {
     NoTenant,
+    /// A path with dot segments or encoded separators (see `endpoints::is_plain_path`).
+    BadPath,
+    /// An `:authority` that is not one of `settings.hosts`.
+    UnknownHost,
     UnknownTenant,
     /// No `Authorization` header at all: a bare challenge (RFC 6750 3.1).
     MissingToken,
@@ -47,6 +51,8 @@ impl Deny {
     pub fn code(&self) -> &'static str {
         match self {
             Deny::NoTenant => "no_tenant",
+            Deny::BadPath => "bad_path",
+            Deny::UnknownHost => "unknown_host",
             Deny::UnknownTenant => "unknown_tenant",
             Deny::MissingToken => "missing_token",
             Deny::InvalidRequest(_) => "invalid_request",
@@ -71,6 +77,8 @@ impl Deny {
     pub fn metric(&self) -> &'static str {
         match self.code() {
             "no_tenant" => "deny.no_tenant",
+            "bad_path" => "deny.bad_path",
+            "unknown_host" => "deny.unknown_host",
             "unknown_tenant" => "deny.unknown_tenant",
             "missing_token" => "deny.missing_token",
             "invalid_request" => "deny.invalid_request",
@@ -198,6 +206,17 @@ pub fn deny_reply(deny: &Deny, realm: &Realm<'_>) -> Reply {
             400,
             "invalid_request",
             "The first path segment must name a tenant.",
+        ),
+        Deny::BadPath => error(
+            400,
+            "invalid_request",
+            "The path must not contain '.' or '..' segments or an encoded '.', '/' or '\\'.",
+        ),
+        // 421 Misdirected Request (RFC 9110 15.5.20): this gateway does not serve the host.
+        Deny::UnknownHost => error(
+            421,
+            "misdirected_request",
+            "This gateway does not serve this host.",
         ),
         Deny::UnknownTenant => error(404, "not_found", "No such tenant."),
         Deny::MissingToken => error(401, "unauthorized", "A bearer token is required.")
@@ -460,6 +479,8 @@ mod tests {
     fn every_reason_has_its_own_counter() {
         let denials = [
             Deny::NoTenant,
+            Deny::BadPath,
+            Deny::UnknownHost,
             Deny::MissingToken,
             Deny::InvalidToken(TokenError::Expired),
             Deny::InvalidToken(TokenError::BadSignature),

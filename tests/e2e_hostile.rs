@@ -471,3 +471,78 @@ fn hostile_inputs_are_refused_with_the_right_status() {
     assert_eq!(stack.sim.count(Endpoint::Vault), 1);
     eprintln!("{} hostile cases passed", cases.len());
 }
+
+/// `/github/../x` and its encoded forms would reach the backend outside the tenant's prefix
+/// with alice's downstream token. Envoy normalises (or refuses) them before the filter, and
+/// the filter refuses what is left; none reaches the backend, each gets a clear 400 or 404.
+#[test]
+fn paths_leaving_the_tenants_prefix_never_reach_the_backend() {
+    let stack = Stack::start();
+    let token = stack.token("github", "alice");
+    // The token works: a plain path is forwarded.
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    let before = stack.sim.backend_requests().len();
+    for path in [
+        "/github/../x",
+        "/github/%2e%2e/x",
+        "/github/%2E%2E/x",
+        "/github/%2F..%2Fx",
+        "/github/%2f..%2fx",
+        "/github/.%2e/x",
+        "/github/%5C..%5Cx",
+        "/github/./../x",
+        "/github/a/../../x",
+    ] {
+        let r = stack.call("GET", path, &token);
+        assert!(
+            r.status == 400 || r.status == 404,
+            "{path}: {} {}",
+            r.status,
+            r.text()
+        );
+        let seen = stack.sim.backend_requests();
+        assert_eq!(
+            seen.len(),
+            before,
+            "{path} reached the backend as {:?}",
+            seen.last().map(|r| &r.path)
+        );
+    }
+}
+
+/// With `settings.hosts`, a request for another host is refused before anything else (no
+/// tenant token for `Host: other-app` on a shared ingress); the gateway's own host works.
+#[test]
+fn requests_for_other_hosts_are_refused_first() {
+    let stack = Stack::with(Options {
+        edit: Some(Box::new(|c: &mut Value| {
+            c["settings"]["hosts"] = json!(["localhost", "agents.example.com:443"]);
+        })),
+        ..Options::default()
+    });
+    let token = stack.token("github", "alice");
+    let auth = format!("Bearer {token}");
+    // The harness's client says `host: localhost`.
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    let before = stack.sim.count(Endpoint::Backend);
+    for host in ["other-app", "agents.example.com", "agents.example.com:8443"] {
+        for path in ["/github/user", "/health", "/connect/github/start"] {
+            let r = stack.request(
+                "GET",
+                path,
+                &[("authorization", &auth), ("host", host)],
+                b"",
+            );
+            assert_eq!(r.status, 421, "{host} {path}: {}", r.text());
+            assert_eq!(r.json()["error"], "misdirected_request");
+        }
+    }
+    assert_eq!(stack.sim.count(Endpoint::Backend), before);
+    let r = stack.request(
+        "GET",
+        "/github/user",
+        &[("authorization", &auth), ("host", "agents.example.com:443")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

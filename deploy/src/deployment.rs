@@ -48,6 +48,7 @@ struct RawDeployment {
     wasm_sha256: Option<String>,
     ca_bundle: Option<String>,
     lds_path: Option<String>,
+    allow_inline_secrets: Option<bool>,
     istio: Option<RawIstio>,
     envoy_gateway: Option<RawEnvoyGateway>,
 }
@@ -69,6 +70,8 @@ struct RawIstio {
     selector: Option<BTreeMap<String, String>>,
     ports: Option<Vec<u16>>,
     mode: Option<String>,
+    credential_name: Option<String>,
+    hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +127,12 @@ pub struct Istio {
     /// Which listeners: Istio counts a gateway's listeners as CLIENT (the default, for the
     /// default ingress gateway selector); a sidecar's inbound ones are SERVER.
     pub mode: String,
+    /// A Secret (key `ca.crt`) the outside hosts' certificates are verified against instead of
+    /// the `ca_bundle` file in the proxy container.
+    pub credential_name: Option<String>,
+    /// The gateway's own host names (`host[:port]`): the plugin's `settings.hosts`, so a
+    /// request for another host on a shared ingress gets no tenant token.
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +153,10 @@ pub struct Deployment {
     /// configuration) from, watching the file's directory, so a new tenants file takes effect
     /// by moving a new listener file there, without a restart. `None`: one static bootstrap.
     pub lds_path: Option<String>,
+    /// Secrets written into the tenants file (`client_secret`, ...) end up in the rendered
+    /// configuration and Envoy's config dump: a demo only. Default: false, but true for
+    /// `render compose` (the docker-compose demo's target).
+    pub allow_inline_secrets: bool,
     pub istio: Istio,
     pub envoy_gateway: EnvoyGateway,
 }
@@ -216,7 +229,9 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
         public_base_url: raw.public_base_url,
         listen_address: raw.listen_address.unwrap_or_else(|| any.into()),
         listen_port: raw.listen_port.unwrap_or(3000),
-        admin_address: raw.admin_address.unwrap_or_else(|| any.into()),
+        // The admin interface can dump the configuration and stop Envoy: loopback only, in
+        // the compose container too (reach it from inside the network namespace).
+        admin_address: raw.admin_address.unwrap_or_else(|| "127.0.0.1".into()),
         admin_port: raw.admin_port.unwrap_or(9901),
         tls: raw.tls,
         wasm,
@@ -225,6 +240,9 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
             .ca_bundle
             .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
         lds_path: raw.lds_path,
+        allow_inline_secrets: raw
+            .allow_inline_secrets
+            .unwrap_or(target == Target::Compose),
         istio: Istio {
             name: raw_istio.name.unwrap_or_else(|| "token-vault-proxy".into()),
             namespace: raw_istio.namespace.unwrap_or_else(|| "istio-system".into()),
@@ -233,6 +251,8 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
                 .unwrap_or_else(|| BTreeMap::from([("istio".into(), "ingressgateway".into())])),
             ports: raw_istio.ports.unwrap_or_default(),
             mode: raw_istio.mode.unwrap_or_else(|| "CLIENT".into()),
+            credential_name: raw_istio.credential_name,
+            hosts: raw_istio.hosts.unwrap_or_default(),
         },
         envoy_gateway: EnvoyGateway {
             gateway,
@@ -280,6 +300,12 @@ fn check(d: &Deployment, target: Target) -> Result<(), String> {
     let remote = ["oci://", "http://", "https://"]
         .iter()
         .any(|s| d.wasm.starts_with(s));
+    if target == Target::Istio && d.wasm_sha256.is_none() {
+        return bad(
+            "wasm_sha256",
+            "Istio must pin the module (it refuses a different one): the image's manifest digest `make oci` prints, or the sha256 of the .wasm file for https://",
+        );
+    }
     if target == Target::EnvoyGateway {
         check_envoy_gateway(d)?;
     } else if target != Target::Istio && remote {
@@ -361,8 +387,11 @@ mod tests {
         assert_eq!(envoy.listen_port, 3000);
         assert_eq!(envoy.wasm, LOCAL_WASM);
         assert_eq!(envoy.tls, None);
+        assert!(!envoy.allow_inline_secrets);
         let compose = load("", &[], Target::Compose).unwrap();
         assert_eq!(compose.listen_address, "0.0.0.0");
+        assert_eq!(compose.admin_address, "127.0.0.1");
+        assert!(compose.allow_inline_secrets);
         assert_eq!(compose.wasm, COMPOSE_WASM);
         assert!(load("", &[], Target::Istio).unwrap_err().contains("wasm"));
     }
@@ -403,7 +432,7 @@ mod tests {
         let local = ["wasm=/etc/envoy/token_vault_proxy.wasm".to_string()];
         let pinned = [format!("wasm_sha256={}", "a".repeat(64))];
         for (target, sets) in [
-            (Target::Istio, &[][..]),
+            (Target::Istio, &pinned[..]),
             (Target::EnvoyGateway, &pinned[..]),
             (Target::Envoy, &local[..]),
             (Target::Compose, &local[..]),
@@ -416,8 +445,10 @@ mod tests {
                 Some(("gateways".into(), "agents".into()))
             );
         }
-        // As written it names an OCI module, which plain Envoy cannot load.
+        // As written it names an OCI module, which plain Envoy cannot load, and no digest.
         assert!(load(text, &[], Target::Envoy).is_err());
+        let unpinned = load(text, &[], Target::Istio).unwrap_err();
+        assert!(unpinned.contains("wasm_sha256"), "{unpinned}");
         // The commented lds_path works as documented.
         let hot = text.replace("# lds_path:", "lds_path:");
         let d = load(&hot, &local, Target::Envoy).unwrap();
@@ -471,7 +502,11 @@ mod tests {
         }
         let set = ["lds_path=/etc/envoy/lds/listeners.yaml".to_string()];
         assert!(load("", &set, Target::Compose).is_err());
-        let istio = [set[0].clone(), "wasm=oci://r/x:1".into()];
+        let istio = [
+            set[0].clone(),
+            "wasm=oci://r/x:1".into(),
+            format!("wasm_sha256={}", "a".repeat(64)),
+        ];
         assert!(load("", &istio, Target::Istio).is_err());
     }
 }

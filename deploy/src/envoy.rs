@@ -329,6 +329,13 @@ fn connection_manager(plan: &Plan, d: &Deployment, config: &str) -> Node {
             "@type" => "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix" => "agents",
             "codec_type" => "AUTO",
+            // One reading of the path for the filter, the router and the backend: dot
+            // segments resolved and slashes merged before any filter runs; an encoded `/` or
+            // `\` refused (unescaping would let the filter route one path and the backend
+            // see another; a redirect would be a path the filter never checked).
+            "normalize_path" => true,
+            "merge_slashes" => true,
+            "path_with_escaped_slashes_action" => "REJECT_REQUEST",
             "access_log" => seq![access_log()],
             "route_config" => map! {
                 "name" => "tenants",
@@ -406,8 +413,12 @@ fn wasm_filter(d: &Deployment, plan: &Plan, config: &str) -> Node {
         "config" => map! {
             "name" => ROOT_ID,
             "root_id" => ROOT_ID,
-            // Never fail open: without the filter, nothing is forwarded.
-            "fail_open" => false,
+            // Never fail open: while the VM is broken (a trap, a panic) requests are refused,
+            // and a fresh VM is started for later ones (fail_open is deprecated).
+            "failure_policy" => "FAIL_RELOAD",
+            "reload_config" => map! {
+                "backoff" => map! { "base_interval" => "1s", "max_interval" => "10s" },
+            },
             "vm_config" => vm,
             "configuration" => map! {
                 "@type" => "type.googleapis.com/google.protobuf.StringValue",
@@ -535,7 +546,12 @@ mod tests {
         assert_eq!(routes[2]["route"]["host_rewrite_literal"], "127.0.0.1:9001");
         assert_eq!(routes[4]["direct_response"]["status"], 404);
         let wasm = &hcm(&b)["http_filters"][0]["typed_config"]["config"];
-        assert_eq!(wasm["fail_open"], false);
+        assert_eq!(wasm["failure_policy"], "FAIL_RELOAD");
+        assert!(wasm.get("fail_open").is_none());
+        assert_eq!(
+            b["admin"]["address"]["socket_address"]["address"],
+            "127.0.0.1"
+        );
         assert_eq!(
             wasm["vm_config"]["environment_variables"]["host_env_keys"],
             json!(["GITHUB_VAULT_CLIENT_SECRET", "TVP_SEALING_KEY"])
@@ -648,6 +664,15 @@ mod tests {
         assert!(host.get("typed_per_filter_config").is_none());
         assert_eq!(host["routes"][0]["match"]["prefix"], "/github/");
         assert!(!b.to_string().contains(BUFFER));
+    }
+
+    #[test]
+    fn paths_are_normalised_before_the_filter_and_encoded_slashes_refused() {
+        let b = render_json(&example(), &[]);
+        let hcm = hcm(&b);
+        assert_eq!(hcm["normalize_path"], true);
+        assert_eq!(hcm["merge_slashes"], true);
+        assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub fn warnings(plan: &Plan) -> Vec<String> {
 /// without the MCP hold path (see [`warnings`]).
 pub fn istio_plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String> {
     let mut doc = plugin_config_without_hold(plan, d)?;
+    if !d.istio.hosts.is_empty() {
+        // The tenant comes from the path: on a shared ingress the host must be checked too.
+        let hosts: Vec<Value> = d.istio.hosts.iter().cloned().map(Value::String).collect();
+        if let Some(settings) = doc["settings"].as_object_mut() {
+            settings.insert("hosts".into(), Value::Array(hosts));
+        }
+    }
     for c in &plan.clusters {
         if c.origin.is_ip() {
             return Err(format!(
@@ -90,6 +97,7 @@ fn wasm_plugin(plan: &Plan, d: &Deployment, config: &Value) -> Result<Node, Stri
         "selector" => map! { "matchLabels" => labels },
         "url" => d.wasm.clone(),
     };
+    // Required by the deployment check: Istio then refuses a module that is not this one.
     if let Some(sha) = &d.wasm_sha256 {
         spec.insert("sha256", sha.clone());
     }
@@ -158,7 +166,16 @@ fn service_entry(o: &Origin, d: &Deployment) -> Node {
 
 fn destination_rule(o: &Origin, d: &Deployment) -> Node {
     let tls = if o.tls {
-        map! { "mode" => "SIMPLE", "sni" => o.host.clone() }
+        // Pinned as the plain-Envoy rendering pins it: these connections carry the JWKS, the
+        // vault exchange and client secrets, so an unverified peer is an authentication bypass.
+        let mut tls = map! { "mode" => "SIMPLE", "sni" => o.host.clone() };
+        match &d.istio.credential_name {
+            Some(secret) => tls.insert("credentialName", secret.clone()),
+            None => tls.insert("caCertificates", d.ca_bundle.clone()),
+        }
+        tls.insert("subjectAltNames", seq![o.host.clone()]);
+        tls.insert("insecureSkipVerify", false);
+        tls
     } else {
         // Explicit, so a mesh-wide ISTIO_MUTUAL default does not apply to an outside host.
         map! { "mode" => "DISABLE" }
@@ -188,9 +205,11 @@ mod tests {
     use crate::upstream::plan;
     use serde_json::json;
 
+    const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
     fn deployment() -> Deployment {
         load(
-            "wasm: oci://registry.example/token-vault-proxy:0.1.0\n",
+            &format!("wasm: oci://registry.example/token-vault-proxy:0.1.0\nwasm_sha256: {SHA}\n"),
             &[],
             Target::Istio,
         )
@@ -285,7 +304,13 @@ mod tests {
         assert_eq!(dr["host"], "acme.us.auth0.com");
         assert_eq!(
             dr["trafficPolicy"]["portLevelSettings"][0]["tls"],
-            json!({"mode": "SIMPLE", "sni": "acme.us.auth0.com"})
+            json!({
+                "mode": "SIMPLE",
+                "sni": "acme.us.auth0.com",
+                "caCertificates": "/etc/ssl/certs/ca-certificates.crt",
+                "subjectAltNames": ["acme.us.auth0.com"],
+                "insecureSkipVerify": false,
+            })
         );
         for d in &docs {
             assert_eq!(schema::check_resource(d), vec![], "{d}");
@@ -293,10 +318,53 @@ mod tests {
     }
 
     #[test]
+    fn tls_to_outside_hosts_is_verified_against_a_named_secret() {
+        let d = load(
+            &format!(
+                "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  credential_name: corp-ca\n"
+            ),
+            &[],
+            Target::Istio,
+        )
+        .unwrap();
+        let docs = resources(&plan(&auth0_both()).unwrap(), &d).unwrap();
+        let dr = docs[2].to_json();
+        let tls = &dr["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"];
+        assert_eq!(tls["credentialName"], "corp-ca");
+        assert!(tls.get("caCertificates").is_none());
+        assert_eq!(tls["subjectAltNames"], json!(["acme.us.auth0.com"]));
+        assert_eq!(tls["insecureSkipVerify"], false);
+        assert_eq!(schema::check_resource(&dr), vec![]);
+    }
+
+    #[test]
+    fn the_gateways_hosts_become_the_plugins_allow_list() {
+        let text = format!(
+            "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  hosts: [agents.example.com, \"agents.example.com:8443\"]\n"
+        );
+        let d = load(&text, &[], Target::Istio).unwrap();
+        let config = istio_plugin_config(&plan(&auth0_both()).unwrap(), &d).unwrap();
+        assert_eq!(
+            config["settings"]["hosts"],
+            json!(["agents.example.com", "agents.example.com:8443"])
+        );
+        assert!(docs(&auth0_both())[0]["spec"]["pluginConfig"]["settings"]
+            .get("hosts")
+            .is_none());
+        // The filter's own check refuses what is not a host name.
+        let bad =
+            format!("wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  hosts: [\"https://x\"]\n");
+        let d = load(&bad, &[], Target::Istio).unwrap();
+        let e = istio_plugin_config(&plan(&auth0_both()).unwrap(), &d).unwrap_err();
+        assert!(e.contains("settings.hosts"), "{e}");
+    }
+
+    #[test]
     fn the_wasm_plugin() {
         let docs = docs(&auth0_both());
         let spec = &docs[0]["spec"];
         assert_eq!(spec["failStrategy"], "FAIL_CLOSE");
+        assert_eq!(spec["sha256"], SHA);
         assert_eq!(spec["phase"], "AUTHN");
         assert_eq!(
             spec["url"],

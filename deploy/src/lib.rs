@@ -10,6 +10,7 @@ pub mod envoy_gateway;
 pub mod front;
 pub mod istio;
 pub mod schema;
+pub mod secrets;
 pub mod tenants;
 pub mod upstream;
 
@@ -41,6 +42,12 @@ pub fn render(
     let plan = upstream::plan(&doc)
         .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let d = deployment::load(deployment_text, overrides, target).map_err(|e| vec![e])?;
+    if !d.allow_inline_secrets {
+        let inline = secrets::inline_secrets(&doc);
+        if !inline.is_empty() {
+            return Err(inline.iter().map(ToString::to_string).collect());
+        }
+    }
     let (file, text, warnings) = match target {
         Target::Envoy | Target::Compose => (
             "envoy.yaml",

@@ -22,10 +22,13 @@ const USAGE: &str = "usage:
                settings.mcp_hold_path is left out (with a warning)
       compose  the docker-compose demo's Envoy bootstrap (envoy.yaml)
       The deployment file (JSON or YAML) and --set take: public_base_url, listen_address,
-      listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256, ca_bundle,
-      lds_path, istio.name, istio.namespace, istio.selector, istio.ports, istio.mode,
-      envoy_gateway.gateway (NAMESPACE/NAME), envoy_gateway.listener, envoy_gateway.name,
-      envoy_gateway.namespace, envoy_gateway.ca_config_map, envoy_gateway.allow_plain_http.
+      listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256 (required
+      for istio and envoy-gateway), ca_bundle, lds_path, allow_inline_secrets (a demo only:
+      client_secret values in the tenants file are refused otherwise; default true for
+      compose), istio.name, istio.namespace, istio.selector, istio.ports, istio.mode,
+      istio.credential_name, istio.hosts, envoy_gateway.gateway (NAMESPACE/NAME),
+      envoy_gateway.listener, envoy_gateway.name, envoy_gateway.namespace,
+      envoy_gateway.ca_config_map, envoy_gateway.allow_plain_http.
       Without --out the result goes to standard output. With lds_path=DIR/NAME.yaml (envoy
       only), the listener and the plugin configuration go to NAME.yaml, which Envoy reloads
       when a new one is moved into DIR; --out is required then. Files are written atomically

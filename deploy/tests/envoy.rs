@@ -179,3 +179,34 @@ fn render_refuses_a_broken_tenants_file_with_its_problems() {
         "{err}"
     );
 }
+
+#[test]
+fn render_refuses_inline_secrets_unless_the_deployment_is_a_demo() {
+    let dir = scratch("envoy-inline");
+    let file = dir.join("tenants.json");
+    std::fs::write(&file, example().to_string()).unwrap();
+    let file = file.to_str().unwrap();
+    let oci = ["--set", "wasm=oci://r/tvp:1", "--set", SHA_SET];
+    for (target, sets) in [("envoy", &[][..]), ("istio", &oci[..])] {
+        let args = [&["render", target, "--tenants", file][..], sets].concat();
+        let (code, out, err) = tvp(&args);
+        assert_eq!(code, 1, "{target}");
+        assert!(out.is_empty());
+        for path in [
+            "$.tenants[0].connect.client_secret: an inline secret",
+            "$.tenants[1].vault.client_secret: an inline secret",
+        ] {
+            assert!(err.contains(path), "{target}: {path} not in {err}");
+        }
+        assert!(!err.contains("demo-secret"), "{err}");
+    }
+    let (code, _, err) = tvp(&[
+        "render",
+        "envoy",
+        "--tenants",
+        file,
+        "--set",
+        "allow_inline_secrets=true",
+    ]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -30,6 +30,8 @@ fn tvp_render(dir: &std::path::Path, tenants: &Value, extra: &[&str]) -> (i32, S
         "envoy-gateway",
         "--tenants",
         file.to_str().unwrap(),
+        "--set",
+        DEMO,
     ];
     for s in &sets {
         args.extend(["--set", s]);

@@ -11,6 +11,7 @@ use support::*;
 fn render_istio(doc: &Value, dir: &std::path::Path) -> String {
     let sets = vec![
         "wasm=oci://registry.example/token-vault-proxy:0.1.0".to_string(),
+        SHA_SET.into(),
         "public_base_url=https://agents.example.com".into(),
         "istio.namespace=gateways".into(),
         "istio.selector={\"app\":\"agents-gateway\"}".into(),
@@ -85,6 +86,10 @@ fn every_cluster_the_plugin_names_is_one_istio_generates() {
         let tls = &d["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"];
         assert_eq!(tls["mode"], "SIMPLE");
         assert_eq!(&tls["sni"], host);
+        // Verified as plain Envoy verifies: a CA and the exact host name.
+        assert_eq!(tls["subjectAltNames"], json!([host]));
+        assert_eq!(tls["caCertificates"], "/etc/ssl/certs/ca-certificates.crt");
+        assert_eq!(tls["insecureSkipVerify"], false);
     }
     assert_eq!(
         config["settings"]["public_base_url"],
@@ -143,6 +148,10 @@ fn tvp_render_istio(dir: &std::path::Path, tenants: &str) -> (i32, String, Strin
         file.to_str().unwrap(),
         "--set",
         "wasm=oci://registry.example/tvp:1",
+        "--set",
+        SHA_SET,
+        "--set",
+        DEMO,
     ])
 }
 

@@ -40,7 +40,8 @@ fn render_lds(doc: &Value, out: &Path, lds: &Path, sets: &[String]) -> String {
     let lds_set = format!("lds_path={}", lds.display());
     let wasm = format!("wasm={}", wasm_path().display());
     let mut args = vec!["render", "envoy", "--tenants", tenants.to_str().unwrap()];
-    for s in [&lds_set, &wasm].into_iter().chain(sets) {
+    let demo = DEMO.to_string();
+    for s in [&lds_set, &wasm, &demo].into_iter().chain(sets) {
         args.extend(["--set", s]);
     }
     args.extend(["--out", out.to_str().unwrap()]);
@@ -111,6 +112,8 @@ fn render_needs_out_for_two_files() {
         file.to_str().unwrap(),
         "--set",
         "lds_path=/etc/envoy/lds/listeners.yaml",
+        "--set",
+        DEMO,
     ]);
     assert_eq!(code, 1);
     assert!(out.is_empty());

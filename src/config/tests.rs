@@ -328,6 +328,28 @@ fn duplicate_ids_empty_tenants_and_bad_settings_are_rejected() {
 }
 
 #[test]
+fn settings_hosts_are_host_names_with_optional_ports() {
+    let mut doc = example();
+    doc["settings"]["hosts"] = json!(["agents.example.com", "localhost:3000"]);
+    let cfg = parse_value(&doc).ok();
+    let hosts = cfg.and_then(|c| c.settings.hosts);
+    assert!(hosts.is_some_and(|h| h.allows("localhost:3000") && !h.allows("other-app")));
+    for bad in [
+        json!([]),
+        json!(["https://agents.example.com"]),
+        json!(["a:b"]),
+    ] {
+        doc["settings"]["hosts"] = bad.clone();
+        let e = parse_value(&doc).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("field 'settings.hosts': ")),
+            "{bad}: {e:?}"
+        );
+    }
+}
+
+#[test]
 fn public_view_has_no_secrets() {
     let cfg = parse_value(&example()).unwrap_or_else(|e| panic!("{e}"));
     for t in &cfg.tenants {

@@ -50,6 +50,12 @@ impl Request {
         let method = headers.get(":method").unwrap_or_default();
         let path = headers.get(":path").unwrap_or_default();
         let config = Rc::clone(&worker.borrow().config);
+        // Before anything else: on a shared ingress another host's request must not get a
+        // tenant's token because its path looks like one.
+        let authority = headers.get(":authority").unwrap_or_default();
+        if !endpoints::host_allowed(&config, &authority) {
+            return self.deny(None, &Deny::UnknownHost);
+        }
         let tenant_id = match endpoints::route(&method, &path) {
             Route::Health => {
                 let reply = endpoints::health(&config, &|i| {
@@ -65,6 +71,7 @@ impl Request {
                 }
             }
             Route::NoTenant => return self.deny(None, &Deny::NoTenant),
+            Route::BadPath => return self.deny(None, &Deny::BadPath),
             Route::ProtectedResource { tenant, rest } => {
                 let origin = public_base(&config);
                 let path = format!("/{tenant}{rest}");

@@ -639,7 +639,12 @@ pub fn http(
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n");
+    // `host: localhost` unless the caller names the host itself.
+    let host = match headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        true => String::new(),
+        false => "host: localhost\r\n".to_string(),
+    };
+    let mut req = format!("{method} {path} HTTP/1.1\r\n{host}connection: close\r\n");
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }

@@ -57,10 +57,25 @@ pub fn tvp(args: &[&str]) -> (i32, String, String) {
 }
 
 /// `tvp render TARGET` of a tenants document with `--set` overrides; the rendered text.
+/// The deployment setting that lets the demo's inline secrets be rendered.
+pub const DEMO: &str = "allow_inline_secrets=true";
+
+/// The sha256 of a module, for the targets that pin it.
+pub const SHA_SET: &str =
+    "wasm_sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
 pub fn render(target: &str, tenants: &Value, sets: &[String], dir: &Path) -> String {
     let file = dir.join("tenants.json");
     std::fs::write(&file, serde_json::to_string_pretty(tenants).unwrap()).unwrap();
-    let mut args = vec!["render", target, "--tenants", file.to_str().unwrap()];
+    // The fixtures are the demo's tenants, with inline secrets.
+    let mut args = vec![
+        "render",
+        target,
+        "--tenants",
+        file.to_str().unwrap(),
+        "--set",
+        DEMO,
+    ];
     for s in sets {
         args.push("--set");
         args.push(s);
