@@ -40,14 +40,21 @@ pub fn bearer_token(values: &[&[u8]]) -> Result<String, Deny> {
     Ok(token.to_string())
 }
 
+/// Credentials a client may send the gateway in headers other than `Authorization`: never
+/// passed on to a backend (or a relayed MCP request).
+pub const OTHER_CREDENTIAL_HEADERS: [&str; 2] =
+    ["proxy-authorization", "x-forwarded-authorization"];
+
 /// A bearer token may travel in one place only (RFC 6750 2): a request that also carries an
 /// `access_token` query parameter is refused rather than forwarded with a token in its URL.
 pub fn check_no_query_token(path: &str) -> Result<(), Deny> {
     let query = path.split_once('?').map_or("", |(_, q)| q);
     let query = query.split('#').next().unwrap_or("");
+    // Names are compared decoded: `access%5Ftoken` is the same parameter to a backend.
     let named = |p: &str| {
         p.split('=')
             .next()
+            .map(|n| crate::connect::form::decode(n).unwrap_or_else(|| n.to_string()))
             .is_some_and(|n| n.eq_ignore_ascii_case("access_token"))
     };
     if query.split('&').any(named) {
@@ -135,6 +142,27 @@ pub fn downstream_value(tenant: &Tenant, token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_tokens_are_refused_however_the_name_is_spelled() {
+        for path in [
+            "/t/x?access_token=a",
+            "/t/x?a=1&ACCESS_TOKEN=a",
+            "/t/x?access%5Ftoken=a",
+            "/t/x?access%5ftoken",
+            "/t/x?%61ccess_token=a",
+        ] {
+            assert!(check_no_query_token(path).is_err(), "{path}");
+        }
+        for path in [
+            "/t/x",
+            "/t/x?token=a",
+            "/t/x?access_tokens=a",
+            "/t/x#access_token=a",
+        ] {
+            assert!(check_no_query_token(path).is_ok(), "{path}");
+        }
+    }
 
     #[test]
     fn bearer_extraction() {

@@ -1268,8 +1268,12 @@ fn connect_required(
 
 fn forward(index: usize, tenant: &Tenant, principal: &Rc<Principal>, token: &str) -> Forward {
     // Setting a header replaces every value it had (Envoy's setCopy), so only headers other
-    // than the one set need removing: in the usual case none, one host call fewer per request.
-    let mut strip = Vec::new();
+    // than the one set need removing: the client's other credentials, and the agent's own
+    // `Authorization` when the downstream token goes elsewhere.
+    let mut strip: Vec<String> = auth::OTHER_CREDENTIAL_HEADERS
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
     if tenant.downstream.header != "authorization" {
         strip.push("authorization".to_string());
     }

@@ -32,10 +32,19 @@ fn backend_gets_the_downstream_token_and_everything_else_untouched() {
             ("mcp-session-id", "session-123"),
             ("mcp-protocol-version", "2025-11-25"),
             ("x-custom", "kept"),
+            // The client's other credentials never reach the backend.
+            ("proxy-authorization", "Basic cHJveHk6c2VjcmV0"),
+            ("x-forwarded-authorization", "Bearer upstream-credential"),
         ],
         body,
     );
     assert_eq!(r.status, 200, "{}", r.text());
+    for name in ["proxy-authorization", "x-forwarded-authorization"] {
+        assert!(
+            header_values(&r, name).is_empty(),
+            "{name} reached the backend"
+        );
+    }
     let seen = r.json();
     assert_eq!(seen["method"], "POST");
     assert_eq!(seen["path"], "/mcp");

@@ -186,6 +186,9 @@ pub(super) fn held_body_in(worker: &Rc<RefCell<Worker>>, context_id: u32, size: 
 /// client-supplied copy of the downstream header.
 fn strip_credentials(t: &crate::config::Tenant) -> bool {
     let mut stripped = host::remove_request_header("authorization");
+    for h in crate::auth::OTHER_CREDENTIAL_HEADERS {
+        stripped &= host::remove_request_header(h);
+    }
     stripped &= host::remove_request_header(&t.downstream.header);
     if let Some(h) = &t.vault.subject_token_header {
         stripped &= host::remove_request_header(h);

@@ -128,8 +128,9 @@ fn cold_requests_share_fetches_then_warm_requests_make_none() {
                     (fw.header.as_str(), fw.value.as_str()),
                     ("authorization", "Bearer gho_1")
                 );
-                // Setting authorization replaces the agent's token: nothing else to remove.
-                assert!(fw.strip.is_empty(), "{:?}", fw.strip);
+                // Setting authorization replaces the agent's token; only the client's other
+                // credential headers are removed.
+                assert_eq!(fw.strip, auth::OTHER_CREDENTIAL_HEADERS, "{:?}", fw.strip);
             }
             other => panic!("{other:?}"),
         }
