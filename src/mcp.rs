@@ -30,6 +30,7 @@
 //!     and `data.connect_uri` carry it.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::reply::{connect_message, ConnectLink, Deny, Reply};
@@ -135,8 +136,9 @@ fn is_visible_ascii(s: &str) -> bool {
 /// One JSON-RPC message read from a request body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
-    /// `None` for notifications and for the client's responses to server requests.
-    pub id: Option<Value>,
+    /// The id exactly as the client wrote it (a JSON string or number), echoed byte for byte:
+    /// `1.0` or `1e3` must not come back as another number. `None` for notifications.
+    pub id: Option<String>,
     /// `None` for the client's responses to server requests.
     pub method: Option<String>,
     /// `params.name` (tools, prompts) or `params.uri` (resources).
@@ -152,7 +154,7 @@ pub struct Message {
 struct Raw {
     jsonrpc: String,
     #[serde(default, deserialize_with = "present")]
-    id: Option<Value>,
+    id: Option<Box<RawValue>>,
     #[serde(default)]
     method: Option<String>,
     #[serde(default)]
@@ -164,8 +166,8 @@ struct Raw {
 }
 
 /// A member that is present, even as `null` (serde's `Option` would make `null` absent).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 /// Read one JSON-RPC message; `None` for anything else (batches, other JSON, garbage).
@@ -174,8 +176,13 @@ pub fn parse(body: &[u8]) -> Option<Message> {
     if raw.jsonrpc != "2.0" {
         return None;
     }
-    let id = match raw.id {
-        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id),
+    let id = match raw.id.as_deref().map(RawValue::get) {
+        // A string or a number, kept as written.
+        Some(text)
+            if text.starts_with(['"', '-']) || text.starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            Some(text.to_string())
+        }
         None => None,
         // `null` or structured ids are not JSON-RPC 2.0 request ids.
         Some(_) => return None,
@@ -412,8 +419,7 @@ pub fn answer(
     };
     let mut answer = result;
     answer["jsonrpc"] = json!("2.0");
-    answer["id"] = id.clone();
-    Some(Reply::json(200, &answer))
+    Some(Reply::json_with_raw_id(200, &answer, id))
 }
 
 /// 2026-07-28 `InputRequiredResult` with one URL elicitation (no `requestState`: nothing to

@@ -141,6 +141,19 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A JSON-RPC answer whose `id` is `raw_id`, the request's own JSON text (a string or a
+    /// number, already validated as one JSON value), spliced in as written: JSON-RPC ids must
+    /// come back unchanged, and re-encoding a number may change it (`1.0`, `1e3`).
+    pub fn json_with_raw_id(status: u32, body: &serde_json::Value, raw_id: &str) -> Reply {
+        let mut reply = Reply::json(status, body);
+        // `body` is an object: its text starts with `{`. Put the id first.
+        let rest = if reply.body.len() > 2 { "," } else { "" };
+        let mut text = format!("{{\"id\":{raw_id}{rest}").into_bytes();
+        text.extend_from_slice(reply.body.get(1..).unwrap_or_default());
+        reply.body = text;
+        reply
+    }
+
     pub fn json(status: u32, body: &serde_json::Value) -> Reply {
         Reply {
             status,

@@ -334,3 +334,31 @@ fn a_connect_refusal_makes_the_offer_with_its_link_and_missing_scopes() {
     assert_eq!(offer.link.map(|l| l.id), Some("L1".to_string()));
     assert_eq!(ConnectOffer::for_refusal(&Deny::MissingToken), None);
 }
+
+#[test]
+fn ids_come_back_byte_for_byte() {
+    for id in [
+        "1.0",
+        "1e3",
+        "-0",
+        "123456789012345678901234567890",
+        "\"\\u0041b\"",
+        "7",
+    ] {
+        let body = format!(
+            r#"{{"jsonrpc": "2.0", "id": {id}, "method": "tools/call", "params": {{"name": "x"}}}}"#
+        );
+        let message = parse(body.as_bytes());
+        assert_eq!(message.as_ref().and_then(|m| m.id.as_deref()), Some(id));
+        let reply = super::answer(&request(None), message.as_ref(), false, &offer(true))
+            .unwrap_or_else(|| panic!("an answer for {id}"));
+        let text = String::from_utf8(reply.body).unwrap_or_default();
+        assert!(text.starts_with(&format!("{{\"id\":{id},")), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(v["jsonrpc"], "2.0", "{text}");
+    }
+    for id in ["null", "true", "[1]", "{\"a\":1}"] {
+        let body = format!(r#"{{"jsonrpc": "2.0", "id": {id}, "method": "tools/call"}}"#);
+        assert_eq!(parse(body.as_bytes()), None, "{id}");
+    }
+}
