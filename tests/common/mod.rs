@@ -268,6 +268,21 @@ pub fn sim_tenants(sim_port: u16, backend_port: u16) -> Vec<SimTenant> {
     SimTenant::from_filter_config_with(&doc, &agent_key_env).expect("example tenants")
 }
 
+/// A connect link is opaque: its only parameter is one sealed blob (URL-safe base64 of
+/// ciphertext), so no user id, token or other value can be read in it. (Looking for a user name
+/// as a substring would fail now and then: random ciphertext spells anything.)
+pub fn assert_opaque_link(url: &str) {
+    let (_, query) = url.split_once('?').unwrap_or((url, ""));
+    let sealed = query.strip_prefix("id=").unwrap_or_default();
+    assert!(
+        sealed.len() > 64
+            && sealed
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "not one sealed value: {url}"
+    );
+}
+
 /// No agent token the sim minted comes back in an answer (an echo would mean it reached the
 /// backend).
 pub fn assert_no_agent_token(sim: &Sim, r: &Response, method: &str, path: &str) {
