@@ -85,6 +85,7 @@ mod tests {
             aud: vec![],
             exp: 0,
             nbf: None,
+            iat: None,
             scope: vec!["github:read".into()],
             scp: vec![],
             permissions: vec![],

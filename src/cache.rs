@@ -596,6 +596,7 @@ mod tests {
             aud: vec![],
             exp: 0,
             nbf: None,
+            iat: None,
             scope: vec![],
             scp: vec![],
             permissions: vec![],

@@ -163,6 +163,8 @@ pub struct Claims {
     pub aud: Vec<String>,
     pub exp: i64,
     pub nbf: Option<i64>,
+    /// When it was issued: a token from the future (beyond the skew) is refused.
+    pub iat: Option<i64>,
     /// Scope tokens per claim they came from, so tenants choose which claims count.
     pub scope: Vec<String>,
     pub scp: Vec<String>,
@@ -305,6 +307,7 @@ fn claims_from(object: Vec<(Cow<'_, str>, Value)>, kept: Kept<'_>) -> Result<Cla
     let mut aud = None;
     let mut exp = None;
     let mut nbf = None;
+    let mut iat = None;
     let mut scope = Vec::new();
     let mut scp = Vec::new();
     let mut permissions = Vec::new();
@@ -333,9 +336,7 @@ fn claims_from(object: Vec<(Cow<'_, str>, Value)>, kept: Kept<'_>) -> Result<Cla
             }
             "exp" => exp = Some(numeric_date(&value)?),
             "nbf" => nbf = Some(numeric_date(&value)?),
-            "iat" => {
-                numeric_date(&value)?;
-            }
+            "iat" => iat = Some(numeric_date(&value)?),
             "scope" => scope = split_scope(&string(value)?),
             "scp" => {
                 scp = match value {
@@ -368,6 +369,7 @@ fn claims_from(object: Vec<(Cow<'_, str>, Value)>, kept: Kept<'_>) -> Result<Cla
         // A token without `exp` would be valid forever: refuse it (B3).
         exp: exp.ok_or(TokenError::Malformed)?,
         nbf,
+        iat,
         scope,
         scp,
         permissions,
@@ -416,15 +418,15 @@ pub fn check_claims(
     check_lifetime(claims, now, skew)
 }
 
-/// `exp` and `nbf` with clock skew; re-run on every verified-cache hit.
+/// `exp`, `nbf` and `iat` with clock skew; re-run on every verified-cache hit.
 pub fn check_lifetime(claims: &Claims, now: i64, skew: i64) -> Result<(), TokenError> {
     if now >= claims.exp.saturating_add(skew) {
         return Err(TokenError::Expired);
     }
-    if let Some(nbf) = claims.nbf {
-        if now.saturating_add(skew) < nbf {
-            return Err(TokenError::NotYetValid);
-        }
+    // `nbf`, and an `iat` in the future: neither may be later than now plus the skew.
+    let not_before = claims.nbf.into_iter().chain(claims.iat);
+    if not_before.into_iter().any(|t| now.saturating_add(skew) < t) {
+        return Err(TokenError::NotYetValid);
     }
     Ok(())
 }

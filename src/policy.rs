@@ -55,6 +55,7 @@ mod tests {
             aud: vec![],
             exp: 0,
             nbf: None,
+            iat: None,
             scope: v(scope),
             scp: v(scp),
             permissions: v(permissions),

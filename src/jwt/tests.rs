@@ -202,6 +202,10 @@ fn claim_values_are_checked() {
     assert_eq!(with("exp", json!(NOW - 60)), TokenError::Expired);
     assert_eq!(with("nbf", json!(NOW + 61)), TokenError::NotYetValid);
     assert_eq!(with("nbf", json!(NOW + 59)), TokenError::BadSignature);
+    // Issued in the future beyond the skew: refused like a token not yet valid.
+    assert_eq!(with("iat", json!(NOW + 61)), TokenError::NotYetValid);
+    assert_eq!(with("iat", json!(NOW + 59)), TokenError::BadSignature);
+    assert_eq!(with("iat", json!("x")), TokenError::Malformed);
 }
 
 #[test]
