@@ -50,12 +50,16 @@ pub const OTHER_CREDENTIAL_HEADERS: [&str; 2] =
 pub fn check_no_query_token(path: &str) -> Result<(), Deny> {
     let query = path.split_once('?').map_or("", |(_, q)| q);
     let query = query.split('#').next().unwrap_or("");
-    // Names are compared decoded: `access%5Ftoken` is the same parameter to a backend.
+    // Names are compared decoded: `access%5Ftoken` is the same parameter to a backend. Only
+    // an escaped name is decoded (no allocation for the usual plain query).
     let named = |p: &str| {
-        p.split('=')
-            .next()
-            .map(|n| crate::connect::form::decode(n).unwrap_or_else(|| n.to_string()))
-            .is_some_and(|n| n.eq_ignore_ascii_case("access_token"))
+        let name = p.split('=').next().unwrap_or("");
+        if name.contains(['%', '+']) {
+            crate::connect::form::decode(name)
+                .is_some_and(|n| n.eq_ignore_ascii_case("access_token"))
+        } else {
+            name.eq_ignore_ascii_case("access_token")
+        }
     };
     if query.split('&').any(named) {
         return Err(Deny::InvalidRequest(

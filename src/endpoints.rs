@@ -150,20 +150,24 @@ pub fn challenge_scope(t: &Tenant, method: &str, named_resource: bool) -> String
     if !named_resource {
         return crate::policy::required_scopes(&t.scopes, method).join(" ");
     }
+    all_scopes(t).join(" ")
+}
+
+/// Every scope of the tenant, read then write, each once.
+fn all_scopes(t: &Tenant) -> Vec<&str> {
     let mut all: Vec<&str> = Vec::new();
     for s in t.scopes.read.iter().chain(&t.scopes.write) {
         if !all.contains(&s.as_str()) {
             all.push(s);
         }
     }
-    all.join(" ")
+    all
 }
 
 /// RFC 9728 protected resource metadata: tells an MCP client which authorization server
 /// issues tokens for `resource` and with which scopes.
 pub fn protected_resource(t: &Tenant, resource: &str) -> Reply {
-    let mut scopes: Vec<&String> = t.scopes.read.iter().chain(&t.scopes.write).collect();
-    scopes.dedup();
+    let scopes = all_scopes(t);
     Reply::json(
         200,
         &json!({

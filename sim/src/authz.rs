@@ -23,14 +23,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use rand::RngCore;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::http::{Request, Response};
+use crate::keys::random_id;
 use crate::myaccount::USER_COOKIE;
+use crate::web::s256;
 use crate::web::{
     basic_credentials, html, login_form, oauth_error, parse_form as form, redirect,
     sign_in_request, with_params,
@@ -80,12 +78,6 @@ struct Code {
     scope: String,
     audience: Option<String>,
     expires: u64,
-}
-
-fn random() -> String {
-    let mut bytes = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 fn tenant<'s>(st: &'s State, id: &str) -> Option<&'s SimTenant> {
@@ -194,8 +186,8 @@ pub(crate) fn register(state: &Arc<Mutex<State>>, tenant_id: &str, r: &Request) 
     if !grants_ok {
         return invalid("grant_types may only be authorization_code and refresh_token");
     }
-    let client_id = random();
-    let secret = (auth_method != "none").then(random);
+    let client_id = random_id();
+    let secret = (auth_method != "none").then(random_id);
     let mut answer = json!({
         "client_id": client_id,
         "client_name": body["client_name"],
@@ -340,7 +332,7 @@ pub(crate) fn authorize(state: &Arc<Mutex<State>>, tenant_id: &str, r: &Request)
     };
     let asked = p("scope");
     let scope: Vec<&str> = asked.split(' ').filter(known).collect();
-    let code = random();
+    let code = random_id();
     st.authz.codes.insert(
         code.clone(),
         Code {
@@ -413,7 +405,7 @@ pub(crate) fn token(state: &Arc<Mutex<State>>, tenant_id: &str, r: &Request) -> 
     {
         return oauth_error(403, "invalid_grant", "Invalid authorization code");
     }
-    if URL_SAFE_NO_PAD.encode(Sha256::digest(p("code_verifier").as_bytes())) != code.challenge
+    if s256(&p("code_verifier")) != code.challenge
         || !(43..=128).contains(&p("code_verifier").len())
     {
         return oauth_error(403, "invalid_grant", "Failed to verify code verifier");
@@ -431,7 +423,7 @@ pub(crate) fn token(state: &Arc<Mutex<State>>, tenant_id: &str, r: &Request) -> 
         }
     }
     let access_token = match &code.audience {
-        None => format!("opaque_{}", random()),
+        None => format!("opaque_{}", random_id()),
         Some(api) => {
             let mut aud = vec![json!(api)];
             if code.scope.split(' ').any(|s| s == "openid") {

@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use rand::RngCore;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::http::{Request, Response};
+use crate::keys::random_id;
+use crate::web::s256;
 use crate::web::{
     consent_page, escape, html, login_form, oauth_error, parse_form as form, redirect,
     sign_in_request, with_params,
@@ -81,16 +82,6 @@ struct Ticket {
     expires: u64,
     /// Set once the provider consented.
     consented: bool,
-}
-
-fn random() -> String {
-    let mut bytes = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// Connected-account id of a user's connection.
@@ -205,7 +196,7 @@ pub(crate) fn authorize(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         // Not signed in: the login form, carrying the authorization request along.
         return login_form(&tenant.id, "/authorize/login", &query);
     };
-    let code = random();
+    let code = random_id();
     st.accounts.codes.insert(
         code.clone(),
         Code {
@@ -251,7 +242,7 @@ pub(crate) fn code_grant(state: &Arc<Mutex<State>>, r: &Request) -> Response {
     if s256(&p("code_verifier")) != code.challenge {
         return oauth_error(403, "invalid_grant", "Failed to verify code verifier");
     }
-    let token = format!("myacct_{}", random());
+    let token = format!("myacct_{}", random_id());
     st.accounts.tokens.insert(
         token.clone(),
         MyAccountToken {
@@ -410,8 +401,8 @@ pub(crate) fn my_account(state: &Arc<Mutex<State>>, r: &Request, rest: &[&str]) 
                     "Connection is not enabled for this application",
                 );
             }
-            let ticket = random();
-            let auth_session = random();
+            let ticket = random_id();
+            let auth_session = random_id();
             st.accounts.tickets.insert(
                 ticket.clone(),
                 Ticket {
@@ -603,7 +594,7 @@ pub(crate) fn add_accounts(st: &mut State, sub: &str, connection: &str, count: u
         .insert(connection.to_string());
     let list = st.accounts.extra.entry(sub.to_string()).or_default();
     for _ in 0..count {
-        let id = format!("cac_{}", &random()[..16]);
+        let id = format!("cac_{}", &random_id()[..16]);
         list.push((id, connection.to_string()));
     }
 }
@@ -660,7 +651,7 @@ pub(crate) fn consent(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         return redirect(&location, None);
     }
     ticket.consented = true;
-    let code = random()[..24].to_string();
+    let code = random_id()[..24].to_string();
     st.accounts.connect_codes.insert(code.clone(), ticket_id);
     let location = with_params(
         &redirect_uri,

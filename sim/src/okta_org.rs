@@ -10,14 +10,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::http::{Request, Response};
 use crate::keys::random_id;
 use crate::okta::OktaGrant;
+use crate::web::s256;
 use crate::web::{
     basic_credentials, html, login_form, oauth_error, parse_form, redirect, sign_in_request,
     with_params,
@@ -169,7 +167,7 @@ pub(crate) fn token(state: &Arc<Mutex<State>>, r: &Request) -> Response {
         );
     }
     let verifier = p("code_verifier");
-    if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != code.challenge {
+    if s256(&verifier) != code.challenge {
         return oauth_error(400, "invalid_grant", "PKCE verification failed.");
     }
     let Some(keys) = st.okta.keys.as_ref() else {

@@ -171,3 +171,11 @@ pub fn with_params(uri: &str, params: &[(&str, &str)]) -> String {
         .collect();
     format!("{uri}{sep}{}", q.join("&"))
 }
+
+/// The PKCE S256 challenge of a verifier (RFC 7636 section 4.2).
+pub fn s256(verifier: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
