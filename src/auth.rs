@@ -40,11 +40,6 @@ pub fn bearer_token(values: &[&[u8]]) -> Result<String, Deny> {
     Ok(token.to_string())
 }
 
-/// Credentials a client may send the gateway in headers other than `Authorization`: never
-/// passed on to a backend (or a relayed MCP request).
-pub const OTHER_CREDENTIAL_HEADERS: [&str; 2] =
-    ["proxy-authorization", "x-forwarded-authorization"];
-
 /// A bearer token may travel in one place only (RFC 6750 2): a request that also carries an
 /// `access_token` query parameter is refused rather than forwarded with a token in its URL.
 pub fn check_no_query_token(path: &str) -> Result<(), Deny> {
@@ -88,6 +83,9 @@ pub fn precheck<'t>(
     let jwt = jwt::parse_keeping(token, settings.max_token_bytes, kept)?;
     if !tenant.algorithms.contains(&jwt.alg) {
         return Err(TokenError::AlgNotAllowed);
+    }
+    if tenant.require_at_jwt && !jwt.typ_at_jwt {
+        return Err(TokenError::WrongType);
     }
     jwt::check_claims(&jwt.claims, tenant, now, settings.clock_skew_seconds as i64)?;
     Ok(jwt)
@@ -146,6 +144,46 @@ pub fn downstream_value(tenant: &Tenant, token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_tenant_asking_for_at_jwt_refuses_other_token_types_before_keys() {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&crate::testing::example_json()).unwrap_or_default();
+        doc["tenants"][0]["token_typ"] = json!("at+jwt");
+        let env = crate::testing::with_sealing_key(&|_| Some("x".into()));
+        let cfg = crate::config::parse(doc.to_string().as_bytes(), &env)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tenant = &cfg.tenants[0];
+        let now = 1_800_000_000;
+        let claims = json!({"iss": tenant.issuer, "sub": "alice", "aud": tenant.audiences[0],
+            "exp": now + 600})
+        .to_string();
+        let token = |header: serde_json::Value| {
+            let b64 = |s: String| sim::keys::b64(s.as_bytes());
+            format!(
+                "{}.{}.{}",
+                b64(header.to_string()),
+                b64(claims.clone()),
+                b64("sig".into())
+            )
+        };
+        let check = |header| precheck(tenant, &token(header), &cfg.settings, now).map(|_| ());
+        assert_eq!(check(json!({"alg": "RS256", "typ": "at+jwt"})), Ok(()));
+        assert_eq!(
+            check(json!({"alg": "RS256", "typ": "application/at+jwt"})),
+            Ok(())
+        );
+        for header in [
+            json!({"alg": "RS256", "typ": "JWT"}),
+            json!({"alg": "RS256"}),
+        ] {
+            assert_eq!(check(header), Err(TokenError::WrongType));
+        }
+        // Without the setting any `typ` is accepted (Okta and Auth0's default dialect).
+        let tenant = &cfg.tenants[1];
+        assert!(!tenant.require_at_jwt);
+    }
 
     #[test]
     fn query_tokens_are_refused_however_the_name_is_spelled() {

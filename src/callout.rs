@@ -1,8 +1,12 @@
 //! Sans-IO description of an HTTP call-out and its answer; `filter/` turns these into
 //! `dispatch_http_call` and back.
 
+use std::fmt;
+
+use crate::secret::Redacted;
+
 /// A request to send through an Envoy cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CalloutRequest {
     pub cluster: String,
     pub method: &'static str,
@@ -25,8 +29,37 @@ impl CalloutRequest {
     }
 }
 
+/// Header values other than these may carry a credential (`authorization` with a client
+/// secret, a bearer token), and bodies carry subject tokens and client secrets.
+const PRINTABLE_HEADERS: [&str; 2] = ["accept", "content-type"];
+
+impl fmt::Debug for CalloutRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<(&str, &dyn fmt::Debug)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let shown: &dyn fmt::Debug = if PRINTABLE_HEADERS.contains(name) {
+                    value
+                } else {
+                    &"[redacted]"
+                };
+                (*name, shown)
+            })
+            .collect();
+        f.debug_struct("CalloutRequest")
+            .field("cluster", &self.cluster)
+            .field("method", &self.method)
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("headers", &headers)
+            .field("body", &self.body.as_ref().map(|b| Redacted(b.len())))
+            .finish()
+    }
+}
+
 /// What came back. `body` is `None` when it was larger than allowed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CalloutResponse {
     /// `None` when the host gave no usable `:status` (reset, malformed).
     pub status: Option<u16>,
@@ -34,6 +67,18 @@ pub struct CalloutResponse {
     /// `X-RateLimit-Reset`: when Auth0's standard rate limit resets (epoch seconds).
     pub rate_limit_reset: Option<String>,
     pub body: Option<Vec<u8>>,
+}
+
+/// The body is a token answer: never printed.
+impl fmt::Debug for CalloutResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CalloutResponse")
+            .field("status", &self.status)
+            .field("retry_after", &self.retry_after)
+            .field("rate_limit_reset", &self.rate_limit_reset)
+            .field("body", &self.body.as_ref().map(|b| Redacted(b.len())))
+            .finish()
+    }
 }
 
 /// How a dependency failed, mapped to the status the client gets.

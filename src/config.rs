@@ -73,6 +73,7 @@ struct RawSettings {
     mcp_hold_path: Option<String>,
     sealing_key_env: Option<String>,
     hosts: Option<Vec<String>>,
+    strip_headers: Vec<String>,
 }
 
 impl Default for RawSettings {
@@ -96,6 +97,7 @@ impl Default for RawSettings {
             mcp_hold_path: None,
             sealing_key_env: None,
             hosts: None,
+            strip_headers: Vec::new(),
         }
     }
 }
@@ -119,6 +121,8 @@ struct RawTenant {
     downstream: Option<RawDownstream>,
     #[serde(default)]
     connect: Option<RawConnect>,
+    #[serde(default)]
+    token_typ: Option<String>,
 }
 
 /// The Connected Accounts flow the filter runs for users without an account.
@@ -211,6 +215,9 @@ pub struct Settings {
     pub sealing_keys: Option<SealingKeys>,
     /// The `:authority` values this gateway answers (`None`: any); others are refused first.
     pub hosts: Option<Hosts>,
+    /// Request headers that carry a client's credential other than `Authorization`: removed
+    /// before a request is forwarded or relayed. The built-in ones, then `strip_headers`.
+    pub credential_headers: Vec<String>,
 }
 
 impl Default for Settings {
@@ -233,9 +240,21 @@ impl Default for Settings {
             mcp_hold_path: None,
             sealing_keys: None,
             hosts: None,
+            credential_headers: OTHER_CREDENTIAL_HEADERS
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
         }
     }
 }
+
+/// Credentials a client may send the gateway in headers other than `Authorization`: never
+/// passed on to a backend (or a relayed MCP request), whatever `strip_headers` says.
+pub const OTHER_CREDENTIAL_HEADERS: [&str; 2] =
+    ["proxy-authorization", "x-forwarded-authorization"];
+
+/// Most names `settings.strip_headers` may list (each is one host call per request).
+const MAX_STRIP_HEADERS: usize = 32;
 
 /// Where a tenant's signing keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,6 +406,9 @@ pub struct Tenant {
     pub audiences: Vec<String>,
     pub jwks: JwksSource,
     pub algorithms: Vec<Alg>,
+    /// `token_typ: "at+jwt"`: only RFC 9068 access tokens are accepted, so no other JWT of
+    /// the issuer (an ID token, a logout token) passes as one (RFC 8725 3.11).
+    pub require_at_jwt: bool,
     pub scopes: ScopePolicy,
     pub backend: String,
     /// `host[:port]` of `backend`, for decision records.
@@ -664,7 +686,10 @@ fn validate_settings(
             Some(Hosts::parse(list).map_err(|m| ConfigError::at(None, "settings.hosts", m))?)
         }
     };
+    let credential_headers = credential_headers(&raw.strip_headers)
+        .map_err(|(i, m)| ConfigError::at(None, &format!("settings.strip_headers[{i}]"), m))?;
     Ok(Settings {
+        credential_headers,
         hosts,
         sealing_keys,
         mcp_hold_path: raw.mcp_hold_path,
@@ -764,6 +789,16 @@ fn validate_tenant(
         }
     }
 
+    let require_at_jwt = match raw.token_typ.as_deref() {
+        None => false,
+        Some("at+jwt") => true,
+        Some(_) => {
+            return Err(err(
+                "token_typ",
+                "must be \"at+jwt\" (RFC 9068 access tokens) or left out",
+            ))
+        }
+    };
     let scopes = validate_scopes(raw.scopes).map_err(|(field, m)| err(&field, &m))?;
     let backend_authority = Url::parse(&raw.backend)
         .map_err(|m| err("backend", m))?
@@ -819,6 +854,7 @@ fn validate_tenant(
         audiences,
         jwks,
         algorithms,
+        require_at_jwt,
         scopes,
         backend: raw.backend,
         backend_authority,
@@ -949,6 +985,29 @@ fn cluster_name(s: &str) -> Result<String, &'static str> {
     } else {
         Ok(s.to_string())
     }
+}
+
+/// The built-in credential headers and the configured extra ones (lower-cased, each once).
+fn credential_headers(extra: &[String]) -> Result<Vec<String>, (usize, &'static str)> {
+    if extra.len() > MAX_STRIP_HEADERS {
+        return Err((MAX_STRIP_HEADERS, "at most 32 header names"));
+    }
+    let mut out: Vec<String> = OTHER_CREDENTIAL_HEADERS
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    for (i, name) in extra.iter().enumerate() {
+        let name = header_name(name).map_err(|m| (i, m))?;
+        // Removing `host` would misroute; the filter reads the agent's `authorization` itself
+        // and removes it whenever the downstream credential goes elsewhere.
+        if name == "host" || name == "authorization" {
+            return Err((i, "cannot be host or authorization"));
+        }
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 fn header_name(s: &str) -> Result<String, &'static str> {

@@ -3,6 +3,7 @@
 //! tested on the host target; `filter/` only applies the returned [`Step`]s.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::rc::Rc;
 
 use crate::auth;
@@ -15,6 +16,7 @@ use crate::crypto::SignatureVerifier;
 use crate::jwks::{self, KeySet, RefetchPolicy};
 use crate::jwt::{Claims, TokenError};
 use crate::reply::Deny;
+use crate::secret::Redacted;
 use crate::vault::{self, VaultOutcome};
 
 /// The few host services the pipeline needs.
@@ -103,7 +105,7 @@ pub enum Step {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Forward {
     pub tenant: usize,
     pub principal: Rc<Principal>,
@@ -113,14 +115,42 @@ pub struct Forward {
     pub value: String,
 }
 
+/// The downstream credential is never printed.
+impl fmt::Debug for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Forward")
+            .field("tenant", &self.tenant)
+            .field("principal", &self.principal)
+            .field("strip", &self.strip)
+            .field("header", &self.header)
+            .field("value", &Redacted(self.value.len()))
+            .finish()
+    }
+}
+
 /// A request's inputs, kept while it waits so any context can finish it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RequestInput {
     pub tenant: usize,
     pub method: String,
     pub token: String,
     /// The refresh token for refresh-token exchanges (from the configured header).
     pub subject_token: Option<String>,
+}
+
+/// Neither token is printed.
+impl fmt::Debug for RequestInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestInput")
+            .field("tenant", &self.tenant)
+            .field("method", &self.method)
+            .field("token", &Redacted(self.token.len()))
+            .field(
+                "subject_token",
+                &self.subject_token.as_ref().map(|t| Redacted(t.len())),
+            )
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -240,9 +270,9 @@ impl Worker {
     fn policy(&self) -> RefetchPolicy {
         let s = &self.config.settings;
         RefetchPolicy {
-            refresh_ms: s.jwks_refresh_seconds * 1000,
-            min_refetch_ms: s.jwks_min_refetch_seconds * 1000,
-            max_stale_ms: s.jwks_max_stale_seconds * 1000,
+            refresh_ms: s.jwks_refresh_seconds.saturating_mul(1000),
+            min_refetch_ms: s.jwks_min_refetch_seconds.saturating_mul(1000),
+            max_stale_ms: s.jwks_max_stale_seconds.saturating_mul(1000),
         }
     }
 
@@ -381,9 +411,13 @@ impl Worker {
             },
         );
         match cached {
-            Some(Downstream::Token(t)) => {
-                Step::Forward(forward(input.tenant, tenant, &principal, t.expose()))
-            }
+            Some(Downstream::Token(t)) => Step::Forward(forward(
+                input.tenant,
+                tenant,
+                &config.settings.credential_headers,
+                &principal,
+                t.expose(),
+            )),
             Some(Downstream::NotConnected { interaction_uri }) => deny(
                 connect_required(tenant, interaction_uri.as_deref(), &[]),
                 Some(&principal),
@@ -430,7 +464,13 @@ impl Worker {
                     Ok(request) => request,
                     Err(outcome) => {
                         host.count(&tenant.id, vault_metric(&outcome));
-                        return vault_step(tenant, input.tenant, &principal, &outcome);
+                        return vault_step(
+                            tenant,
+                            input.tenant,
+                            &config.settings.credential_headers,
+                            &principal,
+                            &outcome,
+                        );
                     }
                 };
                 let tenant_index = input.tenant;
@@ -789,7 +829,13 @@ impl Worker {
                             principal: None,
                         };
                     };
-                    vault_step(t, waiting.input.tenant, principal, &outcome)
+                    vault_step(
+                        t,
+                        waiting.input.tenant,
+                        &config.settings.credential_headers,
+                        principal,
+                        &outcome,
+                    )
                 });
             }
         }
@@ -1266,13 +1312,20 @@ fn connect_required(
     }
 }
 
-fn forward(index: usize, tenant: &Tenant, principal: &Rc<Principal>, token: &str) -> Forward {
+fn forward(
+    index: usize,
+    tenant: &Tenant,
+    credential_headers: &[String],
+    principal: &Rc<Principal>,
+    token: &str,
+) -> Forward {
     // Setting a header replaces every value it had (Envoy's setCopy), so only headers other
     // than the one set need removing: the client's other credentials, and the agent's own
     // `Authorization` when the downstream token goes elsewhere.
-    let mut strip: Vec<String> = auth::OTHER_CREDENTIAL_HEADERS
+    let mut strip: Vec<String> = credential_headers
         .iter()
-        .map(|h| h.to_string())
+        .filter(|h| **h != tenant.downstream.header)
+        .cloned()
         .collect();
     if tenant.downstream.header != "authorization" {
         strip.push("authorization".to_string());
@@ -1292,6 +1345,7 @@ fn forward(index: usize, tenant: &Tenant, principal: &Rc<Principal>, token: &str
 fn vault_step(
     tenant: &Tenant,
     index: usize,
+    credential_headers: &[String],
     principal: &Rc<Principal>,
     outcome: &VaultOutcome,
 ) -> Step {
@@ -1301,9 +1355,13 @@ fn vault_step(
         principal: Some(Rc::clone(principal)),
     };
     match outcome {
-        VaultOutcome::Token { access_token, .. } => {
-            Step::Forward(forward(index, tenant, principal, access_token.expose()))
-        }
+        VaultOutcome::Token { access_token, .. } => Step::Forward(forward(
+            index,
+            tenant,
+            credential_headers,
+            principal,
+            access_token.expose(),
+        )),
         VaultOutcome::ConnectRequired {
             interaction_uri,
             missing_scopes,

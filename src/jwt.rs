@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ScopeClaim, Tenant};
+use crate::secret::Redacted;
 
 /// Strict base64url: no padding, no `+`/`/`, canonical trailing bits.
 pub const B64URL: GeneralPurpose = GeneralPurpose::new(
@@ -80,6 +81,8 @@ pub enum TokenError {
     WrongAudience,
     Expired,
     NotYetValid,
+    /// The tenant asks for RFC 9068 access tokens and `typ` is not `at+jwt`.
+    WrongType,
     MissingSubject,
     /// Valid here, but the token vault refused it (revoked, or expired by its clock).
     Rejected,
@@ -103,6 +106,7 @@ impl TokenError {
             TokenError::WrongAudience => "wrong_audience",
             TokenError::Expired => "token_expired",
             TokenError::NotYetValid => "token_not_yet_valid",
+            TokenError::WrongType => "wrong_token_type",
             TokenError::MissingSubject => "missing_sub",
             TokenError::Rejected => "token_rejected",
             TokenError::IdTokenMissing => "id_token_missing",
@@ -126,6 +130,7 @@ impl TokenError {
             TokenError::WrongAudience => "The access token is not intended for this resource.",
             TokenError::Expired => "The access token has expired.",
             TokenError::NotYetValid => "The access token is not yet valid.",
+            TokenError::WrongType => "The token is not a JWT access token (typ at+jwt).",
             TokenError::MissingSubject => "The access token has no subject.",
             TokenError::Rejected => "The authorization server no longer accepts this access token.",
             TokenError::IdTokenMissing => {
@@ -145,14 +150,29 @@ impl fmt::Display for TokenError {
 }
 
 /// A structurally valid, not yet verified JWS.
-#[derive(Debug)]
 pub struct UntrustedJwt<'a> {
     pub alg: Alg,
     pub kid: Option<String>,
+    /// Whether the header says `typ: at+jwt` (RFC 9068 2.1).
+    pub typ_at_jwt: bool,
     /// `base64url(header) . base64url(payload)`: the bytes the signature covers.
     pub signing_input: &'a [u8],
     pub signature: Vec<u8>,
     pub claims: Claims,
+}
+
+/// The signed bytes and the signature are the token itself: shown as lengths only.
+impl fmt::Debug for UntrustedJwt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UntrustedJwt")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .field("typ_at_jwt", &self.typ_at_jwt)
+            .field("signing_input", &Redacted(self.signing_input.len()))
+            .field("signature", &Redacted(self.signature.len()))
+            .field("claims", &self.claims)
+            .finish()
+    }
 }
 
 /// The claims the filter uses, with their types already enforced.
@@ -241,7 +261,11 @@ pub fn parse_keeping<'a>(
     let signature = B64URL.decode(s).map_err(|_| TokenError::Malformed)?;
 
     let header = unique_object(&header_bytes, &|name| HEADER_MEMBERS.contains(&name))?;
-    let (alg, kid) = check_header(&header)?;
+    let JoseHeader {
+        alg,
+        kid,
+        typ_at_jwt,
+    } = check_header(&header)?;
     let wanted = |name: &str| {
         CLAIMS_READ.contains(&name) || Some(name) == login_hint_claim || Some(name) == kept.user
     };
@@ -249,6 +273,7 @@ pub fn parse_keeping<'a>(
     Ok(UntrustedJwt {
         alg,
         kid,
+        typ_at_jwt,
         signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
         signature,
         claims,
@@ -272,9 +297,28 @@ const CLAIMS_READ: &[&str] = &[
     "client_id",
 ];
 
-fn check_header(header: &[(Cow<'_, str>, Value)]) -> Result<(Alg, Option<String>), TokenError> {
+/// What the filter takes from a JOSE header.
+struct JoseHeader {
+    alg: Alg,
+    kid: Option<String>,
+    typ_at_jwt: bool,
+}
+
+/// RFC 9068 4: `at+jwt` or `application/at+jwt`. Media types compare without case, and a
+/// `typ` without a `/` means `application/` + it (RFC 7515 4.1.9).
+fn is_at_jwt(typ: &str) -> bool {
+    let prefix = "application/";
+    let subtype = match typ.get(..prefix.len()) {
+        Some(p) if p.eq_ignore_ascii_case(prefix) => &typ[prefix.len()..],
+        _ => typ,
+    };
+    subtype.eq_ignore_ascii_case("at+jwt")
+}
+
+fn check_header(header: &[(Cow<'_, str>, Value)]) -> Result<JoseHeader, TokenError> {
     let mut alg = None;
     let mut kid = None;
+    let mut typ_at_jwt = false;
     for (name, value) in header {
         match name.as_ref() {
             "alg" => {
@@ -289,7 +333,7 @@ fn check_header(header: &[(Cow<'_, str>, Value)]) -> Result<(Alg, Option<String>
                 kid = Some(k.to_string());
             }
             "typ" => {
-                value.as_str().ok_or(TokenError::Malformed)?;
+                typ_at_jwt = is_at_jwt(value.as_str().ok_or(TokenError::Malformed)?);
             }
             // Extensions we do not implement make the JWS invalid (RFC 7515 4.1.11); b64=false
             // (RFC 7797), compression and encryption headers change what the signature covers.
@@ -298,7 +342,11 @@ fn check_header(header: &[(Cow<'_, str>, Value)]) -> Result<(Alg, Option<String>
             _ => {}
         }
     }
-    Ok((alg.ok_or(TokenError::Malformed)?, kid))
+    Ok(JoseHeader {
+        alg: alg.ok_or(TokenError::Malformed)?,
+        kid,
+        typ_at_jwt,
+    })
 }
 
 fn claims_from(object: Vec<(Cow<'_, str>, Value)>, kept: Kept<'_>) -> Result<Claims, TokenError> {

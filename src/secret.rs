@@ -30,6 +30,15 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Stands for a secret-bearing value in `Debug` output: only its length is shown.
+pub struct Redacted(pub usize);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{} bytes redacted]", self.0)
+    }
+}
+
 /// 256 bits from the host's CSPRNG (WASI `random_get` in Envoy), URL-safe base64: 43
 /// characters, also a valid PKCE verifier. `None` if the host has no randomness.
 pub fn random_token() -> Option<String> {

@@ -359,3 +359,28 @@ fn scopes_by_method() {
         403
     );
 }
+
+#[test]
+fn a_tenant_asking_for_rfc9068_tokens_refuses_other_jwts_of_its_issuer() {
+    // `token_typ: at+jwt`: an ID token or any other JWT the issuer signs, with the right
+    // `aud`, is not an access token (RFC 9068 4, RFC 8725 3.11).
+    let stack = Stack::with(Options {
+        edit: Some(Box::new(|c| c["tenants"][0]["token_typ"] = json!("at+jwt"))),
+        ..Options::default()
+    });
+    let typed = |typ: Value| {
+        stack.mint(Mint {
+            tenant: "github".into(),
+            sub: "alice".into(),
+            header: Some(json!({ "typ": typ })),
+            ..Mint::default()
+        })
+    };
+    assert_invalid_token(&stack, &typed(json!("JWT")), "typ at+jwt");
+    assert_invalid_token(&stack, &typed(Value::Null), "typ at+jwt");
+    assert_eq!(stack.sim.count(Endpoint::Backend), 0);
+    for typ in ["at+jwt", "application/at+jwt"] {
+        let r = stack.call("GET", "/github/user", &typed(json!(typ)));
+        assert_eq!(r.status, 200, "{typ}: {}", r.text());
+    }
+}

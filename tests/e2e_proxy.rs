@@ -19,7 +19,12 @@ fn header_values(r: &Response, name: &str) -> Vec<String> {
 
 #[test]
 fn backend_gets_the_downstream_token_and_everything_else_untouched() {
-    let stack = Stack::start();
+    let mut settings = test_settings();
+    settings["strip_headers"] = json!(["X-Api-Key"]);
+    let stack = Stack::with(Options {
+        settings,
+        ..Options::default()
+    });
     let token = stack.token("github", "alice");
     let auth = format!("Bearer {token}");
     let body = br#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#;
@@ -35,11 +40,17 @@ fn backend_gets_the_downstream_token_and_everything_else_untouched() {
             // The client's other credentials never reach the backend.
             ("proxy-authorization", "Basic cHJveHk6c2VjcmV0"),
             ("x-forwarded-authorization", "Bearer upstream-credential"),
+            // ... nor does a header the configuration names (`settings.strip_headers`).
+            ("x-api-key", "client-api-key"),
         ],
         body,
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    for name in ["proxy-authorization", "x-forwarded-authorization"] {
+    for name in [
+        "proxy-authorization",
+        "x-forwarded-authorization",
+        "x-api-key",
+    ] {
         assert!(
             header_values(&r, name).is_empty(),
             "{name} reached the backend"

@@ -350,6 +350,41 @@ fn settings_hosts_are_host_names_with_optional_ports() {
 }
 
 #[test]
+fn strip_headers_add_to_the_built_in_credential_headers() {
+    let mut doc = example();
+    doc["settings"]["strip_headers"] = json!(["X-Api-Key", "proxy-authorization"]);
+    let cfg = parse_value(&doc).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.settings.credential_headers,
+        [
+            "proxy-authorization",
+            "x-forwarded-authorization",
+            "x-api-key"
+        ]
+    );
+    let too_many: Vec<String> = (0..33).map(|i| format!("x-h{i}")).collect();
+    for (bad, field) in [
+        (json!(["host"]), "settings.strip_headers[0]"),
+        (
+            json!(["x-ok", "Authorization"]),
+            "settings.strip_headers[1]",
+        ),
+        (json!(["x a"]), "settings.strip_headers[0]"),
+        (json!([":path"]), "settings.strip_headers[0]"),
+        (json!([""]), "settings.strip_headers[0]"),
+        (json!(too_many), "settings.strip_headers[32]"),
+    ] {
+        doc["settings"]["strip_headers"] = bad.clone();
+        let e = parse_value(&doc).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains(&format!("field '{field}': "))),
+            "{bad}: {e:?}"
+        );
+    }
+}
+
+#[test]
 fn public_view_has_no_secrets() {
     let cfg = parse_value(&example()).unwrap_or_else(|e| panic!("{e}"));
     for t in &cfg.tenants {
@@ -683,4 +718,21 @@ fn connect_id_token_algorithms_default_to_auth0s_and_login_url_may_spell_the_def
             my_account_audience: "https://Tenant.EU.auth0.com/me/".into()
         }
     );
+}
+
+#[test]
+fn token_typ_is_at_jwt_or_absent() {
+    let mut doc = example();
+    doc["tenants"][0]["token_typ"] = json!("at+jwt");
+    let cfg = parse_value(&doc).unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.tenants[0].require_at_jwt && !cfg.tenants[1].require_at_jwt);
+    for bad in ["JWT", "application/at+jwt", ""] {
+        let e = error_for(|t| t["token_typ"] = json!(bad));
+        assert!(
+            e.contains("tenant 'github': field 'token_typ': "),
+            "{bad}: {e}"
+        );
+    }
+    let e = error_for(|t| t["token_typ"] = json!(true));
+    assert!(e.contains("tenant 'github': invalid type"), "{e}");
 }

@@ -47,7 +47,7 @@ pub(super) fn unconnected(
         .and_then(|p| p.strip_prefix(t.id.as_str()))
         .filter(|rest| rest.starts_with('/'))
         .map(|rest| format!("{hold_path}/{}{rest}", t.id))?;
-    if !strip_credentials(t)
+    if !strip_credentials(config, t)
         || !host::set_request_header(":path", &held_path)
         || !host::clear_route_cache()
     {
@@ -182,11 +182,11 @@ pub(super) fn held_body_in(worker: &Rc<RefCell<Worker>>, context_id: u32, size: 
     false
 }
 
-/// Remove every credential: the agent's token, the refresh-token header and any
-/// client-supplied copy of the downstream header.
-fn strip_credentials(t: &crate::config::Tenant) -> bool {
+/// Remove every credential: the agent's token, the client's other credential headers, the
+/// refresh-token header and any client-supplied copy of the downstream header.
+fn strip_credentials(config: &Config, t: &crate::config::Tenant) -> bool {
     let mut stripped = host::remove_request_header("authorization");
-    for h in crate::auth::OTHER_CREDENTIAL_HEADERS {
+    for h in &config.settings.credential_headers {
         stripped &= host::remove_request_header(h);
     }
     stripped &= host::remove_request_header(&t.downstream.header);
@@ -205,7 +205,7 @@ fn relay(
     principal: Option<&Principal>,
 ) -> bool {
     let t = &config.tenants[tenant];
-    if !strip_credentials(t) {
+    if !strip_credentials(config, t) {
         warn!(
             "#{context_id} tenant={} could not strip credentials to relay an MCP request",
             t.id

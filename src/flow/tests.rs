@@ -1,5 +1,5 @@
 use super::*;
-use crate::config;
+use crate::config::{self, OTHER_CREDENTIAL_HEADERS};
 use crate::crypto::PureRustVerifier;
 use crate::testing::FakeHost;
 use serde_json::json;
@@ -113,6 +113,17 @@ fn cold_requests_share_fetches_then_warm_requests_make_none() {
     assert_eq!(starts.len(), 1);
     let (vault_flight, vault_request) = (starts[0].0.to_string(), starts[0].1.clone());
     assert_eq!(vault_request.path, "/oauth/token");
+    // The exchange carries the agent's token and the client secret; its Debug shows neither.
+    let body = String::from_utf8_lossy(vault_request.body.as_deref().unwrap_or_default());
+    assert!(
+        body.contains(&alice) && body.contains(r#""client_secret":"secret""#),
+        "{body}"
+    );
+    let printed = format!("{vault_request:?} {:?}", resolved);
+    assert!(
+        !printed.contains(&alice) && !printed.contains(r#""secret""#),
+        "{printed}"
+    );
     f.worker.dispatched(&vault_flight, 101, 1, NOW_S * 1000);
 
     let resolved = f.answer(
@@ -130,7 +141,8 @@ fn cold_requests_share_fetches_then_warm_requests_make_none() {
                 );
                 // Setting authorization replaces the agent's token; only the client's other
                 // credential headers are removed.
-                assert_eq!(fw.strip, auth::OTHER_CREDENTIAL_HEADERS, "{:?}", fw.strip);
+                assert_eq!(fw.strip, OTHER_CREDENTIAL_HEADERS, "{:?}", fw.strip);
+                assert!(!format!("{fw:?}").contains("gho_1"), "{fw:?}");
             }
             other => panic!("{other:?}"),
         }
@@ -560,4 +572,55 @@ fn id_tokens_are_checked_with_the_connect_clients_algorithms_not_the_agents() {
     // The agents' algorithm is not one Auth0 signs ID tokens with.
     assert_eq!(verify(&es256), None);
     assert_eq!(verify(&other_client), None);
+}
+
+#[test]
+fn configured_credential_headers_are_removed_before_forwarding() {
+    let mut f = fixture_with(|doc| {
+        doc["settings"]["strip_headers"] = json!(["X-Api-Key", "cookie", "x-api-key"]);
+    });
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 100, &alice);
+    let resolved = f.answer(
+        100,
+        200,
+        json!({"access_token": "gho_1", "expires_in": 3600}),
+    );
+    match resolved.as_slice() {
+        [(1, Step::Forward(fw))] => assert_eq!(
+            fw.strip,
+            [
+                "proxy-authorization",
+                "x-forwarded-authorization",
+                "x-api-key",
+                "cookie"
+            ],
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn inputs_and_answers_print_without_their_secrets() {
+    let input = RequestInput {
+        tenant: 0,
+        method: "GET".into(),
+        token: "agent.jwt.value".into(),
+        subject_token: Some("refresh-secret".into()),
+    };
+    let answer = CalloutResponse {
+        status: Some(200),
+        retry_after: None,
+        rate_limit_reset: None,
+        body: Some(br#"{"access_token":"gho_secret"}"#.to_vec()),
+    };
+    let printed = format!("{input:?} {answer:?}");
+    for secret in ["agent.jwt.value", "refresh-secret", "gho_secret"] {
+        assert!(!printed.contains(secret), "{printed}");
+    }
+    assert!(
+        printed.contains("GET") && printed.contains("Some(200)"),
+        "{printed}"
+    );
 }

@@ -227,3 +227,33 @@ fn scope_claims_and_login_hint() {
         .collect();
     assert_eq!(all, vec!["a", "b"]);
 }
+
+#[test]
+fn typ_at_jwt_is_read_as_a_media_type() {
+    let typ_of = |typ: Value| {
+        let header = json!({"alg": "RS256", "typ": typ}).to_string();
+        parse(&raw(&header, &claims().to_string()), 8192, None).map(|j| j.typ_at_jwt)
+    };
+    for yes in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/At+Jwt",
+    ] {
+        assert_eq!(typ_of(json!(yes)), Ok(true), "{yes}");
+    }
+    for no in [
+        "JWT",
+        "jwt",
+        "at+jwt ",
+        "application/jwt",
+        "text/at+jwt",
+        "at+jwt;x=1",
+        "",
+    ] {
+        assert_eq!(typ_of(json!(no)), Ok(false), "{no}");
+    }
+    assert_eq!(typ_of(json!(1)), Err(TokenError::Malformed));
+    let untyped = raw(r#"{"alg":"RS256"}"#, &claims().to_string());
+    assert!(parse(&untyped, 8192, None).is_ok_and(|j| !j.typ_at_jwt));
+}
