@@ -77,6 +77,7 @@ lint: toolchain
 unit:
 	cargo test --workspace --lib --bins
 	cargo test --test wycheproof
+	cargo test --test state_machine
 	cargo test --test oci_image
 
 e2e: wasm

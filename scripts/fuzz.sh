@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${FUZZ_SECONDS:-60}
 status=0
-for target in ${FUZZ_TARGETS:-token jwks vault config challenge mcp connect_form okta signing_key}; do
+for target in ${FUZZ_TARGETS:-token jwks vault config challenge mcp connect_form okta signing_key state_machine}; do
   mkdir -p "corpus/$target"
   log="corpus/$target.log"
   cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
