@@ -88,8 +88,7 @@ lint: toolchain
 # Host-only tests: no release module, no Envoy.
 unit:
 	cargo test --workspace --lib --bins
-	cargo test --test wycheproof
-	cargo test --test state_machine
+	cargo test -p tvp-core --test wycheproof --test state_machine
 
 e2e: test-tools wasm envoy mcp-sdk
 	cargo test --test oci_image

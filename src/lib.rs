@@ -1,30 +1,12 @@
-//! token-vault-proxy: an Envoy proxy-wasm HTTP filter that validates an AI agent's bearer JWT
-//! per tenant, enforces scopes by method, exchanges it at the Auth0 Token Vault for the user's
-//! downstream token, and forwards the request with that token instead.
-//!
-//! Only this file, `filter/` and `host.rs` talk to the proxy-wasm host; everything else is
-//! plain Rust with unit tests on the host target.
+//! token-vault-proxy: the Envoy proxy-wasm HTTP filter. Every decision is `tvp-core`'s; this
+//! crate reads the request from the proxy-wasm host, calls the core and applies its answer.
+//! Only this crate talks to the proxy-wasm host.
 
 pub mod abi;
-pub mod audit;
-pub mod auth;
-pub mod cache;
-pub mod callout;
-pub mod config;
-pub mod connect;
-pub mod crypto;
-pub mod endpoints;
-pub mod flow;
-pub mod jwks;
-pub mod jwt;
-pub mod mcp;
-pub mod policy;
-pub mod reply;
-pub mod secret;
-pub mod vault;
 
-#[cfg(test)]
-mod testing;
+// The core's modules under their usual names, for the glue (`crate::flow`, ...).
+#[cfg(target_arch = "wasm32")]
+use tvp_core::{audit, auth, cache, callout, config, connect, crypto, endpoints, flow, mcp, reply};
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 use serde_json::Value;
-use token_vault_proxy::config::Url;
+use tvp_core::config::Url;
 
 /// What is rendered; each has its own defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 //! watches (hot configuration) and the bootstrap keeps the clusters.
 
 use serde_json::Value;
-use token_vault_proxy::mcp::MAX_BODY_BYTES;
+use tvp_core::mcp::MAX_BODY_BYTES;
 
 use crate::deployment::{lds_dir, Deployment};
 use crate::doc::Node;

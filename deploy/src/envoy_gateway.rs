@@ -15,7 +15,7 @@
 //!   unknown tenants.
 
 use serde_json::Value;
-use token_vault_proxy::config::Url;
+use tvp_core::config::Url;
 
 use crate::deployment::Deployment;
 use crate::doc::{yaml_stream, Node};
@@ -544,7 +544,7 @@ mod tests {
             ]
         );
         // The filter itself takes each of them as its own, not a tenant's.
-        use token_vault_proxy::endpoints::{route as filter_route, Route};
+        use tvp_core::endpoints::{route as filter_route, Route};
         for (kind, path) in FILTER_PATHS {
             let probe = match *kind {
                 "Exact" => path.to_string(),

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde_json::{json, Map, Value};
-use token_vault_proxy::config;
+use tvp_core::config;
 
 /// The example tenants: donors of a valid value for any field while a broken tenant is
 /// repaired to find its next problem.

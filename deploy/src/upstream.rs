@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde_json::Value;
-use token_vault_proxy::config::Url;
+use tvp_core::config::Url;
 
 use crate::tenants::{JsonPath, Problem};
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_vault_proxy::reply::{self, Deny, Realm};
+use tvp_core::reply::{self, Deny, Realm};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

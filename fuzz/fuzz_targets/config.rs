@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_vault_proxy::config;
+use tvp_core::config;
 
 fuzz_target!(|data: &[u8]| {
     if let Err(e) = config::parse(data, &|name| (name == "SECRET").then(|| "s".to_string())) {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_vault_proxy::jwks;
+use tvp_core::jwks;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(set) = jwks::parse_jwks(data) {

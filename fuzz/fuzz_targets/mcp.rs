@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_vault_proxy::mcp::{answer, parse, relays, ConnectOffer, Kind, McpRequest};
-use token_vault_proxy::reply::ConnectLink;
+use tvp_core::mcp::{answer, parse, relays, ConnectOffer, Kind, McpRequest};
+use tvp_core::reply::ConnectLink;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };

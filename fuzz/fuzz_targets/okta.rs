@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_vault_proxy::callout::CalloutResponse;
-use token_vault_proxy::config;
-use token_vault_proxy::crypto::signing::PureRustSigner;
-use token_vault_proxy::vault::{okta, Step, VaultOutcome};
+use tvp_core::callout::CalloutResponse;
+use tvp_core::config;
+use tvp_core::crypto::signing::PureRustSigner;
+use tvp_core::vault::{okta, Step, VaultOutcome};
 
 const PEM: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwehRANCAAQeGFMv1HVMAvMEHZx1zrM7g//YGsfOT+iCzLHJi8WJbqRsMRxOL/QN2Wo2U+bkVEXTLf5Ibs7XXHqQxqGIgcCj

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_vault_proxy::crypto::signing::SigningKey;
+use tvp_core::crypto::signing::SigningKey;
 
 fuzz_target!(|data: &[u8]| {
     let pem = format!(

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/machine/mod.rs"]
+#[path = "../../core/tests/machine/mod.rs"]
 mod machine;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_vault_proxy::{auth, config, jwt};
+use tvp_core::{auth, config, jwt};
 
 fuzz_target!(|data: &[u8]| {
     let _ = auth::bearer_token(&[data]);

@@ -2,9 +2,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use token_vault_proxy::callout::CalloutResponse;
-use token_vault_proxy::config;
-use token_vault_proxy::vault::{auth0, VaultOutcome};
+use tvp_core::callout::CalloutResponse;
+use tvp_core::config;
+use tvp_core::vault::{auth0, VaultOutcome};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&status, body)) = data.split_first() else { return };

@@ -15,13 +15,13 @@ use std::rc::Rc;
 
 use serde_json::json;
 use sim::{Mint, Sim, SimTenant};
-use token_vault_proxy::audit;
-use token_vault_proxy::cache;
-use token_vault_proxy::config;
-use token_vault_proxy::crypto::{Key, SignatureVerifier};
-use token_vault_proxy::flow::{Host, RequestInput, Step, Worker};
-use token_vault_proxy::jwt::Alg;
-use token_vault_proxy::secret::Secret;
+use tvp_core::audit;
+use tvp_core::cache;
+use tvp_core::config;
+use tvp_core::crypto::{Key, SignatureVerifier};
+use tvp_core::flow::{Host, RequestInput, Step, Worker};
+use tvp_core::jwt::Alg;
+use tvp_core::secret::Secret;
 
 struct MemoryHost {
     shared: RefCell<HashMap<String, Vec<u8>>>,

@@ -22,10 +22,10 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 use sim::keys::{b64, IssuerKeys};
-use token_vault_proxy::callout::{CalloutRequest, CalloutResponse};
-use token_vault_proxy::config::{self, Config};
-use token_vault_proxy::crypto::PureRustVerifier;
-use token_vault_proxy::flow::{self, Host, RequestInput, Resolution, Step, Worker};
+use tvp_core::callout::{CalloutRequest, CalloutResponse};
+use tvp_core::config::{self, Config};
+use tvp_core::crypto::PureRustVerifier;
+use tvp_core::flow::{self, Host, RequestInput, Resolution, Step, Worker};
 
 /// The clock starts here (seconds); tokens are minted relative to it.
 const NOW_S: i64 = 1_800_000_000;
@@ -66,7 +66,7 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let mut doc: Value =
-            serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default();
+            serde_json::from_str(include_str!("../../../tenants.example.json")).unwrap_or_default();
         if let Some(list) = doc["tenants"].as_array_mut() {
             list.retain(|t| t["id"] == "github");
         }
@@ -489,10 +489,10 @@ impl Machine {
         else {
             return;
         };
-        let Ok(jwt) = token_vault_proxy::jwt::parse(&agent.token, 8192, None) else {
+        let Ok(jwt) = tvp_core::jwt::parse(&agent.token, 8192, None) else {
             return;
         };
-        let principal = token_vault_proxy::cache::Principal::new(&f.config.tenants[0], jwt.claims);
+        let principal = tvp_core::cache::Principal::new(&f.config.tenants[0], jwt.claims);
         flow::evict_user(&self.host, &principal.user_key, self.host.now_ms());
         self.disconnected.insert(agent.sub, self.event);
         self.stats.disconnects += 1;

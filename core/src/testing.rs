@@ -37,7 +37,7 @@ impl Host for FakeHost {
 /// in their environment, which the unit tests that share this file do not care about.
 pub fn example_json() -> String {
     let mut doc: serde_json::Value =
-        serde_json::from_str(include_str!("../tenants.example.json")).unwrap_or_default();
+        serde_json::from_str(include_str!("../../tenants.example.json")).unwrap_or_default();
     if let Some(list) = doc["tenants"].as_array_mut() {
         list.retain(|t| t["vault"]["type"] == "auth0");
     }

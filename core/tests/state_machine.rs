@@ -47,7 +47,7 @@ fn random_event_sequences_keep_every_invariant() {
 
 #[test]
 fn the_fuzz_seeds_keep_every_invariant() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/state_machine");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/state_machine");
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         let data = std::fs::read(entry.path()).unwrap();
         machine::Machine::run(&data);

@@ -426,7 +426,7 @@ fn urls() {
 #[test]
 fn regression_control_characters_never_reach_the_error_line() {
     let input =
-        include_bytes!("../../fuzz/regressions/config-control-character-in-field-name.json");
+        include_bytes!("../../../fuzz/regressions/config-control-character-in-field-name.json");
     let line = parse(input, &env)
         .err()
         .map(|e| e.to_string())
@@ -454,8 +454,8 @@ fn the_whole_example_parses_with_all_three_vault_types() {
         _ => Some("s3cret".to_string()),
     };
     let env = crate::testing::with_sealing_key(&env);
-    let cfg =
-        parse(include_bytes!("../../tenants.example.json"), &env).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = parse(include_bytes!("../../../tenants.example.json"), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
     let kinds: Vec<&str> = cfg
         .tenants
         .iter()
