@@ -87,7 +87,12 @@ pub fn precheck<'t>(
     if tenant.require_at_jwt && !jwt.typ_at_jwt {
         return Err(TokenError::WrongType);
     }
-    jwt::check_claims(&jwt.claims, tenant, now, settings.clock_skew_seconds as i64)?;
+    let rules = jwt::ClaimRules {
+        issuer: &tenant.issuer,
+        audiences: &tenant.audiences,
+        skew_s: settings.clock_skew_seconds as i64,
+    };
+    jwt::check_claims(&jwt.claims, &rules, now)?;
     Ok(jwt)
 }
 

@@ -9,7 +9,8 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::crypto::signing::SigningKey;
-use crate::jwt::Alg;
+use crate::jose::Alg;
+pub use crate::jwt::ScopeClaim;
 use crate::secret::Secret;
 
 mod connect;
@@ -271,13 +272,6 @@ pub enum JwksSource {
         authority: String,
         path: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScopeClaim {
-    Scope,
-    Scp,
-    Permissions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,8 @@ use rsa::BigUint;
 use serde_json::Value;
 
 use crate::crypto::{Key, PublicKey, SignatureVerifier};
-use crate::jwt::{Alg, TokenError, UntrustedJwt, B64URL};
+use crate::jose::{Alg, B64URL};
+use crate::jwt::{TokenError, UntrustedJwt};
 
 const MIN_RSA_BITS: usize = 2048;
 const MAX_KEYS: usize = 64;

@@ -6,66 +6,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use base64::alphabet;
-use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{ScopeClaim, Tenant};
+use crate::jose::{Alg, B64URL};
 use crate::secret::Redacted;
-
-/// Strict base64url: no padding, no `+`/`/`, canonical trailing bits.
-pub const B64URL: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::RequireNone),
-);
-
-/// Signature algorithms the filter can verify. HMAC and `none` are deliberately absent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Alg {
-    Rs256,
-    Rs384,
-    Rs512,
-    Ps256,
-    Ps384,
-    Ps512,
-    Es256,
-    EdDsa,
-}
-
-impl Alg {
-    /// Exact, case-sensitive match on the JOSE name (RFC 8725 3.1).
-    pub fn from_name(name: &str) -> Option<Alg> {
-        Some(match name {
-            "RS256" => Alg::Rs256,
-            "RS384" => Alg::Rs384,
-            "RS512" => Alg::Rs512,
-            "PS256" => Alg::Ps256,
-            "PS384" => Alg::Ps384,
-            "PS512" => Alg::Ps512,
-            "ES256" => Alg::Es256,
-            "EdDSA" => Alg::EdDsa,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Alg::Rs256 => "RS256",
-            Alg::Rs384 => "RS384",
-            Alg::Rs512 => "RS512",
-            Alg::Ps256 => "PS256",
-            Alg::Ps384 => "PS384",
-            Alg::Ps512 => "PS512",
-            Alg::Es256 => "ES256",
-            Alg::EdDsa => "EdDSA",
-        }
-    }
-}
 
 /// Why a token was refused. The variant is the stable reason code in logs; the description
 /// sent to the client is fixed text and never echoes token content.
@@ -173,6 +120,14 @@ impl fmt::Debug for UntrustedJwt<'_> {
             .field("claims", &self.claims)
             .finish()
     }
+}
+
+/// The claims scopes may come from: a tenant chooses which count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeClaim {
+    Scope,
+    Scp,
+    Permissions,
 }
 
 /// The claims the filter uses, with their types already enforced.
@@ -451,19 +406,22 @@ fn split_scope(s: &str) -> Vec<String> {
 }
 
 /// Check the claims against a tenant at time `now` (seconds). Signature checks happen elsewhere.
-pub fn check_claims(
-    claims: &Claims,
-    tenant: &Tenant,
-    now: i64,
-    skew: i64,
-) -> Result<(), TokenError> {
-    if claims.iss != tenant.issuer {
+/// What a token's claims must say to be accepted: the issuer exactly, one of the audiences.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRules<'a> {
+    pub issuer: &'a str,
+    pub audiences: &'a [String],
+    pub skew_s: i64,
+}
+
+pub fn check_claims(claims: &Claims, rules: &ClaimRules<'_>, now: i64) -> Result<(), TokenError> {
+    if claims.iss != rules.issuer {
         return Err(TokenError::WrongIssuer);
     }
-    if !tenant.audiences.iter().any(|a| claims.aud.contains(a)) {
+    if !rules.audiences.iter().any(|a| claims.aud.contains(a)) {
         return Err(TokenError::WrongAudience);
     }
-    check_lifetime(claims, now, skew)
+    check_lifetime(claims, now, rules.skew_s)
 }
 
 /// `exp`, `nbf` and `iat` with clock skew; re-run on every verified-cache hit.

@@ -13,8 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 use tvp_core::crypto::{NativeVerifier, PureRustVerifier, SignatureVerifier};
+use tvp_core::jose::Alg;
 use tvp_core::jwks;
-use tvp_core::jwt::Alg;
 
 /// Decode `VerifySignatureArguments` (fields 1-4, all length-delimited).
 fn decode_arguments(mut bytes: &[u8]) -> [Vec<u8>; 4] {

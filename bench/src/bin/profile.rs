@@ -20,7 +20,7 @@ use tvp_core::cache;
 use tvp_core::config;
 use tvp_core::crypto::{Key, SignatureVerifier};
 use tvp_core::flow::{Host, RequestInput, Step, Worker};
-use tvp_core::jwt::Alg;
+use tvp_core::jose::Alg;
 use tvp_core::secret::Secret;
 
 struct MemoryHost {

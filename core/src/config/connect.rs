@@ -5,7 +5,7 @@ use super::{
     is_scope_char, printable, require_text, resolve_secret, ConnectConfig, ConnectProvider,
     FieldError, RawConnect, Url, VaultBackend, VaultConfig,
 };
-use crate::jwt::Alg;
+use crate::jose::Alg;
 
 /// Okta's org authorization server token endpoint, under the org's base URL
 /// (https://developer.okta.com/docs/concepts/auth-servers/).

@@ -9,7 +9,7 @@ use jwt_compact::alg::{Ed25519, Es256, Rsa, RsaPublicKey, RsaSignature};
 use jwt_compact::{Algorithm, AlgorithmSignature};
 use rsa::traits::PublicKeyParts;
 
-use crate::jwt::Alg;
+use crate::jose::Alg;
 
 pub use native::NativeVerifier;
 

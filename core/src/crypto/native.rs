@@ -3,7 +3,7 @@
 //! so the encoding is unit-tested on the host and `host.rs` stays the only host-facing code.
 
 use super::{der, Key, PublicKey, PureRustVerifier, SignatureVerifier};
-use crate::jwt::Alg;
+use crate::jose::Alg;
 
 /// Calls the foreign function: arguments in, answer out; `None` when the host lacks it or
 /// failed to run it (as opposed to answering "invalid").

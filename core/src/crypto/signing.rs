@@ -224,7 +224,7 @@ fn decode_sign_result(bytes: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::crypto::{PublicKey, PureRustVerifier, SignatureVerifier};
-    use crate::jwt::Alg;
+    use crate::jose::Alg;
     use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 
     fn p256_pem() -> String {

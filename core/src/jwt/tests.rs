@@ -1,5 +1,5 @@
 use super::*;
-use crate::config;
+use crate::config::{self, Tenant};
 use serde_json::{json, Value};
 use sim::keys::{b64, IssuerKeys};
 
@@ -13,6 +13,14 @@ fn tenant() -> Tenant {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     cfg.tenants[0].clone()
+}
+
+fn rules(t: &Tenant) -> ClaimRules<'_> {
+    ClaimRules {
+        issuer: &t.issuer,
+        audiences: &t.audiences,
+        skew_s: 60,
+    }
 }
 
 fn claims() -> Value {
@@ -32,7 +40,7 @@ fn raw(header: &str, payload: &str) -> String {
 fn parse_claims_err(c: Value) -> TokenError {
     let t = raw(r#"{"alg":"RS256"}"#, &c.to_string());
     match parse(&t, 8192, None) {
-        Ok(jwt) => check_claims(&jwt.claims, &tenant(), NOW, 60)
+        Ok(jwt) => check_claims(&jwt.claims, &rules(&tenant()), NOW)
             .err()
             .unwrap_or(TokenError::BadSignature),
         Err(e) => e,
@@ -53,7 +61,7 @@ fn good_token_parses_and_checks() {
     let jwt = parse(&token, 8192, None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!((jwt.alg, jwt.kid.as_deref()), (Alg::Rs256, Some("t-rsa-1")));
     assert_eq!(jwt.claims.scope, vec!["github:read", "github:write"]);
-    assert_eq!(check_claims(&jwt.claims, &tenant(), NOW, 60), Ok(()));
+    assert_eq!(check_claims(&jwt.claims, &rules(&tenant()), NOW), Ok(()));
     assert_eq!(
         jwt.signing_input,
         token
@@ -221,10 +229,7 @@ fn scope_claims_and_login_hint() {
     assert_eq!(jwt.claims.permissions, vec!["p"]);
     assert_eq!(jwt.claims.client_id.as_deref(), Some("agent"));
     assert_eq!(jwt.claims.login_hint.as_deref(), Some("alice@example.com"));
-    let all: Vec<&str> = jwt
-        .claims
-        .scopes(&[crate::config::ScopeClaim::Scp])
-        .collect();
+    let all: Vec<&str> = jwt.claims.scopes(&[ScopeClaim::Scp]).collect();
     assert_eq!(all, vec!["a", "b"]);
 }
 
