@@ -172,7 +172,7 @@ fn the_patched_clusters_are_the_plugins_with_verified_tls_and_envoy_accepts_them
     }
     // The values are plain Envoy Cluster protos: Envoy's validate mode builds them.
     let bootstrap = json!({"static_resources": {"clusters": clusters}});
-    envoy_validates(&serde_yaml::to_string(&bootstrap).unwrap(), &dir);
+    envoy_validates(&serde_saphyr::to_string(&bootstrap).unwrap(), &dir);
 }
 
 #[test]
