@@ -18,18 +18,6 @@ pub enum Target {
     EnvoyGateway,
 }
 
-impl Target {
-    pub fn parse(s: &str) -> Option<Target> {
-        match s {
-            "envoy" => Some(Target::Envoy),
-            "istio" => Some(Target::Istio),
-            "compose" => Some(Target::Compose),
-            "envoy-gateway" => Some(Target::EnvoyGateway),
-            _ => None,
-        }
-    }
-}
-
 /// Where `make wasm` puts the module, relative to the repository (the local stack's path).
 pub const LOCAL_WASM: &str = "target/wasm32-wasip1/release/token_vault_proxy.wasm";
 /// Where the compose stack's Envoy finds it: the `build` service's target volume.
