@@ -18,18 +18,6 @@ pub enum Target {
     EnvoyGateway,
 }
 
-impl Target {
-    pub fn parse(s: &str) -> Option<Target> {
-        match s {
-            "envoy" => Some(Target::Envoy),
-            "istio" => Some(Target::Istio),
-            "compose" => Some(Target::Compose),
-            "envoy-gateway" => Some(Target::EnvoyGateway),
-            _ => None,
-        }
-    }
-}
-
 /// Where `make wasm` puts the module, relative to the repository (the local stack's path).
 pub const LOCAL_WASM: &str = "target/wasm32-wasip1/release/token_vault_proxy.wasm";
 /// Where the compose stack's Envoy finds it: the `build` service's target volume.
@@ -167,7 +155,11 @@ pub fn load(text: &str, overrides: &[String], target: Target) -> Result<Deployme
     let mut doc: Value = if text.trim().is_empty() {
         Value::Object(Default::default())
     } else {
-        serde_yaml::from_str(text).map_err(|e| format!("deployment: {e}"))?
+        match crate::doc::from_yaml(text).map_err(|e| format!("deployment: {e}"))? {
+            // Only comments: all defaults, as for an empty file.
+            Value::Null => Value::Object(Default::default()),
+            doc => doc,
+        }
     };
     for o in overrides {
         let (key, value) = o
@@ -426,6 +418,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn comments_only_is_all_defaults_and_a_repeated_key_is_refused() {
+        let d = load("# nothing set yet\n", &[], Target::Envoy).unwrap();
+        assert_eq!(
+            d.listen_port,
+            load("", &[], Target::Envoy).unwrap().listen_port
+        );
+        // Which of the two would win is a guess: refused, naming the line.
+        let e = load("listen_port: 1\nlisten_port: 2\n", &[], Target::Envoy)
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with("deployment: ") && e.contains("listen_port"),
+            "{e}"
+        );
+        assert!(e.contains("line 2") && !e.contains('\n'), "{e}");
+    }
     #[test]
     fn the_documented_example_loads_for_every_target() {
         let text = include_str!("../deployment.example.yaml");

@@ -3,8 +3,10 @@
 //! serde_json's map sorts keys (the workspace must not turn on `preserve_order`: it would
 //! change the filter's own JSON output in workspace builds), and a generated Envoy or
 //! Kubernetes file should read in the usual order (`name` first, `apiVersion`, `kind`, ...).
-//! So renderers build a [`Node`], written as YAML for people and converted to JSON for checks.
+//! So renderers build a [`Node`], serialized as YAML for people and converted to JSON for
+//! checks.
 
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,128 +116,52 @@ impl Node {
         }
     }
 
-    /// The node as one YAML document (block style, ending with a newline).
+    /// The node as one YAML document (block style, ending with a newline). Writing strings,
+    /// numbers and collections into a String does not fail; were it to, the document as JSON
+    /// (which is YAML) is still valid and means the same, only without the key order.
     pub fn to_yaml(&self) -> String {
-        let mut out = String::new();
+        serde_saphyr::to_string_with_options(self, yaml_options())
+            .unwrap_or_else(|_| format!("{}\n", self.to_json()))
+    }
+}
+
+/// Maps in their Vec order: the reason this tree exists.
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Node::Map(e) if !e.is_empty() => write_map(&mut out, e, 0),
-            Node::Seq(s) if !s.is_empty() => write_seq(&mut out, s, 0),
-            other => {
-                out.push_str(&inline(other, 0));
-                out.push('\n');
-            }
-        }
-        out
-    }
-}
-
-fn pad(out: &mut String, indent: usize) {
-    out.extend(std::iter::repeat_n(' ', indent));
-}
-
-fn write_map(out: &mut String, entries: &[(String, Node)], indent: usize) {
-    for (i, (key, value)) in entries.iter().enumerate() {
-        // The first entry of a mapping inside a sequence item sits on the dash line.
-        if i > 0 || !out.ends_with("- ") {
-            pad(out, indent);
-        }
-        out.push_str(&scalar(key));
-        out.push(':');
-        write_value(out, value, indent);
-    }
-}
-
-fn write_seq(out: &mut String, items: &[Node], indent: usize) {
-    for item in items {
-        pad(out, indent);
-        out.push_str("- ");
-        match item {
-            Node::Map(e) if !e.is_empty() => write_map(out, e, indent + 2),
-            Node::Seq(s) if !s.is_empty() => {
-                out.push('\n');
-                write_seq(out, s, indent + 2);
-            }
-            other => {
-                out.push_str(&inline(other, indent + 2));
-                out.push('\n');
-            }
+            Node::Str(v) => s.serialize_str(v),
+            Node::Int(i) => s.serialize_i64(*i),
+            Node::Bool(b) => s.serialize_bool(*b),
+            Node::Seq(items) => s.collect_seq(items),
+            Node::Map(entries) => s.collect_map(entries.iter().map(|(k, v)| (k, v))),
         }
     }
 }
 
-/// After `key:`: a nested block on the next lines, or a scalar on this one.
-fn write_value(out: &mut String, value: &Node, indent: usize) {
-    match value {
-        Node::Map(e) if !e.is_empty() => {
-            out.push('\n');
-            write_map(out, e, indent + 2);
-        }
-        Node::Seq(s) if !s.is_empty() => {
-            out.push('\n');
-            write_seq(out, s, indent + 2);
-        }
-        other => {
-            out.push(' ');
-            out.push_str(&inline(other, indent + 2));
-            out.push('\n');
-        }
+/// Block style; a sequence indented under its key; multi-line text (the embedded plugin JSON)
+/// as a literal block, and a long line kept on one line (not folded), so it can be grepped.
+/// YAML 1.1 spellings (`on`, `yes`, `0755`, ...) are quoted: Envoy's reader would retype them.
+fn yaml_options() -> serde_saphyr::SerializerOptions {
+    serde_saphyr::ser_options! {
+        compact_list_indent: false,
+        folded_wrap_chars: usize::MAX,
     }
 }
 
-/// A scalar or an empty collection; multi-line text becomes a literal block at `indent`.
-fn inline(node: &Node, indent: usize) -> String {
-    match node {
-        Node::Str(s) if block_safe(s) => {
-            let chomp = if s.ends_with('\n') { "" } else { "-" };
-            let mut text = format!("|{chomp}");
-            for line in s.trim_end_matches('\n').split('\n') {
-                text.push('\n');
-                if !line.is_empty() {
-                    text.push_str(&" ".repeat(indent));
-                    text.push_str(line);
-                }
-            }
-            text
-        }
-        Node::Str(s) => scalar(s),
-        Node::Int(i) => i.to_string(),
-        Node::Bool(b) => b.to_string(),
-        Node::Seq(_) => "[]".into(),
-        Node::Map(_) => "{}".into(),
-    }
+/// Reading: the default budgets (alias bombs, depth) and duplicate keys refused; an error as
+/// one line with its line and column, not a multi-line snippet.
+fn read_options() -> serde_saphyr::Options {
+    serde_saphyr::options! { with_snippet: false }
 }
 
-/// A literal block keeps multi-line text (the embedded plugin JSON) readable; it cannot
-/// carry a leading space on the first line, trailing spaces, control characters or more than
-/// one trailing newline, so such text is double-quoted instead.
-fn block_safe(s: &str) -> bool {
-    s.contains('\n')
-        && !s.starts_with([' ', '\n'])
-        && !s.ends_with("\n\n")
-        && !s.chars().any(|c| c.is_control() && c != '\n')
-        && s.split('\n').all(|l| !l.ends_with(' '))
+/// One YAML document as a JSON value.
+pub fn from_yaml(text: &str) -> Result<Value, String> {
+    serde_saphyr::from_str_with_options(text, read_options()).map_err(|e| e.to_string())
 }
 
-/// A string as a plain scalar when that cannot be misread (as a number, a boolean, null or
-/// YAML syntax), double-quoted otherwise. JSON string escapes are valid YAML escapes.
-pub fn scalar(s: &str) -> String {
-    let special = [
-        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~",
-    ];
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '/')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_./:|-".contains(c))
-        && !s.contains(": ")
-        && !s.ends_with(':')
-        && !special.contains(&s.to_ascii_lowercase().as_str());
-    if plain {
-        s.to_string()
-    } else {
-        Value::String(s.to_string()).to_string()
-    }
+/// Every non-empty document of a YAML stream.
+pub fn from_yaml_stream(text: &str) -> Result<Vec<Value>, String> {
+    serde_saphyr::from_multiple_with_options(text, read_options()).map_err(|e| e.to_string())
 }
 
 /// Several documents as one multi-document YAML stream (what `kubectl apply -f` reads).
@@ -251,8 +177,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn yaml(node: &Node) -> String {
+        node.to_yaml()
+    }
+
     fn round_trip(node: &Node) -> Value {
-        serde_yaml::from_str(&node.to_yaml()).unwrap()
+        serde_saphyr::from_str(&yaml(node)).unwrap()
     }
 
     #[test]
@@ -282,46 +212,91 @@ mod tests {
 
     #[test]
     fn keeps_key_order() {
-        let yaml = map! { "kind" => "b", "apiVersion" => "a" }.to_yaml();
-        assert_eq!(yaml, "kind: b\napiVersion: a\n");
+        let text = yaml(&map! { "kind" => "b", "apiVersion" => "a", "b" => seq!["x"] });
+        assert_eq!(text, "kind: b\napiVersion: a\nb:\n  - x\n");
     }
 
+    /// Strings a YAML reader would take for something else (a number, a boolean, null, YAML
+    /// syntax; YAML 1.1 spellings, which Envoy's reader retypes, included) stay strings.
     #[test]
-    fn ambiguous_strings_are_quoted() {
+    fn ambiguous_strings_stay_strings() {
+        let legacy = serde_saphyr::options! { legacy_octal_numbers: true };
         for s in [
             "true",
             "No",
+            "on",
+            "Off",
+            "yes",
+            "y",
+            "n",
             "null",
+            "Null",
             "~",
             "3000",
+            "1.0",
             "1.5",
+            "-1",
+            "+1",
+            "0755",
+            "0o17",
+            "0x1F",
+            "0b101",
+            "1e3",
+            "1_000",
+            ".inf",
+            "-.Inf",
+            ".nan",
+            "12:30",
+            "2001-12-14",
             "30s",
             "",
             " x",
+            "x ",
             "a: b",
             "a #b",
+            "#x",
             "@type",
             "-x",
+            "- x",
+            "-",
+            "?",
+            "? x",
             "{token}",
+            "[x]",
             "Bearer {token}",
             "x:",
             "*",
+            "&a",
             "!x",
             "%x",
+            "|",
+            ">",
             "'",
             "\"",
+            "`x",
+            ",",
             "a\tb",
+            "\u{1b}[0m",
+            "---",
+            "...",
+            "<<",
+            "=",
         ] {
-            let yaml = map! { "k" => s }.to_yaml();
-            let back: Value = serde_yaml::from_str(&yaml).unwrap();
-            assert_eq!(back["k"], json!(s), "{s:?} as {yaml}");
+            let text = yaml(&map! { "k" => s });
+            let back: Value = serde_saphyr::from_str(&text).unwrap();
+            assert_eq!(back["k"], json!(s), "{s:?} as {text}");
+            let back: Value = serde_saphyr::from_str_with_options(&text, legacy.clone()).unwrap();
+            assert_eq!(back["k"], json!(s), "{s:?} as {text} (YAML 1.1 octal)");
         }
+        // What needs no quotes gets none: the file reads as written by hand.
+        let text = yaml(&map! {
+            "cluster" => "outbound|443||tenant.auth0.com",
+            "uri" => "http://127.0.0.1:9000/x",
+        });
         assert_eq!(
-            scalar("outbound|443||tenant.auth0.com"),
-            "outbound|443||tenant.auth0.com"
+            text,
+            "cluster: outbound|443||tenant.auth0.com\nuri: http://127.0.0.1:9000/x\n"
         );
-        assert_eq!(scalar("http://127.0.0.1:9000/x"), "http://127.0.0.1:9000/x");
-        assert_eq!(scalar("127.0.0.1"), "\"127.0.0.1\"");
     }
 
     #[test]
@@ -333,13 +308,23 @@ mod tests {
             " leading space\nx",
             "trailing \nx",
             "two newlines\n\n",
+            "\nleading newline",
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
         ] {
-            let node = map! { "outer" => map! { "value" => s } };
+            let node = map! { "outer" => map! { "value" => s }, "list" => seq![s] };
             let back = round_trip(&node);
             assert_eq!(back["outer"]["value"], json!(s), "{s:?}");
+            assert_eq!(back["list"][0], json!(s), "{s:?}");
         }
-        let yaml = map! { "v" => "{\n  \"a\": 1\n}" }.to_yaml();
-        assert_eq!(yaml, "v: |-\n  {\n    \"a\": 1\n  }\n");
+        let text = yaml(&map! { "v" => "{\n  \"a\": 1\n}" });
+        assert_eq!(text, "v: |-\n  {\n    \"a\": 1\n  }\n");
+    }
+
+    #[test]
+    fn long_lines_are_not_folded() {
+        let long = format!("https://{}.example.com/path", "a".repeat(200));
+        let text = yaml(&map! { "url" => long.as_str() });
+        assert_eq!(text, format!("url: {long}\n"));
     }
 
     #[test]
@@ -351,6 +336,8 @@ mod tests {
     #[test]
     fn stream_separates_documents() {
         let text = yaml_stream(&[map! {"a" => "1"}, map! {"b" => "2"}]);
-        assert_eq!(text, "a: \"1\"\n---\nb: \"2\"\n");
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        assert_eq!(docs, vec![json!({"a": "1"}), json!({"b": "2"})]);
+        assert_eq!(text.matches("---").count(), 1, "{text}");
     }
 }

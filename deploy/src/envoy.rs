@@ -711,7 +711,7 @@ mod tests {
         let d = load("", &[], Target::Envoy).unwrap();
         let text = render(&plan(&example()).unwrap(), &d).unwrap();
         assert!(text.starts_with(HEADER));
-        let back: Value = serde_yaml::from_str(&text).unwrap();
+        let back: Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(back["static_resources"]["listeners"][0]["name"], "agents");
     }
 
@@ -743,7 +743,7 @@ mod tests {
         let (name, text) = render_listeners(&p, &d).unwrap().unwrap();
         assert_eq!(name, "listeners.yaml");
         assert!(text.starts_with(LDS_HEADER));
-        let file: Value = serde_yaml::from_str(&text).unwrap();
+        let file: Value = serde_saphyr::from_str(&text).unwrap();
         let listener = &file["resources"][0];
         assert_eq!(listener["@type"], LISTENER_TYPE);
         assert_eq!(listener["name"], "agents");

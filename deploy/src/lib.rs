@@ -3,6 +3,7 @@
 //! deployment description, into an Envoy bootstrap, Istio or Envoy Gateway resources or the
 //! docker-compose demo's Envoy configuration.
 
+pub mod cli;
 pub mod deployment;
 pub mod doc;
 pub mod envoy;

@@ -1,54 +1,26 @@
-//! `tvp validate FILE`, `tvp render envoy|istio|envoy-gateway|compose ...` and `tvp check FILE`.
+//! `tvp validate FILE`, `tvp render envoy|istio|envoy-gateway|compose|front ...` and
+//! `tvp check FILE`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
+use deploy::cli::{Cli, Command, FrontArgs, Render, RenderArgs};
 use deploy::deployment::Target;
 use deploy::tenants;
 
-const USAGE: &str = "usage:
-  tvp validate TENANTS.json
-      every problem of the tenants file, one line each with its JSON path; exit 1 if any
-  tvp render envoy|istio|envoy-gateway|compose --tenants TENANTS.json [--deployment FILE] [--set KEY=VALUE]... [--out DIR]
-      envoy    an Envoy bootstrap (envoy.yaml)
-      istio    WasmPlugin, ServiceEntry and DestinationRule resources (istio.yaml); without
-               routes of its own, settings.mcp_hold_path is left out (with a warning)
-      envoy-gateway
-               EnvoyExtensionPolicy (the module, sha256 pinned, fail closed), per tenant an
-               HTTPRoute, Backend and BackendTLSPolicy on the Gateway, an HTTPRoute for the
-               filter's own endpoints, and an EnvoyPatchPolicy adding the clusters the filter
-               calls (envoy-gateway.yaml); needs envoy_gateway.gateway, wasm and wasm_sha256,
-               and Envoy Gateway's extensionApis enableEnvoyPatchPolicy and enableBackend;
-               settings.mcp_hold_path is left out (with a warning)
-      compose  the docker-compose demo's Envoy bootstrap (envoy.yaml)
-      The deployment file (JSON or YAML) and --set take: public_base_url, listen_address,
-      listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256 (required
-      for istio and envoy-gateway), ca_bundle, lds_path, allow_inline_secrets (a demo only:
-      client_secret values in the tenants file are refused otherwise; default true for
-      compose), istio.name, istio.namespace, istio.selector, istio.ports, istio.mode,
-      istio.credential_name, istio.hosts, envoy_gateway.gateway (NAMESPACE/NAME),
-      envoy_gateway.listener, envoy_gateway.name, envoy_gateway.namespace,
-      envoy_gateway.ca_config_map, envoy_gateway.allow_plain_http.
-      Without --out the result goes to standard output. With lds_path=DIR/NAME.yaml (envoy
-      only), the listener and the plugin configuration go to NAME.yaml, which Envoy reloads
-      when a new one is moved into DIR; --out is required then. Files are written atomically
-      (renamed into place): rendering straight into DIR is itself a push.
-  tvp render front --set replicas=HOST:PORT,... [--set balance=credential|round-robin] [--set KEY=VALUE]... [--out DIR]
-      the Envoy in front of the gateway's replicas (front.yaml): balance=credential (the
-      default) hashes the agent's Authorization header, so each agent credential reaches one
-      replica (one vault exchange per user and token lifetime, not one per replica);
-      round-robin spreads requests. Also listen_address, listen_port (3000), admin_port (9902).
-  tvp check RESOURCES.yaml
-      check Kubernetes resources (a YAML stream) against the vendored Istio, Envoy Gateway and
-      Gateway API CRD schemas";
-
+/// Usage errors (and --help, --version) are clap's: to standard error with exit 2 (standard
+/// output and 0 for help). Other errors: one line each on standard error, exit 1.
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("validate") if args.len() == 2 => return validate(&args[1]),
-        Some("render") => render(&args[1..]),
-        Some("check") if args.len() == 2 => check(&args[1]),
-        _ => Err(vec![USAGE.to_string()]),
+    let result = match Cli::parse().command {
+        Command::Validate { tenants } => return validate(&tenants),
+        Command::Check { resources } => check(&resources),
+        Command::Render { target } => match target {
+            Render::Envoy(a) => render(Target::Envoy, a),
+            Render::Istio(a) => render(Target::Istio, a),
+            Render::EnvoyGateway(a) => render(Target::EnvoyGateway, a),
+            Render::Compose(a) => render(Target::Compose, a),
+            Render::Front(a) => render_front(a),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -100,18 +72,8 @@ fn read(path: &str) -> Result<String, Vec<String>> {
 }
 
 /// `tvp render front`: no tenants file, only the replicas and how to balance them.
-fn render_front(args: &[String]) -> Result<(), Vec<String>> {
-    let usage = || vec![USAGE.to_string()];
-    let (mut sets, mut out) = (Vec::new(), None);
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let value = rest.next().ok_or_else(usage)?.clone();
-        match flag.as_str() {
-            "--set" => sets.push(value),
-            "--out" => out = Some(PathBuf::from(value)),
-            _ => return Err(usage()),
-        }
-    }
+fn render_front(args: FrontArgs) -> Result<(), Vec<String>> {
+    let FrontArgs { sets, out } = args;
     let front = deploy::front::Front::from_sets(&sets).map_err(|e| vec![format!("tvp: {e}")])?;
     let text = deploy::front::render(&front);
     match out {
@@ -126,29 +88,13 @@ fn render_front(args: &[String]) -> Result<(), Vec<String>> {
     Ok(())
 }
 
-fn render(args: &[String]) -> Result<(), Vec<String>> {
-    if args.first().is_some_and(|t| t == "front") {
-        return render_front(&args[1..]);
-    }
-    let usage = || vec![USAGE.to_string()];
-    let target = args
-        .first()
-        .and_then(|t| Target::parse(t))
-        .ok_or_else(usage)?;
-    let (mut tenants_file, mut deployment_file, mut out) = (None, None, None);
-    let mut overrides = Vec::new();
-    let mut rest = args[1..].iter();
-    while let Some(flag) = rest.next() {
-        let value = rest.next().ok_or_else(usage)?.clone();
-        match flag.as_str() {
-            "--tenants" => tenants_file = Some(value),
-            "--deployment" => deployment_file = Some(value),
-            "--set" => overrides.push(value),
-            "--out" => out = Some(PathBuf::from(value)),
-            _ => return Err(usage()),
-        }
-    }
-    let tenants_file = tenants_file.ok_or_else(usage)?;
+fn render(target: Target, args: RenderArgs) -> Result<(), Vec<String>> {
+    let RenderArgs {
+        tenants: tenants_file,
+        deployment: deployment_file,
+        sets: overrides,
+        out,
+    } = args;
     let tenants_text = read(&tenants_file)?;
     let deployment_text = match &deployment_file {
         Some(f) => read(f)?,

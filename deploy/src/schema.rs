@@ -12,7 +12,6 @@
 use std::collections::HashSet;
 
 use regex::Regex;
-use serde::Deserialize;
 use serde_json::Value;
 
 /// A resource kind this crate renders: its apiVersion and schema.
@@ -475,11 +474,9 @@ fn check_combinators(schema: &Value, value: &Value, path: &str, out: &mut Vec<Vi
 /// and name.
 pub fn check_stream(text: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let doc = Value::deserialize(de).map_err(|e| format!("document {}: {e}", i + 1))?;
-        if doc.is_null() {
-            continue;
-        }
+    // Empty documents are skipped; an error names its line and column.
+    let docs = crate::doc::from_yaml_stream(text)?;
+    for doc in docs {
         let label = format!(
             "{}/{}",
             doc["kind"].as_str().unwrap_or("?"),
@@ -736,8 +733,8 @@ mod tests {
         bad["spec"]["phase"] = json!("LATE");
         let text = format!(
             "{}---\n{}",
-            serde_yaml::to_string(&wasm_plugin()).unwrap(),
-            serde_yaml::to_string(&bad).unwrap()
+            serde_saphyr::to_string(&wasm_plugin()).unwrap(),
+            serde_saphyr::to_string(&bad).unwrap()
         );
         let got = check_stream(&text).unwrap();
         assert_eq!(got.len(), 1);

@@ -64,7 +64,7 @@ fn docker_compose_config_accepts_the_file() {
     assert!(ok, "docker-compose config -q:\n{text}");
     let (ok, text) = docker_compose(&["-f", "docker-compose.yml", "config"]);
     assert!(ok, "{text}");
-    let config: Value = serde_yaml::from_str(&text).unwrap();
+    let config: Value = serde_saphyr::from_str(&text).unwrap();
     let services = &config["services"];
     for (name, s) in services.as_object().unwrap() {
         let image = s["image"].as_str().unwrap_or_default();

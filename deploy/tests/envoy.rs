@@ -104,7 +104,7 @@ fn https_upstreams_and_a_tls_listener_validate() {
             "TVP_SEALING_KEY"
         ]
     );
-    let b: Value = serde_yaml::from_str(&yaml).unwrap();
+    let b: Value = serde_saphyr::from_str(&yaml).unwrap();
     let clusters: BTreeMap<String, Value> = b["static_resources"]["clusters"]
         .as_array()
         .unwrap()

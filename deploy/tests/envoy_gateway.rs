@@ -172,7 +172,7 @@ fn the_patched_clusters_are_the_plugins_with_verified_tls_and_envoy_accepts_them
     }
     // The values are plain Envoy Cluster protos: Envoy's validate mode builds them.
     let bootstrap = json!({"static_resources": {"clusters": clusters}});
-    envoy_validates(&serde_yaml::to_string(&bootstrap).unwrap(), &dir);
+    envoy_validates(&serde_saphyr::to_string(&bootstrap).unwrap(), &dir);
 }
 
 #[test]
@@ -235,11 +235,18 @@ fn what_cannot_work_is_refused_by_tenant_and_field() {
 
 #[test]
 fn the_usage_names_the_target() {
-    let (code, _, err) = tvp(&["render", "nowhere"]);
-    assert_eq!(code, 1);
-    assert!(err.contains("envoy|istio|envoy-gateway|compose"), "{err}");
+    let (code, out, err) = tvp(&["render", "nowhere"]);
+    assert_eq!(code, 2, "a usage error");
+    assert!(out.is_empty() && err.contains("'nowhere'"), "{err}");
+    let (code, out, _) = tvp(&["render", "--help"]);
+    assert_eq!(code, 0);
+    for target in ["envoy", "istio", "envoy-gateway", "compose", "front"] {
+        assert!(out.contains(&format!("  {target} ")), "{out}");
+    }
+    let (code, out, _) = tvp(&["render", "envoy-gateway", "--help"]);
+    assert_eq!(code, 0);
     assert!(
-        err.contains("envoy_gateway.gateway (NAMESPACE/NAME)"),
-        "{err}"
+        out.contains("envoy_gateway.gateway (NAMESPACE/NAME)"),
+        "{out}"
     );
 }

@@ -118,7 +118,7 @@ fn the_checker_rejects_broken_documents() {
     docs[4]["apiVersion"] = json!("networking.istio.io/v1alpha3-typo");
     let broken: Vec<String> = docs
         .iter()
-        .map(|d| serde_yaml::to_string(d).unwrap())
+        .map(|d| serde_saphyr::to_string(d).unwrap())
         .collect();
     let file = dir.join("broken.yaml");
     std::fs::write(&file, broken.join("---\n")).unwrap();

@@ -51,7 +51,7 @@ fn render_lds(doc: &Value, out: &Path, lds: &Path, sets: &[String]) -> String {
 }
 
 fn yaml_file(path: &Path) -> Value {
-    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]
@@ -61,7 +61,7 @@ fn both_files_validate() {
     render_lds(&with_github2(), &dir, &lds, &[]);
     let bootstrap = std::fs::read_to_string(dir.join("envoy.yaml")).unwrap();
     let listeners = yaml_file(&dir.join("listeners.yaml"));
-    let b: Value = serde_yaml::from_str(&bootstrap).unwrap();
+    let b: Value = serde_saphyr::from_str(&bootstrap).unwrap();
     assert_eq!(
         b["dynamic_resources"]["lds_config"]["path_config_source"]["watched_directory"]["path"],
         dir.join("lds").display().to_string()

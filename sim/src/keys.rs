@@ -30,28 +30,38 @@ pub struct IssuerKeys {
 }
 
 impl IssuerKeys {
+    /// [`IssuerKeys::try_generate`] for unit tests, where no keys means no test.
+    #[allow(
+        clippy::panic,
+        reason = "a test helper: the test cannot go on without keys"
+    )]
     pub fn generate(tenant: &str) -> IssuerKeys {
-        IssuerKeys {
-            rsa: vec![new_rsa(tenant, 1)],
+        IssuerKeys::try_generate(tenant).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_generate(tenant: &str) -> Result<IssuerKeys, String> {
+        Ok(IssuerKeys {
+            rsa: vec![new_rsa(tenant, 1)?],
             retired: Vec::new(),
             ec_kid: format!("{tenant}-ec-1"),
             ec: p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng),
             ed_kid: format!("{tenant}-ed-1"),
             ed: ed25519_compact::KeyPair::generate(),
             generation: 1,
-        }
+        })
     }
 
-    /// Make a new RSA key current. The previous one stays published when `keep_old`.
-    pub fn rotate(&mut self, tenant: &str, keep_old: bool) -> String {
+    /// Make a new RSA key current (the keys are unchanged when none could be made). The
+    /// previous one stays published when `keep_old`.
+    pub fn rotate(&mut self, tenant: &str, keep_old: bool) -> Result<String, String> {
+        let new = new_rsa(tenant, self.generation + 1)?;
         self.generation += 1;
-        let new = new_rsa(tenant, self.generation);
         let kid = new.kid.clone();
         self.rsa.insert(0, new);
         if !keep_old {
             self.retired.extend(self.rsa.drain(1..));
         }
-        kid
+        Ok(kid)
     }
 
     pub fn jwks(&self) -> Value {
@@ -280,12 +290,21 @@ impl ClientKey {
 }
 
 /// A fresh RSA 2048 agent private key, PKCS#8 PEM ("-----BEGIN PRIVATE KEY-----").
-pub fn generate_agent_key_pem() -> String {
+pub fn agent_key_pem() -> Result<String, String> {
     let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
-        .unwrap_or_else(|e| panic!("RSA key generation failed: {e}"));
+        .map_err(|e| format!("RSA key generation failed: {e}"))?;
     key.to_pkcs8_pem(LineEnding::LF)
         .map(|pem| pem.to_string())
-        .unwrap_or_else(|e| panic!("PKCS#8 encoding failed: {e}"))
+        .map_err(|e| format!("PKCS#8 encoding failed: {e}"))
+}
+
+/// [`agent_key_pem`] for tests (a `OnceLock` initialiser), where no key means no test.
+#[allow(
+    clippy::panic,
+    reason = "a test helper: the test cannot go on without its key"
+)]
+pub fn generate_agent_key_pem() -> String {
+    agent_key_pem().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An RFC 7523 client assertion as the filter signs it: `iss` = `sub` = `client_id`, `aud` the
@@ -319,12 +338,12 @@ pub fn random_id() -> String {
     b64(&bytes)
 }
 
-fn new_rsa(tenant: &str, generation: u32) -> RsaKey {
-    RsaKey {
+fn new_rsa(tenant: &str, generation: u32) -> Result<RsaKey, String> {
+    Ok(RsaKey {
         kid: format!("{tenant}-rsa-{generation}"),
         key: RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
-            .unwrap_or_else(|e| panic!("RSA key generation failed: {e}")),
-    }
+            .map_err(|e| format!("{tenant}: RSA key generation failed: {e}"))?,
+    })
 }
 
 pub fn b64(bytes: &[u8]) -> String {

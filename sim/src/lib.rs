@@ -334,8 +334,9 @@ impl Sim {
     pub fn start(tenants: Vec<SimTenant>, port: u16, backend_port: u16) -> std::io::Result<Sim> {
         let keys = tenants
             .iter()
-            .map(|t| (t.id.clone(), IssuerKeys::generate(&t.id)))
-            .collect();
+            .map(|t| Ok((t.id.clone(), IssuerKeys::try_generate(&t.id)?)))
+            .collect::<Result<_, String>>()
+            .map_err(std::io::Error::other)?;
         let connected = HashMap::from([
             (
                 "alice".to_string(),
@@ -356,7 +357,7 @@ impl Sim {
             downstream: Vec::new(),
             accounts: myaccount::Accounts::default(),
             authz: authz::AuthServer::default(),
-            okta: okta::Okta::new(&tenants),
+            okta: okta::Okta::new(&tenants).map_err(std::io::Error::other)?,
             okta_org: okta_org::OrgServer::default(),
             tenants,
         }));
@@ -425,12 +426,13 @@ impl Sim {
         self.lock().faults.remove(&e);
     }
 
-    /// Rotate a tenant's RSA key; returns the new kid.
+    /// Rotate a tenant's RSA key; returns the new kid, empty (and nothing rotated) for an
+    /// unknown tenant or when no key could be made.
     pub fn rotate(&self, tenant: &str, keep_old: bool) -> String {
         let mut st = self.lock();
         st.keys
             .get_mut(tenant)
-            .map(|k| k.rotate(tenant, keep_old))
+            .and_then(|k| k.rotate(tenant, keep_old).ok())
             .unwrap_or_default()
     }
 

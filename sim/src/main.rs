@@ -34,10 +34,7 @@ fn main() -> ExitCode {
             port(flag("--backend-port"), 9001),
         ),
         Some("token") => token(port(flag("--port"), 9000), &flag),
-        Some("agent-key") => {
-            print!("{}", sim::keys::generate_agent_key_pem());
-            Ok(())
-        }
+        Some("agent-key") => sim::keys::agent_key_pem().map(|pem| print!("{pem}")),
         _ => Err(USAGE.to_string()),
     };
     match result {

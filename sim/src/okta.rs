@@ -200,14 +200,16 @@ struct Session {
 }
 
 impl Okta {
-    pub(crate) fn new(tenants: &[SimTenant]) -> Okta {
-        Okta {
-            keys: tenants
-                .iter()
-                .any(|t| t.okta.is_some())
-                .then(|| IssuerKeys::generate("okta")),
+    pub(crate) fn new(tenants: &[SimTenant]) -> Result<Okta, String> {
+        let keys = tenants
+            .iter()
+            .any(|t| t.okta.is_some())
+            .then(|| IssuerKeys::try_generate("okta"))
+            .transpose()?;
+        Ok(Okta {
+            keys,
             ..Okta::default()
-        }
+        })
     }
 
     /// Record a jti; false if it was seen before. Expired entries are forgotten: a replay of

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub fn repo() -> PathBuf {
@@ -104,7 +103,7 @@ pub fn wasm_path() -> PathBuf {
 
 /// The HTTP connection manager of a rendered bootstrap.
 fn connection_manager(yaml: &str) -> Value {
-    let doc: Value = serde_yaml::from_str(yaml).unwrap();
+    let doc: Value = serde_saphyr::from_str(yaml).unwrap();
     doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
         .clone()
 }
@@ -231,7 +230,5 @@ pub fn auth0_tenants() -> Value {
 
 /// The documents of a YAML stream.
 pub fn stream(text: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).unwrap())
-        .collect()
+    serde_saphyr::from_multiple(text).unwrap()
 }
