@@ -73,6 +73,7 @@ struct RawSettings {
     mcp_hold_path: Option<String>,
     sealing_key_env: Option<String>,
     hosts: Option<Vec<String>>,
+    allow_insecure_connect_cookies: bool,
 }
 
 impl Default for RawSettings {
@@ -96,6 +97,7 @@ impl Default for RawSettings {
             mcp_hold_path: None,
             sealing_key_env: None,
             hosts: None,
+            allow_insecure_connect_cookies: false,
         }
     }
 }
@@ -211,6 +213,10 @@ pub struct Settings {
     pub sealing_keys: Option<SealingKeys>,
     /// The `:authority` values this gateway answers (`None`: any); others are refused first.
     pub hosts: Option<Hosts>,
+    /// A demo on plain http (or under a path): the connect pages' cookies are then plain
+    /// cookies, which a sibling subdomain can plant (cookie tossing). Without it the connect
+    /// pages need an https origin without a path, where they are `__Host-` cookies.
+    pub allow_insecure_connect_cookies: bool,
 }
 
 impl Default for Settings {
@@ -233,6 +239,7 @@ impl Default for Settings {
             mcp_hold_path: None,
             sealing_keys: None,
             hosts: None,
+            allow_insecure_connect_cookies: false,
         }
     }
 }
@@ -538,6 +545,28 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
                 "needs settings.public_base_url (or settings.resource_from_request)",
             ));
         }
+        if let (Some(_), Some(base), false) = (
+            &tenant.connect,
+            &settings.public_base_url,
+            settings.allow_insecure_connect_cookies,
+        ) {
+            if !host_cookie_origin(base) {
+                // Only `__Host-` cookies (Secure, `Path=/`, no `Domain`) cannot be planted by a
+                // sibling subdomain or a plain-http page: a planted session would connect the
+                // victim's provider account to the attacker's user.
+                return Err(ConfigError::at(
+                    Some(&tenant.id),
+                    "connect",
+                    format!(
+                        "needs settings.public_base_url to be an https origin without a path \
+                         ('{}' is not), so that the connect pages' cookies are __Host- cookies \
+                         no sibling subdomain can plant (for a local demo only, set \
+                         settings.allow_insecure_connect_cookies)",
+                        printable(base)
+                    ),
+                ));
+            }
+        }
         if !seen.insert(tenant.id.clone()) {
             return Err(ConfigError::at(
                 Some(&tenant.id),
@@ -665,6 +694,7 @@ fn validate_settings(
         }
     };
     Ok(Settings {
+        allow_insecure_connect_cookies: raw.allow_insecure_connect_cookies,
         hosts,
         sealing_keys,
         mcp_hold_path: raw.mcp_hold_path,
@@ -1036,6 +1066,13 @@ impl Url {
             path_and_query: path,
         })
     }
+}
+
+/// Whether the connect pages at `base` (a public URL without a trailing slash) use `__Host-`
+/// cookies: an https origin without a path (such a cookie must be `Path=/`).
+pub fn host_cookie_origin(base: &str) -> bool {
+    base.strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
 }
 
 /// Public, secret-free view of a tenant for `/tenants` and `/{tenant}/info`.
