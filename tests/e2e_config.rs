@@ -51,6 +51,18 @@ fn invalid_configurations_refuse_to_start() {
             Box::new(|d| d["tenants"][1]["id"] = json!("github")),
         ),
         (
+            // Connect pages on plain http without the demo flag: their cookies could be
+            // planted by a sibling subdomain.
+            "tenant 'github': field 'connect': needs settings.public_base_url to be an https \
+             origin without a path",
+            Box::new(|d| {
+                d["settings"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("allow_insecure_connect_cookies");
+            }),
+        ),
+        (
             "tenant 'github': field 'vault.client_secret_env'",
             Box::new(|d| {
                 d["tenants"][0]["vault"]["client_secret_env"] = json!("UNSET_VARIABLE_XYZ")

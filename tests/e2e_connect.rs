@@ -442,3 +442,131 @@ fn the_accounts_page_pages_through_more_than_twenty_accounts() {
     assert_eq!(page.text().matches(">Disconnect</button>").count(), 25);
     assert_eq!(stack.sim.count(Endpoint::MyAccount) - before, 2);
 }
+
+#[test]
+fn a_connect_pages_body_never_goes_on_while_its_call_out_is_pending() {
+    // Every other path leads to the backend here (an ingress shared with another
+    // application): a connect request let through would reach it with the session cookie and
+    // the form's anti-CSRF value.
+    let stack = Stack::with(Options {
+        public_base_is_stack: true,
+        rest_to_backend: true,
+        ..Options::default()
+    });
+    let token = stack.token("github", "alice");
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    let mut browser = Browser::new();
+    let accounts = format!("http://127.0.0.1:{}/connect/github/accounts", stack.port);
+    let (_, page) = sign_in(&mut browser, &stack, &accounts, "alice");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let action = Browser::form_action(&page.text()).expect("an account row");
+    let cookie = browser.cookies_for(&action).expect("the session cookie");
+    let (_, _, path) = split_url(&action);
+    let before = stack.sim.backend_requests().len();
+
+    // The disconnect's call-out is slow; the form's body comes after the headers were stopped.
+    stack.sim.fail(
+        Endpoint::MyAccount,
+        Fault::Delay(std::time::Duration::from_millis(1000)),
+        Some(1),
+    );
+    let headers = [
+        ("cookie", cookie.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let r = http_with_body_after(
+        stack.port,
+        "POST",
+        &path,
+        &headers,
+        b"confirm=1&note=whatever-the-form-sends",
+        Some(std::time::Duration::from_millis(300)),
+    )
+    .expect("an answer");
+    // The filter's own answer, once the call-out answered...
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(
+        r.header("location")
+            .is_some_and(|l| l.ends_with("/connect/github/accounts")),
+        "{:?}",
+        r.header("location")
+    );
+    assert!(!stack.sim.is_connected("alice", "github"));
+    // ...and nothing of the request reached the backend: not its headers, not its body.
+    let seen = stack.sim.backend_requests();
+    assert_eq!(seen.len(), before, "{:?}", &seen[before..]);
+}
+
+#[test]
+fn a_planted_cookie_next_to_the_browsers_own_is_refused_and_changes_nothing() {
+    let stack = stack();
+    let token = stack.token("github", "alice");
+    assert_eq!(stack.call("GET", "/github/user", &token).status, 200);
+    let accounts = format!("http://127.0.0.1:{}/connect/github/accounts", stack.port);
+    // Alice is signed in to the accounts page in her browser.
+    let mut alice = Browser::new();
+    let (_, page) = sign_in(&mut alice, &stack, &accounts, "alice");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let delete = Browser::form_action(&page.text()).expect("an account row");
+    let own = alice.cookies_for(&delete).expect("alice's session");
+    // Carol signs in herself and plants her session in alice's browser from a sibling
+    // subdomain (`Domain=` the parent, a longer path: the browser sends both, hers first).
+    let mut carol = Browser::new();
+    let (_, page) = sign_in(&mut carol, &stack, &accounts, "carol");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let planted = carol.cookies_for(&accounts).expect("carol's session");
+    assert!(planted.starts_with("tvp_session="), "{planted}");
+    let both = format!("{planted}; {own}");
+    let my_account = stack.sim.count(Endpoint::MyAccount);
+    let (_, _, delete_path) = split_url(&delete);
+    for (method, path) in [
+        ("GET", "/connect/github/accounts"),
+        ("POST", delete_path.as_str()),
+        ("GET", "/connect/github/callback?state=s&connect_code=c"),
+    ] {
+        let r = stack.request(method, path, &[("cookie", &both)], b"");
+        assert_eq!(r.status, 400, "{method} {path}: {}", r.text());
+        assert!(r.text().contains("conflicting cookies"), "{}", r.text());
+        assert!(r.header("set-cookie").is_none(), "no cookie set or cleared");
+    }
+    // Nothing was asked of the My Account API, nothing deleted.
+    assert_eq!(stack.sim.count(Endpoint::MyAccount), my_account);
+    assert!(stack.sim.is_connected("alice", "github"));
+    // Counted (flushed on the filter's next tick).
+    let counted = stack.eventually(3, || {
+        stack.stat("wasmcustom.tvp.github.connect.duplicate_cookie")
+    });
+    assert_eq!(counted, 3);
+    // Her own cookie alone still works.
+    let (_, page) = alice.open(&accounts);
+    assert_eq!(page.status, 200, "{}", page.text());
+
+    // Where alice has no cookie of ours, carol's planted session and its own anti-CSRF value
+    // agree; but carol's form is on her site, and the browser says so.
+    let (_, page) = carol.open(&accounts);
+    let connect = Browser::form_action(&page.text()).expect("carol's Connect button");
+    assert!(connect.contains("/start?csrf="), "{connect}");
+    let (_, _, connect_path) = split_url(&connect);
+    let my_account = stack.sim.count(Endpoint::MyAccount);
+    for header in [
+        ("sec-fetch-site", "same-site"),
+        ("origin", "http://evil.127.0.0.1.nip.io"),
+    ] {
+        let r = stack.request("POST", &connect_path, &[("cookie", &planted), header], b"");
+        assert_eq!(r.status, 403, "{header:?}: {}", r.text());
+        assert!(r.text().contains("did not come from these pages"));
+    }
+    assert_eq!(stack.sim.count(Endpoint::MyAccount), my_account);
+    // Her own pages' button, as a browser sends it, still connects.
+    let r = stack.request(
+        "POST",
+        &connect_path,
+        &[
+            ("cookie", &planted),
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "null"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 302, "{}", r.text());
+}

@@ -75,6 +75,7 @@ struct RawSettings {
     sealing_key_env: Option<String>,
     hosts: Option<Vec<String>>,
     strip_headers: Vec<String>,
+    allow_insecure_connect_cookies: bool,
 }
 
 impl Default for RawSettings {
@@ -99,6 +100,7 @@ impl Default for RawSettings {
             sealing_key_env: None,
             hosts: None,
             strip_headers: Vec::new(),
+            allow_insecure_connect_cookies: false,
         }
     }
 }
@@ -219,6 +221,10 @@ pub struct Settings {
     /// Request headers that carry a client's credential other than `Authorization`: removed
     /// before a request is forwarded or relayed. The built-in ones, then `strip_headers`.
     pub credential_headers: Vec<String>,
+    /// A demo on plain http (or under a path): the connect pages' cookies are then plain
+    /// cookies, which a sibling subdomain can plant (cookie tossing). Without it the connect
+    /// pages need an https origin without a path, where they are `__Host-` cookies.
+    pub allow_insecure_connect_cookies: bool,
 }
 
 impl Default for Settings {
@@ -245,6 +251,7 @@ impl Default for Settings {
                 .iter()
                 .map(|h| h.to_string())
                 .collect(),
+            allow_insecure_connect_cookies: false,
         }
     }
 }
@@ -554,6 +561,28 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
                 "needs settings.public_base_url (or settings.resource_from_request)",
             ));
         }
+        if let (Some(_), Some(base), false) = (
+            &tenant.connect,
+            &settings.public_base_url,
+            settings.allow_insecure_connect_cookies,
+        ) {
+            if !host_cookie_origin(base) {
+                // Only `__Host-` cookies (Secure, `Path=/`, no `Domain`) cannot be planted by a
+                // sibling subdomain or a plain-http page: a planted session would connect the
+                // victim's provider account to the attacker's user.
+                return Err(ConfigError::at(
+                    Some(&tenant.id),
+                    "connect",
+                    format!(
+                        "needs settings.public_base_url to be an https origin without a path \
+                         ('{}' is not), so that the connect pages' cookies are __Host- cookies \
+                         no sibling subdomain can plant (for a local demo only, set \
+                         settings.allow_insecure_connect_cookies)",
+                        printable(base)
+                    ),
+                ));
+            }
+        }
         if !seen.insert(tenant.id.clone()) {
             return Err(ConfigError::at(
                 Some(&tenant.id),
@@ -684,6 +713,7 @@ fn validate_settings(
         .map_err(|(i, m)| ConfigError::at(None, &format!("settings.strip_headers[{i}]"), m))?;
     Ok(Settings {
         credential_headers,
+        allow_insecure_connect_cookies: raw.allow_insecure_connect_cookies,
         hosts,
         sealing_keys,
         mcp_hold_path: raw.mcp_hold_path,
@@ -1089,6 +1119,13 @@ impl Url {
             path_and_query: path,
         })
     }
+}
+
+/// Whether the connect pages at `base` (a public URL without a trailing slash) use `__Host-`
+/// cookies: an https origin without a path (such a cookie must be `Path=/`).
+pub fn host_cookie_origin(base: &str) -> bool {
+    base.strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
 }
 
 /// Public, secret-free view of a tenant for `/tenants` and `/{tenant}/info`.

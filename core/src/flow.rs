@@ -227,6 +227,9 @@ pub struct Worker {
     identities: DigestMap<Identity>,
     /// MCP requests that may need an elicitation answer, by context.
     pub mcp: HashMap<u32, crate::mcp::InFlight>,
+    /// Requests whose headers the filter stopped and has not resumed: undecided (waiting for a
+    /// call-out of the pipeline or of a connect page) or answered by the filter.
+    stopped: HashSet<u32>,
 }
 
 /// A user seen before on this worker, with the hashes derived for them.
@@ -258,7 +261,26 @@ impl Worker {
             forwarded: HashMap::new(),
             identities: DigestMap::default(),
             mcp: HashMap::new(),
+            stopped: HashSet::new(),
         }
+    }
+
+    /// The request's headers stop until the filter decides: [`Worker::resumed`] when it lets
+    /// them go on, never when it answers.
+    pub fn headers_stopped(&mut self, context_id: u32) {
+        self.stopped.insert(context_id);
+    }
+
+    /// The filter let the request's stopped headers go on.
+    pub fn resumed(&mut self, context_id: u32) {
+        self.stopped.remove(&context_id);
+    }
+
+    /// Whether the request's body and trailers must stop too: its headers were stopped and it
+    /// was not resumed. A body chunk or the trailers let through would carry the stopped
+    /// headers on with them, before the decision (or despite it).
+    pub fn body_stopped(&self, context_id: u32) -> bool {
+        self.stopped.contains(&context_id)
     }
 
     /// Sign client assertions with `signer` instead of pure Rust.
@@ -587,6 +609,7 @@ impl Worker {
     /// it owned the call-out, the answer will not come to us and the root must redo it.
     pub fn forget(&mut self, context_id: u32) {
         self.waiting.remove(&context_id);
+        self.stopped.remove(&context_id);
         self.forwarded.remove(&context_id);
         self.mcp.remove(&context_id);
         let mut orphaned = Vec::new();

@@ -10,6 +10,19 @@ use crate::flow::Host;
 pub struct FakeHost {
     pub now: Cell<u64>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    /// Counters by (tenant, metric).
+    pub counts: RefCell<HashMap<(String, &'static str), u64>>,
+}
+
+impl FakeHost {
+    /// The value of a tenant's counter.
+    pub fn counter(&self, tenant: &str, metric: &'static str) -> u64 {
+        self.counts
+            .borrow()
+            .get(&(tenant.to_string(), metric))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl Host for FakeHost {
@@ -30,6 +43,13 @@ impl Host for FakeHost {
         }
         map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
         true
+    }
+    fn count(&self, tenant: &str, metric: &'static str) {
+        *self
+            .counts
+            .borrow_mut()
+            .entry((tenant.to_string(), metric))
+            .or_default() += 1;
     }
 }
 

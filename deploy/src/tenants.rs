@@ -458,13 +458,23 @@ fn repair(settings: &Value, t: &mut Value, path: &JsonPath, was: &Verdict) -> bo
     if path.remove(&mut c) {
         attempts.push(c);
     }
-    for candidate in attempts {
-        if tenant_verdict(settings, &candidate).as_ref() != Some(was) {
-            *t = candidate;
-            return true;
+    // A candidate the filter takes first: a donated value can bring problems of its own (the
+    // example's Auth0 `connect` in an Okta tenant), which are not this tenant's.
+    let verdicts: Vec<Option<Verdict>> = attempts
+        .iter()
+        .map(|c| tenant_verdict(settings, c))
+        .collect();
+    let pick = verdicts
+        .iter()
+        .position(Option::is_none)
+        .or_else(|| verdicts.iter().position(|v| v.as_ref() != Some(was)));
+    match pick {
+        Some(i) => {
+            *t = attempts.swap_remove(i);
+            true
         }
+        None => false,
     }
-    false
 }
 
 /// Every path in the tenant (objects and arrays included), parents before children.

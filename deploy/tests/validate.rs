@@ -93,3 +93,37 @@ fn not_json_at_all() {
         "{out}"
     );
 }
+
+#[test]
+fn connect_pages_off_an_https_origin_need_the_demo_flag() {
+    let text = std::fs::read_to_string(repo().join("tenants.example.json")).unwrap();
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    // The example is a local demo on http://localhost: it says so.
+    assert_eq!(
+        doc["settings"]["allow_insecure_connect_cookies"],
+        json!(true)
+    );
+    doc["settings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("allow_insecure_connect_cookies");
+    let (code, out) = run(&doc.to_string(), "insecure-connect.json");
+    assert_eq!(code, 1, "{out}");
+    // Each tenant with connect pages, once (not the example's Auth0 connect section tried in
+    // the Okta tenant's place).
+    for tenant in [0, 2] {
+        let want = format!(
+            "$.tenants[{tenant}].connect: needs settings.public_base_url to be an https origin \
+             without a path ('http://localhost:3000' is not)"
+        );
+        assert!(
+            out.lines().any(|l| l.contains(&want)),
+            "{want} not in\n{out}"
+        );
+    }
+    assert_eq!(out.lines().count(), 2, "{out}");
+    // At an https origin without a path the flag is not needed.
+    doc["settings"]["public_base_url"] = json!("https://gw.example.com");
+    let (code, out) = run(&doc.to_string(), "https-connect.json");
+    assert_eq!(code, 0, "{out}");
+}

@@ -23,6 +23,8 @@ pub(super) struct ConnectInput {
     page: String,
     query: String,
     cookies: Vec<Vec<u8>>,
+    fetch_site: Option<String>,
+    origin: Option<String>,
 }
 
 pub(super) struct ConnectCall {
@@ -64,6 +66,8 @@ impl Request {
                 .into_iter()
                 .map(<[u8]>::to_vec)
                 .collect(),
+            fetch_site: headers.get("sec-fetch-site"),
+            origin: headers.get("origin"),
         };
         self.run_connect(worker, input)
     }
@@ -84,6 +88,7 @@ impl Request {
             connect: connect_config,
             keys,
             base: &input.base,
+            allow_insecure_cookies: config.settings.allow_insecure_connect_cookies,
             now_ms: ProxyWasmHost.now_ms(),
         };
         let cookies: Vec<&[u8]> = input.cookies.iter().map(Vec::as_slice).collect();
@@ -92,6 +97,8 @@ impl Request {
             page: &input.page,
             query: &input.query,
             cookies: &cookies,
+            fetch_site: input.fetch_site.as_deref(),
+            origin: input.origin.as_deref(),
         };
         let outcome = connect::handle(&ctx, &incoming);
         self.apply_connect(&config, input, outcome);
@@ -152,6 +159,7 @@ impl Request {
             connect: connect_config,
             keys,
             base: &call.input.base,
+            allow_insecure_cookies: config.settings.allow_insecure_connect_cookies,
             now_ms: ProxyWasmHost.now_ms(),
         };
         let index = call.input.tenant;

@@ -152,12 +152,17 @@ impl Request {
         Action::Pause
     }
 
-    fn hold_while_waiting(&self) -> Action {
-        // Body and trailers must not slip past headers still under check: Envoy would
-        // forward the stopped headers along with them.
+    /// Body and trailers of a request whose headers are stopped stay stopped until the
+    /// decision lets the request go on, whether the pipeline or a connect page is still
+    /// waiting for its call-out, or the filter answered the request itself: a chunk let through
+    /// would carry the stopped headers on with it. (Envoy turns the ABI's `StopIteration` into
+    /// `StopAllIterationAndWatermark` and shows no body before a resume; the filter does not
+    /// rely on its host doing so.)
+    fn hold_until_decided(&self) -> Action {
         match &self.worker {
-            Some(w) if w.borrow().is_waiting(self.id) => Action::Pause,
-            _ => Action::Continue,
+            Some(w) if !w.borrow().body_stopped(self.id) => Action::Continue,
+            // Without a worker every request was answered.
+            _ => Action::Pause,
         }
     }
 }
@@ -376,7 +381,16 @@ impl Context for Request {
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         match self.worker.clone() {
-            Some(worker) => self.start(&worker, end_of_stream),
+            Some(worker) => {
+                // Stopped before anything runs: a decision made while starting (a call-out
+                // that failed to start) resumes it like any other.
+                worker.borrow_mut().headers_stopped(self.id);
+                let action = self.start(&worker, end_of_stream);
+                if action == Action::Continue {
+                    worker.borrow_mut().resumed(self.id);
+                }
+                action
+            }
             None => self.reply(&Reply::json(
                 500,
                 &serde_json::json!({"error": "server_error", "error_description": "The filter is not configured."}),
@@ -404,7 +418,7 @@ impl HttpContext for Request {
                 return Action::Pause;
             }
         }
-        self.hold_while_waiting()
+        self.hold_until_decided()
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
@@ -416,7 +430,7 @@ impl HttpContext for Request {
                 super::mcp::watched_body_in(worker, self.id, self.body_size);
             }
         }
-        self.hold_while_waiting()
+        self.hold_until_decided()
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

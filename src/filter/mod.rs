@@ -198,6 +198,7 @@ fn apply_all(worker: &Rc<RefCell<Worker>>, resolved: Vec<Resolution>, current: u
                     continue;
                 }
                 if http::apply_final(worker, context_id, done) {
+                    worker.borrow_mut().resumed(context_id);
                     host::resume_request();
                 }
             }

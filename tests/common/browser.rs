@@ -145,6 +145,12 @@ impl Browser {
         Some(html[start..end].replace("&amp;", "&"))
     }
 
+    /// The `Cookie` header this browser sends with a request to `url`.
+    pub fn cookies_for(&self, url: &str) -> Option<String> {
+        let (authority, _, path) = split_url(url);
+        self.cookie_header(&authority, path.split('?').next().unwrap_or("/"))
+    }
+
     pub fn has_cookie(&self, name: &str) -> bool {
         self.cookies.keys().any(|(_, _, n)| n == name)
     }

@@ -98,6 +98,10 @@ pub struct Options {
     /// Tenants added to the example's (`127.0.0.1:9000`/`:9001` re-pointed at this stack's
     /// sim), known to the sim too: e.g. [`okta_tenants`].
     pub extra_tenants: Vec<Value>,
+    /// Route every path no tenant route takes (the connect pages among them) to the github
+    /// backend instead of the rendered 404, as on an ingress shared with another application:
+    /// whatever of such a request the filter lets go on reaches the backend, which records it.
+    pub rest_to_backend: bool,
 }
 
 impl Default for Options {
@@ -110,6 +114,7 @@ impl Default for Options {
             wait_for_keys: true,
             public_base_is_stack: false,
             extra_tenants: Vec::new(),
+            rest_to_backend: false,
         }
     }
 }
@@ -357,7 +362,10 @@ impl Stack {
         let dir = root().join("target/e2e").join(format!("envoy-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("mkdir");
-        let yaml = render(port, admin, &config);
+        let mut yaml = render(port, admin, &config);
+        if opts.rest_to_backend {
+            yaml = rest_to_backend(&yaml);
+        }
         let cfg_path = dir.join("envoy.yaml");
         std::fs::write(&cfg_path, yaml).expect("write envoy.yaml");
         let log = dir.join("envoy.log");
@@ -564,6 +572,36 @@ pub fn render(listen: u16, admin: u16, plugin_config: &Value) -> String {
     deploy::envoy::render(&plan, &local_deployment(listen, admin)).expect("render")
 }
 
+/// A rendered configuration whose catch-all route (a 404 `direct_response`) leads to the
+/// github backend instead.
+pub fn rest_to_backend(yaml: &str) -> String {
+    let mut out = Vec::new();
+    let mut skip_deeper_than = None;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        if let Some(level) = skip_deeper_than {
+            if indent > level {
+                continue;
+            }
+            skip_deeper_than = None;
+        }
+        if line.trim() == "direct_response:" {
+            let pad = &line[..indent];
+            out.push(format!("{pad}route:"));
+            out.push(format!("{pad}  cluster: backend_github"));
+            out.push(format!("{pad}  timeout: \"30s\""));
+            skip_deeper_than = Some(indent);
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    assert!(
+        out.iter().any(|l| l.trim() == "cluster: backend_github"),
+        "no catch-all route to replace"
+    );
+    out.join("\n") + "\n"
+}
+
 pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
     let bin = envoy_bin();
     assert!(
@@ -652,6 +690,19 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
+    http_with_body_after(port, method, path, headers, body, None)
+}
+
+/// As [`http`], the body sent in a second write `after` the headers (when given): by then the
+/// filter has seen the headers alone and stopped them or let them go on.
+pub fn http_with_body_after(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    after: Option<Duration>,
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(20)))?;
     // `host: localhost` unless the caller names the host itself.
@@ -668,6 +719,10 @@ pub fn http(
     }
     req.push_str("\r\n");
     stream.write_all(req.as_bytes())?;
+    if let Some(pause) = after {
+        stream.flush()?;
+        std::thread::sleep(pause);
+    }
     stream.write_all(body)?;
     // Read until the response is complete rather than until EOF: Envoy delays closing the
     // connection after a local reply.

@@ -736,3 +736,83 @@ fn token_typ_is_at_jwt_or_absent() {
     let e = error_for(|t| t["token_typ"] = json!(true));
     assert!(e.contains("tenant 'github': invalid type"), "{e}");
 }
+
+#[test]
+fn connect_pages_need_an_https_origin_without_a_path_unless_the_demo_flag_is_set() {
+    let with = |base: &str, flag: Option<bool>| {
+        let mut doc = example();
+        doc["settings"]["public_base_url"] = json!(base);
+        // Resource paths join the public URL at its root: named by audience here.
+        doc["tenants"][0]
+            .as_object_mut()
+            .map(|t| t.remove("resources"));
+        doc["tenants"][0]["audience"] = json!("https://api.example.com/github");
+        match flag {
+            Some(f) => doc["settings"]["allow_insecure_connect_cookies"] = json!(f),
+            None => {
+                doc["settings"]
+                    .as_object_mut()
+                    .map(|s| s.remove("allow_insecure_connect_cookies"));
+            }
+        }
+        parse_value(&doc).map(|c| c.settings.allow_insecure_connect_cookies)
+    };
+    // Where the cookies cannot be `__Host-` cookies a sibling subdomain can plant them: refused,
+    // naming the tenant with connect pages and what to do.
+    for base in [
+        "http://localhost:3000",
+        "http://gw.example.com",
+        "https://gw.example.com/gateway",
+    ] {
+        for flag in [None, Some(false)] {
+            let e = with(base, flag)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                e.starts_with(
+                    "invalid plugin configuration: tenant 'github': field 'connect': needs \
+                     settings.public_base_url to be an https origin without a path"
+                ),
+                "{base}: {e}"
+            );
+            assert!(e.contains(base) && e.contains("__Host-"), "{e}");
+            assert!(e.contains("settings.allow_insecure_connect_cookies"), "{e}");
+        }
+        // A demo says so.
+        assert_eq!(with(base, Some(true)), Ok(true), "{base}");
+    }
+    // An https origin (a port, a trailing slash) needs no flag.
+    for base in ["https://gw.example.com", "https://gw.example.com:8443/"] {
+        assert_eq!(with(base, None), Ok(false), "{base}");
+    }
+    // Without connect pages nothing is asked.
+    let mut doc = example();
+    doc["settings"]
+        .as_object_mut()
+        .map(|s| s.remove("allow_insecure_connect_cookies"));
+    doc["tenants"][0]
+        .as_object_mut()
+        .map(|t| t.remove("connect"));
+    assert!(parse_value(&doc).is_ok());
+    // The flag is a boolean.
+    let mut doc = example();
+    doc["settings"]["allow_insecure_connect_cookies"] = json!("yes");
+    assert!(parse_value(&doc)
+        .err()
+        .is_some_and(|e| e.to_string().contains("expected a boolean")));
+}
+
+#[test]
+fn host_cookie_origins() {
+    for (base, ok) in [
+        ("https://gw.example.com", true),
+        ("https://gw.example.com:8443", true),
+        ("https://gw.example.com/gw", false),
+        ("https://gw.example.com/", false),
+        ("http://gw.example.com", false),
+        ("https://", false),
+    ] {
+        assert_eq!(host_cookie_origin(base), ok, "{base}");
+    }
+}

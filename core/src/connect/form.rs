@@ -88,6 +88,16 @@ pub fn cookie(values: &[&[u8]], name: &str) -> Option<String> {
         .filter(|v| !v.is_empty() && v.len() <= 1024)
 }
 
+/// How many times cookie `name` appears among all `Cookie` header values, whatever its value.
+pub fn cookie_count(values: &[&[u8]], name: &str) -> usize {
+    values
+        .iter()
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(';'))
+        .filter(|pair| pair.trim().split_once('=').is_some_and(|(k, _)| k == name))
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +136,8 @@ mod tests {
         assert_eq!(cookie(&headers, "b").as_deref(), Some("2"));
         assert_eq!(cookie(&headers, "c"), None);
         assert_eq!(cookie(&[b"tvp="], "tvp"), None);
+        assert_eq!(cookie_count(&headers, "tvp"), 1);
+        assert_eq!(cookie_count(&[b"tvp=1; a=2", b"tvp="], "tvp"), 2);
+        assert_eq!(cookie_count(&[b"xtvp=1; tvp_x=2"], "tvp"), 0);
     }
 }

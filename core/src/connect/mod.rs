@@ -56,6 +56,9 @@ pub struct Ctx<'a> {
     pub keys: &'a SealingKeys,
     /// Public URL of the gateway, without a trailing slash.
     pub base: &'a str,
+    /// `settings.allow_insecure_connect_cookies`: serve the pages where their cookies cannot
+    /// be `__Host-` cookies (a demo on plain http).
+    pub allow_insecure_cookies: bool,
     pub now_ms: u64,
 }
 
@@ -71,10 +74,17 @@ impl Ctx<'_> {
             .unwrap_or("")
     }
 
+    /// `scheme://authority` of the gateway: what a browser sends as `Origin` from its pages.
+    fn origin(&self) -> &str {
+        let path = self.base_path().len();
+        &self.base[..self.base.len() - path]
+    }
+
     /// On an https origin the cookies are `__Host-` cookies (Secure, `Path=/`, no `Domain`):
-    /// no sibling subdomain or plain-http page can plant one (session fixation). One per tenant.
+    /// no sibling subdomain or plain-http page can plant one (session fixation, cookie
+    /// tossing). One per tenant.
     fn host_cookies(&self) -> bool {
-        self.base.starts_with("https://") && self.base_path().is_empty()
+        crate::config::host_cookie_origin(self.base)
     }
 
     fn cookie_name(&self, name: &str) -> String {
@@ -149,6 +159,9 @@ pub struct Incoming<'a> {
     pub page: &'a str,
     pub query: &'a str,
     pub cookies: &'a [&'a [u8]],
+    /// `Sec-Fetch-Site` and `Origin`: set by the browser, never by a page or a cookie.
+    pub fetch_site: Option<&'a str>,
+    pub origin: Option<&'a str>,
 }
 
 pub enum Outcome {
@@ -290,6 +303,9 @@ pub fn link_for<'u>(
 
 /// A browser request to `/connect/{tenant}{page}`.
 pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
+    if let Some(refusal) = refused_browser_request(ctx, inc) {
+        return refusal;
+    }
     if let ConnectProvider::Okta { .. } = ctx.connect.provider {
         return okta::handle(ctx, inc);
     }
@@ -328,6 +344,72 @@ pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
         ("POST", "/accounts/delete") => delete(ctx, inc),
         _ => not_found(),
     }
+}
+
+/// The checks before any page: where the pages' cookies can be planted, and what a planted
+/// cookie or another site's form cannot pass. `None` when the request may go on.
+fn refused_browser_request(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<Outcome> {
+    // Configuration refuses a public URL of this kind; a URL taken from the request can still
+    // be one (`resource_from_request` on plain http).
+    if !ctx.host_cookies() && !ctx.allow_insecure_cookies {
+        ctx.count("connect.insecure_origin");
+        return Some(Outcome::Reply(pages::failed(
+            403,
+            "Not available at this address",
+            "Connecting accounts works only at the gateway's https address.",
+        )));
+    }
+    // Two cookies of one of our names: the browser has ours and one planted next to it by a
+    // sibling subdomain (cookie tossing), and we cannot tell which is which. Nothing is read
+    // and nothing changes; clearing ours would leave only the planted one.
+    if [LOGIN_COOKIE, SESSION_COOKIE, CONSENT_COOKIE]
+        .iter()
+        .any(|name| form::cookie_count(inc.cookies, &ctx.cookie_name(name)) > 1)
+    {
+        ctx.count("connect.duplicate_cookie");
+        return Some(Outcome::Reply(pages::failed(
+            400,
+            "This browser sent conflicting cookies",
+            "It has two cookies of these pages under one name: another site under the same \
+             domain may have set one. Clear this site's cookies, then open the link again.",
+        )));
+    }
+    // Every POST is one of our forms, sent from our own pages: a form on another site (a
+    // sibling subdomain that planted its own session and knows its anti-CSRF value) is
+    // refused on what the browser says about where it came from.
+    if inc.method == "POST" && !from_our_pages(ctx, inc) {
+        ctx.count("connect.cross_origin");
+        return Some(Outcome::Reply(pages::failed(
+            403,
+            "This form did not come from these pages",
+            "Open the connected accounts page and use its buttons.",
+        )));
+    }
+    None
+}
+
+/// Whether a browser request comes from the gateway's own pages, as far as the browser says:
+/// `Sec-Fetch-Site` when sent (Fetch Metadata), else an `Origin` other than `null` (our pages
+/// send no referrer, and browsers then send `Origin: null` on their POSTs). A request with
+/// neither (not a browser, or one too old to send them) still needs the anti-CSRF value.
+fn from_our_pages(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> bool {
+    match (inc.fetch_site, inc.origin) {
+        (Some(site), _) => site.eq_ignore_ascii_case("same-origin"),
+        (None, Some(origin)) if origin != "null" => {
+            without_default_port(origin).eq_ignore_ascii_case(without_default_port(ctx.origin()))
+        }
+        (None, _) => true,
+    }
+}
+
+/// An origin as browsers serialise it: without the scheme's default port.
+fn without_default_port(origin: &str) -> &str {
+    let default = if origin.starts_with("https://") {
+        ":443"
+    } else {
+        ":80"
+    };
+    origin.strip_suffix(default).unwrap_or(origin)
 }
 
 fn not_found() -> Outcome {

@@ -32,6 +32,7 @@ fn ctx_of<'a>(host: &'a FakeHost, cfg: &'a Config, index: usize) -> Ctx<'a> {
         connect: tenant.connect.as_ref().unwrap_or_else(|| panic!("connect")),
         keys: keys(cfg),
         base: BASE,
+        allow_insecure_cookies: false,
         now_ms: host.now.get(),
     }
 }
@@ -54,6 +55,17 @@ fn get<'a>(page: &'a str, query: &'a str, cookies: &'a [&'a [u8]]) -> Incoming<'
         page,
         query,
         cookies,
+        fetch_site: None,
+        origin: None,
+    }
+}
+
+/// A form of our pages sent by a browser: a POST from the same origin.
+fn post<'a>(page: &'a str, query: &'a str, cookies: &'a [&'a [u8]]) -> Incoming<'a> {
+    Incoming {
+        method: "POST",
+        fetch_site: Some("same-origin"),
+        ..get(page, query, cookies)
     }
 }
 
@@ -344,12 +356,7 @@ fn disconnect_needs_the_forms_csrf_value_and_a_post() {
     let c = ctx(&h, &cfg);
     let cookie = session_for(&cfg, "alice");
     let cookies: [&[u8]; 1] = [cookie.as_bytes()];
-    let post = |query: &'static str| Incoming {
-        method: "POST",
-        page: "/accounts/delete",
-        query,
-        cookies: &cookies,
-    };
+    let post = |query: &'static str| post("/accounts/delete", query, &cookies);
     assert_eq!(reply(handle(&c, &post("id=cac_1&csrf=nope"))).status, 400);
     assert_eq!(
         reply(handle(&c, &post("id=../x&csrf=csrf-value"))).status,
@@ -386,6 +393,7 @@ fn on_https_only_host_prefixed_cookies_count() {
     // A plain-http gateway (the local stack) scopes unprefixed cookies to the tenant's pages.
     let local = Ctx {
         base: "http://localhost:3000",
+        allow_insecure_cookies: true,
         ..ctx(&h, &cfg)
     };
     let r = reply(handle(&local, &get("/accounts", "", &[])));
@@ -689,4 +697,220 @@ fn the_okta_sign_in_uses_basic_auth_then_the_orgs_keys() {
         .contains(&format!("/start?{}", link_query(&url))));
     assert_eq!(seen.len(), 1, "verified once, with the org's keys");
     assert!(seen[0].1.is_some());
+}
+
+/// A session sealed as the gateway seals one, for `sub`, with its own id and anti-CSRF value.
+fn sealed_session(cfg: &Config, id: &str, sub: &str, csrf: &str) -> String {
+    let session = Session {
+        id: id.into(),
+        tenant: "github".into(),
+        sub: sub.into(),
+        token: format!("myacct-{sub}"),
+        csrf: csrf.into(),
+        expires_ms: NOW_MS + 60_000,
+    };
+    sealed::seal(keys(cfg), Purpose::Session, &session, [5; 24]).unwrap_or_default()
+}
+
+/// A consent in flight, sealed as the gateway seals one, for the session `session_id`.
+fn sealed_consent(cfg: &Config, session_id: &str, state: &str) -> String {
+    let consent = Consent {
+        tenant: "github".into(),
+        session_id: session_id.into(),
+        state: state.into(),
+        auth_session: format!("as-{session_id}"),
+        verifier: "v".repeat(43),
+        redirect_uri: format!("{BASE}/connect/github/callback"),
+        connection: "github".into(),
+        link: None,
+        downstream_key: "dk".into(),
+        expires_ms: NOW_MS + 60_000,
+    };
+    sealed::seal(keys(cfg), Purpose::Consent, &consent, [6; 24]).unwrap_or_default()
+}
+
+#[test]
+fn two_cookies_of_one_name_are_refused_before_anything_is_read() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let victim = sealed_session(&cfg, "victim-sid", "alice", "victim-csrf");
+    let planted = sealed_session(&cfg, "attacker-sid", "mallory", "attacker-csrf");
+    // The victim's own session and one a sibling subdomain planted next to it: in one header
+    // or two, in either order, for any of our cookies.
+    let both = format!("__Host-tvp_session-github={victim}; __Host-tvp_session-github={planted}");
+    let apart = (
+        format!("__Host-tvp_session-github={planted}"),
+        format!("__Host-tvp_session-github={victim}"),
+    );
+    let one: [&[u8]; 1] = [both.as_bytes()];
+    let two: [&[u8]; 2] = [apart.0.as_bytes(), apart.1.as_bytes()];
+    for cookies in [&one[..], &two[..]] {
+        for incoming in [
+            get("/accounts", "", cookies),
+            post("/accounts/delete", "id=cac_1&csrf=victim-csrf", cookies),
+            post("/accounts/delete", "id=cac_1&csrf=attacker-csrf", cookies),
+            post("/start", "csrf=attacker-csrf", cookies),
+            get("/callback", "state=s&connect_code=c", cookies),
+        ] {
+            let r = reply(handle(&c, &incoming));
+            assert_eq!(r.status, 400, "{} {}", incoming.method, incoming.page);
+            assert!(String::from_utf8_lossy(&r.body).contains("conflicting cookies"));
+            // Nothing changes: no call was made (`reply` panics on one), no cookie is set or
+            // cleared (clearing ours would leave the planted one alone).
+            assert!(header(&r, "set-cookie").is_empty());
+        }
+    }
+    let login = "__Host-tvp_login-github=a; __Host-tvp_login-github=b";
+    let consent = "__Host-tvp_consent-github=a; __Host-tvp_consent-github=b";
+    for cookie in [login, consent] {
+        let cookies: [&[u8]; 1] = [cookie.as_bytes()];
+        let r = reply(handle(
+            &c,
+            &get("/login/callback", "state=s&code=c", &cookies),
+        ));
+        assert_eq!(r.status, 400);
+    }
+    assert_eq!(h.counter("github", "connect.duplicate_cookie"), 12);
+    // On a plain-http demo the names have no prefix: the same rule.
+    let local = Ctx {
+        base: "http://localhost:3000",
+        allow_insecure_cookies: true,
+        ..ctx(&h, &cfg)
+    };
+    let cookie = format!("tvp_session={victim}; tvp_session={planted}");
+    let cookies: [&[u8]; 1] = [cookie.as_bytes()];
+    assert_eq!(
+        reply(handle(&local, &get("/accounts", "", &cookies))).status,
+        400
+    );
+    // One cookie of each name is the usual case.
+    let mixed = format!("__Host-tvp_session-github={victim}; tvp_session={planted}");
+    let cookies: [&[u8]; 1] = [mixed.as_bytes()];
+    assert!(matches!(
+        handle(&c, &get("/accounts", "", &cookies)),
+        Outcome::Call(..)
+    ));
+}
+
+#[test]
+fn a_planted_session_pairs_with_none_of_the_victims_values() {
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    // Mallory signed in herself and planted her session in alice's browser (the only cookie
+    // of that name there: alice has none, or it was pushed out of the jar).
+    let planted = format!(
+        "__Host-tvp_session-github={}",
+        sealed_session(&cfg, "mallory-sid", "mallory", "mallory-csrf")
+    );
+    let cookies: [&[u8]; 1] = [planted.as_bytes()];
+    // Alice's forms carry alice's anti-CSRF value, sealed in alice's session: never the
+    // planted session's.
+    for incoming in [
+        post("/accounts/delete", "id=cac_1&csrf=alice-csrf", &cookies),
+        post("/start", "csrf=alice-csrf", &cookies),
+    ] {
+        let r = reply(handle(&c, &incoming));
+        assert_eq!(r.status, 400, "{}", incoming.page);
+    }
+    // Alice's consent in flight is bound to alice's session: with the planted session the
+    // callback is refused (the connection would be completed with mallory's token).
+    let alice_consent = format!(
+        "__Host-tvp_consent-github={}",
+        sealed_consent(&cfg, "alice-sid", "alice-state")
+    );
+    let cookies: [&[u8]; 2] = [planted.as_bytes(), alice_consent.as_bytes()];
+    let callback = "state=alice-state&connect_code=code";
+    assert_eq!(
+        reply(handle(&c, &get("/callback", callback, &cookies))).status,
+        400
+    );
+    // A planted consent (mallory's, bound to her session) with alice's session: refused too.
+    let alice = format!(
+        "__Host-tvp_session-github={}",
+        sealed_session(&cfg, "alice-sid", "alice", "alice-csrf")
+    );
+    let mallory_consent = format!(
+        "__Host-tvp_consent-github={}",
+        sealed_consent(&cfg, "mallory-sid", "mallory-state")
+    );
+    let cookies: [&[u8]; 2] = [alice.as_bytes(), mallory_consent.as_bytes()];
+    let callback = "state=mallory-state&connect_code=code";
+    assert_eq!(
+        reply(handle(&c, &get("/callback", callback, &cookies))).status,
+        400
+    );
+    // A link of alice's agent with the planted session: the wrong user, and the planted
+    // session is cleared.
+    let (_, link) = offer(
+        keys(&cfg),
+        &cfg.tenants[0],
+        BASE,
+        "alice",
+        "dk",
+        None,
+        NOW_MS,
+    )
+    .unwrap_or_default();
+    let cookies: [&[u8]; 1] = [planted.as_bytes()];
+    let r = reply(handle(&c, &get("/start", &link_query(&link), &cookies)));
+    assert_eq!(r.status, 403);
+    assert!(header(&r, "set-cookie")[0].contains("Max-Age=0"));
+    // Mallory's own value does pair with her planted session, but her form is on another
+    // site, and the browser says so: refused before the session is even opened.
+    for (site, origin) in [
+        (Some("same-site"), None),
+        (Some("cross-site"), Some("https://evil.gw.example")),
+        (None, Some("https://evil.gw.example")),
+        (None, Some("http://gw.example")),
+    ] {
+        let incoming = Incoming {
+            fetch_site: site,
+            origin,
+            ..post("/start", "csrf=mallory-csrf", &cookies)
+        };
+        let r = reply(handle(&c, &incoming));
+        assert_eq!(r.status, 403, "{site:?} {origin:?}");
+    }
+    assert_eq!(h.counter("github", "connect.cross_origin"), 4);
+    // Our own pages' forms: same-origin, or `Origin: null` (they send no referrer), or the
+    // gateway's own origin.
+    for (site, origin) in [
+        (Some("same-origin"), Some("null")),
+        (None, Some("null")),
+        (None, Some("https://gw.example")),
+        (None, Some("https://gw.example:443")),
+    ] {
+        let incoming = Incoming {
+            fetch_site: site,
+            origin,
+            ..post("/start", "csrf=mallory-csrf", &cookies)
+        };
+        assert!(
+            matches!(handle(&c, &incoming), Outcome::Call(..)),
+            "{site:?} {origin:?}"
+        );
+    }
+}
+
+#[test]
+fn without_the_demo_flag_the_pages_need_an_https_origin_without_a_path() {
+    let (h, cfg) = (host(), config());
+    for base in ["http://localhost:3000", "https://gw.example/gateway"] {
+        let c = Ctx {
+            base,
+            ..ctx(&h, &cfg)
+        };
+        let r = reply(handle(&c, &get("/accounts", "", &[])));
+        assert_eq!(r.status, 403, "{base}");
+        assert!(header(&r, "set-cookie").is_empty());
+        let demo = Ctx {
+            allow_insecure_cookies: true,
+            ..c
+        };
+        assert_eq!(reply(handle(&demo, &get("/accounts", "", &[]))).status, 302);
+    }
+    assert_eq!(
+        reply(handle(&ctx(&h, &cfg), &get("/accounts", "", &[]))).status,
+        302
+    );
 }
