@@ -9,9 +9,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status, StreamType};
 
 use crate::abi as wire;
-use crate::callout::{CalloutRequest, CalloutResponse};
-use crate::flow::Host;
-use crate::reply::Reply;
+use tvp_core::callout::{CalloutRequest, CalloutResponse};
+use tvp_core::flow::Host;
+use tvp_core::gateway::RequestHead;
+use tvp_core::reply::Reply;
 
 pub struct ProxyWasmHost;
 
@@ -41,6 +42,21 @@ impl Host for ProxyWasmHost {
     fn record(&self, tenant: &str, metric: &'static str, value: u64) {
         if let Some(id) = metric_id(MetricType::Histogram, tenant, metric) {
             let _ = hostcalls::record_metric(id, value);
+        }
+    }
+
+    fn dispatch(&self, owner: u32, request: &CalloutRequest, timeout_ms: u64) -> Option<u32> {
+        // Envoy ties a call-out to the effective context; the SDK delivers the answer there.
+        act_on(owner);
+        match dispatch(request, timeout_ms) {
+            Ok(token) => Some(token),
+            Err(status) => {
+                log::warn!(
+                    "call-out to cluster '{}' refused: {status:?}",
+                    request.cluster
+                );
+                None
+            }
         }
     }
 }
@@ -137,53 +153,22 @@ pub fn callout_response(body_size: usize, max_body: usize) -> CalloutResponse {
     }
 }
 
-/// The request's headers in one host call (values as bytes: they need not be UTF-8).
-pub struct RequestHeaders(Vec<(String, Vec<u8>)>);
-
-impl RequestHeaders {
-    /// All request headers; none when the host cannot give them (the request then fails its
-    /// checks: no token).
-    pub fn read() -> Self {
-        let mut data: *mut u8 = std::ptr::null_mut();
-        let mut size: usize = 0;
-        // SAFETY: the host writes only the two out-parameters, which are live locals.
-        let status = unsafe {
-            proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
-        };
-        if status != 0 || data.is_null() {
-            return RequestHeaders(Vec::new());
-        }
-        // SAFETY: on success the host hands over `size` bytes it allocated through this
-        // module's own allocator (`proxy_on_memory_allocate`), as the SDK's wrapper assumes.
-        let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
-        RequestHeaders(wire::decode(&bytes).unwrap_or_default())
+/// The request's headers in one host call (values as bytes: they need not be UTF-8); none when
+/// the host cannot give them (the request then fails its checks: no token).
+pub fn request_head() -> RequestHead {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes only the two out-parameters, which are live locals.
+    let status = unsafe {
+        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
+    };
+    if status != 0 || data.is_null() {
+        return RequestHead::default();
     }
-
-    /// Every value of `name` (lower case), in order.
-    pub fn all(&self, name: &str) -> Vec<&[u8]> {
-        self.0
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_slice())
-            .collect()
-    }
-
-    /// The first value of `name` as text.
-    pub fn get(&self, name: &str) -> Option<String> {
-        self.get_str(name).map(str::to_string)
-    }
-
-    /// The first value of `name` as borrowed text (no copy).
-    pub fn get_str(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    }
-}
-
-pub fn request_header(name: &str) -> Option<String> {
-    header_text(MapType::HttpRequestHeaders, name)
+    // SAFETY: on success the host hands over `size` bytes it allocated through this module's
+    // own allocator (`proxy_on_memory_allocate`), as the SDK's wrapper assumes.
+    let bytes = unsafe { Vec::from_raw_parts(data, size, size) };
+    RequestHead::new(wire::decode(&bytes).unwrap_or_default())
 }
 
 /// `:status` of the response being processed.

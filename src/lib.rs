@@ -4,10 +4,6 @@
 
 pub mod abi;
 
-// The core's modules under their usual names, for the glue (`crate::flow`, ...).
-#[cfg(target_arch = "wasm32")]
-use tvp_core::{audit, auth, cache, callout, config, connect, crypto, endpoints, flow, mcp, reply};
-
 #[cfg(target_arch = "wasm32")]
 mod filter;
 #[cfg(target_arch = "wasm32")]

@@ -30,6 +30,9 @@ pub trait Host {
     fn count(&self, _tenant: &str, _metric: &'static str) {}
     /// Record a value in the tenant's histogram `metric`.
     fn record(&self, _tenant: &str, _metric: &'static str, _value: u64) {}
+    /// Send a call-out on behalf of context `owner` (its answer is delivered there): the call-out
+    /// token, or `None` when it could not be started.
+    fn dispatch(&self, owner: u32, request: &CalloutRequest, timeout_ms: u64) -> Option<u32>;
 }
 
 /// Forget a cached downstream answer, so the next request asks the vault (after the user
@@ -221,15 +224,8 @@ pub struct Worker {
     callouts: HashMap<u32, String>,
     waiting: HashMap<u32, Waiting>,
     orphans: HashSet<String>,
-    /// Forwarded requests awaiting their response: tenant and downstream-token key.
-    forwarded: HashMap<u32, (usize, String)>,
     /// Per user: (iss, sub, login hint) and the hashes derived from them.
     identities: DigestMap<Identity>,
-    /// MCP requests that may need an elicitation answer, by context.
-    pub mcp: HashMap<u32, crate::mcp::InFlight>,
-    /// Requests whose headers the filter stopped and has not resumed: undecided (waiting for a
-    /// call-out of the pipeline or of a connect page) or answered by the filter.
-    stopped: HashSet<u32>,
 }
 
 /// A user seen before on this worker, with the hashes derived for them.
@@ -258,29 +254,8 @@ impl Worker {
             callouts: HashMap::new(),
             waiting: HashMap::new(),
             orphans: HashSet::new(),
-            forwarded: HashMap::new(),
             identities: DigestMap::default(),
-            mcp: HashMap::new(),
-            stopped: HashSet::new(),
         }
-    }
-
-    /// The request's headers stop until the filter decides: [`Worker::resumed`] when it lets
-    /// them go on, never when it answers.
-    pub fn headers_stopped(&mut self, context_id: u32) {
-        self.stopped.insert(context_id);
-    }
-
-    /// The filter let the request's stopped headers go on.
-    pub fn resumed(&mut self, context_id: u32) {
-        self.stopped.remove(&context_id);
-    }
-
-    /// Whether the request's body and trailers must stop too: its headers were stopped and it
-    /// was not resumed. A body chunk or the trailers let through would carry the stopped
-    /// headers on with them, before the decision (or despite it).
-    pub fn body_stopped(&self, context_id: u32) -> bool {
-        self.stopped.contains(&context_id)
     }
 
     /// Sign client assertions with `signer` instead of pure Rust.
@@ -609,9 +584,6 @@ impl Worker {
     /// it owned the call-out, the answer will not come to us and the root must redo it.
     pub fn forget(&mut self, context_id: u32) {
         self.waiting.remove(&context_id);
-        self.stopped.remove(&context_id);
-        self.forwarded.remove(&context_id);
-        self.mcp.remove(&context_id);
         let mut orphaned = Vec::new();
         for (key, f) in self.flights.iter_mut() {
             f.waiters.retain(|w| *w != context_id);
@@ -1054,26 +1026,18 @@ impl Worker {
         }
     }
 
-    /// Remember which downstream token a forwarded request carries.
-    pub fn forwarded(&mut self, context_id: u32, forward: &Forward) {
-        self.forwarded.insert(
-            context_id,
-            (forward.tenant, forward.principal.downstream_key.clone()),
-        );
-    }
-
-    /// The backend answered `context_id`: when it refused the downstream token (401), evict
-    /// it. Returns the tenant when a token was evicted.
-    /// `status` is read only for requests this worker forwarded (local replies cost nothing).
+    /// The backend answered a request forwarded with the token cached under `key`: when it
+    /// refused it (401), evict it. True when a token was evicted. `status` is read only here,
+    /// for forwarded requests (local replies cost nothing).
     pub fn backend_answered(
         &mut self,
         host: &dyn Host,
-        context_id: u32,
-        status: impl FnOnce() -> Option<u16>,
-    ) -> Option<usize> {
-        let (tenant, key) = self.forwarded.remove(&context_id)?;
+        tenant: usize,
+        key: &str,
+        status: &dyn Fn() -> Option<u16>,
+    ) -> bool {
         if status() != Some(401) {
-            return None;
+            return false;
         }
         // At most once per key per interval: a backend that refuses every token must not
         // turn each request into a vault call.
@@ -1084,15 +1048,15 @@ impl Worker {
             .vault_backoff_seconds
             .saturating_mul(1000);
         let tenant_id = &self.config.tenants[tenant].id;
-        let (value, _) = host.shared_get(&key);
+        let (value, _) = host.shared_get(key);
         let last = value.as_deref().map_or(0, cache::downstream_evicted_at);
         if last != 0 && now_ms.saturating_sub(last) < interval_ms {
             host.count(tenant_id, "downstream_evict_limited");
-            return None;
+            return false;
         }
-        update_shared(host, &key, |_| Some(cache::encode_evicted(now_ms)));
+        update_shared(host, key, |_| Some(cache::encode_evicted(now_ms)));
         host.count(tenant_id, "downstream_evicted");
-        Some(tenant)
+        true
     }
 
     /// Check an ID token of the connect pages' sign-in for tenant `tenant`, issued to its

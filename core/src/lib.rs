@@ -12,6 +12,7 @@ pub mod connect;
 pub mod crypto;
 pub mod endpoints;
 pub mod flow;
+pub mod gateway;
 pub mod jose;
 pub mod jwks;
 pub mod jwt;

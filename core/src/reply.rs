@@ -103,6 +103,7 @@ impl Deny {
             "wrong_audience" => "deny.wrong_audience",
             "token_expired" => "deny.token_expired",
             "token_not_yet_valid" => "deny.token_not_yet_valid",
+            "wrong_token_type" => "deny.wrong_token_type",
             "missing_sub" => "deny.missing_sub",
             "token_rejected" => "deny.token_rejected",
             "id_token_missing" => "deny.id_token_missing",

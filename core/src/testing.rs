@@ -3,6 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+use crate::callout::CalloutRequest;
 use crate::flow::Host;
 
 /// Shared data and a clock in memory, with the host's CAS semantics.
@@ -12,6 +13,10 @@ pub struct FakeHost {
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     /// Counters by (tenant, metric).
     pub counts: RefCell<HashMap<(String, &'static str), u64>>,
+    /// Call-outs sent: owner and request, in order; the token of each is its index + 1.
+    pub sent: RefCell<Vec<(u32, CalloutRequest)>>,
+    /// Call-outs fail to start while set.
+    pub refuse_dispatch: Cell<bool>,
 }
 
 impl FakeHost {
@@ -50,6 +55,14 @@ impl Host for FakeHost {
             .borrow_mut()
             .entry((tenant.to_string(), metric))
             .or_default() += 1;
+    }
+    fn dispatch(&self, owner: u32, request: &CalloutRequest, _timeout_ms: u64) -> Option<u32> {
+        if self.refuse_dispatch.get() {
+            return None;
+        }
+        let mut sent = self.sent.borrow_mut();
+        sent.push((owner, request.clone()));
+        u32::try_from(sent.len()).ok()
     }
 }
 

@@ -17,6 +17,7 @@ use serde_json::json;
 use sim::{Mint, Sim, SimTenant};
 use tvp_core::audit;
 use tvp_core::cache;
+use tvp_core::callout::CalloutRequest;
 use tvp_core::config;
 use tvp_core::crypto::{Key, SignatureVerifier};
 use tvp_core::flow::{Host, RequestInput, Step, Worker};
@@ -42,6 +43,9 @@ impl Host for MemoryHost {
             .borrow_mut()
             .insert(key.to_string(), value.to_vec());
         true
+    }
+    fn dispatch(&self, _owner: u32, _request: &CalloutRequest, _timeout_ms: u64) -> Option<u32> {
+        None
     }
 }
 

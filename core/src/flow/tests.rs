@@ -322,8 +322,10 @@ fn a_backend_401_evicts_a_key_at_most_once_per_interval() {
         let Step::Forward(fw) = f.begin(ctx, "GET", &alice) else {
             return None;
         };
-        f.worker.forwarded(ctx, &fw);
-        f.worker.backend_answered(&f.host, ctx, || Some(401))
+        let key = &fw.principal.downstream_key;
+        f.worker
+            .backend_answered(&f.host, fw.tenant, key, &|| Some(401))
+            .then_some(fw.tenant)
     };
     exchange(&mut f, 1, 1, &alice);
     f.answer(1, 200, ok.clone());
@@ -623,30 +625,4 @@ fn inputs_and_answers_print_without_their_secrets() {
         printed.contains("GET") && printed.contains("Some(200)"),
         "{printed}"
     );
-}
-
-#[test]
-fn a_stopped_request_keeps_body_and_trailers_stopped_until_resumed_or_forgotten() {
-    let mut f = fixture();
-    // Headers seen: stopped until decided, whether the pipeline waits for a call-out or not
-    // (a connect page waits for its own call-out, which the pipeline knows nothing about).
-    f.worker.headers_stopped(1);
-    assert!(f.worker.body_stopped(1));
-    assert!(!f.worker.is_waiting(1));
-    // Still undecided while the pipeline waits for keys.
-    let alice = f.token("alice", "github:read");
-    let step = f.begin(1, "GET", &alice);
-    assert!(started(&step).is_some(), "{step:?}");
-    assert!(f.worker.body_stopped(1));
-    // Resumed: the body follows the headers.
-    f.worker.resumed(1);
-    assert!(!f.worker.body_stopped(1));
-    // Answered by the filter: never resumed, so the body never goes on.
-    f.worker.headers_stopped(2);
-    assert!(f.worker.body_stopped(2));
-    // A request the filter never stopped (its headers went on at once) is not held.
-    assert!(!f.worker.body_stopped(3));
-    // The context goes away: nothing is kept for it.
-    f.worker.forget(2);
-    assert!(!f.worker.body_stopped(2));
 }

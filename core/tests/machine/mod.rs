@@ -1,10 +1,12 @@
-//! The whole per-worker state machine driven by a sequence of events read from bytes: new
-//! requests with tokens good and bad, call-out answers of every kind (late, failed, timed
-//! out, oversized), dispatch failures, contexts going away, clock ticks with background
-//! refresh and orphan redispatch, backend 401s, disconnects and other workers' writes.
+//! The whole per-worker state machine (the core's `Gateway`: request records, the pipeline,
+//! single flight, keys, the vault) driven by a sequence of events read from bytes: new requests
+//! with tokens good and bad, call-out answers of every kind (late, failed, timed out,
+//! oversized), dispatch failures, header edits the host refuses, contexts going away, clock
+//! ticks with background refresh and orphan redispatch, backend 401s, disconnects and other
+//! workers' writes.
 //!
-//! The driver plays the glue exactly as `filter/` does (who owns a call-out, what a context
-//! going away cancels) and checks, after every event:
+//! The driver is a host: it applies outcomes as a host does (and as Envoy does: a context
+//! going away cancels the call-outs it sent) and checks, after every event:
 //! - nothing is forwarded unless the token verifies, is for this tenant, unexpired, and has
 //!   the method's scope; nothing unverified reaches the vault;
 //! - a forwarded credential is one the vault issued for that same user, and never one issued
@@ -25,7 +27,8 @@ use sim::keys::{b64, IssuerKeys};
 use tvp_core::callout::{CalloutRequest, CalloutResponse};
 use tvp_core::config::{self, Config};
 use tvp_core::crypto::PureRustVerifier;
-use tvp_core::flow::{self, Host, RequestInput, Resolution, Step, Worker};
+use tvp_core::flow::{self, Host, Worker};
+use tvp_core::gateway::{Effect, Gateway, Next, Outcome, RequestHead, Resolved};
 
 /// The clock starts here (seconds); tokens are minted relative to it.
 const NOW_S: i64 = 1_800_000_000;
@@ -172,6 +175,11 @@ struct SharedData {
     entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     /// The next write is refused (the host is out of room, or a race lost).
     refuse_next_write: Cell<bool>,
+    /// The next call-out fails to start.
+    refuse_next_dispatch: Cell<bool>,
+    /// Call-outs started and not yet collected by the driver: token, owner, request.
+    started: RefCell<Vec<(u32, u32, CalloutRequest)>>,
+    next_token: Cell<u32>,
 }
 
 impl Host for SharedData {
@@ -195,6 +203,17 @@ impl Host for SharedData {
         }
         map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
         true
+    }
+    fn dispatch(&self, owner: u32, request: &CalloutRequest, _timeout_ms: u64) -> Option<u32> {
+        if self.refuse_next_dispatch.replace(false) {
+            return None;
+        }
+        let token = self.next_token.get() + 1;
+        self.next_token.set(token);
+        self.started
+            .borrow_mut()
+            .push((token, owner, request.clone()));
+        Some(token)
     }
 }
 
@@ -264,16 +283,16 @@ impl std::ops::AddAssign for Stats {
 pub struct Machine {
     stats: Stats,
     host: SharedData,
-    worker: Worker,
+    gateway: Gateway,
     contexts: BTreeMap<u32, Context>,
     /// Call-outs in flight by token; Envoy answers each once, unless its owner went away.
     outstanding: BTreeMap<u32, Outstanding>,
     issued: HashMap<String, Issued>,
     /// The event number of each user's latest disconnect.
     disconnected: HashMap<&'static str, usize>,
-    fail_next_dispatch: bool,
+    /// The host fails the next request-header edit it is asked for.
+    refuse_next_edit: bool,
     next_context: u32,
-    next_token: u32,
     event: usize,
 }
 
@@ -288,17 +307,17 @@ impl Machine {
         let f = fixture();
         let host = SharedData::default();
         host.now_ms.set(NOW_S as u64 * 1000);
+        let worker = Worker::new(Rc::new(f.config.clone()), Box::new(PureRustVerifier));
         Machine {
             stats: Stats::default(),
             host,
-            worker: Worker::new(Rc::new(f.config.clone()), Box::new(PureRustVerifier)),
+            gateway: Gateway::new(worker),
             contexts: BTreeMap::new(),
             outstanding: BTreeMap::new(),
             issued: HashMap::new(),
             disconnected: HashMap::new(),
-            fail_next_dispatch: false,
+            refuse_next_edit: false,
             next_context: ROOT + 1,
-            next_token: 1,
             event: 0,
         }
     }
@@ -322,18 +341,15 @@ impl Machine {
             3..=5 => self.answer(arg),
             6 => self.tick(u64::from(arg) * 250),
             7 => self.teardown(arg),
-            8 => match arg % 4 {
-                0 => self.fail_next_dispatch = true,
+            8 => match arg % 5 {
+                0 => self.host.refuse_next_dispatch.set(true),
                 1 => self.host.refuse_next_write.set(true),
-                2 => self.host.bump(usize::from(arg / 4)),
-                _ => self.disconnect(arg / 4),
+                2 => self.host.bump(usize::from(arg / 5)),
+                3 => self.refuse_next_edit = true,
+                _ => self.disconnect(arg / 5),
             },
             _ => self.backend_answered(arg),
         }
-    }
-
-    fn now_s(&self) -> i64 {
-        (self.host.now_ms() / 1000) as i64
     }
 
     fn begin(&mut self, arg: u8) {
@@ -348,18 +364,23 @@ impl Machine {
                 agent,
                 method,
                 began: self.event,
-                began_s: self.now_s(),
+                began_s: (self.host.now_ms() / 1000) as i64,
                 fate: Fate::Waiting,
             },
         );
-        let input = RequestInput {
-            tenant: 0,
-            method: method.into(),
-            token: f.agents[agent].token.clone(),
-            subject_token: None,
-        };
-        let step = self.worker.begin(&self.host, ctx, input);
-        self.apply(vec![(ctx, step)], ctx);
+        let head = RequestHead::new(
+            [
+                (":method", method.to_string()),
+                (":path", "/github/user".to_string()),
+                (":authority", "localhost:3000".to_string()),
+                ("authorization", format!("Bearer {}", f.agents[agent].token)),
+            ]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.into_bytes()))
+            .collect(),
+        );
+        let resolved = self.gateway.on_request_headers(&self.host, ctx, head, true);
+        self.apply(resolved);
     }
 
     /// Answer the call-out `arg` picks, in the way `arg` picks.
@@ -379,11 +400,11 @@ impl Machine {
             return;
         };
         let response = self.response_to(&call.request, kind);
-        let resolved = self.worker.on_response(&self.host, token, &response);
-        self.apply(resolved, call.owner);
-        self.dispatch_orphans(call.owner);
+        let resolved = self
+            .gateway
+            .on_callout_response(&self.host, token, &response, call.owner);
+        self.apply(resolved);
     }
-
     /// What the IdP or the vault says; kind 0 (and most kinds) is a proper answer.
     fn response_to(&mut self, request: &CalloutRequest, kind: u8) -> CalloutResponse {
         let answer = |status: Option<u16>, body: Option<&[u8]>| CalloutResponse {
@@ -442,18 +463,8 @@ impl Machine {
     /// The clock moves on; the root refreshes keys and resends what lost its owner.
     fn tick(&mut self, ms: u64) {
         self.host.now_ms.set(self.host.now_ms() + ms);
-        let due = self.worker.refresh_due(&self.host);
-        for (flight, request) in due {
-            self.send(&flight, request, ROOT);
-        }
-        self.dispatch_orphans(ROOT);
-    }
-
-    fn dispatch_orphans(&mut self, owner: u32) {
-        let now = self.host.now_ms();
-        for (flight, request) in self.worker.take_orphans(now) {
-            self.send(&flight, request, owner);
-        }
+        let resolved = self.gateway.on_tick(&self.host, ROOT);
+        self.apply(resolved);
     }
 
     /// The client went away: Envoy cancels the call-outs this context sent.
@@ -476,7 +487,7 @@ impl Machine {
             c.fate = Fate::Gone;
         }
         self.outstanding.retain(|_, call| call.owner != ctx);
-        self.worker.forget(ctx);
+        self.gateway.forget(ctx);
     }
 
     fn disconnect(&mut self, arg: u8) {
@@ -508,44 +519,73 @@ impl Machine {
             .collect();
         if let Some(&ctx) = decided.get(usize::from(arg / 2) % decided.len().max(1)) {
             let status = if arg % 2 == 0 { 401 } else { 200 };
-            self.worker
-                .backend_answered(&self.host, ctx, || Some(status));
+            let effects =
+                self.gateway
+                    .on_response_headers(&self.host, ctx, &|| Some(status), &|_| None);
+            assert!(
+                effects.is_empty(),
+                "a plain response was changed: {effects:?}"
+            );
             self.gone(ctx);
         }
     }
 
-    fn send(&mut self, flight: &str, request: CalloutRequest, owner: u32) {
-        if std::mem::take(&mut self.fail_next_dispatch) {
-            let resolved = self.worker.dispatch_failed(&self.host, flight);
-            self.apply(resolved, owner);
-            return;
+    /// Apply outcomes as a host does, checking each decision; then collect the call-outs the
+    /// gateway started (Envoy answers them later, unless their owner goes away).
+    fn apply(&mut self, resolved: Resolved) {
+        for (ctx, outcome) in resolved {
+            self.outcome(ctx, outcome);
         }
-        let token = self.next_token;
-        self.next_token += 1;
-        self.worker
-            .dispatched(flight, token, owner, self.host.now_ms());
-        self.outstanding
-            .insert(token, Outstanding { owner, request });
+        for (token, owner, request) in self.host.started.borrow_mut().drain(..) {
+            let cancelled = self
+                .contexts
+                .get(&owner)
+                .is_some_and(|c| c.fate == Fate::Gone);
+            if !cancelled {
+                self.outstanding
+                    .insert(token, Outstanding { owner, request });
+            }
+        }
     }
 
-    /// Act on decided requests as the glue does, checking each decision.
-    fn apply(&mut self, resolved: Vec<Resolution>, current: u32) {
-        for (ctx, step) in resolved {
-            match step {
-                Step::Wait {
-                    flight,
-                    start: Some(request),
-                } => self.send(&flight, request, current),
-                Step::Wait { start: None, .. } => {}
-                Step::Forward(forward) => {
-                    self.check_forward(ctx, &forward.value);
-                    self.worker.forwarded(ctx, &forward);
-                }
-                Step::Deny { .. } => {
+    fn outcome(&mut self, ctx: u32, outcome: Outcome) {
+        let answered = outcome.reply_of().is_some();
+        match outcome.next {
+            Next::Continue => {
+                if std::mem::take(&mut self.refuse_next_edit) {
+                    // The host could not rewrite the request: it must be refused instead.
+                    let refusal = self.gateway.edit_failed(&self.host, ctx);
+                    assert!(
+                        refusal.next == Next::Stop && refusal.reply_of().is_some(),
+                        "a request whose headers could not be rewritten was not refused"
+                    );
                     self.decided(ctx);
                     self.stats.denied += 1;
+                    return;
                 }
+                let value = outcome.effects.iter().find_map(|e| match e {
+                    Effect::SetHeader(name, value) if name == "authorization" => {
+                        Some(value.clone())
+                    }
+                    _ => None,
+                });
+                let strips = outcome
+                    .effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::RemoveHeader(h) if h == "proxy-authorization"));
+                assert!(
+                    strips,
+                    "forwarded without removing the client's other credentials"
+                );
+                let value = value.unwrap_or_else(|| panic!("went on without a credential"));
+                self.check_forward(ctx, &value);
             }
+            Next::Stop if answered => {
+                self.decided(ctx);
+                self.stats.denied += 1;
+            }
+            // Still waiting.
+            Next::Stop => {}
         }
     }
 
@@ -608,10 +648,7 @@ impl Machine {
             self.tick(1_000);
         }
         for (id, c) in &self.contexts {
-            assert!(
-                c.fate != Fate::Waiting && !self.worker.is_waiting(*id),
-                "context {id} was never decided"
-            );
+            assert!(c.fate != Fate::Waiting, "context {id} was never decided");
         }
     }
 }
