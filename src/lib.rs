@@ -15,6 +15,7 @@ pub mod connect;
 pub mod crypto;
 pub mod endpoints;
 pub mod flow;
+pub mod generation;
 pub mod jwks;
 pub mod jwt;
 pub mod mcp;

@@ -375,6 +375,9 @@ impl Context for Request {
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(refusal) = super::generation::refusal(self.id, self.worker.as_ref()) {
+            return self.reply(&refusal);
+        }
         match self.worker.clone() {
             Some(worker) => self.start(&worker, end_of_stream),
             None => self.reply(&Reply::json(

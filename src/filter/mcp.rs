@@ -59,11 +59,7 @@ pub(super) fn unconnected(
     }
     let session_declared_url = match (&inflight.request.session, principal.as_deref()) {
         (Some(session), Some(p)) => {
-            let key = mcp::session_key(&t.id, &p.claims.sub, session);
-            ProxyWasmHost
-                .shared_get(&key)
-                .0
-                .is_some_and(|v| mcp::session_live(&v, ProxyWasmHost.now_ms()))
+            mcp::session_remembered(&ProxyWasmHost, &t.id, &p.claims.sub, session)
         }
         _ => false,
     };
@@ -268,9 +264,6 @@ pub(super) fn answered(worker: &Rc<RefCell<Worker>>, context_id: u32) {
         }
     }
     if let (Some((tenant, sub)), Some(session)) = (owner, host::response_header("mcp-session-id")) {
-        let key = mcp::session_key(&tenant, &sub, &session);
-        let expires = ProxyWasmHost.now_ms().saturating_add(mcp::SESSION_TTL_MS);
-        let cas = ProxyWasmHost.shared_get(&key).1;
-        ProxyWasmHost.shared_set(&key, &mcp::encode_session(expires), cas);
+        mcp::remember_session(&ProxyWasmHost, &tenant, &sub, &session);
     }
 }

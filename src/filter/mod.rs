@@ -2,6 +2,7 @@
 //! context (one per request). They share one [`Worker`] per VM.
 
 mod connect_pages;
+mod generation;
 mod http;
 mod mcp;
 
@@ -25,6 +26,8 @@ const FIRST_TICK_MS: u64 = 50;
 pub struct Root {
     context_id: u32,
     worker: Option<Rc<RefCell<Worker>>>,
+    /// Whether this configuration is the current one ([`crate::generation`]).
+    generation: Option<Rc<generation::Local>>,
     ticks: u32,
 }
 
@@ -33,7 +36,16 @@ impl Root {
         Root {
             context_id,
             worker: None,
+            generation: None,
             ticks: 0,
+        }
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        if let Some(worker) = &self.worker {
+            generation::unregister(worker);
         }
     }
 }
@@ -78,7 +90,15 @@ impl RootContext for Root {
                 );
                 let worker = Worker::new(Rc::new(cfg), verifier())
                     .with_signer(Box::new(NativeSigner::new(Box::new(host::sign))));
-                self.worker = Some(Rc::new(RefCell::new(worker)));
+                let worker = Rc::new(RefCell::new(worker));
+                if let Some(old) = self.worker.replace(Rc::clone(&worker)) {
+                    generation::unregister(&old);
+                }
+                // Claimed (or adopted) on the first tick or request, not here: Envoy's
+                // configuration canary runs this too, for pushes it may still refuse.
+                let local = generation::Local::new(&bytes);
+                generation::register(&worker, Rc::clone(&local));
+                self.generation = Some(local);
                 // Clusters cannot be called yet during configuration: fetch keys on an early
                 // first tick, then settle to the normal period.
                 self.ticks = 0;
@@ -100,6 +120,9 @@ impl RootContext for Root {
         self.ticks = self.ticks.saturating_add(1);
         host::follow_host_log_level();
         host::flush_metrics();
+        if let Some(local) = &self.generation {
+            generation::tick(local);
+        }
         let due = worker.borrow_mut().refresh_due(&ProxyWasmHost);
         for (flight, request) in due {
             send(worker, &flight, &request, self.context_id);
