@@ -114,8 +114,9 @@ bench: setup wasm
 	cargo build -q --release --target wasm32-wasip1 -p trivial-filter
 	cargo run -q --release -p bench --bin bench
 
-# A bounded load run (SOAK_SECONDS, default 300) with key rotation and vault failures; reports
-# memory and statuses. Not part of make test.
+# A bounded load run (SOAK_SECONDS, default 300) with key rotation, vault failures and
+# connect-flow churn; reports memory (at the start, every 10 s, at the end) and statuses. Not
+# part of make test.
 soak: setup wasm
 	@$(call apt,wrk,wrk,the load generator)
 	cargo run -q --release -p bench --bin soak

@@ -45,6 +45,10 @@ impl Host for ProxyWasmHost {
         }
     }
 
+    fn connection_id(&self) -> Option<u64> {
+        connection_id()
+    }
+
     fn dispatch(&self, owner: u32, request: &CalloutRequest, timeout_ms: u64) -> Option<u32> {
         // Envoy ties a call-out to the effective context; the SDK delivers the answer there.
         act_on(owner);
@@ -309,6 +313,12 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_get_property(
+        path: *const u8,
+        path_size: usize,
+        return_value: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
     fn proxy_set_property(
         path: *const u8,
         path_size: usize,
@@ -325,6 +335,34 @@ pub fn set_filter_state(name: &str, value: &str) -> bool {
     let status =
         unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
     status == 0
+}
+
+/// A property of the active context (`path` segments), through the raw ABI (the SDK's wrapper
+/// panics on an unexpected status). `None` when absent or refused.
+fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let path = path.join("\0");
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the path pointer comes from a live string and its exact length; the host writes
+    // only the two out-parameters, which are live locals.
+    let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    if status != 0 || data.is_null() {
+        return None;
+    }
+    // SAFETY: as for header maps: `size` bytes from this module's allocator, handed over.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Envoy's id of the active request's downstream connection (`connection.id`): ids grow in
+/// the order Envoy accepts connections.
+pub fn connection_id() -> Option<u64> {
+    let bytes = property(&["connection", "id"])?;
+    Some(u64::from_le_bytes(bytes.as_slice().try_into().ok()?))
+}
+
+/// The plugin's name in Envoy's configuration (`plugin_name`).
+pub fn plugin_name() -> Option<String> {
+    String::from_utf8(property(&["plugin_name"])?).ok()
 }
 
 /// Answer the active request, through the raw ABI (the SDK's wrapper panics, trapping the VM,

@@ -97,6 +97,11 @@ struct HotStack {
 
 impl HotStack {
     fn start() -> HotStack {
+        HotStack::start_with(&[])
+    }
+
+    /// With more Envoy command-line options.
+    fn start_with(envoy_args: &[&str]) -> HotStack {
         let sim = (0..5)
             .find_map(|_| {
                 let (sim_port, backend_port) = (free_port(), free_port());
@@ -125,7 +130,7 @@ impl HotStack {
         std::fs::write(&cfg, &bootstrap).unwrap();
         push(&dir, &listeners);
         let stack = HotStack {
-            envoy: spawn_envoy(&cfg, &dir.join("envoy.log"), 2),
+            envoy: spawn_envoy_with(&cfg, &dir.join("envoy.log"), 2, envoy_args),
             sim,
             port,
             admin,
@@ -424,4 +429,121 @@ fn a_pushed_configuration_takes_effect_without_dropping_requests() {
     }
     assert_eq!(sim.count(Endpoint::Vault), vault + 1);
     assert_eq!(sim.count(Endpoint::Jwks), jwks);
+}
+
+/// A keep-alive connection accepted before a push stays on the old filter chain (Envoy drains
+/// it for `--drain-time-s`, 600 s by default): its next request must not be served by the old
+/// configuration. With a tenant removed and a scope tightened, it is refused (503, nothing
+/// forwarded; with `--drain-strategy immediate`, as the README recommends for hot
+/// configuration, Envoy adds `Connection: close` and closes it: without the filter's check that
+/// request would have been served by the old configuration first). A new connection gets the
+/// new configuration. Rolling back to the very same bytes (Envoy then reuses the old
+/// configuration's root context, with no configure) is served again from the first new
+/// connection, and the other configuration's connections are refused in turn.
+#[test]
+fn a_superseded_configuration_refuses_its_keep_alive_connections() {
+    let stack = HotStack::start_with(&["--drain-strategy", "immediate"]);
+    let sim = &stack.sim;
+    let (github, google) = (stack.token("github"), stack.token("google"));
+    let bearer = |t: &str| format!("Bearer {t}");
+    // Several connections: with two workers, some land on each.
+    let mut held: Vec<KeepAlive> = (0..4).map(|_| KeepAlive::open(stack.port)).collect();
+    for conn in &mut held {
+        let r = conn
+            .send(
+                "GET",
+                "/google/files",
+                &[("authorization", &bearer(&google))],
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let r = conn
+            .send(
+                "GET",
+                "/github/user",
+                &[("authorization", &bearer(&github))],
+            )
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    // The push: google removed, github's reads need a second scope.
+    let original = stack.config.clone();
+    let mut next = original.clone();
+    next["tenants"] = json!([next["tenants"][0].clone()]);
+    next["tenants"][0]["scopes"]["read"] = json!(["github:read", "github:admin"]);
+    let (_, tightened) = render(&stack.sets, &next);
+    push(&stack.dir, &tightened);
+    stack.wait_for("Envoy takes the new listener", || stack.stat(UPDATES) == 2);
+    stack.wait_for("the new configuration is listed", || {
+        stack.keys_loaded(&["github"])
+    });
+
+    // On the same connections: refused before anything else, and closed by Envoy.
+    let backend = sim.count(Endpoint::Backend);
+    for (i, conn) in held.iter_mut().enumerate() {
+        let (path, token) = if i % 2 == 0 {
+            ("/google/files", &google)
+        } else {
+            ("/github/user", &github)
+        };
+        let r = conn
+            .send("GET", path, &[("authorization", &bearer(token))])
+            .unwrap();
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert_eq!(r.json()["error"], "temporarily_unavailable");
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+    // Envoy closes each once its HTTP/1.1 drain (`drain_timeout`, 5 s) ends.
+    for conn in &mut held {
+        assert!(conn.closed_by_server(Duration::from_secs(10)));
+    }
+    assert_eq!(sim.count(Endpoint::Backend), backend, "nothing forwarded");
+    stack.wait_for("the refusals are counted", || {
+        stack.stat("wasmcustom.tvp.token-vault-proxy.deny.superseded_configuration") == 4
+    });
+    let log = stack.log();
+    assert!(
+        log.contains("superseded_configuration") && log.contains("was superseded by"),
+        "{log}"
+    );
+
+    // New connections get the new configuration.
+    let r = stack.call("/google/files", &google);
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = stack.call("/github/user", &github);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"], "insufficient_scope");
+    let admin = sim
+        .mint(&Mint {
+            tenant: "github".into(),
+            sub: "alice".into(),
+            scope: Some("github:read github:write github:admin".into()),
+            ..Mint::default()
+        })
+        .unwrap();
+    let mut current = KeepAlive::open(stack.port);
+    let r = current
+        .send("GET", "/github/user", &[("authorization", &bearer(&admin))])
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Roll back to the very same bytes, after the grace period in which connections cannot
+    // switch configurations back (a worker switches listeners milliseconds after another).
+    std::thread::sleep(Duration::from_secs(6));
+    let (_, original_listeners) = render(&stack.sets, &original);
+    push(&stack.dir, &original_listeners);
+    stack.wait_for("Envoy takes the rollback", || stack.stat(UPDATES) == 3);
+    // The first new connection switches back: google is served again, old scopes apply.
+    stack.wait_for("google is served again", || {
+        stack.call("/google/files", &google).status == 200
+    });
+    assert_eq!(stack.call("/github/user", &github).status, 200);
+    assert!(stack.log().contains("is current again"));
+    // The tightened configuration's keep-alive connection is refused now.
+    let r = current
+        .send("GET", "/github/user", &[("authorization", &bearer(&admin))])
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(current.closed_by_server(Duration::from_secs(10)));
 }

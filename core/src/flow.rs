@@ -33,6 +33,11 @@ pub trait Host {
     /// Send a call-out on behalf of context `owner` (its answer is delivered there): the call-out
     /// token, or `None` when it could not be started.
     fn dispatch(&self, owner: u32, request: &CalloutRequest, timeout_ms: u64) -> Option<u32>;
+    /// The host's id of the active request's downstream connection, growing in the order
+    /// connections were accepted (`None`: the host cannot tell).
+    fn connection_id(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Forget a cached downstream answer, so the next request asks the vault (after the user

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod endpoints;
 pub mod flow;
 pub mod gateway;
+pub mod generation;
 pub mod jose;
 pub mod jwks;
 pub mod jwt;

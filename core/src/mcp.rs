@@ -24,7 +24,8 @@
 //!     the link's id is in its URL. Every result carries `resultType` (basic/index: "The
 //!     result MUST include a resultType field").
 //!   - 2025-11-25: the `-32042` URL elicitation required error, only when the session declared
-//!     `elicitation.url` at `initialize` (remembered per `Mcp-Session-Id`).
+//!     `elicitation.url` at `initialize` (remembered per `Mcp-Session-Id`, the
+//!     user's most recent 16).
 //!   - Otherwise, a `tools/call` gets a tool result with `isError: true` naming the link (the
 //!     model reads it and tells the user); any other request a JSON-RPC error whose message
 //!     and `data.connect_uri` carry it.
@@ -33,6 +34,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use crate::flow::Host;
 use crate::reply::{connect_message, ConnectLink, Deny, Reply};
 use crate::secret::{hex, sha256};
 
@@ -299,26 +301,94 @@ impl InFlight {
 
 /// How long a session's declared URL elicitation is remembered.
 pub const SESSION_TTL_MS: u64 = 24 * 3600 * 1000;
+/// Sessions remembered per user: the most recent ones. Shared data has no delete, so one
+/// record per user holds them all; an entry per session would let a user grow Envoy's memory
+/// by opening sessions. A session beyond these gets the tool error (with the link) instead of
+/// `-32042`.
+pub const MAX_SESSIONS_PER_USER: usize = 16;
+/// One remembered session: its digest and when it lapses.
+const SESSION_ENTRY: usize = 16 + 8;
 
-/// Shared-data key remembering that a user's session declared URL elicitation: a digest of
-/// tenant, user and session id (the id is the backend's bearer-like secret: never stored).
-pub fn session_key(tenant: &str, sub: &str, session: &str) -> String {
-    let mut input = Vec::with_capacity(tenant.len() + sub.len() + session.len() + 2);
-    for part in [tenant, sub, session] {
+/// Shared-data key of the sessions a user opened that declared URL elicitation: a digest of
+/// tenant and user, one key per user whatever number of sessions they open.
+pub fn sessions_key(tenant: &str, sub: &str) -> String {
+    format!(
+        "tvp/v1/mcp-sessions/{}",
+        hex(&delimited_digest(&[tenant, sub]))
+    )
+}
+
+/// A session as remembered: a digest of tenant, user and session id (the id is the backend's
+/// bearer-like secret: never stored).
+pub fn session_digest(tenant: &str, sub: &str, session: &str) -> [u8; 16] {
+    delimited_digest(&[tenant, sub, session])
+}
+
+fn delimited_digest(parts: &[&str]) -> [u8; 16] {
+    let mut input = Vec::new();
+    for part in parts {
         input.extend_from_slice(part.as_bytes());
         input.push(0);
     }
-    format!("tvp/v1/mcp-session/{}", hex(&sha256(&input)[..16]))
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&sha256(&input)[..16]);
+    d
 }
 
-/// The remembered value: when it lapses.
-pub fn encode_session(expires_at_ms: u64) -> [u8; 8] {
-    expires_at_ms.to_be_bytes()
+/// The remembered sessions of a record, oldest first: (digest, lapses at).
+fn decode_sessions(bytes: &[u8]) -> Vec<([u8; 16], u64)> {
+    if bytes.len() % SESSION_ENTRY != 0 {
+        return Vec::new();
+    }
+    bytes
+        .chunks_exact(SESSION_ENTRY)
+        .filter_map(|c| {
+            let digest = c[..16].try_into().ok()?;
+            let expires = u64::from_be_bytes(c[16..].try_into().ok()?);
+            Some((digest, expires))
+        })
+        .collect()
 }
 
-/// Whether a remembered value is still live.
-pub fn session_live(value: &[u8], now_ms: u64) -> bool {
-    <[u8; 8]>::try_from(value).is_ok_and(|b| u64::from_be_bytes(b) > now_ms)
+fn encode_sessions(sessions: &[([u8; 16], u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sessions.len() * SESSION_ENTRY);
+    for (digest, expires) in sessions {
+        out.extend_from_slice(digest);
+        out.extend_from_slice(&expires.to_be_bytes());
+    }
+    out
+}
+
+/// Remember that `session` of `sub` declared URL elicitation: the user's record keeps its
+/// live sessions, the most recent [`MAX_SESSIONS_PER_USER`].
+pub fn remember_session(host: &dyn Host, tenant: &str, sub: &str, session: &str) {
+    let key = sessions_key(tenant, sub);
+    let digest = session_digest(tenant, sub, session);
+    let now = host.now_ms();
+    for _ in 0..4 {
+        let (value, cas) = host.shared_get(&key);
+        let mut sessions = value.as_deref().map(decode_sessions).unwrap_or_default();
+        sessions.retain(|(d, expires)| *d != digest && *expires > now);
+        sessions.push((digest, now.saturating_add(SESSION_TTL_MS)));
+        let excess = sessions.len().saturating_sub(MAX_SESSIONS_PER_USER);
+        sessions.drain(..excess);
+        if host.shared_set(&key, &encode_sessions(&sessions), cas) {
+            return;
+        }
+    }
+}
+
+/// Whether `session` of `sub` is remembered as having declared URL elicitation.
+pub fn session_remembered(host: &dyn Host, tenant: &str, sub: &str, session: &str) -> bool {
+    let digest = session_digest(tenant, sub, session);
+    let now = host.now_ms();
+    host.shared_get(&sessions_key(tenant, sub))
+        .0
+        .is_some_and(|v| {
+            decode_sessions(&v)
+                .iter()
+                .any(|(d, expires)| *d == digest && *expires > now)
+        })
 }
 
 /// What the user must do, as the MCP answer says it.

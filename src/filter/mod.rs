@@ -18,6 +18,7 @@ use tvp_core::crypto::signing::NativeSigner;
 use tvp_core::crypto::{NativeVerifier, PureRustVerifier, SignatureVerifier};
 use tvp_core::flow::Worker;
 use tvp_core::gateway::Gateway;
+use tvp_core::generation::Generation;
 
 /// How often the root context refreshes keys and re-sends orphaned call-outs.
 const TICK_MS: u64 = 1_000;
@@ -81,7 +82,11 @@ impl RootContext for Root {
                 );
                 let worker = Worker::new(Rc::new(cfg), verifier())
                     .with_signer(Box::new(NativeSigner::new(Box::new(host::sign))));
-                self.gateway = Some(Rc::new(RefCell::new(Gateway::new(worker))));
+                // Claimed (or adopted) on the first tick or request, not here: Envoy's
+                // configuration canary runs this too, for pushes it may still refuse.
+                let name = host::plugin_name().unwrap_or_default();
+                let gateway = Gateway::new(worker).with_generation(Generation::new(&name, &bytes));
+                self.gateway = Some(Rc::new(RefCell::new(gateway)));
                 // Clusters cannot be called yet during configuration: fetch keys on an early
                 // first tick, then settle to the normal period.
                 self.ticks = 0;

@@ -333,6 +333,11 @@ pub fn public_base_is(sim: &Sim, config: &mut Value, base: &str) {
 }
 
 impl Stack {
+    /// Envoy's process id (for /proc/<pid>/status).
+    pub fn envoy_pid(&self) -> u32 {
+        self.envoy.id()
+    }
+
     pub fn start() -> Stack {
         Stack::with(Options::default())
     }
@@ -603,6 +608,11 @@ pub fn rest_to_backend(yaml: &str) -> String {
 }
 
 pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
+    spawn_envoy_with(config, log, concurrency, &[])
+}
+
+/// [`spawn_envoy`] with more command-line options (`--drain-strategy immediate`, ...).
+pub fn spawn_envoy_with(config: &Path, log: &Path, concurrency: u32, extra: &[&str]) -> Child {
     let bin = envoy_bin();
     assert!(
         bin.exists(),
@@ -628,6 +638,7 @@ pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
             "--file-flush-interval-msec",
             "100",
         ])
+        .args(extra)
         .env("GITHUB_VAULT_CLIENT_SECRET", GITHUB_SECRET)
         .env("TVP_SEALING_KEY", SEALING_KEY)
         .env(AGENT_KEY_ENV, agent_key_pem())
@@ -819,4 +830,101 @@ pub fn echoed_headers(r: &Response) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// One HTTP/1.1 connection kept open across requests (keep-alive), as a client pool holds it.
+pub struct KeepAlive {
+    port: u16,
+    stream: TcpStream,
+    /// The last answer said `Connection: close`.
+    closing: bool,
+}
+
+impl KeepAlive {
+    pub fn open(port: u16) -> KeepAlive {
+        KeepAlive {
+            port,
+            stream: KeepAlive::connect(port),
+            closing: false,
+        }
+    }
+
+    fn connect(port: u16) -> TcpStream {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        stream
+    }
+
+    /// Send one request and read its response, on a new connection if the last answer closed
+    /// this one (as a client pool does).
+    pub fn send_reconnecting(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        if std::mem::take(&mut self.closing) {
+            self.stream = KeepAlive::connect(self.port);
+        }
+        self.send_body(method, path, headers, body)
+    }
+
+    /// Send one request on this connection and read its response.
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<Response> {
+        self.send_body(method, path, headers, b"")
+    }
+
+    /// [`KeepAlive::send`] with a body (`content-length` added).
+    pub fn send_body(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if !body.is_empty() || method == "POST" || method == "PUT" {
+            req.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        self.stream.write_all(&bytes)?;
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 16384];
+        while !response_complete(&raw, method == "HEAD") {
+            let n = self.stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ));
+            }
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let r = parse_response(&raw).ok_or_else(|| {
+            std::io::Error::other(format!("bad response: {}", String::from_utf8_lossy(&raw)))
+        })?;
+        self.closing = r.header("connection") == Some("close");
+        Ok(r)
+    }
+
+    /// Whether the server closed the connection (waits up to `within` for it).
+    pub fn closed_by_server(&mut self, within: Duration) -> bool {
+        let _ = self.stream.set_read_timeout(Some(within));
+        let mut buf = [0u8; 1];
+        matches!(self.stream.read(&mut buf), Ok(0))
+    }
 }

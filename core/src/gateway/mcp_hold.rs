@@ -70,10 +70,7 @@ impl Gateway {
         );
         let session_declared_url = match (&inflight.request.session, principal.as_deref()) {
             (Some(session), Some(p)) => {
-                let key = mcp::session_key(&t.id, &p.claims.sub, session);
-                host.shared_get(&key)
-                    .0
-                    .is_some_and(|v| mcp::session_live(&v, host.now_ms()))
+                mcp::session_remembered(host, &t.id, &p.claims.sub, session)
             }
             _ => false,
         };
@@ -276,10 +273,7 @@ impl Gateway {
             .as_ref()
             .zip(self.config.tenants.get(entry.tenant));
         if let (Some((sub, t)), Some(session)) = (owner, header("mcp-session-id")) {
-            let key = mcp::session_key(&t.id, sub, &session);
-            let expires = host.now_ms().saturating_add(mcp::SESSION_TTL_MS);
-            let cas = host.shared_get(&key).1;
-            host.shared_set(&key, &mcp::encode_session(expires), cas);
+            mcp::remember_session(host, &t.id, sub, &session);
         }
         effects
     }

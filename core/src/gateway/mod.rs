@@ -29,6 +29,7 @@ use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::Config;
 use crate::endpoints::{self, Route};
 use crate::flow::{Host, RequestInput, Resolution, Step, Worker};
+use crate::generation::Generation;
 use crate::mcp;
 use crate::reply::{Deny, Reply};
 
@@ -60,6 +61,8 @@ pub struct Gateway {
     config: Rc<Config>,
     worker: Worker,
     live: HashMap<u32, Live>,
+    /// Whether this configuration is the current one (none: not tracked).
+    generation: Option<Generation>,
 }
 
 impl Gateway {
@@ -68,7 +71,15 @@ impl Gateway {
             config: Rc::clone(&worker.config),
             worker,
             live: HashMap::new(),
+            generation: None,
         }
+    }
+
+    /// Refuse every request once another configuration of the same plugin is current: a
+    /// push reaches keep-alive connections too ([`crate::generation`]).
+    pub fn with_generation(mut self, generation: Generation) -> Self {
+        self.generation = Some(generation);
+        self
     }
 
     pub fn config(&self) -> &Rc<Config> {
@@ -96,6 +107,13 @@ impl Gateway {
                 if_edits_fail: None,
             },
         );
+        let superseded = self
+            .generation
+            .as_mut()
+            .is_some_and(|g| g.superseded(host, ctx, &|| host.connection_id()));
+        if superseded {
+            return self.settled(vec![(ctx, superseded_refusal(host))]);
+        }
         match self.start(host, ctx, end_of_stream) {
             Started::Decided(outcome) => self.settled(vec![(ctx, outcome)]),
             Started::Pipeline(input) => {
@@ -451,6 +469,9 @@ impl Gateway {
     /// The periodic tick (as `root`): refresh keys in the background, resend call-outs whose
     /// sender went away.
     pub fn on_tick(&mut self, host: &dyn Host, root: u32) -> Resolved {
+        if let Some(g) = self.generation.as_mut() {
+            g.tick(host);
+        }
         let mut out = Vec::new();
         for (flight, request) in self.worker.refresh_due(host) {
             out.extend(self.send(host, &flight, &request, root));
@@ -472,6 +493,19 @@ impl Gateway {
     pub fn forget(&mut self, ctx: u32) {
         self.live.remove(&ctx);
         self.worker.forget(ctx);
+    }
+}
+
+/// A request of a superseded configuration: counted, recorded and refused before anything
+/// else (503: the client retries on a new connection, which the current one serves).
+fn superseded_refusal(host: &dyn Host) -> Outcome {
+    host.count(denial::FILTER_REALM, "deny.superseded_configuration");
+    Outcome {
+        effects: vec![
+            denial::record(None, None, Decision::Deny, "superseded_configuration"),
+            Effect::Reply(crate::generation::superseded_reply()),
+        ],
+        next: Next::Stop,
     }
 }
 

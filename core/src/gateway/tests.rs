@@ -419,3 +419,35 @@ fn health_and_local_endpoints_answer_without_a_token() {
     let r = f.headers(3, head("GET", "/nope/x", &[]));
     assert_eq!(replies(&Fixture::of(&r, 3)).status, 404);
 }
+
+#[test]
+fn a_superseded_configuration_refuses_before_anything_else() {
+    let mut f = fixture();
+    let old = Generation::new("tvp", b"old configuration");
+    let config = Rc::clone(f.gateway.config());
+    f.gateway = Gateway::new(Worker::new(config, Box::new(PureRustVerifier))).with_generation(old);
+    // Current while nothing else claimed.
+    let r = f.headers(1, head("GET", "/health", &[]));
+    assert_eq!(replies(&Fixture::of(&r, 1)).status, 200);
+    // A push: the new configuration's first tick claims the record.
+    let mut new = Generation::new("tvp", b"new configuration");
+    new.tick(&f.host);
+    let r = f.headers(2, head("GET", "/health", &[]));
+    let refused = Fixture::of(&r, 2);
+    assert_eq!(replies(&refused).status, 503);
+    assert!(refused
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::Record(r) if r.contains("superseded_configuration"))));
+    assert_eq!(
+        f.host
+            .counter("token-vault-proxy", "deny.superseded_configuration"),
+        1
+    );
+    // Its body never goes on.
+    assert_eq!(
+        f.gateway
+            .on_request_body(&f.host, 2, 1, true, &|_| Vec::new()),
+        Outcome::stop()
+    );
+}

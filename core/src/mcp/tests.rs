@@ -290,16 +290,56 @@ fn only_single_json_rpc_messages_are_read() {
 
 #[test]
 fn remembered_sessions_are_per_user_and_expire() {
-    let a = session_key("github", "alice", "s1");
-    assert_ne!(a, session_key("github", "bob", "s1"));
-    assert_ne!(a, session_key("google", "alice", "s1"));
+    let host = crate::testing::FakeHost::default();
+    host.now.set(1_000);
+    remember_session(&host, "github", "alice", "s1");
+    assert!(session_remembered(&host, "github", "alice", "s1"));
+    assert!(!session_remembered(&host, "github", "alice", "s2"));
+    assert!(!session_remembered(&host, "github", "bob", "s1"));
+    assert!(!session_remembered(&host, "google", "alice", "s1"));
     // Parts are delimited: ("ab", "c") and ("a", "bc") differ.
-    assert_ne!(session_key("ab", "c", "s"), session_key("a", "bc", "s"));
-    assert!(!a.contains("s1") && !a.contains("alice"));
-    let v = encode_session(1_000);
-    assert!(session_live(&v, 999));
-    assert!(!session_live(&v, 1_000));
-    assert!(!session_live(b"", 0));
+    assert_ne!(sessions_key("ab", "c"), sessions_key("a", "bc"));
+    assert_ne!(
+        session_digest("ab", "c", "s"),
+        session_digest("a", "bc", "s")
+    );
+    // Neither the user nor the session id is stored.
+    let key = sessions_key("github", "alice");
+    assert!(!key.contains("alice"));
+    let stored = host.shared_get(&key).0.unwrap();
+    assert!(!stored.windows(2).any(|w| w == b"s1"));
+    host.now.set(1_000 + SESSION_TTL_MS);
+    assert!(!session_remembered(&host, "github", "alice", "s1"));
+}
+
+#[test]
+fn a_user_opening_sessions_keeps_one_bounded_record() {
+    let host = crate::testing::FakeHost::default();
+    for i in 0..1_000u64 {
+        host.now.set(i);
+        remember_session(&host, "github", "alice", &format!("s{i}"));
+    }
+    // One shared-data entry for all of them, of at most 16 sessions: the latest.
+    assert_eq!(host.shared.borrow().len(), 1);
+    let key = sessions_key("github", "alice");
+    let stored = host.shared_get(&key).0.unwrap();
+    assert_eq!(stored.len(), MAX_SESSIONS_PER_USER * 24);
+    assert!(session_remembered(&host, "github", "alice", "s999"));
+    assert!(session_remembered(&host, "github", "alice", "s984"));
+    assert!(!session_remembered(&host, "github", "alice", "s983"));
+    // The same session again is not a second entry; lapsed ones leave first.
+    remember_session(&host, "github", "alice", "s999");
+    assert_eq!(host.shared_get(&key).0.unwrap().len(), stored.len());
+    host.now.set(998 + SESSION_TTL_MS);
+    remember_session(&host, "github", "alice", "new");
+    assert_eq!(host.shared_get(&key).0.unwrap().len(), 2 * 24);
+    // A record that is not one is replaced, not trusted.
+    host.shared
+        .borrow_mut()
+        .insert(key.clone(), (vec![1, 2, 3], 9));
+    assert!(!session_remembered(&host, "github", "alice", "new"));
+    remember_session(&host, "github", "alice", "new");
+    assert!(session_remembered(&host, "github", "alice", "new"));
 }
 
 #[test]
