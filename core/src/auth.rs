@@ -50,8 +50,7 @@ pub fn check_no_query_token(path: &str) -> Result<(), Deny> {
     let named = |p: &str| {
         let name = p.split('=').next().unwrap_or("");
         if name.contains(['%', '+']) {
-            crate::connect::form::decode(name)
-                .is_some_and(|n| n.eq_ignore_ascii_case("access_token"))
+            crate::urlencoded::decode(name).is_some_and(|n| n.eq_ignore_ascii_case("access_token"))
         } else {
             name.eq_ignore_ascii_case("access_token")
         }

@@ -21,6 +21,7 @@ pub mod mcp;
 pub mod policy;
 pub mod reply;
 pub mod secret;
+pub mod urlencoded;
 pub mod vault;
 
 #[cfg(test)]

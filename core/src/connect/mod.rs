@@ -31,6 +31,7 @@ use crate::config::{ConnectConfig, ConnectProvider, SealingKeys, Tenant};
 use crate::flow::Host;
 use crate::reply::Reply;
 use crate::secret::{random_token, sha256};
+use crate::urlencoded;
 use records::{AfterLogin, Consent, Link, Login, Session};
 use sealed::Purpose;
 
@@ -311,12 +312,12 @@ pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     }
     match (inc.method, inc.page) {
         // From an agent's link: bound to the link's user, so a GET is safe.
-        ("GET", "/start") if form::param(inc.query, "id").is_some() => start(ctx, inc),
+        ("GET", "/start") if urlencoded::param(inc.query, "id").is_some() => start(ctx, inc),
         // Connecting for yourself changes state: only the accounts page's button (a POST with
         // the session's anti-CSRF value) does it; a bare GET shows that page.
         ("GET", "/start") => redirect(&ctx.url("/accounts"), Vec::new()),
         ("POST", "/start") => match session(ctx, inc) {
-            Some(s) if form::param(inc.query, "csrf").as_deref() == Some(s.csrf.as_str()) => {
+            Some(s) if urlencoded::param(inc.query, "csrf").as_deref() == Some(s.csrf.as_str()) => {
                 start(ctx, inc)
             }
             Some(_) => other_browser(),
@@ -436,7 +437,7 @@ struct Starter {
 }
 
 fn starter(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Result<Starter, Box<Outcome>> {
-    let link_id = form::param(inc.query, "id");
+    let link_id = urlencoded::param(inc.query, "id");
     let link = match &link_id {
         Some(id) => match ctx.open::<Link>(Purpose::Link, id) {
             Some(l) if l.tenant == ctx.tenant.id && l.expires_ms > ctx.now_ms => Some(l),
@@ -445,7 +446,7 @@ fn starter(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Result<Starter, Box<Outcome>> {
         None => None,
     };
     // `fresh`: the user asked to sign in again (after being signed in as someone else).
-    let fresh = form::param(inc.query, "fresh").is_some();
+    let fresh = urlencoded::param(inc.query, "fresh").is_some();
     let session = session(ctx, inc).filter(|_| !fresh);
     let Some(s) = session else {
         return Err(Box::new(login(
@@ -459,7 +460,7 @@ fn starter(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Result<Starter, Box<Outcome>> {
             ctx.count("connect.wrong_user");
             // Forget this browser's session, and offer a sign-in that asks for credentials
             // again (otherwise single sign-on would log the same user back in).
-            let retry = ctx.url(&format!("/start?id={}&fresh=1", form::encode(id)));
+            let retry = ctx.url(&format!("/start?id={}&fresh=1", urlencoded::encode(id)));
             let mut page = pages::wrong_user(&retry);
             page.headers
                 .push(("set-cookie", ctx.cookie(SESSION_COOKIE, "", 0)));
@@ -561,14 +562,14 @@ fn login(ctx: &Ctx<'_>, then: AfterLogin, fresh: bool) -> Outcome {
     let location = format!(
         "{}{authorize}?{}",
         ctx.connect.login_url,
-        form::encode_pairs(&pairs)
+        urlencoded::encode_pairs(&pairs)
     );
     let cookie = ctx.cookie(LOGIN_COOKIE, &binding, records::STATE_TTL_MS / 1000);
     redirect(&location, vec![cookie])
 }
 
 fn login_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
-    let Some(state) = form::param(inc.query, "state") else {
+    let Some(state) = urlencoded::param(inc.query, "state") else {
         return expired();
     };
     // Without this browser's sealed sign-in the callback is someone else's (login CSRF).
@@ -584,14 +585,14 @@ fn login_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     if login.expires_ms <= ctx.now_ms {
         return expired();
     }
-    if form::param(inc.query, "error").is_some() {
+    if urlencoded::param(inc.query, "error").is_some() {
         return Outcome::Reply(pages::failed(
             403,
             "Sign-in was not completed",
             "The identity provider did not sign you in. Open the link again to retry.",
         ));
     }
-    let Some(code) = form::param(inc.query, "code").filter(|c| !c.is_empty()) else {
+    let Some(code) = urlencoded::param(inc.query, "code").filter(|c| !c.is_empty()) else {
         return expired();
     };
     let redirect_uri = ctx.url("/login/callback");
@@ -619,14 +620,14 @@ fn login_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
         "content-type",
         "application/x-www-form-urlencoded".to_string(),
     ));
-    request.body = Some(form::encode_pairs(&pairs).into_bytes());
+    request.body = Some(urlencoded::encode_pairs(&pairs).into_bytes());
     call(request, Pending::Login(login))
 }
 
 fn consent_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
-    let state = form::param(inc.query, "state");
-    let code = form::param(inc.query, "connect_code");
-    let error = form::param(inc.query, "error");
+    let state = urlencoded::param(inc.query, "state");
+    let code = urlencoded::param(inc.query, "connect_code");
+    let error = urlencoded::param(inc.query, "error");
     if state.is_none() && code.is_none() && error.is_none() {
         return Outcome::Reply(pages::fragment_reader());
     }
@@ -684,11 +685,11 @@ fn delete(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     };
     // The form's fields travel in the action URL: a filter that paused on the request headers
     // never sees the body (Envoy holds it until the filter resumes).
-    let csrf = form::param(inc.query, "csrf");
+    let csrf = urlencoded::param(inc.query, "csrf");
     if csrf.as_deref() != Some(s.csrf.as_str()) {
         return other_browser();
     }
-    let id = form::param(inc.query, "id").filter(|id| {
+    let id = urlencoded::param(inc.query, "id").filter(|id| {
         !id.is_empty()
             && id.len() <= 128
             && id
@@ -741,11 +742,11 @@ fn lifetime_ms(v: &Value, cap_ms: u64) -> u64 {
 pub fn accounts_path(connection: &str, from: Option<&str>) -> String {
     let mut path = format!(
         "{CONNECTED_ACCOUNTS}/accounts?connection={}&take={ACCOUNTS_PAGE_SIZE}",
-        form::encode(connection)
+        urlencoded::encode(connection)
     );
     if let Some(cursor) = from {
         path.push_str("&from=");
-        path.push_str(&form::encode(cursor));
+        path.push_str(&urlencoded::encode(cursor));
     }
     path
 }
@@ -792,7 +793,7 @@ fn signed_in(ctx: &Ctx<'_>, login: Login, sub: String, token: String, lifetime_m
     };
     let next = match login.then {
         AfterLogin::Connect { link: Some(id) } => {
-            ctx.url(&format!("/start?id={}", form::encode(&id)))
+            ctx.url(&format!("/start?id={}", urlencoded::encode(&id)))
         }
         AfterLogin::Connect { link: None } | AfterLogin::Accounts => ctx.url("/accounts"),
     };
@@ -897,7 +898,10 @@ pub fn resume(
                 return no_randomness();
             };
             let separator = if connect_uri.contains('?') { '&' } else { '?' };
-            let location = format!("{connect_uri}{separator}ticket={}", form::encode(&ticket));
+            let location = format!(
+                "{connect_uri}{separator}ticket={}",
+                urlencoded::encode(&ticket)
+            );
             redirect(
                 &location,
                 vec![ctx.cookie(CONSENT_COOKIE, &sealed, ttl_ms / 1000)],
@@ -953,7 +957,10 @@ pub fn resume(
                 connection,
                 &accounts,
                 &ctx.url("/accounts/delete"),
-                &ctx.url(&format!("/start?csrf={}", form::encode(&session.csrf))),
+                &ctx.url(&format!(
+                    "/start?csrf={}",
+                    urlencoded::encode(&session.csrf)
+                )),
                 &session.csrf,
             ))
         }

@@ -6,9 +6,10 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::{expired, form, login_callback, not_found, redirect, starter, Ctx};
+use super::{expired, login_callback, not_found, redirect, starter, Ctx};
 use super::{Incoming, Outcome, Starter};
 use crate::config::ConnectConfig;
+use crate::urlencoded;
 
 /// The org authorization server's authorization endpoint, under the org's base URL
 /// (https://developer.okta.com/docs/guides/implement-grant-type/authcodepkce/main/).
@@ -16,7 +17,7 @@ pub const AUTHORIZE_PATH: &str = "/oauth2/v1/authorize";
 
 pub fn handle(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     match (inc.method, inc.page) {
-        ("GET", "/start") if form::param(inc.query, "id").is_some() => interact(ctx, inc),
+        ("GET", "/start") if urlencoded::param(inc.query, "id").is_some() => interact(ctx, inc),
         ("GET", "/login/callback") => login_callback(ctx, inc),
         // No accounts page: Okta keeps the user's consents itself.
         _ => not_found(),
@@ -52,8 +53,8 @@ fn interact(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
 pub fn basic_auth(connect: &ConnectConfig) -> String {
     let pair = format!(
         "{}:{}",
-        form::encode(&connect.client_id),
-        form::encode(connect.client_secret.expose())
+        urlencoded::encode(&connect.client_id),
+        urlencoded::encode(connect.client_secret.expose())
     );
     format!("Basic {}", STANDARD.encode(pair))
 }

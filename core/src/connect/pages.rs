@@ -1,9 +1,9 @@
 //! The few HTML pages the connect flow shows a browser. Every dynamic value is escaped; the
 //! pages load nothing and run no script except the one fixed fragment reader.
 
-use super::form;
 use crate::reply::Reply;
 use crate::secret::sha256;
+use crate::urlencoded;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -125,8 +125,8 @@ pub fn accounts(
                 c = escape(connection),
                 created = escape(created),
                 a = escape(delete_action),
-                id = escape(&form::encode(id)),
-                csrf = escape(&form::encode(csrf)),
+                id = escape(&urlencoded::encode(id)),
+                csrf = escape(&urlencoded::encode(csrf)),
             )
         })
         .collect();

@@ -1,6 +1,7 @@
 use super::*;
 use crate::config::{self, Config};
 use crate::testing::FakeHost;
+use crate::urlencoded;
 
 const NOW_MS: u64 = 1_800_000_000_000;
 const BASE: &str = "https://gw.example";
@@ -39,7 +40,7 @@ fn ctx_of<'a>(host: &'a FakeHost, cfg: &'a Config, index: usize) -> Ctx<'a> {
 
 /// The query of a link's `start` URL (`id=` and the sealed link).
 fn link_query(url: &str) -> String {
-    form::query_of(url).to_string()
+    urlencoded::query_of(url).to_string()
 }
 
 fn keys(cfg: &Config) -> &SealingKeys {
@@ -96,7 +97,7 @@ fn cookie_value(r: &Reply, name: &str) -> String {
 
 fn location_param(r: &Reply, name: &str) -> String {
     let location = header(r, "location").first().copied().unwrap_or_default();
-    form::param(form::query_of(location), name).unwrap_or_default()
+    urlencoded::param(urlencoded::query_of(location), name).unwrap_or_default()
 }
 
 fn ok(status: u16, body: serde_json::Value) -> CalloutResponse {

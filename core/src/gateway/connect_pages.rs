@@ -9,6 +9,7 @@ use crate::callout::CalloutResponse;
 use crate::config::Config;
 use crate::connect;
 use crate::flow::Host;
+use crate::urlencoded;
 
 /// A connect page's inputs, kept while its call-out is awaited.
 pub(super) struct ConnectInput {
@@ -50,7 +51,7 @@ impl Gateway {
             tenant,
             base,
             page: page.to_string(),
-            query: connect::form::query_of(live.head.path()).to_string(),
+            query: urlencoded::query_of(live.head.path()).to_string(),
         };
         let outcome = {
             let Some(cx) = context(host, &config, &input) else {

@@ -8,8 +8,8 @@
 
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::{Endpoint, ResourceAuth, SubjectTokenType, VaultBackend, VaultConfig};
-use crate::connect::form::encode_pairs;
 use crate::crypto::signing::{AssertionSigner, SigningKey};
+use crate::urlencoded::encode_pairs;
 use crate::vault::assertion::{client_assertion, ASSERTION_TYPE};
 use crate::vault::{error_answer, retry_after_seconds, token_answer, Issued, Step, VaultOutcome};
 

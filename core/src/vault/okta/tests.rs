@@ -65,7 +65,7 @@ fn form(request: &CalloutRequest) -> Vec<(String, String)> {
         .map(|(k, v)| {
             (
                 k.to_string(),
-                crate::connect::form::decode(v).unwrap_or_default(),
+                crate::urlencoded::decode(v).unwrap_or_default(),
             )
         })
         .collect()
