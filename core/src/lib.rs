@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod flow;
 pub mod gateway;
 pub mod generation;
+pub mod host;
 pub mod jose;
 pub mod jwks;
 pub mod jwt;
