@@ -19,6 +19,7 @@ pub mod jose;
 pub mod jwks;
 pub mod jwt;
 pub mod mcp;
+pub mod metrics;
 pub mod policy;
 pub mod reply;
 pub mod secret;
