@@ -12,6 +12,7 @@ use crate::abi as wire;
 use tvp_core::callout::{CalloutRequest, CalloutResponse};
 use tvp_core::gateway::RequestHead;
 use tvp_core::host::Host;
+use tvp_core::metrics::{Counter, Histogram};
 use tvp_core::reply::Reply;
 
 pub struct ProxyWasmHost;
@@ -32,14 +33,16 @@ impl Host for ProxyWasmHost {
         hostcalls::set_shared_data(key, Some(value), cas).is_ok()
     }
 
-    fn count(&self, tenant: &str, metric: &'static str) {
+    fn count(&self, tenant: &str, counter: Counter) {
+        let metric = counter.name();
         // Counted in memory and flushed to Envoy on the root's tick: no host call per request.
         if let Some(id) = metric_id(MetricType::Counter, tenant, metric) {
             PENDING.with(|p| *p.borrow_mut().entry(id).or_default() += 1);
         }
     }
 
-    fn record(&self, tenant: &str, metric: &'static str, value: u64) {
+    fn record(&self, tenant: &str, histogram: Histogram, value: u64) {
+        let metric = histogram.name();
         if let Some(id) = metric_id(MetricType::Histogram, tenant, metric) {
             let _ = hostcalls::record_metric(id, value);
         }

@@ -20,6 +20,7 @@ use crate::secret::Redacted;
 use crate::vault::{self, VaultOutcome};
 
 use crate::host::Host;
+use crate::metrics::{Counter, Histogram};
 use flights::{Flight, Purpose};
 
 mod downstream;
@@ -219,9 +220,9 @@ impl Worker {
                 host.count(
                     &tenant.id,
                     if cached.is_some() {
-                        "verified_cache.hit"
+                        Counter::VerifiedCacheHit
                     } else {
-                        "verified_cache.miss"
+                        Counter::VerifiedCacheMiss
                     },
                 );
                 match cached {
@@ -315,9 +316,9 @@ impl Worker {
         host.count(
             &tenant.id,
             if cached.is_some() {
-                "downstream_cache.hit"
+                Counter::DownstreamCacheHit
             } else {
-                "downstream_cache.miss"
+                Counter::DownstreamCacheMiss
             },
         );
         match cached {
@@ -358,7 +359,7 @@ impl Worker {
                     }
                 };
                 if let Some(wait_s) = self.backing_off(host, input.tenant, now_ms) {
-                    host.count(&tenant.id, "vault.backoff");
+                    host.count(&tenant.id, Counter::VaultBackoff);
                     let limited = Deny::VaultRateLimited {
                         retry_after_seconds: Some(wait_s),
                     };
@@ -373,7 +374,7 @@ impl Worker {
                 ) {
                     Ok(request) => request,
                     Err(outcome) => {
-                        host.count(&tenant.id, vault_metric(&outcome));
+                        host.count(&tenant.id, Counter::Vault(vault_metric(&outcome)));
                         return vault_step(
                             tenant,
                             input.tenant,
@@ -418,9 +419,9 @@ impl Worker {
         | Purpose::Vault { tenant, .. }) = flight.purpose;
         let tenant_id = self.config.tenants[tenant].id.clone();
         let kind = if matches!(flight.purpose, Purpose::Vault { .. }) {
-            "vault.latency_ms"
+            Histogram::VaultLatencyMs
         } else {
-            "jwks.latency_ms"
+            Histogram::JwksLatencyMs
         };
         if let Some(sent_ms) = flight.sent_ms {
             host.record(&tenant_id, kind, now_ms.saturating_sub(sent_ms));
@@ -528,7 +529,7 @@ impl Worker {
                         return Vec::new();
                     }
                 };
-                host.count(&tenant_id, vault_metric(&outcome));
+                host.count(&tenant_id, Counter::Vault(vault_metric(&outcome)));
                 if let VaultOutcome::RateLimited {
                     retry_after_seconds,
                 } = outcome
@@ -595,9 +596,9 @@ impl Worker {
             _ => None,
         };
         let tenant_id = &self.config.tenants[tenant].id;
-        host.count(tenant_id, "jwks.fetch");
+        host.count(tenant_id, Counter::JwksFetch);
         let Some((keys, body)) = parsed else {
-            host.count(tenant_id, "jwks.fetch_failed");
+            host.count(tenant_id, Counter::JwksFetchFailed);
             let failure = failure_of(response);
             self.keys[tenant].last_failure = Some(failure);
             self.keys[tenant].failures = self.keys[tenant].failures.saturating_add(1);

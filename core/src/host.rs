@@ -2,6 +2,7 @@
 //! metrics and call-outs. Everything else a host does is applying outcomes.
 
 use crate::callout::CalloutRequest;
+use crate::metrics::{Counter, Histogram};
 
 /// The host services the core calls.
 pub trait Host {
@@ -10,10 +11,10 @@ pub trait Host {
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
     /// Write a shared-data entry; false if the CAS check failed or the host refused.
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
-    /// Add one to the tenant's counter `metric` (`tvp.<tenant>.<metric>` in Envoy's stats).
-    fn count(&self, _tenant: &str, _metric: &'static str) {}
-    /// Record a value in the tenant's histogram `metric`.
-    fn record(&self, _tenant: &str, _metric: &'static str, _value: u64) {}
+    /// Add one to the tenant's counter (`tvp.<tenant>.<name>` in Envoy's stats).
+    fn count(&self, _tenant: &str, _counter: Counter) {}
+    /// Record a value in the tenant's histogram.
+    fn record(&self, _tenant: &str, _histogram: Histogram, _value: u64) {}
     /// Send a call-out on behalf of context `owner` (its answer is delivered there): the call-out
     /// token, or `None` when it could not be started.
     fn dispatch(&self, owner: u32, request: &CalloutRequest, timeout_ms: u64) -> Option<u32>;

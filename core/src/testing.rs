@@ -5,13 +5,14 @@ use std::collections::HashMap;
 
 use crate::callout::CalloutRequest;
 use crate::host::Host;
+use crate::metrics::Counter;
 
 /// Shared data and a clock in memory, with the host's CAS semantics.
 #[derive(Default)]
 pub struct FakeHost {
     pub now: Cell<u64>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    /// Counters by (tenant, metric).
+    /// Counters by (tenant, name).
     pub counts: RefCell<HashMap<(String, &'static str), u64>>,
     /// Call-outs sent: owner and request, in order; the token of each is its index + 1.
     pub sent: RefCell<Vec<(u32, CalloutRequest)>>,
@@ -49,7 +50,8 @@ impl Host for FakeHost {
         map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
         true
     }
-    fn count(&self, tenant: &str, metric: &'static str) {
+    fn count(&self, tenant: &str, counter: Counter) {
+        let metric = counter.name();
         *self
             .counts
             .borrow_mut()

@@ -29,6 +29,7 @@ use crate::cache;
 use crate::callout::{CalloutRequest, CalloutResponse};
 use crate::config::{ConnectConfig, ConnectProvider, SealingKeys, Tenant};
 use crate::host::Host;
+use crate::metrics::Counter;
 use crate::reply::Reply;
 use crate::secret::{random_token, sha256};
 use crate::urlencoded;
@@ -139,8 +140,8 @@ impl Ctx<'_> {
         request
     }
 
-    fn count(&self, metric: &'static str) {
-        self.host.count(&self.tenant.id, metric);
+    fn count(&self, counter: Counter) {
+        self.host.count(&self.tenant.id, counter);
     }
 
     /// `value` sealed for `purpose`; `None` without randomness.
@@ -353,7 +354,7 @@ fn refused_browser_request(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<Outcome>
     // Configuration refuses a public URL of this kind; a URL taken from the request can still
     // be one (`resource_from_request` on plain http).
     if !ctx.host_cookies() && !ctx.allow_insecure_cookies {
-        ctx.count("connect.insecure_origin");
+        ctx.count(Counter::ConnectInsecureOrigin);
         return Some(Outcome::Reply(pages::failed(
             403,
             "Not available at this address",
@@ -367,7 +368,7 @@ fn refused_browser_request(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<Outcome>
         .iter()
         .any(|name| form::cookie_count(inc.cookies, &ctx.cookie_name(name)) > 1)
     {
-        ctx.count("connect.duplicate_cookie");
+        ctx.count(Counter::ConnectDuplicateCookie);
         return Some(Outcome::Reply(pages::failed(
             400,
             "This browser sent conflicting cookies",
@@ -379,7 +380,7 @@ fn refused_browser_request(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Option<Outcome>
     // sibling subdomain that planted its own session and knows its anti-CSRF value) is
     // refused on what the browser says about where it came from.
     if inc.method == "POST" && !from_our_pages(ctx, inc) {
-        ctx.count("connect.cross_origin");
+        ctx.count(Counter::ConnectCrossOrigin);
         return Some(Outcome::Reply(pages::failed(
             403,
             "This form did not come from these pages",
@@ -457,7 +458,7 @@ fn starter(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Result<Starter, Box<Outcome>> {
     };
     if let (Some(l), Some(id)) = (&link, &link_id) {
         if l.sub != s.sub {
-            ctx.count("connect.wrong_user");
+            ctx.count(Counter::ConnectWrongUser);
             // Forget this browser's session, and offer a sign-in that asks for credentials
             // again (otherwise single sign-on would log the same user back in).
             let retry = ctx.url(&format!("/start?id={}&fresh=1", urlencoded::encode(id)));
@@ -502,7 +503,7 @@ fn start(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
         body["scopes"] = json!(ctx.connect.scopes);
     }
     let request = ctx.call_json(&format!("{CONNECTED_ACCOUNTS}/connect"), &s.token, &body);
-    ctx.count("connect.started");
+    ctx.count(Counter::ConnectStarted);
     call(
         request,
         Pending::Connect {
@@ -655,7 +656,7 @@ fn consent_callback(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
         return other_browser();
     }
     if error.is_some() {
-        ctx.count("connect.declined");
+        ctx.count(Counter::ConnectDeclined);
         return Outcome::Reply(pages::failed(
             403,
             "The account was not connected",
@@ -909,7 +910,7 @@ pub fn resume(
         }
         Pending::Complete(consent) => {
             if answer(response, &[200, 201]).is_none() {
-                ctx.count("connect.failed");
+                ctx.count(Counter::ConnectFailed);
                 return Outcome::Reply(pages::failed(
                     400,
                     "The account was not connected",
@@ -920,7 +921,7 @@ pub fn resume(
             // The user's cached "not connected" must not outlive the connection (on this
             // replica; the others' lasts `not_connected_cache_seconds` at most).
             crate::flow::evict_downstream(ctx.host, &consent.downstream_key);
-            ctx.count("connect.completed");
+            ctx.count(Counter::ConnectCompleted);
             let mut page = pages::connected(&ctx.tenant.name, &consent.connection);
             page.headers
                 .push(("set-cookie", ctx.cookie(CONSENT_COOKIE, "", 0)));
@@ -940,7 +941,7 @@ pub fn resume(
             // The list is paginated (`next` until absent); a list that never ends is refused.
             if let Some(cursor) = next {
                 if pages >= MAX_ACCOUNT_PAGES {
-                    ctx.count("connect.accounts_too_many_pages");
+                    ctx.count(Counter::ConnectAccountsTooManyPages);
                     return upstream_failed("list your connected accounts");
                 }
                 let path = accounts_path(connection, Some(&cursor));
@@ -972,7 +973,7 @@ pub fn resume(
             // entry of the user (one per login hint), and none an exchange in flight stores.
             let user = cache::user_key_for(ctx.tenant, &ctx.tenant.issuer, &session.sub);
             crate::flow::evict_user(ctx.host, &user, ctx.host.now_ms());
-            ctx.count("connect.disconnected");
+            ctx.count(Counter::ConnectDisconnected);
             let mut reply = match redirect(&ctx.url("/accounts"), Vec::new()) {
                 Outcome::Reply(r) => r,
                 Outcome::Call(..) => return upstream_failed("disconnect the account"),

@@ -9,6 +9,7 @@ use base64::Engine;
 use super::{expired, login_callback, not_found, redirect, starter, Ctx};
 use super::{Incoming, Outcome, Starter};
 use crate::config::ConnectConfig;
+use crate::metrics::Counter;
 use crate::urlencoded;
 
 /// The org authorization server's authorization endpoint, under the org's base URL
@@ -44,7 +45,7 @@ fn interact(ctx: &Ctx<'_>, inc: &Incoming<'_>) -> Outcome {
     // The filter cannot see the consent finish: the agent's next request asks Okta again
     // instead of the cached "not connected".
     crate::flow::evict_downstream(ctx.host, &link.downstream_key);
-    ctx.count("connect.okta_interaction");
+    ctx.count(Counter::ConnectOktaInteraction);
     redirect(&uri, Vec::new())
 }
 

@@ -4,6 +4,7 @@
 
 use super::{Host, Worker};
 use crate::cache::{self, CachedFailure, Downstream};
+use crate::metrics::Counter;
 use crate::vault::VaultOutcome;
 
 /// Forget a cached downstream answer, so the next request asks the vault (after the user
@@ -83,11 +84,11 @@ impl Worker {
         let (value, _) = host.shared_get(key);
         let last = value.as_deref().map_or(0, cache::downstream_evicted_at);
         if last != 0 && now_ms.saturating_sub(last) < interval_ms {
-            host.count(tenant_id, "downstream_evict_limited");
+            host.count(tenant_id, Counter::DownstreamEvictLimited);
             return false;
         }
         update_shared(host, key, |_| Some(cache::encode_evicted(now_ms)));
-        host.count(tenant_id, "downstream_evicted");
+        host.count(tenant_id, Counter::DownstreamEvicted);
         true
     }
 

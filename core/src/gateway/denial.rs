@@ -11,6 +11,7 @@ use crate::config::{Config, Tenant};
 use crate::connect;
 use crate::endpoints;
 use crate::host::Host;
+use crate::metrics::Counter;
 use crate::reply::{deny_reply, ConnectLink, Deny, Realm, Reply};
 
 /// The realm of refusals that belong to no tenant.
@@ -43,7 +44,7 @@ pub fn counted(
     principal: Option<&Principal>,
 ) -> Effect {
     let tenant_id = tenant.map_or(FILTER_REALM, |i| config.tenants[i].id.as_str());
-    host.count(tenant_id, deny.metric());
+    host.count(tenant_id, Counter::Deny(deny.metric()));
     record(
         tenant.map(|i| &config.tenants[i]),
         principal,

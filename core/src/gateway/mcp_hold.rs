@@ -13,6 +13,7 @@ use crate::callout::DependencyFailure;
 use crate::config::Config;
 use crate::host::Host;
 use crate::mcp;
+use crate::metrics::Counter;
 use crate::reply::Deny;
 
 /// Remove every credential: the agent's token, the client's other credential headers, the
@@ -138,7 +139,7 @@ impl Gateway {
                 .filter(|_| opens_session)
                 .map(|p| p.claims.sub.clone());
         }
-        host.count(&t.id, "mcp.relayed");
+        host.count(&t.id, Counter::McpRelayed);
         denial::record(Some(t), principal, Decision::Relay, "connect_required")
     }
 
@@ -236,7 +237,7 @@ impl Gateway {
         });
         let reply = match answer {
             Some(reply) => {
-                host.count(&config.tenants[tenant].id, "mcp.elicitation");
+                host.count(&config.tenants[tenant].id, Counter::McpElicitation);
                 reply
             }
             None => held.fallback,

@@ -32,6 +32,7 @@ use crate::flow::{RequestInput, Resolution, Step, Worker};
 use crate::generation::Generation;
 use crate::host::Host;
 use crate::mcp;
+use crate::metrics::Counter;
 use crate::reply::{Deny, Reply};
 
 /// What one live request has: its headers, where it stands, and what its later events need.
@@ -266,7 +267,7 @@ impl Gateway {
                 let mut effects: Vec<Effect> =
                     f.strip.iter().cloned().map(Effect::RemoveHeader).collect();
                 effects.push(Effect::SetHeader(f.header.clone(), f.value.clone()));
-                host.count(&tenant.id, "allow");
+                host.count(&tenant.id, Counter::Allow);
                 if let Some(live) = self.live.get_mut(&ctx) {
                     live.forwarded = Some((f.tenant, f.principal.downstream_key.clone()));
                     // Fail closed: a request whose credentials could not be replaced is never
@@ -500,7 +501,10 @@ impl Gateway {
 /// A request of a superseded configuration: counted, recorded and refused before anything
 /// else (503: the client retries on a new connection, which the current one serves).
 fn superseded_refusal(host: &dyn Host) -> Outcome {
-    host.count(denial::FILTER_REALM, "deny.superseded_configuration");
+    host.count(
+        denial::FILTER_REALM,
+        Counter::Deny("deny.superseded_configuration"),
+    );
     Outcome {
         effects: vec![
             denial::record(None, None, Decision::Deny, "superseded_configuration"),
