@@ -11,7 +11,7 @@ use proxy_wasm::types::{BufferType, MapType, MetricType, Status, StreamType};
 use crate::abi as wire;
 use tvp_core::callout::{CalloutRequest, CalloutResponse};
 use tvp_core::gateway::RequestHead;
-use tvp_core::host::Host;
+use tvp_core::host::{Host, SharedWriteError};
 use tvp_core::metrics::{Counter, Histogram};
 use tvp_core::reply::Reply;
 
@@ -29,8 +29,17 @@ impl Host for ProxyWasmHost {
         hostcalls::get_shared_data(key).unwrap_or((None, None))
     }
 
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
-        hostcalls::set_shared_data(key, Some(value), cas).is_ok()
+    fn shared_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedWriteError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SharedWriteError::CasMismatch),
+            Err(_) => Err(SharedWriteError::Refused),
+        }
     }
 
     fn count(&self, tenant: &str, counter: Counter) {

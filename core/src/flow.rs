@@ -606,7 +606,8 @@ impl Worker {
         };
         let key = cache::jwks_key(&self.config.tenants[tenant]);
         let cas = host.shared_get(&key).1;
-        host.shared_set(&key, &cache::encode_jwks(now_ms, body), cas);
+        // Best effort: other workers fetch for themselves if it does not land.
+        let _ = host.shared_set(&key, &cache::encode_jwks(now_ms, body), cas);
         let state = &mut self.keys[tenant];
         state.keys = Some(Rc::new(keys));
         state.fetched_at_ms = now_ms;
@@ -724,10 +725,10 @@ impl Worker {
         }
         if cas.is_none() {
             // First claim ever: create the entry, then race for it with CAS like everyone.
-            host.shared_set(&key, &0u64.to_be_bytes(), None);
+            let _ = host.shared_set(&key, &0u64.to_be_bytes(), None);
             cas = host.shared_get(&key).1;
         }
-        let claimed = cas.is_some() && host.shared_set(&key, &now_ms.to_be_bytes(), cas);
+        let claimed = cas.is_some() && host.shared_set(&key, &now_ms.to_be_bytes(), cas).is_ok();
         if claimed {
             self.keys[i].lease_claimed_ms = Some(now_ms);
         }
@@ -747,7 +748,7 @@ impl Worker {
             .and_then(|v| v.try_into().ok())
             .map(u64::from_be_bytes);
         if held_since == Some(claimed) {
-            host.shared_set(&key, &0u64.to_be_bytes(), cas);
+            let _ = host.shared_set(&key, &0u64.to_be_bytes(), cas);
         }
     }
 

@@ -27,7 +27,7 @@
 //!
 //! Pure: the host is reached through [`Host`], so all of it runs in unit tests.
 
-use crate::host::Host;
+use crate::host::{Host, SharedWriteError};
 use crate::reply::Reply;
 use crate::secret::{hex, sha256};
 
@@ -184,8 +184,10 @@ fn update(
         let Some(next) = change(current.as_ref()) else {
             return current.map(|r| (r, false));
         };
-        if host.shared_set(key, &next.encode(), cas) {
-            return Some((next, true));
+        match host.shared_set(key, &next.encode(), cas) {
+            Ok(()) => return Some((next, true)),
+            Err(SharedWriteError::CasMismatch) => continue,
+            Err(SharedWriteError::Refused) => return None,
         }
     }
     None

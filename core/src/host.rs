@@ -9,8 +9,9 @@ pub trait Host {
     fn now_ms(&self) -> u64;
     /// Value and CAS token of a shared-data entry.
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
-    /// Write a shared-data entry; false if the CAS check failed or the host refused.
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
+    /// Write a shared-data entry, only if it is still at `cas` when given.
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>)
+        -> Result<(), SharedWriteError>;
     /// Add one to the tenant's counter (`tvp.<tenant>.<name>` in Envoy's stats).
     fn count(&self, _tenant: &str, _counter: Counter) {}
     /// Record a value in the tenant's histogram.
@@ -23,4 +24,38 @@ pub trait Host {
     fn connection_id(&self) -> Option<u64> {
         None
     }
+}
+
+/// Why a shared-data write did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedWriteError {
+    /// Another worker wrote the entry since it was read: read again and retry.
+    CasMismatch,
+    /// The host refused the write (out of room, or any other error): retrying will not help.
+    Refused,
+}
+
+/// How often a read-modify-write is retried while other workers write in between.
+const CAS_ATTEMPTS: usize = 4;
+
+/// Read-modify-write of a shared-data entry under CAS, retried while other workers write in
+/// between. `change` sees the entry (`None`: absent) and gives the new value, or `None` to leave
+/// it. True when written.
+pub fn update_shared(
+    host: &dyn Host,
+    key: &str,
+    mut change: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+) -> bool {
+    for _ in 0..CAS_ATTEMPTS {
+        let (value, cas) = host.shared_get(key);
+        let Some(new) = change(value.as_deref()) else {
+            return false;
+        };
+        match host.shared_set(key, &new, cas) {
+            Ok(()) => return true,
+            Err(SharedWriteError::CasMismatch) => continue,
+            Err(SharedWriteError::Refused) => return false,
+        }
+    }
+    false
 }

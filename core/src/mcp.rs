@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::host::Host;
+use crate::host::{update_shared, Host};
 use crate::reply::{connect_message, ConnectLink, Deny, Reply};
 use crate::secret::{hex, sha256};
 
@@ -365,17 +365,14 @@ pub fn remember_session(host: &dyn Host, tenant: &str, sub: &str, session: &str)
     let key = sessions_key(tenant, sub);
     let digest = session_digest(tenant, sub, session);
     let now = host.now_ms();
-    for _ in 0..4 {
-        let (value, cas) = host.shared_get(&key);
-        let mut sessions = value.as_deref().map(decode_sessions).unwrap_or_default();
+    update_shared(host, &key, |value| {
+        let mut sessions = value.map(decode_sessions).unwrap_or_default();
         sessions.retain(|(d, expires)| *d != digest && *expires > now);
         sessions.push((digest, now.saturating_add(SESSION_TTL_MS)));
         let excess = sessions.len().saturating_sub(MAX_SESSIONS_PER_USER);
         sessions.drain(..excess);
-        if host.shared_set(&key, &encode_sessions(&sessions), cas) {
-            return;
-        }
-    }
+        Some(encode_sessions(&sessions))
+    });
 }
 
 /// Whether `session` of `sub` is remembered as having declared URL elicitation.

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use crate::callout::CalloutRequest;
-use crate::host::Host;
+use crate::host::{Host, SharedWriteError};
 use crate::metrics::Counter;
 
 /// Shared data and a clock in memory, with the host's CAS semantics.
@@ -41,14 +41,19 @@ impl Host for FakeHost {
             None => (None, None),
         }
     }
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+    fn shared_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedWriteError> {
         let mut map = self.shared.borrow_mut();
         let current = map.get(key).map(|(_, c)| *c);
         if cas.is_some() && cas != current {
-            return false;
+            return Err(SharedWriteError::CasMismatch);
         }
         map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
-        true
+        Ok(())
     }
     fn count(&self, tenant: &str, counter: Counter) {
         let metric = counter.name();

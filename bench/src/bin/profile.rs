@@ -21,7 +21,7 @@ use tvp_core::callout::CalloutRequest;
 use tvp_core::config;
 use tvp_core::crypto::{Key, SignatureVerifier};
 use tvp_core::flow::{RequestInput, Step, Worker};
-use tvp_core::host::Host;
+use tvp_core::host::{Host, SharedWriteError};
 use tvp_core::jose::Alg;
 use tvp_core::secret::Secret;
 
@@ -39,11 +39,16 @@ impl Host for MemoryHost {
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         (self.shared.borrow().get(key).cloned(), Some(1))
     }
-    fn shared_set(&self, key: &str, value: &[u8], _cas: Option<u32>) -> bool {
+    fn shared_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        _cas: Option<u32>,
+    ) -> Result<(), SharedWriteError> {
         self.shared
             .borrow_mut()
             .insert(key.to_string(), value.to_vec());
-        true
+        Ok(())
     }
     fn dispatch(&self, _owner: u32, _request: &CalloutRequest, _timeout_ms: u64) -> Option<u32> {
         None
@@ -103,7 +108,8 @@ fn main() {
         shared: RefCell::new(HashMap::new()),
     };
     let tenant = &cfg.tenants[0];
-    host.shared_set(
+    // The in-memory host never refuses a write.
+    let _ = host.shared_set(
         &cache::jwks_key(tenant),
         &cache::encode_jwks(host.now_ms(), sim.jwks("github").to_string().as_bytes()),
         None,
@@ -154,7 +160,8 @@ fn serve(
                     host.now_ms() + 3_600_000,
                     0,
                 );
-                host.shared_set(&flight, &value, None);
+                // The in-memory host never refuses a write.
+                let _ = host.shared_set(&flight, &value, None);
                 worker.forget(i as u32);
             }
             Step::Deny { deny, .. } => return Err(format!("{deny:?}")),

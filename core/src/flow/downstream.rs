@@ -2,8 +2,9 @@
 //! under each user's record, evicting after a disconnect or a backend 401, and the tenant-wide
 //! back-off a vault 429 asks for.
 
-use super::{Host, Worker};
+use super::Worker;
 use crate::cache::{self, CachedFailure, Downstream};
+use crate::host::{update_shared, Host};
 use crate::metrics::Counter;
 use crate::vault::VaultOutcome;
 
@@ -32,25 +33,6 @@ pub fn evict_user(host: &dyn Host, user_key: &str, now_ms: u64) {
     for key in keys {
         evict_downstream(host, &key);
     }
-}
-
-/// Read-modify-write of a shared-data entry under CAS, retried while other workers write in
-/// between. `change` gives the new value, or `None` to leave the entry. True when written.
-fn update_shared(
-    host: &dyn Host,
-    key: &str,
-    mut change: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
-) -> bool {
-    for _ in 0..4 {
-        let (value, cas) = host.shared_get(key);
-        let Some(new) = change(value.as_deref()) else {
-            return false;
-        };
-        if host.shared_set(key, &new, cas) {
-            return true;
-        }
-    }
-    false
 }
 
 /// Whether answers of an exchange that began at `started_ms` are void for this user record.

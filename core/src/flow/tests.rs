@@ -195,11 +195,13 @@ fn not_connected_and_failures_are_cached_briefly() {
     let mut f = fixture();
     let shared_key = {
         let jwks = cache::jwks_key(&f.worker.config.tenants[0]);
-        f.host.shared_set(
-            &jwks,
-            &cache::encode_jwks(NOW_S * 1000, f.keys.jwks().to_string().as_bytes()),
-            None,
-        );
+        f.host
+            .shared_set(
+                &jwks,
+                &cache::encode_jwks(NOW_S * 1000, f.keys.jwks().to_string().as_bytes()),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("{e:?}"));
         jwks
     };
     assert!(!shared_key.is_empty());
@@ -256,11 +258,13 @@ fn not_connected_and_failures_are_cached_briefly() {
 /// Keys in shared data, so requests go straight to the vault step.
 fn with_keys(f: &Fixture) {
     let jwks = cache::jwks_key(&f.worker.config.tenants[0]);
-    f.host.shared_set(
-        &jwks,
-        &cache::encode_jwks(NOW_S * 1000, f.keys.jwks().to_string().as_bytes()),
-        None,
-    );
+    f.host
+        .shared_set(
+            &jwks,
+            &cache::encode_jwks(NOW_S * 1000, f.keys.jwks().to_string().as_bytes()),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
 }
 
 /// Start `ctx`'s exchange and dispatch it as call-out `token`.
@@ -548,11 +552,13 @@ fn id_tokens_are_checked_with_the_connect_clients_algorithms_not_the_agents() {
     let mut f = fixture();
     let jwks = f.keys.jwks().to_string();
     let key = cache::jwks_key(&cfg.tenants[0]);
-    f.host.shared_set(
-        &key,
-        &cache::encode_jwks(NOW_S * 1000, jwks.as_bytes()),
-        None,
-    );
+    f.host
+        .shared_set(
+            &key,
+            &cache::encode_jwks(NOW_S * 1000, jwks.as_bytes()),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
     f.worker = Worker::new(Rc::new(cfg), Box::new(PureRustVerifier));
     let id_token = |alg: &str, aud: &str| {
         let claims = json!({"iss": "http://127.0.0.1:9000/issuers/github/", "aud": aud,

@@ -29,7 +29,7 @@ use tvp_core::config::{self, Config};
 use tvp_core::crypto::PureRustVerifier;
 use tvp_core::flow::{self, Worker};
 use tvp_core::gateway::{Effect, Gateway, Next, Outcome, RequestHead, Resolved};
-use tvp_core::host::Host;
+use tvp_core::host::{Host, SharedWriteError};
 
 /// The clock starts here (seconds); tokens are minted relative to it.
 const NOW_S: i64 = 1_800_000_000;
@@ -193,17 +193,22 @@ impl Host for SharedData {
             None => (None, None),
         }
     }
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool {
+    fn shared_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), SharedWriteError> {
         if self.refuse_next_write.replace(false) {
-            return false;
+            return Err(SharedWriteError::Refused);
         }
         let mut map = self.entries.borrow_mut();
         let current = map.get(key).map(|(_, c)| *c);
         if cas.is_some() && cas != current {
-            return false;
+            return Err(SharedWriteError::CasMismatch);
         }
         map.insert(key.to_string(), (value.to_vec(), current.unwrap_or(0) + 1));
-        true
+        Ok(())
     }
     fn dispatch(&self, owner: u32, request: &CalloutRequest, _timeout_ms: u64) -> Option<u32> {
         if self.refuse_next_dispatch.replace(false) {
