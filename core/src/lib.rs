@@ -3,6 +3,8 @@
 //! Vault or Okta for the user's downstream token, runs the Connected Accounts flow and answers
 //! MCP clients. Hosts (the proxy-wasm filter) read requests, call in here and apply the result.
 
+#![forbid(unsafe_code)]
+
 pub mod audit;
 pub mod auth;
 pub mod cache;
