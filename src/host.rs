@@ -10,8 +10,8 @@ use proxy_wasm::types::{BufferType, MapType, MetricType, Status, StreamType};
 
 use crate::abi as wire;
 use tvp_core::callout::{CalloutRequest, CalloutResponse};
-use tvp_core::flow::Host;
 use tvp_core::gateway::RequestHead;
+use tvp_core::host::Host;
 use tvp_core::reply::Reply;
 
 pub struct ProxyWasmHost;

@@ -25,8 +25,12 @@ fn config_errors(log: &str) -> Vec<&str> {
 fn invalid_configurations_refuse_to_start() {
     let cases: Vec<(&str, ConfigEdit)> = vec![
         (
-            "tenant 'github': unknown field `colour`",
+            "tenant 'github': field 'colour': unknown field `colour`",
             Box::new(|d| d["tenants"][0]["colour"] = json!("blue")),
+        ),
+        (
+            "tenant 'github': field 'token_typ': invalid type: boolean `true`, expected a string",
+            Box::new(|d| d["tenants"][0]["token_typ"] = json!(true)),
         ),
         (
             "tenant 'github': field 'resources': name the URL clients use",
@@ -79,7 +83,7 @@ fn invalid_configurations_refuse_to_start() {
         );
         let errors = config_errors(&log);
         assert!(
-            !errors.is_empty() && errors.iter().all(|l| l.contains(expected)),
+            errors.iter().any(|l| l.contains(expected)),
             "{expected}: {errors:#?}\n{log}"
         );
         assert!(
@@ -87,6 +91,35 @@ fn invalid_configurations_refuse_to_start() {
             "a secret in the log"
         );
     }
+    // Every problem is logged, each on its line, not only the first.
+    let mut doc = example();
+    doc["settings"]["callout_timeout_ms"] = json!(0);
+    doc["tenants"][0]["scopes"]["read"] = json!([]);
+    doc["tenants"][1]["issuer"] = json!("not-a-url");
+    doc["tenants"][1]["vault"]["colour"] = json!("red");
+    let (refused, log) = envoy_refuses(&doc.to_string());
+    assert!(refused, "{log}");
+    let expected = [
+        "field 'settings.callout_timeout_ms': must be greater than 0",
+        "tenant 'github': field 'scopes.read': must list at least one scope",
+        "tenant 'google': field 'issuer': must be an absolute http(s) URL",
+        "tenant 'google': field 'vault.colour': unknown field `colour`",
+    ];
+    // Envoy may load the configuration on more than one thread: the same lines each time.
+    let errors = config_errors(&log);
+    for want in expected {
+        assert!(
+            errors.iter().any(|l| l.contains(want)),
+            "{want}: {errors:#?}"
+        );
+    }
+    assert!(
+        errors.len() % expected.len() == 0
+            && errors
+                .iter()
+                .all(|l| expected.iter().any(|w| l.contains(w))),
+        "{errors:#?}"
+    );
     let (refused, log) = envoy_refuses("this is not json");
     assert!(refused);
     assert!(

@@ -1,12 +1,11 @@
 //! Plugin configuration: a strict serde schema, validated once into an immutable [`Config`].
 //!
-//! Every rejection is one line naming the tenant and the field, because that line is all an
-//! operator sees in Envoy's log when the plugin refuses to start.
-
-use std::collections::HashSet;
-use std::fmt;
+//! A configuration that does not load gets every problem reported, each one line naming the
+//! tenant and the field (its JSON path), because those lines are all an operator sees in
+//! Envoy's log when the plugin refuses to start, and `tvp validate` prints the same list.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::crypto::signing::SigningKey;
 use crate::jose::Alg;
@@ -14,44 +13,35 @@ pub use crate::jwt::ScopeClaim;
 use crate::secret::Secret;
 
 mod connect;
+mod errors;
 mod hosts;
 mod resource;
+mod schema;
 mod sealing;
 mod vault;
+use errors::Found;
+pub use errors::{ConfigError, ConfigErrors};
 pub use hosts::Hosts;
+use schema::{present, Shape};
 pub use sealing::SealingKeys;
-use vault::{resolve_secret, validate_vault, RawVault};
+use vault::{resolve_secret, validate_vault};
 
 /// Path segments the filter answers itself; a tenant may not shadow them.
 pub const RESERVED_TENANT_IDS: &[&str] = &["health", "tenants", ".well-known", "connect"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError(String);
-
-impl ConfigError {
-    fn at(tenant: Option<&str>, field: &str, message: impl fmt::Display) -> Self {
-        match tenant {
-            Some(id) => ConfigError(format!("tenant '{id}': field '{field}': {message}")),
-            None => ConfigError(format!("field '{field}': {message}")),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid plugin configuration: {}", self.0)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// Raw schema: exactly what the JSON may contain.
+// Raw schema: exactly what the JSON may contain. Every field is optional to serde (a required
+// one is `present`: absent is reported by the validators, `null` by serde), so that one missing
+// field does not hide the problems of the others; sections are kept raw and checked on their
+// own, so that a problem in one does not hide those of the next.
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawConfig {
-    #[serde(default)]
-    settings: RawSettings,
-    tenants: Vec<serde_json::Value>,
+    #[serde(deserialize_with = "present")]
+    settings: Option<Box<RawValue>>,
+    #[serde(deserialize_with = "present")]
+    tenants: Option<Vec<Box<RawValue>>>,
 }
 
 #[derive(Deserialize)]
@@ -105,76 +95,71 @@ impl Default for RawSettings {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawTenant {
-    id: String,
-    name: String,
-    issuer: String,
-    #[serde(default)]
+    #[serde(deserialize_with = "present")]
+    id: Option<String>,
+    #[serde(deserialize_with = "present")]
+    name: Option<String>,
+    #[serde(deserialize_with = "present")]
+    issuer: Option<String>,
     audience: Option<String>,
-    #[serde(default)]
     resources: Vec<String>,
-    jwks: RawJwks,
-    algorithms: Vec<String>,
-    scopes: RawScopes,
-    backend: String,
-    vault: RawVault,
-    #[serde(default)]
-    downstream: Option<RawDownstream>,
-    #[serde(default)]
-    connect: Option<RawConnect>,
-    #[serde(default)]
+    #[serde(deserialize_with = "present")]
+    jwks: Option<Box<RawValue>>,
+    #[serde(deserialize_with = "present")]
+    algorithms: Option<Vec<String>>,
+    #[serde(deserialize_with = "present")]
+    scopes: Option<Box<RawValue>>,
+    #[serde(deserialize_with = "present")]
+    backend: Option<String>,
+    #[serde(deserialize_with = "present")]
+    vault: Option<Box<RawValue>>,
+    downstream: Option<Box<RawValue>>,
+    connect: Option<Box<RawValue>>,
     token_typ: Option<String>,
 }
 
 /// The Connected Accounts flow the filter runs for users without an account.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawConnect {
-    client_id: String,
-    #[serde(default)]
+    #[serde(deserialize_with = "present")]
+    client_id: Option<String>,
     client_secret: Option<String>,
-    #[serde(default)]
     client_secret_env: Option<String>,
-    #[serde(default)]
     login_url: Option<String>,
-    #[serde(default)]
     scopes: Vec<String>,
-    #[serde(default)]
     id_token_algorithms: Option<Vec<String>>,
-    #[serde(default)]
     user_claim: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawJwks {
-    cluster: String,
+    #[serde(deserialize_with = "present")]
+    cluster: Option<String>,
     /// Either the JWKS URL, or absent to use OIDC discovery from the issuer.
-    #[serde(default)]
     url: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawScopes {
-    read: Vec<String>,
-    write: Vec<String>,
-    #[serde(default)]
+    #[serde(deserialize_with = "present")]
+    read: Option<Vec<String>>,
+    #[serde(deserialize_with = "present")]
+    write: Option<Vec<String>>,
     write_implies_read: bool,
-    #[serde(default)]
     read_methods: Option<Vec<String>>,
-    #[serde(default)]
     claims: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 struct RawDownstream {
-    #[serde(default)]
     header: Option<String>,
-    #[serde(default)]
     format: Option<String>,
 }
 
@@ -216,6 +201,8 @@ pub struct Settings {
     /// Keys sealing what clients carry for the connect flow (from `sealing_key_env`), the same
     /// on every replica.
     pub sealing_keys: Option<SealingKeys>,
+    /// The environment variable of the Wasm VM `sealing_keys` come from.
+    pub sealing_key_env: Option<String>,
     /// The `:authority` values this gateway answers (`None`: any); others are refused first.
     pub hosts: Option<Hosts>,
     /// Request headers that carry a client's credential other than `Authorization`: removed
@@ -246,6 +233,7 @@ impl Default for Settings {
             resource_from_request: false,
             mcp_hold_path: None,
             sealing_keys: None,
+            sealing_key_env: None,
             hosts: None,
             credential_headers: OTHER_CREDENTIAL_HEADERS
                 .iter()
@@ -418,6 +406,33 @@ pub struct Tenant {
     pub downstream: DownstreamConfig,
     /// Present when the filter runs the Connected Accounts flow for this tenant.
     pub connect: Option<ConnectConfig>,
+    /// The clusters the tenant's call-outs go through, in the order of the file (keys, then
+    /// the vault): what a deployment must connect.
+    pub upstreams: Vec<Upstream>,
+    /// The environment variables of the Wasm VM the tenant's secrets and keys come from.
+    pub env_vars: Vec<EnvVar>,
+}
+
+/// A cluster the filter's call-outs go through and the origin they name in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The field naming the cluster, relative to the tenant (`jwks.cluster`, `vault.cluster`,
+    /// `vault.resource_cluster`).
+    pub field: &'static str,
+    pub cluster: String,
+    /// `Some(true)` for https, `Some(false)` for http, as the URL the call-outs come from says;
+    /// `None` where the configuration names a host only (an Auth0 `vault.domain`).
+    pub tls: Option<bool>,
+    /// `host[:port]`: the `:authority` of the call-outs.
+    pub authority: String,
+}
+
+/// An environment variable of the Wasm VM the configuration reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    /// The field naming it, relative to the tenant (`vault.client_secret_env`).
+    pub field: &'static str,
+    pub name: String,
 }
 
 impl Tenant {
@@ -509,163 +524,144 @@ impl Config {
 }
 
 /// Parse and validate the plugin configuration. `env` resolves `client_secret_env` names.
-pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_json::from_slice(json).map_err(|e| {
-        ConfigError(format!(
-            "not a valid configuration document: {}",
-            one_line(&e.to_string())
-        ))
+/// Every problem is reported, in document order, not only the first.
+pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let doc: Box<RawValue> = serde_json::from_slice(json).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            tenant: None,
+            path: String::new(),
+            message: one_line(&e.to_string()),
+        }])
     })?;
-    let settings = validate_settings(raw.settings, env)?;
-    if raw.tenants.is_empty() {
-        return Err(ConfigError::at(
-            None,
-            "tenants",
-            "must list at least one tenant",
-        ));
-    }
-    let mut tenants = Vec::with_capacity(raw.tenants.len());
-    let mut seen = HashSet::new();
-    for (index, value) in raw.tenants.into_iter().enumerate() {
-        // Name the tenant in schema errors too, so "unknown field" points somewhere useful.
-        let label = value
-            .get("id")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("#{index}"));
-        let raw_tenant: RawTenant = serde_json::from_value(value).map_err(|e| {
-            ConfigError(format!(
-                "tenant '{}': {}",
-                printable(&label),
-                one_line(&e.to_string())
-            ))
-        })?;
-        let tenant = validate_tenant(raw_tenant, &settings, env)?;
-        if tenant.connect.is_some() && settings.sealing_keys.is_none() {
-            // Links, sign-ins and sessions travel sealed, so that any replica, restarted or
-            // not, can take the next step: with a key every replica shares.
-            return Err(ConfigError::at(
-                Some(&tenant.id),
-                "connect",
-                "needs settings.sealing_key_env (a key every replica shares)",
-            ));
+    let mut found = Found::default();
+    let Some((raw, shape)) = schema::object::<RawConfig>(&doc, &mut found, "") else {
+        return Err(ConfigErrors(found.into_errors("", None)));
+    };
+    let known = validate_settings(raw.settings.as_deref(), env, &mut found);
+    let list = match shape.required(&mut found, "tenants", raw.tenants) {
+        Some(list) if list.is_empty() => {
+            found.add("tenants", "must list at least one tenant");
+            list
         }
-        if tenant.connect.is_some()
-            && settings.public_base_url.is_none()
-            && !settings.resource_from_request
-        {
-            // The flow's redirect URIs are absolute: the gateway must know its public URL.
-            return Err(ConfigError::at(
-                Some(&tenant.id),
-                "connect",
-                "needs settings.public_base_url (or settings.resource_from_request)",
-            ));
-        }
-        if let (Some(_), Some(base), false) = (
-            &tenant.connect,
-            &settings.public_base_url,
-            settings.allow_insecure_connect_cookies,
-        ) {
-            if !host_cookie_origin(base) {
-                // Only `__Host-` cookies (Secure, `Path=/`, no `Domain`) cannot be planted by a
-                // sibling subdomain or a plain-http page: a planted session would connect the
-                // victim's provider account to the attacker's user.
-                return Err(ConfigError::at(
-                    Some(&tenant.id),
-                    "connect",
-                    format!(
-                        "needs settings.public_base_url to be an https origin without a path \
-                         ('{}' is not), so that the connect pages' cookies are __Host- cookies \
-                         no sibling subdomain can plant (for a local demo only, set \
-                         settings.allow_insecure_connect_cookies)",
-                        printable(base)
-                    ),
-                ));
+        list => list.unwrap_or_default(),
+    };
+    let mut errors: Vec<ConfigError> = found.into_errors("", None);
+    let mut tenants = Vec::with_capacity(list.len());
+    let mut ids: Vec<Option<String>> = Vec::with_capacity(list.len());
+    for (index, raw) in list.iter().enumerate() {
+        let mut found = Found::default();
+        let (id, tenant) = validate_tenant(raw, &known, env, &mut found);
+        if let Some(id) = &id {
+            if let Some(first) = ids.iter().position(|i| i.as_ref() == Some(id)) {
+                found.add(
+                    "id",
+                    format!("duplicate tenant id (also tenants[{first}].id)"),
+                );
             }
         }
-        if !seen.insert(tenant.id.clone()) {
-            return Err(ConfigError::at(
-                Some(&tenant.id),
-                "id",
-                "duplicate tenant id",
-            ));
+        if found.is_empty() {
+            tenants.extend(tenant);
         }
-        tenants.push(tenant);
+        errors.extend(found.into_errors(&format!("tenants[{index}]"), id.as_deref()));
+        ids.push(id);
     }
-    Ok(Config { settings, tenants })
+    // A tenant left out is always explained by some problem (its own, or a setting's it
+    // needs); fail closed should a validator forget to say.
+    if errors.is_empty() && tenants.len() < list.len() {
+        errors.push(ConfigError {
+            tenant: None,
+            path: "tenants".into(),
+            message: "a tenant is not valid".into(),
+        });
+    }
+    if errors.is_empty() {
+        Ok(Config {
+            settings: known.settings,
+            tenants,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The settings as far as they are valid (defaults in place of the others), and which are
+/// not: a tenant is not blamed for a setting's problem.
+struct KnownSettings {
+    settings: Settings,
+    /// Names of the settings with a problem; `None`: `settings` is not even an object.
+    broken: Option<Vec<String>>,
+}
+
+impl KnownSettings {
+    fn ok(&self, name: &str) -> bool {
+        self.broken
+            .as_ref()
+            .is_some_and(|b| !b.iter().any(|n| n == name))
+    }
 }
 
 fn validate_settings(
-    raw: RawSettings,
+    raw: Option<&RawValue>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Settings, ConfigError> {
-    let positive = |field: &str, v: u64| {
-        if v == 0 {
-            Err(ConfigError::at(
-                None,
-                &format!("settings.{field}"),
-                "must be greater than 0",
-            ))
-        } else {
-            Ok(v)
-        }
+    found: &mut Found,
+) -> KnownSettings {
+    let (raw, shape) = match raw {
+        None => (RawSettings::default(), Shape::clean_at("settings")),
+        Some(raw) => match schema::object::<RawSettings>(raw, found, "settings") {
+            Some(checked) => checked,
+            None => {
+                return KnownSettings {
+                    settings: Settings::default(),
+                    broken: None,
+                }
+            }
+        },
     };
-    positive("jwks_refresh_seconds", raw.jwks_refresh_seconds)?;
-    positive("jwks_min_refetch_seconds", raw.jwks_min_refetch_seconds)?;
-    positive("callout_timeout_ms", raw.callout_timeout_ms)?;
-    positive(
-        "downstream_cache_max_seconds",
-        raw.downstream_cache_max_seconds,
-    )?;
+    let mut broken: Vec<String> = shape.failed().to_vec();
+    // (field below `settings`, message)
+    let mut problems: Vec<(String, String)> = Vec::new();
+    let mut bad = |field: &str, message: &str| problems.push((field.into(), message.into()));
+    for (field, v) in [
+        ("jwks_refresh_seconds", raw.jwks_refresh_seconds),
+        ("jwks_min_refetch_seconds", raw.jwks_min_refetch_seconds),
+        ("callout_timeout_ms", raw.callout_timeout_ms),
+        (
+            "downstream_cache_max_seconds",
+            raw.downstream_cache_max_seconds,
+        ),
+    ] {
+        if v == 0 {
+            bad(field, "must be greater than 0");
+        }
+    }
     if raw.clock_skew_seconds > 600 {
-        return Err(ConfigError::at(
-            None,
-            "settings.clock_skew_seconds",
-            "must be at most 600",
-        ));
+        bad("clock_skew_seconds", "must be at most 600");
     }
     if !(1024..=65_536).contains(&raw.max_token_bytes) {
-        return Err(ConfigError::at(
-            None,
-            "settings.max_token_bytes",
-            "must be between 1024 and 65536",
-        ));
+        bad("max_token_bytes", "must be between 1024 and 65536");
     }
     if raw.vault_backoff_seconds > 300 {
-        return Err(ConfigError::at(
-            None,
-            "settings.vault_backoff_seconds",
-            "must be at most 300",
-        ));
+        bad("vault_backoff_seconds", "must be at most 300");
     }
     if raw.callout_timeout_ms > 60_000 {
-        return Err(ConfigError::at(
-            None,
-            "settings.callout_timeout_ms",
-            "must be at most 60000",
-        ));
+        bad("callout_timeout_ms", "must be at most 60000");
     }
     if raw.max_callout_response_bytes < 1024 {
-        return Err(ConfigError::at(
-            None,
-            "settings.max_callout_response_bytes",
-            "must be at least 1024",
-        ));
+        bad("max_callout_response_bytes", "must be at least 1024");
     }
     let public_base_url = match raw.public_base_url {
         None => None,
-        Some(u) => {
-            let url =
-                Url::parse(&u).map_err(|m| ConfigError::at(None, "settings.public_base_url", m))?;
-            if url.path_and_query.contains('?') {
-                return Err(ConfigError::at(
-                    None,
-                    "settings.public_base_url",
-                    "must not have a query",
-                ));
+        Some(u) => match Url::parse(&u) {
+            Err(m) => {
+                bad("public_base_url", m);
+                None
             }
-            Some(u.trim_end_matches('/').to_string())
-        }
+            Ok(url) if url.path_and_query.contains('?') => {
+                bad("public_base_url", "must not have a query");
+                None
+            }
+            Ok(_) => Some(u.trim_end_matches('/').to_string()),
+        },
     };
     if let Some(path) = &raw.mcp_hold_path {
         // A leading "/." cannot be a tenant (ids are [A-Za-z0-9_-]), so no tenant's traffic
@@ -677,248 +673,420 @@ fn validate_settings(
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
         if !ok {
-            return Err(ConfigError::at(
-                None,
-                "settings.mcp_hold_path",
+            bad(
+                "mcp_hold_path",
                 "must be a path starting with \"/.\" (not /.well-known) of [A-Za-z0-9/._-]",
-            ));
+            );
         }
     }
     let sealing_keys = match &raw.sealing_key_env {
         None => None,
-        Some(name) => {
-            let field = "settings.sealing_key_env";
-            let text = env(name).ok_or_else(|| {
-                ConfigError::at(
-                    None,
-                    field,
-                    format!(
+        Some(name) => match env(name) {
+            None => {
+                bad(
+                    "sealing_key_env",
+                    &format!(
                         "environment variable '{}' is not set for the Wasm VM (vm_config.environment_variables)",
                         printable(name)
                     ),
-                )
-            })?;
-            let keys = SealingKeys::parse(&text)
-                .map_err(|m| ConfigError::at(None, field, format!("'{}' {m}", printable(name))))?;
-            Some(keys)
-        }
+                );
+                None
+            }
+            Some(text) => match SealingKeys::parse(&text) {
+                Ok(keys) => Some(keys),
+                Err(m) => {
+                    bad("sealing_key_env", &format!("'{}' {m}", printable(name)));
+                    None
+                }
+            },
+        },
     };
     let hosts = match &raw.hosts {
         None => None,
-        Some(list) => {
-            Some(Hosts::parse(list).map_err(|m| ConfigError::at(None, "settings.hosts", m))?)
-        }
+        Some(list) => match Hosts::parse(list) {
+            Ok(hosts) => Some(hosts),
+            Err(m) => {
+                bad("hosts", &m);
+                None
+            }
+        },
     };
-    let credential_headers = credential_headers(&raw.strip_headers)
-        .map_err(|(i, m)| ConfigError::at(None, &format!("settings.strip_headers[{i}]"), m))?;
-    Ok(Settings {
-        credential_headers,
-        allow_insecure_connect_cookies: raw.allow_insecure_connect_cookies,
-        hosts,
-        sealing_keys,
-        mcp_hold_path: raw.mcp_hold_path,
-        public_base_url,
-        resource_from_request: raw.resource_from_request,
-        clock_skew_seconds: raw.clock_skew_seconds,
-        jwks_refresh_seconds: raw.jwks_refresh_seconds,
-        jwks_min_refetch_seconds: raw.jwks_min_refetch_seconds,
-        jwks_max_stale_seconds: raw.jwks_max_stale_seconds,
-        downstream_expiry_margin_seconds: raw.downstream_expiry_margin_seconds,
-        downstream_cache_max_seconds: raw.downstream_cache_max_seconds,
-        not_connected_cache_seconds: raw.not_connected_cache_seconds,
-        vault_backoff_seconds: raw.vault_backoff_seconds,
-        verified_token_cache_size: raw.verified_token_cache_size,
-        max_token_bytes: raw.max_token_bytes,
-        callout_timeout_ms: raw.callout_timeout_ms,
-        max_callout_response_bytes: raw.max_callout_response_bytes,
-    })
+    let credential_headers = credential_headers(&raw.strip_headers).unwrap_or_else(|bad_ones| {
+        for (i, m) in bad_ones {
+            bad(&format!("strip_headers[{i}]"), m);
+        }
+        Settings::default().credential_headers
+    });
+    for (field, message) in problems {
+        found.add(&format!("settings.{field}"), message);
+        let name = field.split(['[', '.']).next().unwrap_or_default();
+        broken.push(name.to_string());
+    }
+    KnownSettings {
+        settings: Settings {
+            credential_headers,
+            allow_insecure_connect_cookies: raw.allow_insecure_connect_cookies,
+            hosts,
+            sealing_keys,
+            sealing_key_env: raw.sealing_key_env,
+            mcp_hold_path: raw.mcp_hold_path,
+            public_base_url,
+            resource_from_request: raw.resource_from_request,
+            clock_skew_seconds: raw.clock_skew_seconds,
+            jwks_refresh_seconds: raw.jwks_refresh_seconds,
+            jwks_min_refetch_seconds: raw.jwks_min_refetch_seconds,
+            jwks_max_stale_seconds: raw.jwks_max_stale_seconds,
+            downstream_expiry_margin_seconds: raw.downstream_expiry_margin_seconds,
+            downstream_cache_max_seconds: raw.downstream_cache_max_seconds,
+            not_connected_cache_seconds: raw.not_connected_cache_seconds,
+            vault_backoff_seconds: raw.vault_backoff_seconds,
+            verified_token_cache_size: raw.verified_token_cache_size,
+            max_token_bytes: raw.max_token_bytes,
+            callout_timeout_ms: raw.callout_timeout_ms,
+            max_callout_response_bytes: raw.max_callout_response_bytes,
+        },
+        broken: Some(broken),
+    }
 }
 
+/// One tenant: its id (if it has one, for naming it and finding duplicates) and, when nothing
+/// is wrong with it, the validated tenant. Fields are checked independently where they can be,
+/// a check needing another field only once that one is valid.
 fn validate_tenant(
-    raw: RawTenant,
-    settings: &Settings,
+    raw: &RawValue,
+    known: &KnownSettings,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Tenant, ConfigError> {
-    let id = raw.id;
+    found: &mut Found,
+) -> (Option<String>, Option<Tenant>) {
+    let Some((raw, shape)) = schema::object::<RawTenant>(raw, found, "") else {
+        return (None, None);
+    };
+    let id = shape.required(found, "id", raw.id);
+    let usable_id = id
+        .as_deref()
+        .filter(|id| found.check("id", check_id(id)).is_some());
+    let name = shape
+        .required(found, "name", raw.name)
+        .filter(|n| found.check("name", require_text(n)).is_some());
+    let issuer = shape.required(found, "issuer", raw.issuer);
+    let issuer_url = issuer
+        .as_deref()
+        .and_then(|s| found.check("issuer", Url::parse(s)));
+    let audience_ok = shape.ok("audience")
+        && raw
+            .audience
+            .as_deref()
+            .is_none_or(|a| found.check("audience", require_text(a)).is_some());
+    let resources = match usable_id {
+        Some(id) if shape.ok("resources") && known.ok("public_base_url") => resource::resolve(
+            id,
+            &raw.resources,
+            known.settings.public_base_url.as_deref(),
+            found,
+        ),
+        _ => None,
+    };
+    let audiences = resources.as_ref().filter(|_| audience_ok).and_then(|r| {
+        let all = resource::audiences(r, raw.audience.as_deref());
+        if all.is_empty() {
+            found.add(
+                "resources",
+                "name the URL clients use (resources) or the token audience (audience)",
+            );
+            return None;
+        }
+        Some(all)
+    });
+    let jwks = shape
+        .required(found, "jwks", raw.jwks)
+        .and_then(|j| validate_jwks(&j, issuer_url.as_ref(), found));
+    let algorithms = shape
+        .required(found, "algorithms", raw.algorithms)
+        .and_then(|names| validate_algorithms(&names, found));
+    let require_at_jwt = match raw.token_typ.as_deref() {
+        None => Some(false),
+        Some("at+jwt") => Some(true),
+        Some(_) => {
+            found.add(
+                "token_typ",
+                "must be \"at+jwt\" (RFC 9068 access tokens) or left out",
+            );
+            None
+        }
+    };
+    let scopes = shape
+        .required(found, "scopes", raw.scopes)
+        .and_then(|s| validate_scopes(&s, found));
+    let backend = shape.required(found, "backend", raw.backend);
+    let backend_url = backend
+        .as_deref()
+        .and_then(|b| found.check("backend", Url::parse(b)));
+    let vault = shape
+        .required(found, "vault", raw.vault)
+        .and_then(|v| validate_vault(&v, env, found));
+
+    if let (Some(vault), Some(algorithms)) = (&vault, &algorithms) {
+        let exchanges_the_bearer = matches!(vault.config.backend, VaultBackend::Auth0 { .. })
+            && vault.config.subject_token_type == SubjectTokenType::AccessToken;
+        if exchanges_the_bearer
+            && !algorithms
+                .iter()
+                .any(|a| matches!(a, Alg::Rs256 | Alg::Ps256))
+        {
+            // The Token Vault takes Auth0's own access tokens, and Auth0 signs them with RS256
+            // or PS256 (HS256 is never accepted here): Auth0, "Signing Algorithms".
+            found.add(
+                "algorithms",
+                "an auth0 tenant exchanging the agent's token must allow RS256 or PS256 (Auth0 \
+                 signs access tokens with those); agent tokens of another issuer need \
+                 vault.subject_token_type \"refresh_token\"",
+            );
+        }
+    }
+    if let (Some(vault), Some(audiences)) = (&vault, &audiences) {
+        if matches!(vault.config.backend, VaultBackend::Auth0 { .. }) && audiences.len() > 1 {
+            // Token Vault exchanges only subject tokens for the API its Custom API Client is
+            // linked to, and a client is linked to one API (Auth0, "Configure Token Vault").
+            found.add(
+                "audience",
+                "an Auth0 Custom API Client is linked to one API: name its identifier once, in \
+                 resources (the URL MCP clients use) or in audience",
+            );
+        }
+    }
+    let downstream = match raw.downstream {
+        Some(d) => validate_downstream(Some(&d), found),
+        None if shape.ok("downstream") => validate_downstream(None, found),
+        None => None,
+    };
+    if let Some(d) = &downstream {
+        let subject_header = vault
+            .as_ref()
+            .and_then(|v| v.config.subject_token_header.as_deref());
+        if subject_header == Some(d.header.as_str())
+            || d.header == "host"
+            || d.header.starts_with(':')
+        {
+            found.add(
+                "downstream.header",
+                "cannot be a pseudo-header, host or the subject token header",
+            );
+        }
+    }
+
+    let connect_given = raw.connect.is_some() || !shape.ok("connect");
+    let connect = raw
+        .connect
+        .as_deref()
+        .and_then(|c| connect::validate_connect(c, vault.as_ref().map(|v| &v.config), env, found));
+    if connect_given {
+        connect_needs(known, found);
+    }
+
+    let tenant = (|| {
+        let jwks = jwks?;
+        let vault = vault?;
+        let mut upstreams = vec![jwks.1];
+        upstreams.extend(vault.upstreams);
+        let mut env_vars = vault.env_vars;
+        let connect = match connect {
+            Some((config, env)) => {
+                env_vars.extend(env);
+                Some(config)
+            }
+            None if connect_given => return None,
+            None => None,
+        };
+        Some(Tenant {
+            id: usable_id?.to_string(),
+            name: name?,
+            issuer: issuer.filter(|_| issuer_url.is_some())?,
+            resources: resources?,
+            audiences: audiences?,
+            jwks: jwks.0,
+            algorithms: algorithms?,
+            require_at_jwt: require_at_jwt?,
+            scopes: scopes?,
+            backend_authority: backend_url?.authority,
+            backend: backend?,
+            vault: vault.config,
+            downstream: downstream?,
+            connect,
+            upstreams,
+            env_vars,
+        })
+    })();
+    (id, tenant.filter(|_| found.is_empty()))
+}
+
+/// What the connect pages need of the settings.
+fn connect_needs(known: &KnownSettings, found: &mut Found) {
+    let settings = &known.settings;
+    if known.ok("sealing_key_env") && settings.sealing_keys.is_none() {
+        // Links, sign-ins and sessions travel sealed, so that any replica, restarted or not,
+        // can take the next step: with a key every replica shares.
+        found.add(
+            "connect",
+            "needs settings.sealing_key_env (a key every replica shares)",
+        );
+    }
+    if known.ok("public_base_url")
+        && known.ok("resource_from_request")
+        && settings.public_base_url.is_none()
+        && !settings.resource_from_request
+    {
+        // The flow's redirect URIs are absolute: the gateway must know its public URL.
+        found.add(
+            "connect",
+            "needs settings.public_base_url (or settings.resource_from_request)",
+        );
+    }
+    if let (Some(base), false, true) = (
+        &settings.public_base_url,
+        settings.allow_insecure_connect_cookies,
+        known.ok("allow_insecure_connect_cookies"),
+    ) {
+        if !host_cookie_origin(base) {
+            // Only `__Host-` cookies (Secure, `Path=/`, no `Domain`) cannot be planted by a
+            // sibling subdomain or a plain-http page: a planted session would connect the
+            // victim's provider account to the attacker's user.
+            found.add(
+                "connect",
+                format!(
+                    "needs settings.public_base_url to be an https origin without a path \
+                     ('{}' is not), so that the connect pages' cookies are __Host- cookies \
+                     no sibling subdomain can plant (for a local demo only, set \
+                     settings.allow_insecure_connect_cookies)",
+                    printable(base)
+                ),
+            );
+        }
+    }
+}
+
+fn check_id(id: &str) -> Result<(), &'static str> {
     if id.is_empty()
         || id.len() > 64
         || !id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(ConfigError::at(
-            Some(&id),
-            "id",
-            "must be 1-64 characters of [A-Za-z0-9_-] (it is a URL path segment)",
-        ));
+        return Err("must be 1-64 characters of [A-Za-z0-9_-] (it is a URL path segment)");
     }
-    let err = |field: &str, message: &str| ConfigError::at(Some(&id), field, message);
-    if RESERVED_TENANT_IDS.contains(&id.as_str()) {
-        return Err(err("id", "is reserved for an endpoint of the filter"));
+    if RESERVED_TENANT_IDS.contains(&id) {
+        return Err("is reserved for an endpoint of the filter");
     }
-    require_text(&raw.name).map_err(|m| err("name", m))?;
-    let issuer_url = Url::parse(&raw.issuer).map_err(|m| err("issuer", m))?;
-    if let Some(audience) = &raw.audience {
-        require_text(audience).map_err(|m| err("audience", m))?;
-    }
-    let resources = resource::resolve(&id, &raw.resources, settings.public_base_url.as_deref())
-        .map_err(|(field, m)| err(&field, &m))?;
-    let audiences = resource::audiences(&resources, raw.audience.as_deref());
-    if audiences.is_empty() {
-        return Err(err(
-            "resources",
-            "name the URL clients use (resources) or the token audience (audience)",
-        ));
-    }
-
-    let jwks = match raw.jwks.url {
-        Some(url) => {
-            let url = Url::parse(&url).map_err(|m| err("jwks.url", m))?;
-            JwksSource::Direct {
-                cluster: cluster_name(&raw.jwks.cluster).map_err(|m| err("jwks.cluster", m))?,
-                authority: url.authority,
-                path: url.path_and_query,
-            }
-        }
-        None => {
-            let mut path = issuer_url.path_and_query.clone();
-            if !path.ends_with('/') {
-                path.push('/');
-            }
-            path.push_str(".well-known/openid-configuration");
-            JwksSource::Discovery {
-                cluster: cluster_name(&raw.jwks.cluster).map_err(|m| err("jwks.cluster", m))?,
-                authority: issuer_url.authority,
-                path,
-            }
-        }
-    };
-
-    if raw.algorithms.is_empty() {
-        return Err(err("algorithms", "must list at least one algorithm"));
-    }
-    let mut algorithms = Vec::new();
-    for name in &raw.algorithms {
-        let alg = Alg::from_name(name).ok_or_else(|| {
-            err(
-                "algorithms",
-                &format!(
-                    "'{}' is not supported (use RS256, RS384, RS512, PS256, PS384, PS512, ES256, EdDSA)",
-                    printable(name)
-                ),
-            )
-        })?;
-        if !algorithms.contains(&alg) {
-            algorithms.push(alg);
-        }
-    }
-
-    let require_at_jwt = match raw.token_typ.as_deref() {
-        None => false,
-        Some("at+jwt") => true,
-        Some(_) => {
-            return Err(err(
-                "token_typ",
-                "must be \"at+jwt\" (RFC 9068 access tokens) or left out",
-            ))
-        }
-    };
-    let scopes = validate_scopes(raw.scopes).map_err(|(field, m)| err(&field, &m))?;
-    let backend_authority = Url::parse(&raw.backend)
-        .map_err(|m| err("backend", m))?
-        .authority;
-    let vault = validate_vault(raw.vault, env).map_err(|(field, m)| err(&field, &m))?;
-    let exchanges_the_bearer = matches!(vault.backend, VaultBackend::Auth0 { .. })
-        && vault.subject_token_type == SubjectTokenType::AccessToken;
-    if exchanges_the_bearer
-        && !algorithms
-            .iter()
-            .any(|a| matches!(a, Alg::Rs256 | Alg::Ps256))
-    {
-        // The Token Vault takes Auth0's own access tokens, and Auth0 signs them with RS256 or
-        // PS256 (HS256 is never accepted here): Auth0, "Signing Algorithms".
-        return Err(err(
-            "algorithms",
-            "an auth0 tenant exchanging the agent's token must allow RS256 or PS256 (Auth0 \
-             signs access tokens with those); agent tokens of another issuer need \
-             vault.subject_token_type \"refresh_token\"",
-        ));
-    }
-    if matches!(vault.backend, VaultBackend::Auth0 { .. }) && audiences.len() > 1 {
-        // Token Vault exchanges only subject tokens for the API its Custom API Client is
-        // linked to, and a client is linked to one API (Auth0, "Configure Token Vault").
-        return Err(err(
-            "audience",
-            "an Auth0 Custom API Client is linked to one API: name its identifier once, in \
-             resources (the URL MCP clients use) or in audience",
-        ));
-    }
-    let downstream = validate_downstream(raw.downstream).map_err(|(field, m)| err(&field, &m))?;
-    if vault.subject_token_header.as_deref() == Some(downstream.header.as_str())
-        || downstream.header == "host"
-        || downstream.header.starts_with(':')
-    {
-        return Err(err(
-            "downstream.header",
-            "cannot be a pseudo-header, host or the subject token header",
-        ));
-    }
-
-    let connect = raw
-        .connect
-        .map(|c| connect::validate_connect(c, &vault, env))
-        .transpose()
-        .map_err(|(field, m)| err(&field, &m))?;
-
-    Ok(Tenant {
-        id: id.clone(),
-        name: raw.name,
-        issuer: raw.issuer,
-        resources,
-        audiences,
-        jwks,
-        algorithms,
-        require_at_jwt,
-        scopes,
-        backend: raw.backend,
-        backend_authority,
-        vault,
-        downstream,
-        connect,
-    })
+    Ok(())
 }
 
-type FieldError = (String, String);
-
-fn validate_scopes(raw: RawScopes) -> Result<ScopePolicy, FieldError> {
-    let check = |field: &str, list: &[String]| -> Result<(), FieldError> {
-        if list.is_empty() {
-            return Err((field.into(), "must list at least one scope".into()));
+/// Where the keys come from, and the cluster they are fetched through.
+fn validate_jwks(
+    raw: &RawValue,
+    issuer: Option<&Url>,
+    found: &mut Found,
+) -> Option<(JwksSource, Upstream)> {
+    let (raw, shape) = schema::object::<RawJwks>(raw, found, "jwks")?;
+    if !shape.clean() {
+        return None;
+    }
+    let cluster = shape
+        .required(found, "cluster", raw.cluster)
+        .and_then(|c| found.check("jwks.cluster", cluster_name(&c)));
+    let (url, discovery) = match &raw.url {
+        Some(u) => (found.check("jwks.url", Url::parse(u))?, false),
+        // Without an issuer URL there is nothing to discover from (its problem is reported).
+        None => (issuer?.clone(), true),
+    };
+    let cluster = cluster?;
+    let upstream = Upstream {
+        field: "jwks.cluster",
+        cluster: cluster.clone(),
+        tls: Some(url.scheme == "https"),
+        authority: url.authority.clone(),
+    };
+    let source = if discovery {
+        let mut path = url.path_and_query;
+        if !path.ends_with('/') {
+            path.push('/');
         }
-        for s in list {
-            if s.is_empty() || !s.bytes().all(is_scope_char) {
-                return Err((
-                    field.into(),
-                    format!("'{}' is not a valid scope token", printable(s)),
-                ));
+        path.push_str(".well-known/openid-configuration");
+        JwksSource::Discovery {
+            cluster,
+            authority: url.authority,
+            path,
+        }
+    } else {
+        JwksSource::Direct {
+            cluster,
+            authority: url.authority,
+            path: url.path_and_query,
+        }
+    };
+    Some((source, upstream))
+}
+
+fn validate_algorithms(names: &[String], found: &mut Found) -> Option<Vec<Alg>> {
+    if names.is_empty() {
+        found.add("algorithms", "must list at least one algorithm");
+        return None;
+    }
+    let mut algorithms = Vec::new();
+    let mut all_known = true;
+    for name in names {
+        match Alg::from_name(name) {
+            Some(alg) if !algorithms.contains(&alg) => algorithms.push(alg),
+            Some(_) => {}
+            None => {
+                all_known = false;
+                found.add(
+                    "algorithms",
+                    format!(
+                        "'{}' is not supported (use RS256, RS384, RS512, PS256, PS384, PS512, ES256, EdDSA)",
+                        printable(name)
+                    ),
+                );
             }
         }
-        Ok(())
+    }
+    all_known.then_some(algorithms)
+}
+
+fn validate_scopes(raw: &RawValue, found: &mut Found) -> Option<ScopePolicy> {
+    let (raw, shape) = schema::object::<RawScopes>(raw, found, "scopes")?;
+    if !shape.clean() {
+        return None;
+    }
+    let before = found.len();
+    let mut check = |field: &str, list: Option<Vec<String>>| {
+        let list = shape.required(found, field, list)?;
+        let path = format!("scopes.{field}");
+        if list.is_empty() {
+            found.add(&path, "must list at least one scope");
+        }
+        for s in &list {
+            if s.is_empty() || !s.bytes().all(is_scope_char) {
+                found.add(
+                    &path,
+                    format!("'{}' is not a valid scope token", printable(s)),
+                );
+            }
+        }
+        Some(list)
     };
-    check("scopes.read", &raw.read)?;
-    check("scopes.write", &raw.write)?;
+    let read = check("read", raw.read);
+    let write = check("write", raw.write);
     let read_methods = match raw.read_methods {
         None => vec!["GET".into(), "HEAD".into(), "OPTIONS".into()],
         Some(list) => {
             if list.is_empty() {
-                return Err(("scopes.read_methods".into(), "must not be empty".into()));
+                found.add("scopes.read_methods", "must not be empty");
             }
             for m in &list {
                 if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                    return Err((
-                        "scopes.read_methods".into(),
+                    found.add(
+                        "scopes.read_methods",
                         format!("'{}' is not an upper-case HTTP method", printable(m)),
-                    ));
+                    );
                 }
             }
             list
@@ -928,62 +1096,67 @@ fn validate_scopes(raw: RawScopes) -> Result<ScopePolicy, FieldError> {
         None => vec![ScopeClaim::Scope, ScopeClaim::Scp, ScopeClaim::Permissions],
         Some(list) => {
             if list.is_empty() {
-                return Err(("scopes.claims".into(), "must not be empty".into()));
+                found.add("scopes.claims", "must not be empty");
             }
             let mut out = Vec::new();
             for c in &list {
-                out.push(match c.as_str() {
-                    "scope" => ScopeClaim::Scope,
-                    "scp" => ScopeClaim::Scp,
-                    "permissions" => ScopeClaim::Permissions,
-                    other => {
-                        return Err((
-                            "scopes.claims".into(),
-                            format!(
-                                "'{}' is not one of scope, scp, permissions",
-                                printable(other)
-                            ),
-                        ))
-                    }
-                });
+                match c.as_str() {
+                    "scope" => out.push(ScopeClaim::Scope),
+                    "scp" => out.push(ScopeClaim::Scp),
+                    "permissions" => out.push(ScopeClaim::Permissions),
+                    other => found.add(
+                        "scopes.claims",
+                        format!(
+                            "'{}' is not one of scope, scp, permissions",
+                            printable(other)
+                        ),
+                    ),
+                }
             }
             out
         }
     };
-    Ok(ScopePolicy {
-        read: raw.read,
-        write: raw.write,
+    if found.len() > before {
+        return None;
+    }
+    Some(ScopePolicy {
+        read: read?,
+        write: write?,
         write_implies_read: raw.write_implies_read,
         read_methods,
         claims,
     })
 }
 
-fn validate_downstream(raw: Option<RawDownstream>) -> Result<DownstreamConfig, FieldError> {
-    let raw = raw.unwrap_or(RawDownstream {
-        header: None,
-        format: None,
-    });
-    let header = header_name(raw.header.as_deref().unwrap_or("authorization"))
-        .map_err(|m| ("downstream.header".to_string(), m.to_string()))?;
+fn validate_downstream(raw: Option<&RawValue>, found: &mut Found) -> Option<DownstreamConfig> {
+    let raw = match raw {
+        None => RawDownstream::default(),
+        Some(raw) => {
+            let (raw, shape) = schema::object::<RawDownstream>(raw, found, "downstream")?;
+            if !shape.clean() {
+                return None;
+            }
+            raw
+        }
+    };
+    let header = found.check(
+        "downstream.header",
+        header_name(raw.header.as_deref().unwrap_or("authorization")),
+    );
     let format = raw.format.unwrap_or_else(|| "Bearer {token}".into());
     let (Some((before, after)), 1) = (
         format.split_once("{token}"),
         format.matches("{token}").count(),
     ) else {
-        return Err((
-            "downstream.format".into(),
-            "must contain {token} exactly once".into(),
-        ));
+        found.add("downstream.format", "must contain {token} exactly once");
+        return None;
     };
     if format.bytes().any(|b| b.is_ascii_control()) {
-        return Err((
-            "downstream.format".into(),
-            "must not contain control characters".into(),
-        ));
+        found.add("downstream.format", "must not contain control characters");
+        return None;
     }
-    Ok(DownstreamConfig {
-        header,
+    Some(DownstreamConfig {
+        header: header?,
         before_token: before.to_string(),
         after_token: after.to_string(),
         format,
@@ -1011,27 +1184,38 @@ fn cluster_name(s: &str) -> Result<String, &'static str> {
     }
 }
 
-/// The built-in credential headers and the configured extra ones (lower-cased, each once).
-fn credential_headers(extra: &[String]) -> Result<Vec<String>, (usize, &'static str)> {
+/// The built-in credential headers and the configured extra ones (lower-cased, each once), or
+/// every bad entry by its index.
+fn credential_headers(extra: &[String]) -> Result<Vec<String>, Vec<(usize, &'static str)>> {
     if extra.len() > MAX_STRIP_HEADERS {
-        return Err((MAX_STRIP_HEADERS, "at most 32 header names"));
+        return Err(vec![(MAX_STRIP_HEADERS, "at most 32 header names")]);
     }
     let mut out: Vec<String> = OTHER_CREDENTIAL_HEADERS
         .iter()
         .map(|h| h.to_string())
         .collect();
+    let mut bad = Vec::new();
     for (i, name) in extra.iter().enumerate() {
-        let name = header_name(name).map_err(|m| (i, m))?;
+        let name = match header_name(name) {
+            Ok(name) => name,
+            Err(m) => {
+                bad.push((i, m));
+                continue;
+            }
+        };
         // Removing `host` would misroute; the filter reads the agent's `authorization` itself
         // and removes it whenever the downstream credential goes elsewhere.
         if name == "host" || name == "authorization" {
-            return Err((i, "cannot be host or authorization"));
-        }
-        if !out.contains(&name) {
+            bad.push((i, "cannot be host or authorization"));
+        } else if !out.contains(&name) {
             out.push(name);
         }
     }
-    Ok(out)
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(bad)
+    }
 }
 
 fn header_name(s: &str) -> Result<String, &'static str> {

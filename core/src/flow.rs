@@ -10,7 +10,7 @@ use crate::auth;
 use crate::cache::{self, CachedFailure, Downstream, Verified, VerifiedTokens};
 use crate::cache::{DigestMap, Principal, TokenDigest};
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
-use crate::config::{Config, ConnectProvider, JwksSource, SubjectTokenType, Tenant, VaultBackend};
+use crate::config::{Config, JwksSource, SubjectTokenType, Tenant};
 use crate::crypto::signing::{AssertionSigner, PureRustSigner};
 use crate::crypto::SignatureVerifier;
 use crate::jwks::{self, KeySet, RefetchPolicy};
@@ -19,77 +19,14 @@ use crate::reply::Deny;
 use crate::secret::Redacted;
 use crate::vault::{self, VaultOutcome};
 
-/// The few host services the pipeline needs.
-pub trait Host {
-    fn now_ms(&self) -> u64;
-    /// Value and CAS token of a shared-data entry.
-    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
-    /// Write a shared-data entry; false if the CAS check failed or the host refused.
-    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> bool;
-    /// Add one to the tenant's counter `metric` (`tvp.<tenant>.<metric>` in Envoy's stats).
-    fn count(&self, _tenant: &str, _metric: &'static str) {}
-    /// Record a value in the tenant's histogram `metric`.
-    fn record(&self, _tenant: &str, _metric: &'static str, _value: u64) {}
-    /// Send a call-out on behalf of context `owner` (its answer is delivered there): the call-out
-    /// token, or `None` when it could not be started.
-    fn dispatch(&self, owner: u32, request: &CalloutRequest, timeout_ms: u64) -> Option<u32>;
-    /// The host's id of the active request's downstream connection, growing in the order
-    /// connections were accepted (`None`: the host cannot tell).
-    fn connection_id(&self) -> Option<u64> {
-        None
-    }
-}
+use crate::host::Host;
+use flights::{Flight, Purpose};
 
-/// Forget a cached downstream answer, so the next request asks the vault (after the user
-/// connected the account). When the key was last evicted after a backend 401 is kept.
-pub fn evict_downstream(host: &dyn Host, key: &str) {
-    update_shared(host, key, |old| {
-        Some(cache::encode_evicted(
-            old.map_or(0, cache::downstream_evicted_at),
-        ))
-    });
-}
+mod downstream;
+mod flights;
+mod id_token;
 
-/// Forget every cached answer of a user (all their login hints), and void the answers of
-/// exchanges already in flight: after the user disconnected the account.
-pub fn evict_user(host: &dyn Host, user_key: &str, now_ms: u64) {
-    // Mark first, then evict what the record lists: a store indexed before the mark is
-    // evicted here; one after it sees the mark (`store_downstream` checks both ways).
-    let mut keys = Vec::new();
-    update_shared(host, user_key, |old| {
-        let mut record = old.and_then(cache::decode_user).unwrap_or_default();
-        record.voided_at_ms = record.voided_at_ms.max(now_ms);
-        keys = record.keys.clone();
-        Some(cache::encode_user(&record))
-    });
-    for key in keys {
-        evict_downstream(host, &key);
-    }
-}
-
-/// Read-modify-write of a shared-data entry under CAS, retried while other workers write in
-/// between. `change` gives the new value, or `None` to leave the entry. True when written.
-fn update_shared(
-    host: &dyn Host,
-    key: &str,
-    mut change: impl FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
-) -> bool {
-    for _ in 0..4 {
-        let (value, cas) = host.shared_get(key);
-        let Some(new) = change(value.as_deref()) else {
-            return false;
-        };
-        if host.shared_set(key, &new, cas) {
-            return true;
-        }
-    }
-    false
-}
-
-/// Whether answers of an exchange that began at `started_ms` are void for this user record.
-fn voided(record: &cache::UserRecord, started_ms: u64) -> bool {
-    record.voided_at_ms != 0 && record.voided_at_ms >= started_ms
-}
+pub use downstream::{evict_downstream, evict_user};
 
 /// How often a worker looks at shared data for keys another worker fetched.
 const KEY_SYNC_INTERVAL_MS: u64 = 1_000;
@@ -171,35 +108,6 @@ enum Stage {
 struct Waiting {
     input: RequestInput,
     stage: Stage,
-}
-
-#[derive(Debug, Clone)]
-enum Purpose {
-    Discovery {
-        tenant: usize,
-    },
-    Jwks {
-        tenant: usize,
-    },
-    /// Call `leg` (0 first) of the tenant's vault exchange.
-    Vault {
-        tenant: usize,
-        leg: u8,
-    },
-}
-
-struct Flight {
-    purpose: Purpose,
-    request: CalloutRequest,
-    waiters: Vec<u32>,
-    /// The context whose call-out is in flight; `None` once it went away before the answer.
-    owner: Option<u32>,
-    /// When the call-out was sent (for the latency histogram).
-    sent_ms: u64,
-    /// When the exchange began (its first leg): an eviction after it voids its answer.
-    started_ms: u64,
-    /// The user record of a vault exchange.
-    user_key: Option<String>,
 }
 
 #[derive(Default)]
@@ -494,197 +402,6 @@ impl Worker {
         }
     }
 
-    fn wait_for_keys(&mut self, now_ms: u64, context_id: u32, input: RequestInput) -> Step {
-        let tenant = &self.config.tenants[input.tenant];
-        let (purpose, request) = match &tenant.jwks {
-            JwksSource::Direct {
-                cluster,
-                authority,
-                path,
-            } => (
-                Purpose::Jwks {
-                    tenant: input.tenant,
-                },
-                CalloutRequest::get(cluster, authority, path),
-            ),
-            JwksSource::Discovery {
-                cluster,
-                authority,
-                path,
-            } => (
-                Purpose::Discovery {
-                    tenant: input.tenant,
-                },
-                CalloutRequest::get(cluster, authority, path),
-            ),
-        };
-        let flight = jwks_flight(tenant);
-        self.wait(
-            now_ms,
-            context_id,
-            flight,
-            purpose,
-            request,
-            Waiting {
-                input,
-                stage: Stage::NeedKeys,
-            },
-        )
-    }
-
-    /// Join the flight for `key`, or start it.
-    fn wait(
-        &mut self,
-        now_ms: u64,
-        context_id: u32,
-        key: String,
-        purpose: Purpose,
-        request: CalloutRequest,
-        waiting: Waiting,
-    ) -> Step {
-        let user_key = match &waiting.stage {
-            Stage::NeedDownstream(p) => Some(p.user_key.clone()),
-            Stage::NeedKeys => None,
-        };
-        self.waiting.insert(context_id, waiting);
-        if let Some(flight) = self.flights.get_mut(&key) {
-            flight.waiters.push(context_id);
-            return Step::Wait {
-                flight: key,
-                start: None,
-            };
-        }
-        self.flights.insert(
-            key.clone(),
-            Flight {
-                purpose,
-                request: request.clone(),
-                waiters: vec![context_id],
-                owner: Some(context_id),
-                sent_ms: 0,
-                started_ms: now_ms,
-                user_key,
-            },
-        );
-        Step::Wait {
-            flight: key,
-            start: Some(request),
-        }
-    }
-
-    /// The call-out for `flight` was dispatched as `token` by `owner`.
-    pub fn dispatched(&mut self, flight: &str, token: u32, owner: u32, now_ms: u64) {
-        if let Some(f) = self.flights.get_mut(flight) {
-            f.owner = Some(owner);
-            f.sent_ms = now_ms;
-            if let Purpose::Jwks { tenant } | Purpose::Discovery { tenant } = f.purpose {
-                self.keys[tenant].last_attempt_ms = Some(now_ms);
-            }
-        }
-        self.orphans.remove(flight);
-        self.callouts.insert(token, flight.to_string());
-    }
-
-    /// A waiting request went away (client closed). Its flight carries on for the others; if
-    /// it owned the call-out, the answer will not come to us and the root must redo it.
-    pub fn forget(&mut self, context_id: u32) {
-        self.waiting.remove(&context_id);
-        let mut orphaned = Vec::new();
-        for (key, f) in self.flights.iter_mut() {
-            f.waiters.retain(|w| *w != context_id);
-            if f.owner == Some(context_id) {
-                f.owner = None;
-                orphaned.push(key.clone());
-            }
-        }
-        for key in orphaned {
-            let empty = self.flights.get(&key).is_some_and(|f| f.waiters.is_empty());
-            if empty {
-                self.flights.remove(&key);
-            } else {
-                self.orphans.insert(key);
-            }
-        }
-        self.callouts
-            .retain(|_, flight| self.flights.contains_key(flight));
-    }
-
-    /// Flights whose owner went away and that others still wait for: redispatch them.
-    pub fn take_orphans(&mut self, now_ms: u64) -> Vec<(String, CalloutRequest)> {
-        let keys: Vec<String> = self.orphans.drain().collect();
-        let mut out = Vec::new();
-        for key in keys {
-            self.restart_single_use_exchange(&key, now_ms);
-            if let Some(f) = self.flights.get(&key) {
-                out.push((key, f.request.clone()));
-            }
-        }
-        out
-    }
-
-    /// A vault call sent by a context that went away is sent again; an Okta call must not be
-    /// replayed as it was (its client assertion's `jti`, and an ID-JAG, are single-use), so the
-    /// exchange starts over from its first call with a fresh assertion.
-    fn restart_single_use_exchange(&mut self, key: &str, now_ms: u64) {
-        let Some(flight) = self.flights.get_mut(key) else {
-            return;
-        };
-        let Purpose::Vault { tenant, .. } = flight.purpose else {
-            return;
-        };
-        let vault = &self.config.tenants[tenant].vault;
-        // Never sent (the next leg of a chain), or Auth0's exchange, which may be repeated.
-        if flight.sent_ms == 0 || matches!(vault.backend, VaultBackend::Auth0 { .. }) {
-            return;
-        }
-        let Some(Waiting {
-            input,
-            stage: Stage::NeedDownstream(principal),
-        }) = flight.waiters.iter().find_map(|w| self.waiting.get(w))
-        else {
-            return;
-        };
-        let subject = match vault.subject_token_type {
-            SubjectTokenType::RefreshToken | SubjectTokenType::IdToken => {
-                input.subject_token.clone().unwrap_or_default()
-            }
-            SubjectTokenType::AccessToken => input.token.clone(),
-        };
-        let hint = principal.claims.login_hint.as_deref();
-        if let Ok(request) =
-            vault::first_request(vault, &subject, hint, self.signer.as_ref(), now_ms / 1000)
-        {
-            flight.request = request;
-            flight.purpose = Purpose::Vault { tenant, leg: 0 };
-            flight.sent_ms = 0;
-        }
-    }
-
-    /// A dispatch failed before anything was sent (e.g. the cluster does not exist).
-    pub fn dispatch_failed(&mut self, host: &dyn Host, flight: &str) -> Vec<Resolution> {
-        let response = CalloutResponse {
-            status: Some(503),
-            retry_after: None,
-            rate_limit_reset: None,
-            body: Some(Vec::new()),
-        };
-        self.complete_flight(host, flight, &response)
-    }
-
-    /// A call-out answered. Returns the requests it decided; the caller dispatches any new
-    /// `Step::Wait { start: Some(..) }` among them.
-    pub fn on_response(
-        &mut self,
-        host: &dyn Host,
-        token: u32,
-        response: &CalloutResponse,
-    ) -> Vec<Resolution> {
-        match self.callouts.remove(&token) {
-            Some(flight) => self.complete_flight(host, &flight, response),
-            None => Vec::new(),
-        }
-    }
-
     fn complete_flight(
         &mut self,
         host: &dyn Host,
@@ -705,7 +422,9 @@ impl Worker {
         } else {
             "jwks.latency_ms"
         };
-        host.record(&tenant_id, kind, now_ms.saturating_sub(flight.sent_ms));
+        if let Some(sent_ms) = flight.sent_ms {
+            host.record(&tenant_id, kind, now_ms.saturating_sub(sent_ms));
+        }
         let mut out = Vec::new();
         let mut finish =
             |worker: &mut Worker, decide: &mut dyn FnMut(&mut Worker, u32, Waiting) -> Step| {
@@ -742,7 +461,7 @@ impl Worker {
                                 request: request.clone(),
                                 waiters: flight.waiters,
                                 owner: None,
-                                sent_ms: 0,
+                                sent_ms: None,
                                 started_ms: flight.started_ms,
                                 user_key: None,
                             },
@@ -800,7 +519,7 @@ impl Worker {
                                 waiters: flight.waiters,
                                 owner: None,
                                 // Not sent yet: `dispatched` dates it.
-                                sent_ms: 0,
+                                sent_ms: None,
                                 started_ms: flight.started_ms,
                                 user_key: flight.user_key.clone(),
                             },
@@ -979,7 +698,7 @@ impl Worker {
                         request: request.clone(),
                         waiters: Vec::new(),
                         owner: None,
-                        sent_ms: 0,
+                        sent_ms: None,
                         started_ms: now_ms,
                         user_key: None,
                     },
@@ -1031,83 +750,6 @@ impl Worker {
         }
     }
 
-    /// The backend answered a request forwarded with the token cached under `key`: when it
-    /// refused it (401), evict it. True when a token was evicted. `status` is read only here,
-    /// for forwarded requests (local replies cost nothing).
-    pub fn backend_answered(
-        &mut self,
-        host: &dyn Host,
-        tenant: usize,
-        key: &str,
-        status: &dyn Fn() -> Option<u16>,
-    ) -> bool {
-        if status() != Some(401) {
-            return false;
-        }
-        // At most once per key per interval: a backend that refuses every token must not
-        // turn each request into a vault call.
-        let now_ms = host.now_ms();
-        let interval_ms = self
-            .config
-            .settings
-            .vault_backoff_seconds
-            .saturating_mul(1000);
-        let tenant_id = &self.config.tenants[tenant].id;
-        let (value, _) = host.shared_get(key);
-        let last = value.as_deref().map_or(0, cache::downstream_evicted_at);
-        if last != 0 && now_ms.saturating_sub(last) < interval_ms {
-            host.count(tenant_id, "downstream_evict_limited");
-            return false;
-        }
-        update_shared(host, key, |_| Some(cache::encode_evicted(now_ms)));
-        host.count(tenant_id, "downstream_evicted");
-        true
-    }
-
-    /// Check an ID token of the connect pages' sign-in for tenant `tenant`, issued to its
-    /// connect client, and return its `sub`. Auth0's is signed by the tenant's issuer keys;
-    /// Okta's by the org's (`org_keys`, the JWKS just fetched), its issuer the org.
-    pub fn verify_id_token(
-        &mut self,
-        host: &dyn Host,
-        tenant: usize,
-        token: &str,
-        org_keys: Option<&[u8]>,
-    ) -> Option<String> {
-        let now_ms = host.now_ms();
-        let connect = self.config.tenants[tenant].connect.clone()?;
-        let (keys, issuer) = match (&connect.provider, org_keys) {
-            (ConnectProvider::Auth0 { .. }, None) => (
-                self.keys_for(host, tenant, now_ms)?,
-                self.config.tenants[tenant].issuer.clone(),
-            ),
-            (ConnectProvider::Okta { issuer, .. }, Some(jwks)) => {
-                (Rc::new(jwks::parse_jwks(jwks).ok()?), issuer.clone())
-            }
-            _ => return None,
-        };
-        let s = &self.config.settings;
-        // The connect client's own list: an agent allow-list of ES256 only must not make
-        // the sign-in's RS256 ID tokens unverifiable (nor widen what agent tokens may use).
-        let algorithms = &connect.id_token_algorithms;
-        let jwt = crate::jwt::parse(token, s.max_token_bytes.max(16 * 1024), None).ok()?;
-        let claims = &jwt.claims;
-        let valid = algorithms.contains(&jwt.alg)
-            && claims.iss == issuer
-            && claims.aud.contains(&connect.client_id)
-            && crate::jwt::check_lifetime(
-                claims,
-                (now_ms / 1000) as i64,
-                s.clock_skew_seconds as i64,
-            )
-            .is_ok();
-        if !valid {
-            return None;
-        }
-        keys.verify(&jwt, self.verifier.as_ref()).ok()?;
-        Some(jwt.claims.sub)
-    }
-
     /// The verified caller, reusing the hashes derived for the same user before: a new token
     /// of a known user costs no SHA-256.
     fn principal(&mut self, tenant: usize, claims: Claims) -> Principal {
@@ -1148,118 +790,6 @@ impl Worker {
         let now = host.now_ms();
         self.keys_for(host, i, now).is_some()
     }
-
-    /// Cache a vault answer under `key`, listed in the user's record, unless the user's
-    /// answers were voided (a disconnect) after this exchange began at `started_ms`.
-    fn store_downstream(
-        &self,
-        host: &dyn Host,
-        key: &str,
-        user_key: &str,
-        started_ms: u64,
-        outcome: &VaultOutcome,
-        now_ms: u64,
-    ) {
-        let Some((value, ttl_s)) = self.cached_answer(outcome) else {
-            return;
-        };
-        if ttl_s == 0 {
-            return;
-        }
-        let mut dropped = None;
-        let indexed = update_shared(host, user_key, |old| {
-            let mut record = match old {
-                None => cache::UserRecord::default(),
-                Some(bytes) => cache::decode_user(bytes)?,
-            };
-            if voided(&record, started_ms) {
-                return None;
-            }
-            if !record.keys.iter().any(|k| k == key) {
-                record.keys.push(key.to_string());
-            }
-            // Bounded: the oldest entry leaves the record and the cache together.
-            dropped = (record.keys.len() > cache::MAX_USER_KEYS).then(|| record.keys.remove(0));
-            Some(cache::encode_user(&record))
-        });
-        if let Some(old) = &dropped {
-            evict_downstream(host, old);
-        }
-        if !indexed {
-            return;
-        }
-        let expires_at_ms = now_ms.saturating_add(ttl_s.saturating_mul(1000));
-        update_shared(host, key, |old| {
-            let evicted_at = old.map_or(0, cache::downstream_evicted_at);
-            Some(cache::encode_downstream(&value, expires_at_ms, evicted_at))
-        });
-        // A disconnect between indexing and writing may have missed this entry: check again.
-        let kept = host
-            .shared_get(user_key)
-            .0
-            .and_then(|b| cache::decode_user(&b))
-            .is_some_and(|r| !voided(&r, started_ms) && r.keys.iter().any(|k| k == key));
-        if !kept {
-            evict_downstream(host, key);
-        }
-    }
-
-    /// What to cache for a vault answer, and for how many seconds.
-    fn cached_answer(&self, outcome: &VaultOutcome) -> Option<(Downstream, u64)> {
-        let s = &self.config.settings;
-        let failed = |f| Some((Downstream::Failed(f), s.vault_backoff_seconds));
-        match outcome {
-            VaultOutcome::Token {
-                access_token,
-                expires_in,
-            } => Some((
-                Downstream::Token(access_token.clone()),
-                // Capped: a disconnect on another replica is seen within the cap.
-                expires_in
-                    .saturating_sub(s.downstream_expiry_margin_seconds)
-                    .min(s.downstream_cache_max_seconds),
-            )),
-            VaultOutcome::ConnectRequired {
-                interaction_uri, ..
-            } => Some((
-                Downstream::NotConnected {
-                    interaction_uri: interaction_uri.clone(),
-                },
-                s.not_connected_cache_seconds,
-            )),
-            // Remembered per user so retries cannot turn into a call each.
-            VaultOutcome::Misconfigured { .. } => failed(CachedFailure::Misconfigured),
-            VaultOutcome::Forbidden { .. } => failed(CachedFailure::Forbidden),
-            VaultOutcome::Failed(f) => failed(CachedFailure::Dependency(*f)),
-            // Per token, not per user: a new token must be tried. Rate limits are tenant-wide.
-            VaultOutcome::SubjectRejected { .. } | VaultOutcome::RateLimited { .. } => None,
-        }
-    }
-
-    /// The vault answered 429: no call for any user of the tenant until its `Retry-After`
-    /// (without one, `vault_backoff_seconds`, at least a second).
-    fn back_off(&self, host: &dyn Host, tenant: usize, retry_after_s: Option<u64>, now_ms: u64) {
-        let seconds = retry_after_s
-            .unwrap_or(self.config.settings.vault_backoff_seconds)
-            .max(1);
-        let until = now_ms.saturating_add(seconds.saturating_mul(1000));
-        let key = cache::vault_backoff_key(&self.config.tenants[tenant]);
-        update_shared(host, &key, |old| {
-            let current = old.and_then(decode_ms).unwrap_or(0);
-            (until > current).then(|| until.to_be_bytes().to_vec())
-        });
-    }
-
-    /// Seconds the tenant's vault asked us to wait still, if any.
-    fn backing_off(&self, host: &dyn Host, tenant: usize, now_ms: u64) -> Option<u64> {
-        let key = cache::vault_backoff_key(&self.config.tenants[tenant]);
-        let until = host.shared_get(&key).0.as_deref().and_then(decode_ms)?;
-        (until > now_ms).then(|| (until - now_ms).div_ceil(1000))
-    }
-}
-
-fn decode_ms(bytes: &[u8]) -> Option<u64> {
-    bytes.try_into().ok().map(u64::from_be_bytes)
 }
 
 fn vault_metric(outcome: &VaultOutcome) -> &'static str {

@@ -27,7 +27,7 @@
 //!
 //! Pure: the host is reached through [`Host`], so all of it runs in unit tests.
 
-use crate::flow::Host;
+use crate::host::Host;
 use crate::reply::Reply;
 use crate::secret::{hex, sha256};
 

@@ -34,7 +34,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use crate::flow::Host;
+use crate::host::Host;
 use crate::reply::{connect_message, ConnectLink, Deny, Reply};
 use crate::secret::{hex, sha256};
 

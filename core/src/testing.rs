@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use crate::callout::CalloutRequest;
-use crate::flow::Host;
+use crate::host::Host;
 
 /// Shared data and a clock in memory, with the host's CAS semantics.
 #[derive(Default)]

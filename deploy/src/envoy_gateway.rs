@@ -696,6 +696,11 @@ mod tests {
         let mut doc = real();
         doc["tenants"][1]["id"] = json!("GitHub");
         doc["tenants"][1]["resources"] = json!(["/GitHub/mcp"]);
+        // An Auth0 tenant accepts one audience: the resource.
+        doc["tenants"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("audience");
         let errs = docs_with(&doc, &[]).unwrap_err();
         assert_eq!(
             errs,

@@ -1,14 +1,15 @@
 //! What a deployment must connect: the outside origins the filter calls (issuer JWKS or
-//! discovery, the Auth0 domain) under the cluster names the tenants file gives them, each
-//! tenant's backend, and the environment variables holding secrets.
+//! discovery, the Auth0 domain, Okta's token endpoints) under the cluster names the tenants
+//! file gives them, each tenant's backend, and the environment variables holding secrets. All
+//! of it is read from the filter's typed configuration of the file.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use serde_json::Value;
-use tvp_core::config::Url;
+use tvp_core::config::{Config, Url};
 
-use crate::tenants::{JsonPath, Problem};
+use crate::tenants::{self, JsonPath, Problem};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin {
@@ -100,119 +101,88 @@ pub fn backend_cluster(tenant: &str) -> String {
     format!("backend_{tenant}")
 }
 
-fn url_at(doc: &Value, path: &JsonPath) -> Option<Url> {
-    path.get(doc)
-        .and_then(Value::as_str)
-        .and_then(|s| Url::parse(s).ok())
-}
-
 /// Every http(s) authority the file names with its scheme: how a bare Auth0 domain is reached.
-fn plain_http_authorities(doc: &Value) -> BTreeSet<String> {
+fn plain_http_authorities(config: &Config) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for t in doc["tenants"].as_array().into_iter().flatten() {
-        for v in [
-            &t["issuer"],
-            &t["jwks"]["url"],
-            &t["backend"],
-            &t["connect"]["login_url"],
-        ] {
-            if let Some(url) = v.as_str().and_then(|s| Url::parse(s).ok()) {
-                if url.scheme == "http" {
-                    out.insert(url.authority);
-                }
+    for t in &config.tenants {
+        let named = t
+            .upstreams
+            .iter()
+            .filter_map(|u| u.tls.map(|tls| (tls, u.authority.clone())));
+        let urls = [Some(&t.issuer), Some(&t.backend)]
+            .into_iter()
+            .chain([t.connect.as_ref().map(|c| &c.login_url)])
+            .flatten()
+            .filter_map(|u| Url::parse(u).ok())
+            .map(|u| (u.scheme == "https", u.authority));
+        for (tls, authority) in named.chain(urls) {
+            if !tls {
+                out.insert(authority);
             }
         }
     }
     out
 }
 
-/// The plan of a validated document; errors name what cannot be deployed.
+/// The plan of a document, or every problem the filter or the deployment has with it.
 pub fn plan(doc: &Value) -> Result<Plan, Vec<Problem>> {
+    let config = tenants::parse_config(doc)
+        .map_err(|errors| errors.iter().map(Problem::from_config).collect::<Vec<_>>())?;
     let mut problems = Vec::new();
     let mut clusters = Vec::new();
     let mut backends = Vec::new();
-    let mut env_keys = BTreeSet::new();
-    let plain = plain_http_authorities(doc);
-    let tenants = doc["tenants"].as_array().cloned().unwrap_or_default();
-    for (i, t) in tenants.iter().enumerate() {
+    let mut env_vars: Vec<(JsonPath, &str)> = Vec::new();
+    let plain = plain_http_authorities(&config);
+    for (i, t) in config.tenants.iter().enumerate() {
         let at = JsonPath::root().key("tenants").index(i);
-        let id = t["id"].as_str().unwrap_or_default().to_string();
-        // JWKS: the URL if given, else discovery on the issuer's host.
-        let jwks_url = at.dotted("jwks.url");
-        let source = if t["jwks"]["url"].is_string() {
-            jwks_url
-        } else {
-            at.key("issuer")
-        };
-        match url_at(doc, &source).and_then(|u| Origin::from_url(&u)) {
-            Some(origin) => clusters.push(ClusterUse {
-                path: at.dotted("jwks.cluster"),
-                name: t["jwks"]["cluster"].as_str().unwrap_or_default().into(),
-                origin,
-            }),
-            None => problems.push(Problem::new(source, "not an http(s) URL")),
-        }
-        let vault_cluster = t["vault"]["cluster"].as_str().unwrap_or_default();
-        if t["vault"]["type"] == "auth0" {
+        for u in &t.upstreams {
             // The Auth0 domain has no scheme: plain HTTP only where the file itself says so
             // (the local sim), TLS otherwise.
-            let domain = t["vault"]["domain"].as_str().unwrap_or_default();
-            let tls = !plain.contains(domain);
-            match Origin::from_authority(domain, tls) {
+            let tls = u.tls.unwrap_or_else(|| !plain.contains(&u.authority));
+            let path = at.dotted(u.field);
+            match Origin::from_authority(&u.authority, tls) {
                 Some(origin) => clusters.push(ClusterUse {
-                    path: at.dotted("vault.cluster"),
-                    name: vault_cluster.into(),
+                    path,
+                    name: u.cluster.clone(),
                     origin,
                 }),
-                None => problems.push(Problem::new(at.dotted("vault.domain"), "not host[:port]")),
-            }
-        } else {
-            // Okta backends name their token endpoints by URL: the IdP's, and for Cross App
-            // Access the resource authorization server's (its own cluster, or the vault's).
-            let resource_cluster = t["vault"]["resource_cluster"]
-                .as_str()
-                .unwrap_or(vault_cluster);
-            for (field, name) in [
-                ("token_url", vault_cluster),
-                ("resource_token_url", resource_cluster),
-            ] {
-                let path = at.dotted(&format!("vault.{field}"));
-                if path.get(doc).is_none() {
-                    continue;
-                }
-                match url_at(doc, &path).and_then(|u| Origin::from_url(&u)) {
-                    Some(origin) => clusters.push(ClusterUse {
-                        path,
-                        name: name.into(),
-                        origin,
-                    }),
-                    None => problems.push(Problem::new(path, "not an http(s) URL")),
-                }
+                None => problems.push(Problem::new(path, "not host[:port]")),
             }
         }
-        match url_at(doc, &at.key("backend")) {
-            Some(url) => match Origin::from_url(&url) {
-                Some(origin) => {
-                    let path = url.path_and_query.split('?').next().unwrap_or("/");
-                    let prefix = format!("{}/", path.trim_end_matches('/'));
-                    backends.push(Backend {
-                        tenant: id,
-                        origin,
-                        prefix,
-                    });
-                }
-                None => problems.push(Problem::new(at.key("backend"), "bad port")),
-            },
-            None => problems.push(Problem::new(at.key("backend"), "not an http(s) URL")),
+        match Url::parse(&t.backend).map(|url| (Origin::from_url(&url), url)) {
+            Ok((Some(origin), url)) => {
+                let path = url.path_and_query.split('?').next().unwrap_or("/");
+                let prefix = format!("{}/", path.trim_end_matches('/'));
+                backends.push(Backend {
+                    tenant: t.id.clone(),
+                    origin,
+                    prefix,
+                });
+            }
+            Ok((None, _)) => problems.push(Problem::new(at.key("backend"), "bad port")),
+            Err(_) => problems.push(Problem::new(at.key("backend"), "not an http(s) URL")),
         }
-        collect_env(t, &at, &mut env_keys, &mut problems);
+        env_vars.extend(
+            t.env_vars
+                .iter()
+                .map(|e| (at.dotted(e.field), e.name.as_str())),
+        );
     }
-    collect_env(
-        &doc["settings"],
-        &JsonPath::root().key("settings"),
-        &mut env_keys,
-        &mut problems,
-    );
+    if let Some(name) = &config.settings.sealing_key_env {
+        let path = JsonPath::root().key("settings").key("sealing_key_env");
+        env_vars.push((path, name));
+    }
+    let mut env_keys = BTreeSet::new();
+    for (path, name) in env_vars {
+        if is_env_name(name) {
+            env_keys.insert(name.to_string());
+        } else {
+            problems.push(Problem::new(
+                path,
+                "not a usable environment variable name ([A-Za-z_][A-Za-z0-9_]*, as Envoy and Kubernetes need)",
+            ));
+        }
+    }
 
     // A cluster name is one origin: Envoy has one endpoint set per name.
     for (n, c) in clusters.iter().enumerate() {
@@ -252,52 +222,12 @@ pub fn plan(doc: &Value) -> Result<Plan, Vec<Problem>> {
     })
 }
 
-/// Every `client_secret_env`, `resource_client_secret_env` and `private_key_env` anywhere in a tenant (vault, connect).
-/// The fields naming an environment variable of the Wasm VM (secrets and keys).
-const ENV_FIELDS: [&str; 4] = [
-    "client_secret_env",
-    "resource_client_secret_env",
-    "private_key_env",
-    "sealing_key_env",
-];
-
-fn collect_env(v: &Value, at: &JsonPath, keys: &mut BTreeSet<String>, problems: &mut Vec<Problem>) {
-    match v {
-        Value::Object(o) => {
-            for (k, child) in o {
-                let p = at.key(k);
-                match (k.as_str(), child.as_str()) {
-                    (field, Some(name)) if ENV_FIELDS.contains(&field) && is_env_name(name) => {
-                        keys.insert(name.to_string());
-                    }
-                    (field, _) if ENV_FIELDS.contains(&field) => problems.push(Problem::new(
-                        p,
-                        "not a usable environment variable name ([A-Za-z_][A-Za-z0-9_]*, as Envoy and Kubernetes need)",
-                    )),
-                    _ => collect_env(child, &p, keys, problems),
-                }
-            }
-        }
-        Value::Array(a) => {
-            for (i, child) in a.iter().enumerate() {
-                collect_env(child, &at.index(i), keys, problems);
-            }
-        }
-        _ => {}
-    }
-}
-
 fn is_env_name(s: &str) -> bool {
     s.chars()
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && s.len() <= 256
-}
-
-/// Deployment problems of a document the filter accepts.
-pub fn problems(doc: &Value) -> Vec<Problem> {
-    plan(doc).err().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -370,10 +300,49 @@ mod tests {
     }
 
     #[test]
+    fn okta_token_endpoints_are_reached_through_the_clusters_that_name_them() {
+        let mut doc: Value =
+            serde_json::from_str(include_str!("../../tenants.example.json")).unwrap();
+        let wiki = &mut doc["tenants"][3];
+        wiki["vault"]["resource_cluster"] = json!("wiki_as");
+        wiki["vault"]["resource_token_url"] = json!("https://wiki.example/oauth2/v1/token");
+        let plan = plan(&doc).unwrap();
+        let used: Vec<String> = plan
+            .clusters
+            .iter()
+            .skip(4)
+            .map(|c| format!("{} {} {}", c.path, c.name, c.origin))
+            .collect();
+        assert_eq!(
+            used,
+            [
+                "$.tenants[2].jwks.cluster sim_control http://127.0.0.1:9000",
+                "$.tenants[2].vault.cluster sim_control http://127.0.0.1:9000",
+                "$.tenants[3].jwks.cluster sim_control http://127.0.0.1:9000",
+                "$.tenants[3].vault.cluster sim_control http://127.0.0.1:9000",
+                "$.tenants[3].vault.resource_cluster wiki_as https://wiki.example:443",
+            ]
+        );
+        assert_eq!(
+            plan.env_keys,
+            [
+                "GITHUB_VAULT_CLIENT_SECRET",
+                "OKTA_AGENT_PRIVATE_KEY",
+                "TVP_SEALING_KEY"
+            ]
+        );
+    }
+
+    #[test]
     fn secret_variables_anywhere_and_their_names() {
         let mut doc = example();
-        doc["tenants"][1]["vault"]["client_secret_env"] = json!("GOOGLE_SECRET");
-        doc["tenants"][1]["connect"] = json!({"client_secret_env": "CONNECT_SECRET"});
+        let google = &mut doc["tenants"][1];
+        google["vault"]
+            .as_object_mut()
+            .unwrap()
+            .remove("client_secret");
+        google["vault"]["client_secret_env"] = json!("GOOGLE_SECRET");
+        google["connect"] = json!({"client_id": "web", "client_secret_env": "CONNECT_SECRET"});
         assert_eq!(
             plan(&doc).unwrap().env_keys,
             vec![

@@ -94,6 +94,9 @@ fn connection(stream: TcpStream, handler: Handler) {
         let close = request
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        // A response to HEAD has the headers of the GET answer and no body (RFC 9110 9.3.2):
+        // body bytes would be read as the start of the next response on this connection.
+        let head_only = request.method == "HEAD";
         match handler(request) {
             Response::Drop => {
                 let _ = writer.shutdown(Shutdown::Both);
@@ -109,9 +112,10 @@ fn connection(stream: TcpStream, handler: Handler) {
                     head.push_str(&format!("{n}: {v}\r\n"));
                 }
                 head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+                let body: &[u8] = if head_only { &[] } else { &body };
                 if writer
                     .write_all(head.as_bytes())
-                    .and_then(|_| writer.write_all(&body))
+                    .and_then(|_| writer.write_all(body))
                     .is_err()
                 {
                     return;

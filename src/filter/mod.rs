@@ -64,11 +64,14 @@ impl RootContext for Root {
             Ok(cfg) => {
                 let host_signs = NativeSigner::host_works(&host::sign);
                 if let Some(t) = cfg.unsignable_tenant(host_signs) {
-                    error!(
-                        "invalid plugin configuration: tenant '{}': field 'vault.private_key_env': \
-                         an RSA key needs Envoy's sign function, which this host lacks; use a P-256 key",
-                        t.id
+                    let index = cfg.tenants.iter().position(|c| c.id == t.id).unwrap_or(0);
+                    let e = config::ConfigError::in_tenant(
+                        index,
+                        &t.id,
+                        "vault.private_key_env",
+                        "an RSA key needs Envoy's sign function, which this host lacks; use a P-256 key",
                     );
+                    error!("{e}");
                     return false;
                 }
                 info!(
@@ -93,8 +96,11 @@ impl RootContext for Root {
                 host::set_tick_period(FIRST_TICK_MS);
                 true
             }
-            Err(e) => {
-                error!("{e}");
+            Err(errors) => {
+                // One line per problem: Envoy's log shows them all, not only the first.
+                for e in &errors {
+                    error!("{e}");
+                }
                 false
             }
         }

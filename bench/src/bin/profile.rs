@@ -20,7 +20,8 @@ use tvp_core::cache;
 use tvp_core::callout::CalloutRequest;
 use tvp_core::config;
 use tvp_core::crypto::{Key, SignatureVerifier};
-use tvp_core::flow::{Host, RequestInput, Step, Worker};
+use tvp_core::flow::{RequestInput, Step, Worker};
+use tvp_core::host::Host;
 use tvp_core::jose::Alg;
 use tvp_core::secret::Secret;
 

@@ -1,9 +1,11 @@
 //! The `connect` section of a tenant: the web client the filter signs users in with before
 //! sending them to connect their account, at the tenant's Auth0 or at the Okta org.
 
+use serde_json::value::RawValue;
+
 use super::{
-    is_scope_char, printable, require_text, resolve_secret, ConnectConfig, ConnectProvider,
-    FieldError, RawConnect, Url, VaultBackend, VaultConfig,
+    is_scope_char, printable, require_text, resolve_secret, schema, ConnectConfig, ConnectProvider,
+    EnvVar, Found, RawConnect, Url, VaultBackend, VaultConfig,
 };
 use crate::jose::Alg;
 
@@ -28,30 +30,54 @@ const NOT_A_USER_CLAIM: &[&str] = &[
     "cid",
 ];
 
+/// The connect section; what depends on the vault is checked once the vault is valid.
 pub(super) fn validate_connect(
-    raw: RawConnect,
-    vault: &VaultConfig,
+    raw: &RawValue,
+    vault: Option<&VaultConfig>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<ConnectConfig, FieldError> {
-    let field = |f: &str, m: &str| (format!("connect.{f}"), m.to_string());
-    require_text(&raw.client_id).map_err(|m| field("client_id", m))?;
+    found: &mut Found,
+) -> Option<(ConnectConfig, Vec<EnvVar>)> {
+    let (raw, shape) = schema::object::<RawConnect>(raw, found, "connect")?;
+    if !shape.clean() {
+        return None;
+    }
+    let before = found.len();
+    let client_id = shape
+        .required(found, "client_id", raw.client_id)
+        .filter(|c| found.check("connect.client_id", require_text(c)).is_some());
+    let env_vars: Vec<EnvVar> = raw
+        .client_secret_env
+        .iter()
+        .map(|name| EnvVar {
+            field: "connect.client_secret_env",
+            name: name.clone(),
+        })
+        .collect();
     let client_secret = resolve_secret(raw.client_secret, raw.client_secret_env, env)
-        .map_err(|(f, m)| field(f, &m))?;
-    let user_claim = user_claim(raw.user_claim).map_err(|m| field("user_claim", &m))?;
+        .map_err(|(f, m)| found.add(&format!("connect.{f}"), m))
+        .ok();
+    let user_claim = user_claim(raw.user_claim)
+        .map_err(|m| found.add("connect.user_claim", m))
+        .ok();
+    found.check("connect.scopes", check_scopes(&raw.scopes));
+    let vault = vault?;
     let (login_url, provider, id_token_algorithms) = match &vault.backend {
         VaultBackend::Auth0 { .. } => {
             // Auth0 puts the same `sub` in its access and ID tokens: another claim could only
             // name someone else, and the accounts page keys the user by `sub`.
-            if user_claim != "sub" {
-                return Err(field(
-                    "user_claim",
+            if user_claim.as_deref().is_some_and(|c| c != "sub") {
+                found.add(
+                    "connect.user_claim",
                     "must be \"sub\" for vault type \"auth0\" (Auth0's ID token and access token carry the same sub)",
-                ));
+                );
             }
-            let login_url =
-                auth0_login_url(raw.login_url, &vault.domain).map_err(|m| field("login_url", &m))?;
-            let algorithms = id_token_algorithms(raw.id_token_algorithms, &[Alg::Rs256, Alg::Ps256])
-                .map_err(|m| field("id_token_algorithms", &m))?;
+            let login_url = auth0_login_url(raw.login_url, &vault.domain)
+                .map_err(|m| found.add("connect.login_url", m))
+                .ok();
+            let algorithms =
+                id_token_algorithms(raw.id_token_algorithms, &[Alg::Rs256, Alg::Ps256])
+                    .map_err(|m| found.add("connect.id_token_algorithms", m))
+                    .ok();
             let provider = ConnectProvider::Auth0 {
                 my_account_audience: format!("https://{}/me/", vault.domain),
             };
@@ -60,55 +86,63 @@ pub(super) fn validate_connect(
         VaultBackend::OktaSts { token, .. } => {
             // Okta keeps the STS connection's scopes itself; the sign-in asks `openid` only.
             if !raw.scopes.is_empty() {
-                return Err(field(
-                    "scopes",
+                found.add(
+                    "connect.scopes",
                     "not used for vault type \"okta-sts\" (the resource connection's scopes are set at Okta)",
-                ));
+                );
             }
-            let org = okta_org(&token.url, &token.path).ok_or_else(|| {
-                field(
-                    "login_url",
+            let org = okta_org(&token.url, &token.path);
+            match (&org, raw.login_url) {
+                (None, _) => found.add(
+                    "connect.login_url",
                     "the Okta sign-in needs vault.token_url to be the org authorization server's ({org}/oauth2/v1/token)",
-                )
-            })?;
-            if let Some(given) = raw.login_url {
-                if !given.trim_end_matches('/').eq_ignore_ascii_case(&org.base) {
-                    return Err(field(
-                        "login_url",
-                        &format!(
+                ),
+                (Some(org), Some(given))
+                    if !given.trim_end_matches('/').eq_ignore_ascii_case(&org.base) =>
+                {
+                    found.add(
+                        "connect.login_url",
+                        format!(
                             "must be the Okta org of vault.token_url ('{}')",
                             printable(&org.base)
                         ),
-                    ));
+                    )
                 }
+                _ => {}
             }
             // The org authorization server signs ID tokens RS256.
             let algorithms = id_token_algorithms(raw.id_token_algorithms, &[Alg::Rs256])
-                .map_err(|m| field("id_token_algorithms", &m))?;
+                .map_err(|m| found.add("connect.id_token_algorithms", m))
+                .ok();
+            let org = org?;
             let provider = ConnectProvider::Okta {
                 issuer: org.base.clone(),
                 token_path: token.path.clone(),
                 keys_path: org.keys_path,
             };
-            (org.base, provider, algorithms)
+            (Some(org.base), provider, algorithms)
         }
         VaultBackend::IdJag { .. } => {
-            return Err((
-                "connect".into(),
-                "only for vault types \"auth0\" and \"okta-sts\" (Cross App Access has no user interaction)".into(),
-            ))
+            found.add(
+                "connect",
+                "only for vault types \"auth0\" and \"okta-sts\" (Cross App Access has no user interaction)",
+            );
+            return None;
         }
     };
-    check_scopes(&raw.scopes).map_err(|m| field("scopes", &m))?;
-    Ok(ConnectConfig {
-        client_id: raw.client_id,
-        client_secret,
-        login_url,
+    if found.len() > before {
+        return None;
+    }
+    let config = ConnectConfig {
+        client_id: client_id?,
+        client_secret: client_secret?,
+        login_url: login_url?,
         provider,
         scopes: raw.scopes,
-        id_token_algorithms,
-        user_claim,
-    })
+        id_token_algorithms: id_token_algorithms?,
+        user_claim: user_claim?,
+    };
+    Some((config, env_vars))
 }
 
 fn auth0_login_url(raw: Option<String>, domain: &str) -> Result<String, String> {

@@ -2,69 +2,84 @@
 //! RFC 9728 metadata names, and (with `audience`) what the agent token's `aud` must hold. One
 //! setting for all three, so the metadata can never name a resource the filter then refuses.
 
-use super::{FieldError, Url};
+use super::{Found, Url};
 
 /// Resolve `resources` (absolute URLs, or paths under `settings.public_base_url`) into their
-/// canonical absolute form, refusing anything a client could not send back byte for byte.
+/// canonical absolute form, refusing anything a client could not send back byte for byte. Each
+/// bad entry is reported; `None` if there is one.
 pub(super) fn resolve(
     tenant: &str,
     raw: &[String],
     public_base_url: Option<&str>,
-) -> Result<Vec<String>, FieldError> {
+    found: &mut Found,
+) -> Option<Vec<String>> {
     let mut out: Vec<String> = Vec::with_capacity(raw.len());
+    let mut all_good = true;
     for (i, entry) in raw.iter().enumerate() {
-        let field = |m: &str| (format!("resources[{i}]"), m.to_string());
-        let url = match (entry.strip_prefix('/'), public_base_url) {
-            (Some(_), Some(base)) => format!("{base}{entry}"),
-            (Some(_), None) => {
-                return Err(field(
-                    "a path needs settings.public_base_url (with resource_from_request, name \
-                     absolute URLs: accepted audiences are fixed at load, never taken from Host)",
-                ))
-            }
-            (None, _) => entry.clone(),
-        };
-        let parsed = Url::parse(&url).map_err(field)?;
-        // MCP's canonical resource URI: lowercase scheme and host, no fragment, no trailing
-        // slash (MCP 2025-11-25 authorization, "Canonical Server URI"; RFC 8707 section 2).
-        if parsed.authority != parsed.authority.to_ascii_lowercase() {
-            return Err(field(
-                "host must be lowercase (the canonical form clients send)",
-            ));
-        }
-        let path = parsed.path_and_query.as_str();
-        if path.contains('?') {
-            return Err(field("must not have a query"));
-        }
-        if path.ends_with('/') {
-            return Err(field(
-                "must not end with '/' (the canonical form clients send)",
-            ));
-        }
-        // The filter routes by the first path segment and serves the metadata of what is below
-        // it (RFC 9728 section 3.1 inserts the well-known path before the resource's path).
-        let own = format!("/{tenant}");
-        if path != own && !path.starts_with(&format!("{own}/")) {
-            return Err(field(&format!(
-                "must be {own} or below it: the filter serves this resource and its metadata there"
-            )));
-        }
-        if path.contains('%') || path.split('/').any(|s| s == "." || s == "..") {
-            return Err(field("must not contain percent-escapes or dot segments"));
-        }
-        if let Some(base) = public_base_url {
-            if !url.starts_with(&format!("{base}/")) {
-                return Err(field(&format!(
-                    "must be under settings.public_base_url ({base}): clients reach the filter there"
-                )));
+        match canonical(tenant, entry, public_base_url, &out) {
+            Ok(url) => out.push(url),
+            Err(m) => {
+                found.add(&format!("resources[{i}]"), m);
+                all_good = false;
             }
         }
-        if out.contains(&url) {
-            return Err(field("is listed twice"));
-        }
-        out.push(url);
     }
-    Ok(out)
+    all_good.then_some(out)
+}
+
+/// One entry of `resources`, given the ones before it.
+fn canonical(
+    tenant: &str,
+    entry: &str,
+    public_base_url: Option<&str>,
+    before: &[String],
+) -> Result<String, String> {
+    let url = match (entry.strip_prefix('/'), public_base_url) {
+        (Some(_), Some(base)) => format!("{base}{entry}"),
+        (Some(_), None) => {
+            return Err(
+                "a path needs settings.public_base_url (with resource_from_request, name \
+                 absolute URLs: accepted audiences are fixed at load, never taken from Host)"
+                    .into(),
+            )
+        }
+        (None, _) => entry.to_string(),
+    };
+    let parsed = Url::parse(&url)?;
+    // MCP's canonical resource URI: lowercase scheme and host, no fragment, no trailing
+    // slash (MCP 2025-11-25 authorization, "Canonical Server URI"; RFC 8707 section 2).
+    if parsed.authority != parsed.authority.to_ascii_lowercase() {
+        return Err("host must be lowercase (the canonical form clients send)".into());
+    }
+    let path = parsed.path_and_query.as_str();
+    if path.contains('?') {
+        return Err("must not have a query".into());
+    }
+    if path.ends_with('/') {
+        return Err("must not end with '/' (the canonical form clients send)".into());
+    }
+    // The filter routes by the first path segment and serves the metadata of what is below
+    // it (RFC 9728 section 3.1 inserts the well-known path before the resource's path).
+    let own = format!("/{tenant}");
+    if path != own && !path.starts_with(&format!("{own}/")) {
+        return Err(format!(
+            "must be {own} or below it: the filter serves this resource and its metadata there"
+        ));
+    }
+    if path.contains('%') || path.split('/').any(|s| s == "." || s == "..") {
+        return Err("must not contain percent-escapes or dot segments".into());
+    }
+    if let Some(base) = public_base_url {
+        if !url.starts_with(&format!("{base}/")) {
+            return Err(format!(
+                "must be under settings.public_base_url ({base}): clients reach the filter there"
+            ));
+        }
+    }
+    if before.contains(&url) {
+        return Err("is listed twice".into());
+    }
+    Ok(url)
 }
 
 /// Accepted `aud` values: the resources, then `audience` (once).
@@ -82,10 +97,20 @@ pub(super) fn audiences(resources: &[String], audience: Option<&str>) -> Vec<Str
 mod tests {
     use super::*;
 
+    fn lines(found: Found) -> Vec<String> {
+        found
+            .into_errors("", None)
+            .into_iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect()
+    }
+
     fn one(entry: &str, base: Option<&str>) -> Result<String, String> {
-        resolve("github", &[entry.to_string()], base)
-            .map(|mut v| v.remove(0))
-            .map_err(|(f, m)| format!("{f}: {m}"))
+        let mut found = Found::default();
+        match resolve("github", &[entry.to_string()], base, &mut found) {
+            Some(mut v) if found.is_empty() => Ok(v.remove(0)),
+            _ => Err(lines(found).join("\n")),
+        }
     }
 
     #[test]
@@ -129,8 +154,16 @@ mod tests {
             assert!(e.starts_with("resources[0]: "), "{entry}: {e}");
             assert!(e.contains(why), "{entry}: {e}");
         }
-        let twice = resolve("github", &["/github".into(), "/github".into()], base);
-        assert_eq!(twice.unwrap_err().0, "resources[1]");
+        let mut found = Found::default();
+        let entries = ["/github".into(), "/gitlab".into(), "/github".into()];
+        assert_eq!(resolve("github", &entries, base, &mut found), None);
+        let got = lines(found);
+        assert!(
+            got.len() == 2
+                && got[0].starts_with("resources[1]: must be /github or below it")
+                && got[1] == "resources[2]: is listed twice",
+            "{got:?}"
+        );
     }
 
     #[test]

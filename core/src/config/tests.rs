@@ -12,17 +12,22 @@ fn env(name: &str) -> Option<String> {
     (name == "GITHUB_VAULT_CLIENT_SECRET").then(|| "s3cret".to_string())
 }
 
-fn parse_value(v: &Value) -> Result<Config, ConfigError> {
+fn parse_value(v: &Value) -> Result<Config, ConfigErrors> {
     parse(v.to_string().as_bytes(), &env)
 }
 
-/// Apply `edit` to the example's first tenant and return the error line.
+/// Apply `edit` to the example's first tenant and return the error lines.
 fn error_for(edit: impl FnOnce(&mut Value)) -> String {
     let mut doc = example();
     edit(&mut doc["tenants"][0]);
     match parse_value(&doc) {
         Ok(_) => "accepted".into(),
-        Err(e) => e.to_string(),
+        Err(e) => {
+            for line in &e {
+                assert!(!line.to_string().contains('\n'), "one line: {line}");
+            }
+            e.to_string()
+        }
     }
 }
 
@@ -94,13 +99,13 @@ fn every_rejection_names_tenant_and_field() {
     let cases: Vec<(Edit, &str)> = vec![
         (
             Box::new(|t| t["surprise"] = json!(1)),
-            "tenant 'github': unknown field `surprise`",
+            "tenant 'github': field 'surprise': unknown field `surprise`",
         ),
         (
             Box::new(|t| {
                 t.as_object_mut().map(|o| o.remove("issuer"));
             }),
-            "tenant 'github': missing field `issuer`",
+            "tenant 'github': field 'issuer': missing field `issuer`",
         ),
         (
             Box::new(|t| t["issuer"] = json!("not a url")),
@@ -189,7 +194,7 @@ fn every_rejection_names_tenant_and_field() {
         ),
         (
             Box::new(|t| t["connect"]["redirect"] = json!("x")),
-            "tenant 'github': unknown field `redirect`",
+            "tenant 'github': field 'connect.redirect': unknown field `redirect`",
         ),
         (
             Box::new(|t| t["vault"]["type"] = json!("hashicorp")),
@@ -213,7 +218,7 @@ fn every_rejection_names_tenant_and_field() {
         ),
         (
             Box::new(|t| t["vault"]["extra"] = json!(true)),
-            "tenant 'github': unknown field `extra`",
+            "tenant 'github': field 'vault.extra': unknown field `extra`",
         ),
         (
             Box::new(|t| t["downstream"]["format"] = json!("Bearer")),
@@ -237,10 +242,12 @@ fn every_rejection_names_tenant_and_field() {
         ),
     ];
     for (edit, expected) in cases {
-        let line = error_for(edit);
-        assert!(line.contains(expected), "expected '{expected}' in: {line}");
-        assert!(!line.contains('\n'), "one line: {line}");
-        assert!(!line.contains("s3cret"), "no secret in: {line}");
+        let lines = error_for(edit);
+        assert!(
+            lines.contains(expected),
+            "expected '{expected}' in: {lines}"
+        );
+        assert!(!lines.contains("s3cret"), "no secret in: {lines}");
     }
 }
 
@@ -427,19 +434,22 @@ fn urls() {
 fn regression_control_characters_never_reach_the_error_line() {
     let input =
         include_bytes!("../../../fuzz/regressions/config-control-character-in-field-name.json");
-    let line = parse(input, &env)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(!line.is_empty() && !line.contains('\n'), "{line}");
+    let one_line_each = |errors: &ConfigErrors| {
+        !errors.is_empty() && errors.iter().all(|e| !e.to_string().contains('\n'))
+    };
+    let errors = parse(input, &env).err().unwrap_or_default();
+    assert!(one_line_each(&errors), "{errors}");
     let mut doc = example();
     doc["tenants"][0]["bad\nfield"] = json!(1);
     doc["tenants"][0]["id"] = json!("evil\nid");
-    let line = parse_value(&doc)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert!(!line.contains('\n'), "{line}");
+    let errors = parse_value(&doc).err().unwrap_or_default();
+    assert!(one_line_each(&errors) && errors.len() == 2, "{errors}");
+    assert_eq!(
+        errors.0[0].to_string(),
+        "invalid plugin configuration: tenant 'evil?id': field '[\"bad\\nfield\"]': unknown \
+         field `bad?field`, expected one of `id`, `name`, `issuer`, `audience`, `resources`, \
+         `jwks`, `algorithms`, `scopes`, `backend`, `vault`, `downstream`, `connect`, `token_typ`"
+    );
 }
 
 /// A P-256 agent key (PKCS#8) for Okta tenants.
@@ -734,7 +744,11 @@ fn token_typ_is_at_jwt_or_absent() {
         );
     }
     let e = error_for(|t| t["token_typ"] = json!(true));
-    assert!(e.contains("tenant 'github': invalid type"), "{e}");
+    assert_eq!(
+        e,
+        "invalid plugin configuration: tenant 'github': field 'token_typ': invalid type: \
+         boolean `true`, expected a string"
+    );
 }
 
 #[test]
@@ -815,4 +829,251 @@ fn host_cookie_origins() {
     ] {
         assert_eq!(host_cookie_origin(base), ok, "{base}");
     }
+}
+
+/// Every problem of a document is reported, each with its path and tenant: schema and semantic
+/// problems in the settings and in two tenants, and across tenants.
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let mut doc = example();
+    doc["settings"]["clock_skew_seconds"] = json!(601);
+    doc["settings"]["max_token_bytes"] = json!("big");
+    doc["settings"]["colour"] = json!("blue");
+    doc["settings"]["hosts"] = json!(["ok.example", "https://bad.example"]);
+    let github = &mut doc["tenants"][0];
+    github["issuer"] = json!("ftp://x");
+    github["algorithms"] = json!(["HS256", "RS256", "none"]);
+    github["vault"]["client_secret"] = json!("both");
+    github["scopes"]["read"] = json!(["ok", 7]);
+    let google = &mut doc["tenants"][1];
+    google["jwks"]["extra"] = json!(1);
+    google["vault"].as_object_mut().map(|v| v.remove("cluster"));
+    google["backend"] = json!("localhost:9001");
+    google["token_typ"] = json!(true);
+    let mut again = doc["tenants"][1].clone();
+    again["id"] = json!("github");
+    again["token_typ"] = json!("at+jwt");
+    if let Some(list) = doc["tenants"].as_array_mut() {
+        list.push(json!("slack"));
+        list.push(again);
+    }
+    let errors = parse_value(&doc).err().unwrap_or_default();
+    let got: Vec<(Option<&str>, &str, &str)> = errors
+        .iter()
+        .map(|e| (e.tenant.as_deref(), e.path.as_str(), e.message.as_str()))
+        .collect();
+    let tenant = Some;
+    let want: Vec<(Option<&str>, &str, &str)> = vec![
+        (
+            None,
+            "settings.colour",
+            "unknown field `colour`, expected one of",
+        ),
+        (
+            None,
+            "settings.max_token_bytes",
+            "invalid type: string \"big\", expected usize",
+        ),
+        (None, "settings.clock_skew_seconds", "must be at most 600"),
+        (
+            None,
+            "settings.hosts",
+            "[1] is not a host name with an optional :port",
+        ),
+        (
+            tenant("github"),
+            "tenants[0].issuer",
+            "must be an absolute http(s) URL",
+        ),
+        (
+            tenant("github"),
+            "tenants[0].algorithms",
+            "'HS256' is not supported",
+        ),
+        (
+            tenant("github"),
+            "tenants[0].algorithms",
+            "'none' is not supported",
+        ),
+        (
+            tenant("github"),
+            "tenants[0].scopes.read[1]",
+            "invalid type: integer `7`, expected a string",
+        ),
+        (
+            tenant("github"),
+            "tenants[0].vault.client_secret",
+            "give client_secret or client_secret_env, not both",
+        ),
+        (
+            tenant("google"),
+            "tenants[1].token_typ",
+            "invalid type: boolean `true`, expected a string",
+        ),
+        (
+            tenant("google"),
+            "tenants[1].jwks.extra",
+            "unknown field `extra`, expected `cluster` or `url`",
+        ),
+        (
+            tenant("google"),
+            "tenants[1].backend",
+            "must be an absolute http(s) URL",
+        ),
+        (
+            tenant("google"),
+            "tenants[1].vault.cluster",
+            "missing field `cluster`",
+        ),
+        (
+            None,
+            "tenants[2]",
+            "invalid type: string \"slack\", expected an object",
+        ),
+        (
+            tenant("github"),
+            "tenants[3].jwks.extra",
+            "unknown field `extra`",
+        ),
+        (
+            tenant("github"),
+            "tenants[3].backend",
+            "must be an absolute http(s) URL",
+        ),
+        (
+            tenant("github"),
+            "tenants[3].vault.cluster",
+            "missing field `cluster`",
+        ),
+        (
+            tenant("github"),
+            "tenants[3].id",
+            "duplicate tenant id (also tenants[0].id)",
+        ),
+    ];
+    assert_eq!(got.len(), want.len(), "{errors}");
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            g.0 == w.0 && g.1 == w.1 && g.2.starts_with(w.2),
+            "got {g:?}, want {w:?}\n{errors}"
+        );
+    }
+    // The lines name the tenant and the field inside it.
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    for line in [
+        "invalid plugin configuration: field 'settings.clock_skew_seconds': must be at most 600",
+        "invalid plugin configuration: tenant 'google': field 'vault.cluster': missing field `cluster`",
+        "invalid plugin configuration: tenant '#2': invalid type: string \"slack\", expected an object",
+        "invalid plugin configuration: tenant 'github': field 'id': duplicate tenant id (also tenants[0].id)",
+    ] {
+        assert!(lines.iter().any(|l| l == line), "{line} not in {lines:#?}");
+    }
+}
+
+/// A tenant is not blamed for a setting's problem: with `public_base_url` broken, resource
+/// paths under it and connect pages are not reported again per tenant.
+#[test]
+fn a_broken_setting_is_reported_once() {
+    let mut doc = example();
+    doc["settings"]["public_base_url"] = json!("localhost:3000");
+    let errors = parse_value(&doc).err().unwrap_or_default();
+    assert_eq!(
+        errors.to_string(),
+        "invalid plugin configuration: field 'settings.public_base_url': must be an absolute \
+         http(s) URL"
+    );
+    let mut doc = example();
+    doc["settings"] = json!([60]);
+    let errors = parse_value(&doc).err().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors}");
+    assert_eq!(errors.0[0].path, "settings");
+}
+
+#[test]
+fn the_document_itself() {
+    let errors = |text: &str| {
+        parse(text.as_bytes(), &env)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| format!("{} | {}", e.path, e.message))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        errors("{\"tenants\": []}"),
+        ["tenants | must list at least one tenant"]
+    );
+    assert_eq!(errors("{}"), ["tenants | missing field `tenants`"]);
+    assert_eq!(
+        errors("{\"tenants\": null}"),
+        ["tenants | invalid type: null, expected a sequence"]
+    );
+    assert_eq!(
+        errors("[]"),
+        [" | invalid type: sequence, expected an object"]
+    );
+    assert_eq!(
+        errors("{\"tenants\": [[\"github\"]]}"),
+        ["tenants[0] | invalid type: sequence, expected an object"]
+    );
+    assert_eq!(
+        errors("{\"tenants\": [], \"tenants\": []}"),
+        ["tenants | duplicate field `tenants`"]
+    );
+    let e = parse(b"{\"tenants\": [", &env).err().unwrap_or_default();
+    assert!(
+        e.to_string()
+            .starts_with("invalid plugin configuration: not a valid configuration document: EOF"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_loaded_configuration_names_its_upstreams_and_environment() {
+    let env = |name: &str| match name {
+        "OKTA_AGENT_PRIVATE_KEY" => Some(PEM.to_string()),
+        _ => Some("s3cret".to_string()),
+    };
+    let env = crate::testing::with_sealing_key(&env);
+    let cfg = parse(include_bytes!("../../../tenants.example.json"), &env)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sim = |field| Upstream {
+        field,
+        cluster: "sim_control".into(),
+        tls: Some(false),
+        authority: "127.0.0.1:9000".into(),
+    };
+    let auth0 = Upstream {
+        tls: None,
+        ..sim("vault.cluster")
+    };
+    assert_eq!(
+        cfg.tenants[0].upstreams,
+        [sim("jwks.cluster"), auth0.clone()]
+    );
+    assert_eq!(cfg.tenants[1].upstreams, [sim("jwks.cluster"), auth0]);
+    assert_eq!(
+        cfg.tenants[2].upstreams,
+        [sim("jwks.cluster"), sim("vault.cluster")]
+    );
+    assert_eq!(cfg.tenants[3].upstreams.len(), 3);
+    let names = |t: &Tenant| {
+        t.env_vars
+            .iter()
+            .map(|e| format!("{}={}", e.field, e.name))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&cfg.tenants[0]),
+        ["vault.client_secret_env=GITHUB_VAULT_CLIENT_SECRET"]
+    );
+    assert!(names(&cfg.tenants[1]).is_empty());
+    assert_eq!(
+        names(&cfg.tenants[2]),
+        ["vault.private_key_env=OKTA_AGENT_PRIVATE_KEY"]
+    );
+    assert_eq!(
+        cfg.settings.sealing_key_env.as_deref(),
+        Some("TVP_SEALING_KEY")
+    );
 }

@@ -2,284 +2,403 @@
 //! STS, Cross App Access), with the fields each one needs and nothing else.
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::{
-    cluster_name, header_name, is_authority, is_scope_char, printable, require_text, Endpoint,
-    FieldError, ResourceAuth, SubjectTokenType, Url, VaultBackend, VaultConfig,
+    cluster_name, header_name, is_authority, is_scope_char, present, printable, require_text,
+    schema, Endpoint, EnvVar, Found, ResourceAuth, SubjectTokenType, Upstream, Url, VaultBackend,
+    VaultConfig,
 };
 use crate::crypto::signing::{SigningAlg, SigningKey};
 use crate::secret::Secret;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawVault {
-    #[serde(rename = "type")]
-    kind: String,
-    cluster: String,
-    #[serde(default)]
+    #[serde(rename = "type", deserialize_with = "present")]
+    kind: Option<String>,
+    #[serde(deserialize_with = "present")]
+    cluster: Option<String>,
     domain: Option<String>,
-    client_id: String,
-    #[serde(default)]
+    #[serde(deserialize_with = "present")]
+    client_id: Option<String>,
     client_secret: Option<String>,
-    #[serde(default)]
     client_secret_env: Option<String>,
-    connection: String,
-    #[serde(default)]
+    #[serde(deserialize_with = "present")]
+    connection: Option<String>,
     subject_token_type: Option<String>,
-    #[serde(default)]
     subject_token_header: Option<String>,
-    #[serde(default)]
     login_hint_claim: Option<String>,
-    #[serde(default)]
     connect_required_errors: Option<Vec<String>>,
     // Okta backends (okta-sts, id-jag).
-    #[serde(default)]
     token_url: Option<String>,
-    #[serde(default)]
     private_key_env: Option<String>,
-    #[serde(default)]
     key_id: Option<String>,
-    #[serde(default)]
     resource: Option<String>,
-    #[serde(default)]
     audience: Option<String>,
-    #[serde(default)]
     scopes: Option<Vec<String>>,
-    #[serde(default)]
     resource_token_url: Option<String>,
-    #[serde(default)]
     resource_cluster: Option<String>,
-    #[serde(default)]
     resource_client_id: Option<String>,
-    #[serde(default)]
     resource_as: Option<String>,
-    #[serde(default)]
     resource_client_secret: Option<String>,
-    #[serde(default)]
     resource_client_secret_env: Option<String>,
 }
 
+/// A valid vault section, with what a deployment needs to know of it.
+pub(super) struct Vault {
+    pub config: VaultConfig,
+    /// The clusters of its call-outs: the Auth0 domain's, or the token endpoints'.
+    pub upstreams: Vec<Upstream>,
+    pub env_vars: Vec<EnvVar>,
+}
+
+const KINDS: [&str; 3] = ["auth0", "okta-sts", "id-jag"];
+
+/// Fields of one vault type only. A field of another type is refused: a typo must not be
+/// silently ignored.
+fn used_by(field: &str, kind: &str) -> bool {
+    match field {
+        "domain"
+        | "client_secret"
+        | "client_secret_env"
+        | "login_hint_claim"
+        | "connect_required_errors" => kind == "auth0",
+        "token_url" | "private_key_env" | "key_id" | "resource" => kind != "auth0",
+        _ => kind == "id-jag",
+    }
+}
+
 pub(super) fn validate_vault(
-    raw: RawVault,
+    raw: &RawValue,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<VaultConfig, FieldError> {
-    let field = |f: &str, m: &str| (format!("vault.{f}"), m.to_string());
-    let cluster = cluster_name(&raw.cluster).map_err(|m| field("cluster", m))?;
-    require_text(&raw.client_id).map_err(|m| field("client_id", m))?;
-    require_text(&raw.connection).map_err(|m| field("connection", m))?;
-    if let Some(claim) = &raw.login_hint_claim {
-        require_text(claim).map_err(|m| field("login_hint_claim", m))?;
+    found: &mut Found,
+) -> Option<Vault> {
+    let (raw, shape) = schema::object::<RawVault>(raw, found, "vault")?;
+    if !shape.clean() {
+        return None;
     }
-    // Fields of one backend are refused on another: a typo must not be silently ignored.
-    let present = |name: &'static str, set: bool| set.then_some(name);
-    let auth0_only = [
-        present("domain", raw.domain.is_some()),
-        present("client_secret", raw.client_secret.is_some()),
-        present("client_secret_env", raw.client_secret_env.is_some()),
-        present("login_hint_claim", raw.login_hint_claim.is_some()),
-        present(
-            "connect_required_errors",
-            raw.connect_required_errors.is_some(),
-        ),
-    ];
-    let okta = [
-        present("token_url", raw.token_url.is_some()),
-        present("private_key_env", raw.private_key_env.is_some()),
-        present("key_id", raw.key_id.is_some()),
-    ];
-    let id_jag_only = [
-        present("audience", raw.audience.is_some()),
-        present("scopes", raw.scopes.is_some()),
-        present("resource_token_url", raw.resource_token_url.is_some()),
-        present("resource_cluster", raw.resource_cluster.is_some()),
-        present("resource_client_id", raw.resource_client_id.is_some()),
-        present("resource_as", raw.resource_as.is_some()),
-        present(
-            "resource_client_secret",
-            raw.resource_client_secret.is_some(),
-        ),
-        present(
-            "resource_client_secret_env",
-            raw.resource_client_secret_env.is_some(),
-        ),
-    ];
-    let refuse = |fields: &[Option<&'static str>], kind: &str| match fields.iter().flatten().next()
-    {
-        Some(f) => Err(field(f, &format!("is not used by vault type \"{kind}\""))),
-        None => Ok(()),
-    };
-    let kind = raw.kind.as_str();
-    match kind {
-        "auth0" => {
-            refuse(&okta, kind)?;
-            refuse(&[present("resource", raw.resource.is_some())], kind)?;
-            refuse(&id_jag_only, kind)?;
-        }
-        "okta-sts" => {
-            refuse(&auth0_only, kind)?;
-            refuse(&id_jag_only, kind)?;
-        }
-        "id-jag" => {
-            refuse(&auth0_only, kind)?;
-        }
-        _ => {
-            return Err(field(
-                "type",
+    let before = found.len();
+    let field = |f: &str| format!("vault.{f}");
+    let kind = shape.required(found, "type", raw.kind.clone()).filter(|k| {
+        let known = KINDS.contains(&k.as_str());
+        if !known {
+            found.add(
+                "vault.type",
                 "must be \"auth0\", \"okta-sts\" or \"id-jag\"",
-            ))
+            );
         }
+        known
+    });
+    let cluster = shape
+        .required(found, "cluster", raw.cluster.clone())
+        .and_then(|c| found.check("vault.cluster", cluster_name(&c)));
+    let client_id = shape
+        .required(found, "client_id", raw.client_id.clone())
+        .filter(|c| found.check("vault.client_id", require_text(c)).is_some());
+    let connection = shape
+        .required(found, "connection", raw.connection.clone())
+        .filter(|c| found.check("vault.connection", require_text(c)).is_some());
+    if let Some(claim) = &raw.login_hint_claim {
+        found.check("vault.login_hint_claim", require_text(claim));
     }
-    let subject_token_type = match (kind, raw.subject_token_type.as_deref()) {
-        (_, None | Some("access_token")) => SubjectTokenType::AccessToken,
-        ("auth0", Some("refresh_token")) => SubjectTokenType::RefreshToken,
-        ("okta-sts" | "id-jag", Some("id_token")) => SubjectTokenType::IdToken,
-        ("auth0", Some(_)) => {
-            return Err(field(
-                "subject_token_type",
-                "must be access_token or refresh_token",
-            ))
-        }
-        _ => {
-            return Err(field(
-                "subject_token_type",
-                "must be access_token or id_token",
-            ))
-        }
-    };
-    let subject_token_header = match (subject_token_type, raw.subject_token_header) {
-        (SubjectTokenType::RefreshToken, Some(h)) => {
-            Some(header_name(&h).map_err(|m| field("subject_token_header", m))?)
-        }
-        (SubjectTokenType::RefreshToken, None) => {
-            return Err(field(
-                "subject_token_header",
-                "required when subject_token_type is refresh_token",
-            ))
-        }
-        (SubjectTokenType::IdToken, Some(h)) => {
-            let h = header_name(&h).map_err(|m| field("subject_token_header", m))?;
-            if h == "authorization" {
-                return Err(field(
-                    "subject_token_header",
-                    "must not be authorization (the agent's bearer token travels there)",
-                ));
-            }
-            Some(h)
-        }
-        // Okta "user access" takes the user's ID token for the agent's own client, which the
-        // agent holds next to its access token; without a header there is nothing to send.
-        (SubjectTokenType::IdToken, None) => {
-            return Err(field(
-                "subject_token_header",
-                "required when subject_token_type is id_token (the request header carrying the user's ID token for the agent's client)",
-            ))
-        }
-        (_, Some(_)) => {
-            return Err(field(
-                "subject_token_header",
-                "only used with subject_token_type refresh_token or id_token",
-            ))
-        }
-        (_, None) => None,
-    };
-    let connect_required_errors = match raw.connect_required_errors {
+    let login_hint_claim = raw.login_hint_claim.clone();
+    let connect_required_errors = match raw.connect_required_errors.clone() {
         None => vec![
             "federated_connection_refresh_token_not_found".into(),
             "tokenset_not_found".into(),
         ],
-        Some(list) if list.is_empty() => {
-            return Err(field("connect_required_errors", "must not be empty"))
-        }
-        Some(list) => list,
-    };
-    let (domain, backend) = match kind {
-        "auth0" => {
-            let domain = raw.domain.unwrap_or_default();
-            if !is_authority(&domain) {
-                return Err(field(
-                    "domain",
-                    "must be a host name with an optional port, without scheme or path",
-                ));
+        Some(list) => {
+            if list.is_empty() {
+                found.add("vault.connect_required_errors", "must not be empty");
             }
-            let client_secret = resolve_secret(raw.client_secret, raw.client_secret_env, env)
-                .map_err(|(f, m)| field(f, &m))?;
-            (domain, VaultBackend::Auth0 { client_secret })
+            list
+        }
+    };
+    let kind = kind?;
+    let kind = kind.as_str();
+    let foreign = found.len();
+    for (name, set) in [
+        ("domain", raw.domain.is_some()),
+        ("client_secret", raw.client_secret.is_some()),
+        ("client_secret_env", raw.client_secret_env.is_some()),
+        ("login_hint_claim", raw.login_hint_claim.is_some()),
+        (
+            "connect_required_errors",
+            raw.connect_required_errors.is_some(),
+        ),
+        ("token_url", raw.token_url.is_some()),
+        ("private_key_env", raw.private_key_env.is_some()),
+        ("key_id", raw.key_id.is_some()),
+        ("resource", raw.resource.is_some()),
+        ("audience", raw.audience.is_some()),
+        ("scopes", raw.scopes.is_some()),
+        ("resource_token_url", raw.resource_token_url.is_some()),
+        ("resource_cluster", raw.resource_cluster.is_some()),
+        ("resource_client_id", raw.resource_client_id.is_some()),
+        ("resource_as", raw.resource_as.is_some()),
+        (
+            "resource_client_secret",
+            raw.resource_client_secret.is_some(),
+        ),
+        (
+            "resource_client_secret_env",
+            raw.resource_client_secret_env.is_some(),
+        ),
+    ] {
+        if set && !used_by(name, kind) {
+            found.add(
+                &field(name),
+                format!("is not used by vault type \"{kind}\""),
+            );
+        }
+    }
+    if found.len() > foreign {
+        // A field of another vault type: the rest would be checked against the wrong type.
+        return None;
+    }
+    let subject_token_type = match (kind, raw.subject_token_type.as_deref()) {
+        (_, None | Some("access_token")) => Some(SubjectTokenType::AccessToken),
+        ("auth0", Some("refresh_token")) => Some(SubjectTokenType::RefreshToken),
+        ("okta-sts" | "id-jag", Some("id_token")) => Some(SubjectTokenType::IdToken),
+        ("auth0", Some(_)) => {
+            found.add(
+                "vault.subject_token_type",
+                "must be access_token or refresh_token",
+            );
+            None
         }
         _ => {
-            let token =
-                endpoint(&cluster, raw.token_url.as_deref()).map_err(|m| field("token_url", m))?;
-            let key = signing_key(raw.private_key_env.as_deref(), raw.key_id.as_deref(), env)
-                .map_err(|(f, m)| field(f, &m))?;
-            let backend = if kind == "okta-sts" {
-                let resource = raw.resource.unwrap_or_default();
-                require_text(&resource).map_err(|m| field("resource", m))?;
-                VaultBackend::OktaSts {
-                    token: token.clone(),
-                    key,
-                    resource,
-                }
-            } else {
-                let audience = raw.audience.unwrap_or_default();
-                Url::parse(&audience).map_err(|m| field("audience", m))?;
-                let scopes = raw.scopes.unwrap_or_default();
-                if let Some(bad) = scopes
-                    .iter()
-                    .find(|s| s.is_empty() || !s.bytes().all(is_scope_char))
-                {
-                    return Err(field(
-                        "scopes",
-                        &format!("'{}' is not a valid scope token", printable(bad)),
-                    ));
-                }
-                let resource_cluster = match &raw.resource_cluster {
-                    Some(c) => cluster_name(c).map_err(|m| field("resource_cluster", m))?,
-                    None => cluster.clone(),
-                };
-                let resource_token = endpoint(&resource_cluster, raw.resource_token_url.as_deref())
-                    .map_err(|m| field("resource_token_url", m))?;
-                let resource_client_id = raw.resource_client_id.unwrap_or_default();
-                require_text(&resource_client_id).map_err(|m| field("resource_client_id", m))?;
-                let resource = match raw.resource {
-                    Some(r) => {
-                        require_text(&r).map_err(|m| field("resource", m))?;
-                        Some(r)
-                    }
-                    None => None,
-                };
-                let resource_auth = resource_auth(
-                    raw.resource_as.as_deref(),
-                    &audience,
-                    &resource_token,
-                    &key,
-                    (raw.resource_client_secret, raw.resource_client_secret_env),
-                    env,
-                )
-                .map_err(|(f, m)| field(f, &m))?;
-                VaultBackend::IdJag {
-                    token: token.clone(),
-                    key,
-                    audience,
-                    scopes,
-                    resource,
-                    resource_token,
-                    resource_client_id,
-                    resource_auth,
-                }
-            };
-            (token.authority, backend)
+            found.add(
+                "vault.subject_token_type",
+                "must be access_token or id_token",
+            );
+            None
         }
     };
-    Ok(VaultConfig {
-        cluster,
-        domain,
-        client_id: raw.client_id,
-        connection: raw.connection,
-        subject_token_type,
-        subject_token_header,
-        login_hint_claim: raw.login_hint_claim,
-        connect_required_errors,
-        backend,
+    let subject_token_header = subject_token_type.and_then(|t| {
+        subject_token_header(t, raw.subject_token_header.as_deref())
+            .map_err(|m| found.add("vault.subject_token_header", m))
+            .ok()
+    });
+    let mut env_vars = Vec::new();
+    for (name, value) in [
+        ("vault.client_secret_env", &raw.client_secret_env),
+        ("vault.private_key_env", &raw.private_key_env),
+        (
+            "vault.resource_client_secret_env",
+            &raw.resource_client_secret_env,
+        ),
+    ] {
+        if let Some(v) = value {
+            env_vars.push(EnvVar {
+                field: name,
+                name: v.clone(),
+            });
+        }
+    }
+    let backend = match kind {
+        "auth0" => auth0(raw, cluster.as_deref(), env, found),
+        _ => okta(raw, kind, cluster.as_deref(), env, found),
+    };
+    if found.len() > before {
+        return None;
+    }
+    let (domain, backend, upstreams) = backend?;
+    Some(Vault {
+        config: VaultConfig {
+            cluster: cluster?,
+            domain,
+            client_id: client_id?,
+            connection: connection?,
+            subject_token_type: subject_token_type?,
+            subject_token_header: subject_token_header?,
+            login_hint_claim,
+            connect_required_errors,
+            backend,
+        },
+        upstreams,
+        env_vars,
     })
+}
+
+/// The request header carrying the subject token, for the subject token type.
+fn subject_token_header(
+    kind: SubjectTokenType,
+    header: Option<&str>,
+) -> Result<Option<String>, &'static str> {
+    match (kind, header) {
+        (SubjectTokenType::RefreshToken, Some(h)) => header_name(h).map(Some),
+        (SubjectTokenType::RefreshToken, None) => {
+            Err("required when subject_token_type is refresh_token")
+        }
+        (SubjectTokenType::IdToken, Some(h)) => match header_name(h)? {
+            h if h == "authorization" => {
+                Err("must not be authorization (the agent's bearer token travels there)")
+            }
+            h => Ok(Some(h)),
+        },
+        // Okta "user access" takes the user's ID token for the agent's own client, which the
+        // agent holds next to its access token; without a header there is nothing to send.
+        (SubjectTokenType::IdToken, None) => Err(
+            "required when subject_token_type is id_token (the request header carrying the user's ID token for the agent's client)",
+        ),
+        (_, Some(_)) => Err("only used with subject_token_type refresh_token or id_token"),
+        (_, None) => Ok(None),
+    }
+}
+
+/// A backend with its vault domain and the upstreams it calls.
+type Backend = (String, VaultBackend, Vec<Upstream>);
+
+fn auth0(
+    raw: RawVault,
+    cluster: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    found: &mut Found,
+) -> Option<Backend> {
+    let domain = raw.domain.unwrap_or_default();
+    let domain_ok = is_authority(&domain);
+    if !domain_ok {
+        found.add(
+            "vault.domain",
+            "must be a host name with an optional port, without scheme or path",
+        );
+    }
+    let client_secret = resolve_secret(raw.client_secret, raw.client_secret_env, env)
+        .map_err(|(f, m)| found.add(&format!("vault.{f}"), m))
+        .ok()?;
+    if !domain_ok {
+        return None;
+    }
+    // The domain has no scheme: the deployment decides how it is reached.
+    let upstream = Upstream {
+        field: "vault.cluster",
+        cluster: cluster?.to_string(),
+        tls: None,
+        authority: domain.clone(),
+    };
+    Some((
+        domain,
+        VaultBackend::Auth0 { client_secret },
+        vec![upstream],
+    ))
+}
+
+fn okta(
+    raw: RawVault,
+    kind: &str,
+    cluster: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    found: &mut Found,
+) -> Option<Backend> {
+    let before = found.len();
+    let token = endpoint(cluster.unwrap_or_default(), raw.token_url.as_deref())
+        .map_err(|m| found.add("vault.token_url", m))
+        .ok();
+    let key = signing_key(raw.private_key_env.as_deref(), raw.key_id.as_deref(), env)
+        .map_err(|(f, m)| found.add(&format!("vault.{f}"), m))
+        .ok();
+    if kind == "okta-sts" {
+        let resource = raw.resource.unwrap_or_default();
+        found.check("vault.resource", require_text(&resource));
+        let (token, key) = (token?, key?);
+        if found.len() > before {
+            return None;
+        }
+        let upstreams = vec![upstream("vault.cluster", &token)];
+        let domain = token.authority.clone();
+        return Some((
+            domain,
+            VaultBackend::OktaSts {
+                token,
+                key,
+                resource,
+            },
+            upstreams,
+        ));
+    }
+    let audience = raw.audience.unwrap_or_default();
+    let audience_ok = found
+        .check("vault.audience", Url::parse(&audience))
+        .is_some();
+    let scopes = raw.scopes.unwrap_or_default();
+    for bad in scopes
+        .iter()
+        .filter(|s| s.is_empty() || !s.bytes().all(is_scope_char))
+    {
+        found.add(
+            "vault.scopes",
+            format!("'{}' is not a valid scope token", printable(bad)),
+        );
+    }
+    let (resource_cluster_field, resource_cluster) = match &raw.resource_cluster {
+        Some(c) => (
+            "vault.resource_cluster",
+            found.check("vault.resource_cluster", cluster_name(c)),
+        ),
+        None => ("vault.cluster", cluster.map(str::to_string)),
+    };
+    let resource_token = endpoint(
+        resource_cluster.as_deref().unwrap_or_default(),
+        raw.resource_token_url.as_deref(),
+    )
+    .map_err(|m| found.add("vault.resource_token_url", m))
+    .ok();
+    let resource_client_id = raw.resource_client_id.unwrap_or_default();
+    found.check(
+        "vault.resource_client_id",
+        require_text(&resource_client_id),
+    );
+    if let Some(r) = &raw.resource {
+        found.check("vault.resource", require_text(r));
+    }
+    let (token, key, resource_token) = (token?, key?, resource_token?);
+    if !audience_ok {
+        return None;
+    }
+    let resource_auth = resource_auth(
+        raw.resource_as.as_deref(),
+        &audience,
+        &resource_token,
+        &key,
+        (raw.resource_client_secret, raw.resource_client_secret_env),
+        env,
+    )
+    .map_err(|(f, m)| found.add(&format!("vault.{f}"), m))
+    .ok()?;
+    if found.len() > before {
+        return None;
+    }
+    let upstreams = vec![
+        upstream("vault.cluster", &token),
+        upstream(resource_cluster_field, &resource_token),
+    ];
+    let domain = token.authority.clone();
+    Some((
+        domain,
+        VaultBackend::IdJag {
+            token,
+            key,
+            audience,
+            scopes,
+            resource: raw.resource,
+            resource_token,
+            resource_client_id,
+            resource_auth,
+        },
+        upstreams,
+    ))
+}
+
+/// The cluster a token endpoint is reached through, named by `field`.
+fn upstream(field: &'static str, e: &Endpoint) -> Upstream {
+    Upstream {
+        field,
+        cluster: e.cluster.clone(),
+        tls: Some(e.url.starts_with("https://")),
+        authority: e.authority.clone(),
+    }
 }
 
 /// How the JWT bearer leg authenticates, by the kind of resource authorization server.

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use crate::cache;
 use crate::callout::{CalloutRequest, CalloutResponse};
 use crate::config::{ConnectConfig, ConnectProvider, SealingKeys, Tenant};
-use crate::flow::Host;
+use crate::host::Host;
 use crate::reply::Reply;
 use crate::secret::{random_token, sha256};
 use crate::urlencoded;

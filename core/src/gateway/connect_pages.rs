@@ -8,7 +8,7 @@ use super::{Gateway, Live};
 use crate::callout::CalloutResponse;
 use crate::config::Config;
 use crate::connect;
-use crate::flow::Host;
+use crate::host::Host;
 use crate::urlencoded;
 
 /// A connect page's inputs, kept while its call-out is awaited.

@@ -10,7 +10,7 @@ use crate::cache::Principal;
 use crate::config::{Config, Tenant};
 use crate::connect;
 use crate::endpoints;
-use crate::flow::Host;
+use crate::host::Host;
 use crate::reply::{deny_reply, ConnectLink, Deny, Realm, Reply};
 
 /// The realm of refusals that belong to no tenant.

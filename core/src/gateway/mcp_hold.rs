@@ -11,7 +11,7 @@ use crate::audit::Decision;
 use crate::cache::Principal;
 use crate::callout::DependencyFailure;
 use crate::config::Config;
-use crate::flow::Host;
+use crate::host::Host;
 use crate::mcp;
 use crate::reply::Deny;
 

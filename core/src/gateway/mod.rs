@@ -28,8 +28,9 @@ use crate::cache::Principal;
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::Config;
 use crate::endpoints::{self, Route};
-use crate::flow::{Host, RequestInput, Resolution, Step, Worker};
+use crate::flow::{RequestInput, Resolution, Step, Worker};
 use crate::generation::Generation;
+use crate::host::Host;
 use crate::mcp;
 use crate::reply::{Deny, Reply};
 

@@ -27,8 +27,9 @@ use sim::keys::{b64, IssuerKeys};
 use tvp_core::callout::{CalloutRequest, CalloutResponse};
 use tvp_core::config::{self, Config};
 use tvp_core::crypto::PureRustVerifier;
-use tvp_core::flow::{self, Host, Worker};
+use tvp_core::flow::{self, Worker};
 use tvp_core::gateway::{Effect, Gateway, Next, Outcome, RequestHead, Resolved};
+use tvp_core::host::Host;
 
 /// The clock starts here (seconds); tokens are minted relative to it.
 const NOW_S: i64 = 1_800_000_000;

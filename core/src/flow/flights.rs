@@ -1,0 +1,234 @@
+//! Single flight: one call-out per needed answer (a tenant's keys, a user's downstream token)
+//! however many requests wait for it, who sent it, and what to do when its sender goes away.
+
+use super::{jwks_flight, Host, RequestInput, Resolution, Stage, Step, Waiting, Worker};
+use crate::callout::{CalloutRequest, CalloutResponse};
+use crate::config::{JwksSource, SubjectTokenType, VaultBackend};
+use crate::vault;
+
+#[derive(Debug, Clone)]
+pub(super) enum Purpose {
+    Discovery {
+        tenant: usize,
+    },
+    Jwks {
+        tenant: usize,
+    },
+    /// Call `leg` (0 first) of the tenant's vault exchange.
+    Vault {
+        tenant: usize,
+        leg: u8,
+    },
+}
+
+pub(super) struct Flight {
+    pub(super) purpose: Purpose,
+    pub(super) request: CalloutRequest,
+    pub(super) waiters: Vec<u32>,
+    /// The context whose call-out is in flight; `None` once it went away before the answer.
+    pub(super) owner: Option<u32>,
+    /// When its call-out was sent (for the latency histogram); `None` until then.
+    pub(super) sent_ms: Option<u64>,
+    /// When the exchange began (its first leg): an eviction after it voids its answer.
+    pub(super) started_ms: u64,
+    /// The user record of a vault exchange.
+    pub(super) user_key: Option<String>,
+}
+
+impl Worker {
+    pub(super) fn wait_for_keys(
+        &mut self,
+        now_ms: u64,
+        context_id: u32,
+        input: RequestInput,
+    ) -> Step {
+        let tenant = &self.config.tenants[input.tenant];
+        let (purpose, request) = match &tenant.jwks {
+            JwksSource::Direct {
+                cluster,
+                authority,
+                path,
+            } => (
+                Purpose::Jwks {
+                    tenant: input.tenant,
+                },
+                CalloutRequest::get(cluster, authority, path),
+            ),
+            JwksSource::Discovery {
+                cluster,
+                authority,
+                path,
+            } => (
+                Purpose::Discovery {
+                    tenant: input.tenant,
+                },
+                CalloutRequest::get(cluster, authority, path),
+            ),
+        };
+        let flight = jwks_flight(tenant);
+        self.wait(
+            now_ms,
+            context_id,
+            flight,
+            purpose,
+            request,
+            Waiting {
+                input,
+                stage: Stage::NeedKeys,
+            },
+        )
+    }
+
+    /// Join the flight for `key`, or start it.
+    pub(super) fn wait(
+        &mut self,
+        now_ms: u64,
+        context_id: u32,
+        key: String,
+        purpose: Purpose,
+        request: CalloutRequest,
+        waiting: Waiting,
+    ) -> Step {
+        let user_key = match &waiting.stage {
+            Stage::NeedDownstream(p) => Some(p.user_key.clone()),
+            Stage::NeedKeys => None,
+        };
+        self.waiting.insert(context_id, waiting);
+        if let Some(flight) = self.flights.get_mut(&key) {
+            flight.waiters.push(context_id);
+            return Step::Wait {
+                flight: key,
+                start: None,
+            };
+        }
+        self.flights.insert(
+            key.clone(),
+            Flight {
+                purpose,
+                request: request.clone(),
+                waiters: vec![context_id],
+                owner: Some(context_id),
+                sent_ms: None,
+                started_ms: now_ms,
+                user_key,
+            },
+        );
+        Step::Wait {
+            flight: key,
+            start: Some(request),
+        }
+    }
+
+    /// The call-out for `flight` was dispatched as `token` by `owner`.
+    pub fn dispatched(&mut self, flight: &str, token: u32, owner: u32, now_ms: u64) {
+        if let Some(f) = self.flights.get_mut(flight) {
+            f.owner = Some(owner);
+            f.sent_ms = Some(now_ms);
+            if let Purpose::Jwks { tenant } | Purpose::Discovery { tenant } = f.purpose {
+                self.keys[tenant].last_attempt_ms = Some(now_ms);
+            }
+        }
+        self.orphans.remove(flight);
+        self.callouts.insert(token, flight.to_string());
+    }
+
+    /// A waiting request went away (client closed). Its flight carries on for the others; if
+    /// it owned the call-out, the answer will not come to us and the root must redo it.
+    pub fn forget(&mut self, context_id: u32) {
+        self.waiting.remove(&context_id);
+        let mut orphaned = Vec::new();
+        for (key, f) in self.flights.iter_mut() {
+            f.waiters.retain(|w| *w != context_id);
+            if f.owner == Some(context_id) {
+                f.owner = None;
+                orphaned.push(key.clone());
+            }
+        }
+        for key in orphaned {
+            let empty = self.flights.get(&key).is_some_and(|f| f.waiters.is_empty());
+            if empty {
+                self.flights.remove(&key);
+            } else {
+                self.orphans.insert(key);
+            }
+        }
+        self.callouts
+            .retain(|_, flight| self.flights.contains_key(flight));
+    }
+
+    /// Flights whose owner went away and that others still wait for: redispatch them.
+    pub fn take_orphans(&mut self, now_ms: u64) -> Vec<(String, CalloutRequest)> {
+        let keys: Vec<String> = self.orphans.drain().collect();
+        let mut out = Vec::new();
+        for key in keys {
+            self.restart_single_use_exchange(&key, now_ms);
+            if let Some(f) = self.flights.get(&key) {
+                out.push((key, f.request.clone()));
+            }
+        }
+        out
+    }
+
+    /// A vault call sent by a context that went away is sent again; an Okta call must not be
+    /// replayed as it was (its client assertion's `jti`, and an ID-JAG, are single-use), so the
+    /// exchange starts over from its first call with a fresh assertion.
+    fn restart_single_use_exchange(&mut self, key: &str, now_ms: u64) {
+        let Some(flight) = self.flights.get_mut(key) else {
+            return;
+        };
+        let Purpose::Vault { tenant, .. } = flight.purpose else {
+            return;
+        };
+        let vault = &self.config.tenants[tenant].vault;
+        // Never sent (the next leg of a chain), or Auth0's exchange, which may be repeated.
+        if flight.sent_ms.is_none() || matches!(vault.backend, VaultBackend::Auth0 { .. }) {
+            return;
+        }
+        let Some(Waiting {
+            input,
+            stage: Stage::NeedDownstream(principal),
+        }) = flight.waiters.iter().find_map(|w| self.waiting.get(w))
+        else {
+            return;
+        };
+        let subject = match vault.subject_token_type {
+            SubjectTokenType::RefreshToken | SubjectTokenType::IdToken => {
+                input.subject_token.clone().unwrap_or_default()
+            }
+            SubjectTokenType::AccessToken => input.token.clone(),
+        };
+        let hint = principal.claims.login_hint.as_deref();
+        if let Ok(request) =
+            vault::first_request(vault, &subject, hint, self.signer.as_ref(), now_ms / 1000)
+        {
+            flight.request = request;
+            flight.purpose = Purpose::Vault { tenant, leg: 0 };
+            flight.sent_ms = None;
+        }
+    }
+
+    /// A dispatch failed before anything was sent (e.g. the cluster does not exist).
+    pub fn dispatch_failed(&mut self, host: &dyn Host, flight: &str) -> Vec<Resolution> {
+        let response = CalloutResponse {
+            status: Some(503),
+            retry_after: None,
+            rate_limit_reset: None,
+            body: Some(Vec::new()),
+        };
+        self.complete_flight(host, flight, &response)
+    }
+
+    /// A call-out answered. Returns the requests it decided; the caller dispatches any new
+    /// `Step::Wait { start: Some(..) }` among them.
+    pub fn on_response(
+        &mut self,
+        host: &dyn Host,
+        token: u32,
+        response: &CalloutResponse,
+    ) -> Vec<Resolution> {
+        match self.callouts.remove(&token) {
+            Some(flight) => self.complete_flight(host, &flight, response),
+            None => Vec::new(),
+        }
+    }
+}
