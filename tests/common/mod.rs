@@ -334,26 +334,23 @@ impl Stack {
         stack
     }
 
+    /// Envoy's admin says ready and, if `keys`, `/health` lists every tenant's keys loaded.
     fn wait_ready(&self, keys: bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if testkit::ready::envoy_ready(self.admin) {
-                if !keys {
-                    return;
-                }
-                if let Ok(h) = self.get("/health", &[]) {
-                    let tenants = h.json()["tenants"].clone();
-                    let all = tenants
+        let keys_loaded = || {
+            self.get("/health", &[]).is_ok_and(|h| {
+                h.status == 200
+                    && h.json()["tenants"]
                         .as_object()
-                        .is_some_and(|t| t.values().all(|v| v["keys_loaded"] == true));
-                    if h.status == 200 && all {
-                        return;
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
+                        .is_some_and(|t| t.values().all(|v| v["keys_loaded"] == true))
+            })
+        };
+        let ready =
+            testkit::ready::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+                testkit::ready::envoy_ready(self.admin) && (!keys || keys_loaded())
+            });
+        if !ready {
+            panic!("Envoy did not become ready; log:\n{}", self.log_text());
         }
-        panic!("Envoy did not become ready; log:\n{}", self.log_text());
     }
 
     /// Send a request through Envoy. Every answer is checked for leaks: no agent token may
