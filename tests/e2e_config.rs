@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::path::Path;
 
 use common::*;
 use serde_json::{json, Value};
@@ -148,15 +148,12 @@ fn shipped_envoy_config_is_the_rendering_and_validates() {
     );
     assert!(rendered.text.contains("prefix: /.tvp-hold/github/"));
     wasm_path();
-    let out = Command::new(envoy_bin())
-        .args(["--mode", "validate", "-c", "envoy/envoy.yaml"])
-        .current_dir(root())
-        .env("GITHUB_VAULT_CLIENT_SECRET", "validate")
-        .env("TVP_SEALING_KEY", SEALING_KEY)
-        .env(AGENT_KEY_ENV, agent_key_pem())
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && text.contains("OK"), "{text}");
+    let env = [
+        ("GITHUB_VAULT_CLIENT_SECRET", "validate"),
+        ("TVP_SEALING_KEY", SEALING_KEY),
+        (AGENT_KEY_ENV, agent_key_pem()),
+    ];
+    let (ok, text) =
+        testkit::process::envoy_validates(Path::new("envoy/envoy.yaml"), &root(), &env).unwrap();
+    assert!(ok, "{text}");
 }

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -85,7 +84,7 @@ fn push(dir: &Path, listeners: &str) {
 /// `dir/lds`, new versions rendered into `dir/staging` and moved into place.
 struct HotStack {
     sim: Sim,
-    envoy: Child,
+    envoy: Process,
     port: u16,
     admin: u16,
     dir: PathBuf,
@@ -221,8 +220,7 @@ impl HotStack {
 
 impl Drop for HotStack {
     fn drop(&mut self) {
-        let _ = self.envoy.kill();
-        let _ = self.envoy.wait();
+        self.envoy.stop();
         if std::thread::panicking() {
             return;
         }
@@ -447,7 +445,9 @@ fn a_superseded_configuration_refuses_its_keep_alive_connections() {
     let (github, google) = (stack.token("github"), stack.token("google"));
     let bearer = |t: &str| format!("Bearer {t}");
     // Several connections: with two workers, some land on each.
-    let mut held: Vec<KeepAlive> = (0..4).map(|_| KeepAlive::open(stack.port)).collect();
+    let mut held: Vec<KeepAlive> = (0..4)
+        .map(|_| KeepAlive::open(stack.port).unwrap())
+        .collect();
     for conn in &mut held {
         let r = conn
             .send(
@@ -522,7 +522,7 @@ fn a_superseded_configuration_refuses_its_keep_alive_connections() {
             ..Mint::default()
         })
         .unwrap();
-    let mut current = KeepAlive::open(stack.port);
+    let mut current = KeepAlive::open(stack.port).unwrap();
     let r = current
         .send("GET", "/github/user", &[("authorization", &bearer(&admin))])
         .unwrap();

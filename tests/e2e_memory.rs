@@ -58,14 +58,14 @@ fn call(method: &'static str, path: &str, headers: &[(&str, &str)], status: u16)
     }
 }
 
-/// `calls` requests over four keep-alive connections, cycling through `requests`; every
-/// answer must have the expected status.
+/// `calls` requests over four keep-alive clients, cycling through `requests`; every answer
+/// must have the expected status.
 fn churn(stack: &Stack, requests: &[Call], calls: usize) {
     let threads = 4;
     std::thread::scope(|s| {
         for t in 0..threads {
             s.spawn(move || {
-                let mut conn = KeepAlive::open(stack.port);
+                let client = testkit::http::Client::keep_alive(stack.port);
                 for i in (t..calls).step_by(threads) {
                     let c = &requests[i % requests.len()];
                     let headers: Vec<(&str, &str)> = c
@@ -73,10 +73,8 @@ fn churn(stack: &Stack, requests: &[Call], calls: usize) {
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_str()))
                         .collect();
-                    // Envoy closes the connection after a 400: then on a new one.
-                    let r = conn
-                        .send_reconnecting(c.method, &c.path, &headers, &c.body)
-                        .unwrap();
+                    // Envoy closes the connection after a 400: the client opens a new one.
+                    let r = client.send(c.method, &c.path, &headers, &c.body).unwrap();
                     assert_eq!(r.status, c.status, "{} {}: {}", c.method, c.path, r.text());
                 }
             });

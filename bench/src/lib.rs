@@ -1,12 +1,13 @@
 //! Shared pieces of the benchmark and soak binaries: Envoy configs, process control, wrk.
+//! Envoy, the module, ports and processes are testkit's, as in the tests.
 
 pub mod measure;
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use testkit::{Envoy, Process};
 
 use serde_json::Value;
 
@@ -35,10 +36,8 @@ pub struct Paths {
 
 impl Paths {
     pub fn new(run: &str) -> Result<Paths, String> {
-        let envoy = std::env::var("ENVOY_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root().join(".tools/envoy"));
-        let wasm = root().join("target/wasm32-wasip1/release/token_vault_proxy.wasm");
+        let envoy = testkit::envoy_bin();
+        let wasm = testkit::wasm_path();
         let dir = root().join("target").join(run);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         Ok(Paths { envoy, wasm, dir })
@@ -82,15 +81,12 @@ pub fn example_stack(
     Ok((plugin, sim))
 }
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+pub use testkit::root;
 
+/// A loopback port not handed out before in this run (0, which Envoy refuses to share, if
+/// none is left).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    testkit::free_port().unwrap_or(0)
 }
 
 pub fn write_lines(path: &Path, lines: &[String]) -> Result<PathBuf, String> {
@@ -168,58 +164,34 @@ pub fn wrk(script: &Path, v: &Variant, seconds: u64) -> Result<Sample, String> {
     })
 }
 
-/// Envoy with `workers` worker threads, not pinned (the soak run).
-pub fn spawn_workers(envoy: &Path, cfg: &Path, log: &Path, workers: u32) -> Result<Child, String> {
-    let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
-    Command::new(envoy)
-        .args([
-            "-c",
-            &cfg.display().to_string(),
-            "--concurrency",
-            &workers.to_string(),
-        ])
-        .args(["--disable-hot-restart", "-l", "warning"])
-        .stdout(Stdio::null())
-        .stderr(log)
+/// Envoy with `workers` worker threads, not pinned (the soak run); stopped when dropped.
+pub fn spawn_workers(
+    envoy: &Path,
+    cfg: &Path,
+    log: &Path,
+    workers: u32,
+) -> Result<Process, String> {
+    Envoy::new(cfg)
+        .binary(envoy)
+        .concurrency(workers)
+        .log(log)
         .spawn()
-        .map_err(|e| format!("cannot start Envoy: {e}"))
 }
 
-pub fn spawn(envoy: &Path, cfg: &Path, log: &Path, cpu: &str) -> Result<Child, String> {
-    let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
-    Command::new("taskset")
-        .args(["-c", cpu])
-        .arg(envoy)
-        .args([
-            "-c",
-            &cfg.display().to_string(),
-            "--concurrency",
-            "1",
-            "--disable-hot-restart",
-            "-l",
-            "warning",
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
+/// Envoy with one worker on `cpu`; stopped when dropped.
+pub fn spawn(envoy: &Path, cfg: &Path, log: &Path, cpu: &str) -> Result<Process, String> {
+    Envoy::new(cfg)
+        .binary(envoy)
+        .concurrency(1)
+        .pinned(cpu)
+        .log(log)
         .spawn()
-        .map_err(|e| format!("cannot start Envoy: {e}"))
 }
 
 pub fn wait_ready(admin: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", admin)) {
-            let _ = s.write_all(b"GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-            let mut buf = [0u8; 64];
-            if std::io::Read::read(&mut s, &mut buf)
-                .is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.1 200"))
-            {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
+    testkit::ready::wait_until(Duration::from_secs(30), Duration::from_millis(5), || {
+        testkit::ready::envoy_ready(admin)
+    })
 }
 
 pub struct BenchPorts {

@@ -6,11 +6,12 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
+use testkit::Envoy;
 
 const COMPOSE_ENVOY: &str = "deploy/compose/envoy.yaml";
 const RENDER: &str =
@@ -93,23 +94,6 @@ fn docker_compose_config_accepts_the_file() {
     }
 }
 
-/// Kills the child when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
 #[test]
 fn the_demo_walkthrough_passes_against_a_rendered_stack() {
     const SECRET: &str = "compose-walkthrough-secret";
@@ -153,29 +137,18 @@ fn the_demo_walkthrough_passes_against_a_rendered_stack() {
     );
     let config = dir.join("envoy.yaml");
     std::fs::write(&config, &yaml).unwrap();
-    let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
-    let _envoy = Running(
-        Command::new(envoy_bin())
-            .arg("-c")
-            .arg(&config)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "-l",
-                "warning",
-            ])
-            .env("GITHUB_VAULT_CLIENT_SECRET", SECRET)
-            .env("OKTA_AGENT_PRIVATE_KEY", &agent_key)
-            .env(
-                "TVP_SEALING_KEY",
-                "compose-demo-sealing-key-compose-demo-sealing-key",
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    // Stopped when the test ends, however it ends.
+    let _envoy = Envoy::new(&config)
+        .concurrency(1)
+        .env("GITHUB_VAULT_CLIENT_SECRET", SECRET)
+        .env("OKTA_AGENT_PRIVATE_KEY", &agent_key)
+        .env(
+            "TVP_SEALING_KEY",
+            "compose-demo-sealing-key-compose-demo-sealing-key",
+        )
+        .log(&dir.join("envoy.log"))
+        .spawn()
+        .unwrap();
 
     let started = Instant::now();
     let out = Command::new("sh")

@@ -6,21 +6,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
+use testkit::{Envoy, Process};
 
 /// The example plus `github2`, a copy of github on the same clusters and backend.
 fn with_github2() -> Value {
@@ -121,13 +113,9 @@ fn render_needs_out_for_two_files() {
 }
 
 fn admin_get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    raw.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+    testkit::http::request(port, "GET", path, &[], b"")
+        .ok()
+        .map(|r| r.text())
 }
 
 fn stat(admin: u16, name: &str) -> u64 {
@@ -141,27 +129,18 @@ fn stat(admin: u16, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn wait_for(what: &str, envoy: &mut Running, log: &Path, probe: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !probe() {
-        let exited = envoy.0.try_wait().ok().flatten().is_some();
-        assert!(
-            Instant::now() < deadline && !exited,
-            "{what}; Envoy log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Stops Envoy however the test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn wait_for(what: &str, envoy: &mut Process, log: &Path, probe: impl Fn() -> bool) {
+    let mut exited = false;
+    let held =
+        testkit::ready::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+            exited = envoy.exited().is_some();
+            !exited && probe()
+        });
+    assert!(
+        held && !exited,
+        "{what}; Envoy log:\n{}",
+        testkit::log::read(log)
+    );
 }
 
 #[test]
@@ -177,20 +156,17 @@ fn envoy_takes_a_listener_file_moved_into_place() {
     std::fs::create_dir_all(lds.parent().unwrap()).unwrap();
     std::fs::rename(staging.join("listeners.yaml"), &lds).unwrap();
     let log = dir.join("envoy.log");
-    let envoy = Command::new(envoy_bin())
-        .arg("-c")
-        .arg(staging.join("envoy.yaml"))
-        .args(["--disable-hot-restart", "-l", "warning"])
+    // Stopped when the test ends, however it ends.
+    let mut envoy = Envoy::new(&staging.join("envoy.yaml"))
         .env("GITHUB_VAULT_CLIENT_SECRET", "lds-test-secret")
         .env("OKTA_AGENT_PRIVATE_KEY", support::agent_key())
         .env(
             "TVP_SEALING_KEY",
             "lds-test-sealing-key-lds-test-sealing-key",
         )
-        .stderr(std::fs::File::create(&log).unwrap())
+        .log(&log)
         .spawn()
         .unwrap();
-    let mut envoy = Running(envoy);
     let update = "listener_manager.lds.update_success";
     wait_for("Envoy loads the listener file", &mut envoy, &log, || {
         stat(admin, update) == 1 && stat(admin, "listener_manager.total_listeners_active") == 1

@@ -3,7 +3,6 @@
 //! replicas behind a load balancer). The sim plays the outside parties for all of them.
 
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -11,7 +10,7 @@ use sim::Sim;
 
 use super::{
     assert_log_clean, assert_no_agent_token, free_port, http, plugin_config, public_base_is,
-    render, root, spawn_envoy, start_sim, test_settings, Response,
+    render, root, spawn_envoy, start_sim, test_settings, Process, Response,
 };
 
 pub use deploy::front::Balance;
@@ -22,7 +21,7 @@ struct Replica {
     config: PathBuf,
     /// One log per run of the process (a restart starts another).
     logs: Vec<PathBuf>,
-    envoy: Option<Child>,
+    envoy: Option<Process>,
 }
 
 pub struct Fleet {
@@ -30,7 +29,7 @@ pub struct Fleet {
     /// The front's port: the gateway's public URL is `http://127.0.0.1:{port}`.
     pub port: u16,
     replicas: Vec<Replica>,
-    front: Child,
+    front: Process,
     dir: PathBuf,
 }
 
@@ -105,7 +104,7 @@ impl Fleet {
         let (port, admin) = (r.port, r.admin);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = http(admin, "GET", "/ready", &[], b"").is_ok_and(|r| r.status == 200)
+            let ready = testkit::ready::envoy_ready(admin)
                 && http(port, "GET", "/health", &[], b"")
                     .is_ok_and(|h| h.status == 200 && h.text().contains("\"status\":\"ok\""));
             if ready {
@@ -121,10 +120,8 @@ impl Fleet {
 
     /// Stop replica `i` (its process and all it held in memory) and start it again.
     pub fn restart(&mut self, i: usize) {
-        if let Some(mut envoy) = self.replicas[i].envoy.take() {
-            let _ = envoy.kill();
-            let _ = envoy.wait();
-        }
+        // Dropping the handle stops the process.
+        self.replicas[i].envoy = None;
         self.launch(i);
     }
 
@@ -187,13 +184,9 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        let _ = self.front.kill();
-        let _ = self.front.wait();
+        self.front.stop();
         for r in &mut self.replicas {
-            if let Some(mut envoy) = r.envoy.take() {
-                let _ = envoy.kill();
-                let _ = envoy.wait();
-            }
+            r.envoy = None;
         }
         for i in 0..self.replicas.len() {
             assert_log_clean(&self.sim, &self.log(i));

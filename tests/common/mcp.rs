@@ -2,11 +2,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use super::{free_port, root, Options};
+use super::{free_port, root, Options, Process};
 
 /// The project venv's Python, with the official MCP SDK (`make setup`).
 pub fn python() -> PathBuf {
@@ -31,7 +31,7 @@ pub fn debug_output() -> Stdio {
 /// The tenant backend: an MCP server of the official SDK at `/mcp` (any other path echoes the
 /// request), logging what each request carried.
 pub struct Backend {
-    child: Child,
+    child: Process,
     pub port: u16,
     pub log: PathBuf,
 }
@@ -40,18 +40,19 @@ impl Backend {
     pub fn start() -> Backend {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("tvp-mcp-backend-{port}.jsonl"));
-        let mut child = Command::new(python())
-            .arg(root().join("tests/mcp/server.py"))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--log",
-                &log.display().to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the MCP server");
+        let mut child = Process::spawn(
+            Command::new(python())
+                .arg(root().join("tests/mcp/server.py"))
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--log",
+                    &log.display().to_string(),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .expect("start the MCP server");
         let mut ready = String::new();
         let stdout = child.stdout.take().expect("stdout");
         BufReader::new(stdout).read_line(&mut ready).expect("ready");
@@ -72,8 +73,7 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.stop();
         let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -1,16 +1,17 @@
 //! End-to-end harness: a real Envoy (ENVOY_BIN or `.tools/envoy`) running the release wasm
-//! module, against an in-process sim, all on free loopback ports.
+//! module, against an in-process sim, all on free loopback ports. What is not about this
+//! project's stacks (finding Envoy and the module, ports, processes, the HTTP client) is
+//! testkit's.
 
 #![allow(dead_code, unused_imports)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 pub use sim::{Endpoint, Fault, Mint, Sim, SimTenant};
+pub use testkit::raw::KeepAlive;
+pub use testkit::{envoy_bin, root, Process, Response};
 
 pub mod browser;
 pub mod fleet;
@@ -18,43 +19,13 @@ pub mod mcp;
 
 pub const GITHUB_SECRET: &str = "github-e2e-secret-value";
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn envoy_bin() -> PathBuf {
-    match std::env::var("ENVOY_BIN") {
-        Ok(p) if !p.is_empty() => PathBuf::from(p),
-        _ => root().join(".tools/envoy"),
-    }
-}
-
 pub fn wasm_path() -> PathBuf {
-    let p = root().join("target/wasm32-wasip1/release/token_vault_proxy.wasm");
-    assert!(
-        p.exists(),
-        "{} is missing: run `make wasm` (make test does it)",
-        p.display()
-    );
-    p
+    testkit::require_wasm().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A port free now and never handed out before in this test process (the kernel may offer a
-/// port again as soon as its probe socket closed, and two parts of one stack must differ).
+/// A port free now and never handed out before in this test process.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    for _ in 0..100 {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0);
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if port != 0 && !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-    0
+    testkit::free_port().expect("a free loopback port")
 }
 
 /// The example tenants re-pointed at this sim, with `settings` merged over its settings.
@@ -123,33 +94,9 @@ pub struct Stack {
     pub sim: Sim,
     pub port: u16,
     pub admin: u16,
-    envoy: Child,
+    envoy: Process,
     pub log: PathBuf,
     dir: PathBuf,
-}
-
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
 }
 
 /// The environment variable of the Okta agent's private key (see [`okta_tenants`]).
@@ -387,28 +334,23 @@ impl Stack {
         stack
     }
 
+    /// Envoy's admin says ready and, if `keys`, `/health` lists every tenant's keys loaded.
     fn wait_ready(&self, keys: bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = http(self.admin, "GET", "/ready", &[], b"") {
-                if r.status == 200 {
-                    if !keys {
-                        return;
-                    }
-                    if let Ok(h) = self.get("/health", &[]) {
-                        let tenants = h.json()["tenants"].clone();
-                        let all = tenants
-                            .as_object()
-                            .is_some_and(|t| t.values().all(|v| v["keys_loaded"] == true));
-                        if h.status == 200 && all {
-                            return;
-                        }
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let keys_loaded = || {
+            self.get("/health", &[]).is_ok_and(|h| {
+                h.status == 200
+                    && h.json()["tenants"]
+                        .as_object()
+                        .is_some_and(|t| t.values().all(|v| v["keys_loaded"] == true))
+            })
+        };
+        let ready =
+            testkit::ready::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+                testkit::ready::envoy_ready(self.admin) && (!keys || keys_loaded())
+            });
+        if !ready {
+            panic!("Envoy did not become ready; log:\n{}", self.log_text());
         }
-        panic!("Envoy did not become ready; log:\n{}", self.log_text());
     }
 
     /// Send a request through Envoy. Every answer is checked for leaks: no agent token may
@@ -421,6 +363,20 @@ impl Stack {
         body: &[u8],
     ) -> Response {
         let r = http(self.port, method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_tail()));
+        assert_no_agent_token(&self.sim, &r, method, path);
+        r
+    }
+
+    /// [`Stack::request`] with the bytes written as given (see [`raw`]), for hostile inputs.
+    pub fn request_raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let r = raw(self.port, method, path, headers, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log_tail()));
         assert_no_agent_token(&self.sim, &r, method, path);
         r
@@ -449,13 +405,11 @@ impl Stack {
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        testkit::log::read(&self.log)
     }
 
     pub fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        testkit::log::tail(&self.log_text(), 40)
     }
 
     /// Decision records the filter logged, in order.
@@ -510,8 +464,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.envoy.kill();
-        let _ = self.envoy.wait();
+        self.envoy.stop();
         let text = self.log_text();
         assert_log_clean(&self.sim, &text);
         if !std::thread::panicking() {
@@ -526,31 +479,28 @@ pub fn assert_log_clean(sim: &Sim, text: &str) {
     if std::thread::panicking() {
         return;
     }
-    let minted = sim.minted();
-    let issued = sim.downstream_tokens();
-    let leak = minted
-        .iter()
-        .chain(&issued)
-        .any(|t| text.contains(t.as_str()));
-    assert!(!leak, "a token reached Envoy's log");
-    assert!(
-        !text.contains(GITHUB_SECRET)
-            && !text.contains(XAA_SECRET)
-            && !text.contains(OKTA_CONNECT_SECRET)
-            && !text.contains(SEALING_KEY)
-            && !text.contains("google-demo-secret")
-            && !text.contains("github-connect-demo-secret"),
-        "a client secret reached Envoy's log"
-    );
+    let tokens: Vec<String> = sim
+        .minted()
+        .into_iter()
+        .chain(sim.downstream_tokens())
+        .collect();
+    let tokens: Vec<(&str, &str)> = tokens.iter().map(|t| ("a token", t.as_str())).collect();
     let key_line = agent_key_pem().lines().nth(1).unwrap_or("-");
-    assert!(
-        !text.contains(key_line),
-        "the agent's private key reached Envoy's log"
-    );
-    let bad = text
-        .lines()
-        .find(|l| l.contains("panic") || (l.contains("[critical]") && l.contains("wasm")));
-    if let Some(line) = bad {
+    let secrets = [
+        ("a client secret", GITHUB_SECRET),
+        ("a client secret", XAA_SECRET),
+        ("a client secret", OKTA_CONNECT_SECRET),
+        ("a client secret", SEALING_KEY),
+        ("a client secret", "google-demo-secret"),
+        ("a client secret", "github-connect-demo-secret"),
+        ("the agent's private key", key_line),
+    ];
+    for found in [&tokens[..], &secrets[..]] {
+        if let Some(what) = testkit::log::leaked(text, found) {
+            panic!("{what} reached Envoy's log");
+        }
+    }
+    if let Some(line) = testkit::log::filter_failure(text) {
         panic!("Envoy log shows a filter failure: {line}");
     }
 }
@@ -607,31 +557,17 @@ pub fn rest_to_backend(yaml: &str) -> String {
     out.join("\n") + "\n"
 }
 
-pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Child {
+pub fn spawn_envoy(config: &Path, log: &Path, concurrency: u32) -> Process {
     spawn_envoy_with(config, log, concurrency, &[])
 }
 
-/// [`spawn_envoy`] with more command-line options (`--drain-strategy immediate`, ...).
-pub fn spawn_envoy_with(config: &Path, log: &Path, concurrency: u32, extra: &[&str]) -> Child {
-    let bin = envoy_bin();
-    assert!(
-        bin.exists(),
-        "Envoy not found at {}: run `make setup` or set ENVOY_BIN",
-        bin.display()
-    );
-    let log_file = std::fs::File::create(log).expect("log file");
-    let access_log = std::fs::File::create(log.with_file_name("access.log")).expect("access log");
-    Command::new(bin)
-        .args([
-            "-c",
-            &config.display().to_string(),
-            "--concurrency",
-            &concurrency.to_string(),
-        ])
-        .args([
-            "--disable-hot-restart",
-            "-l",
-            "warning",
+/// [`spawn_envoy`] with more command-line options (`--drain-strategy immediate`, ...): the
+/// filter's log at debug (every test checks it for leaks), the access log next to the log,
+/// the secrets the example's tenants name in the environment.
+pub fn spawn_envoy_with(config: &Path, log: &Path, concurrency: u32, extra: &[&str]) -> Process {
+    testkit::Envoy::new(config)
+        .concurrency(concurrency)
+        .args(&[
             "--component-log-level",
             "wasm:debug",
             // Access log lines reach the file quickly enough for tests to read them.
@@ -643,10 +579,10 @@ pub fn spawn_envoy_with(config: &Path, log: &Path, concurrency: u32, extra: &[&s
         .env("TVP_SEALING_KEY", SEALING_KEY)
         .env(AGENT_KEY_ENV, agent_key_pem())
         .env(XAA_SECRET_ENV, XAA_SECRET)
-        .stdout(access_log)
-        .stderr(log_file)
+        .log(log)
+        .access_log(&log.with_file_name("access.log"))
         .spawn()
-        .expect("start envoy")
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Run Envoy until it exits (for configurations that must be refused), returning its log.
@@ -672,28 +608,20 @@ pub fn envoy_refuses(plugin_config: &str) -> (bool, String) {
     let cfg = dir.join("envoy.yaml");
     std::fs::write(&cfg, yaml).expect("write");
     let log = dir.join("envoy.log");
-    let mut child = spawn_envoy(&cfg, &log, 1);
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut envoy = spawn_envoy(&cfg, &log, 1);
     let mut exited = None;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            exited = Some(status);
-            break;
-        }
-        // Still running and serving means the plugin loaded.
-        if http(ports.admin, "GET", "/ready", &[], b"").is_ok_and(|r| r.status == 200) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    // Still running and serving means the plugin loaded.
+    testkit::ready::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        exited = envoy.exited();
+        exited.is_some() || testkit::ready::envoy_ready(ports.admin)
+    });
+    envoy.stop();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     (exited.is_some_and(|s| !s.success()), text)
 }
 
-/// Minimal HTTP/1.1 client with full control over the bytes sent (repeated headers included).
+/// One ordinary request, through testkit's HTTP client (a new connection each time).
 pub fn http(
     port: u16,
     method: &str,
@@ -701,11 +629,24 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    http_with_body_after(port, method, path, headers, body, None)
+    testkit::http::request(port, method, path, headers, body)
 }
 
-/// As [`http`], the body sent in a second write `after` the headers (when given): by then the
-/// filter has seen the headers alone and stopped them or let them go on.
+/// A request written byte for byte as given (repeated headers, `..` and quotes in the path,
+/// any header value): for the hostile inputs no client library would send.
+pub fn raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    testkit::raw::send(port, method, path, headers, body, None)
+}
+
+/// As [`raw`], the body sent in a second write `after` the headers: by then the filter has
+/// seen the headers alone and stopped them or let them go on (no client library pauses
+/// between the two).
 pub fn http_with_body_after(
     port: u16,
     method: &str,
@@ -714,105 +655,7 @@ pub fn http_with_body_after(
     body: &[u8],
     after: Option<Duration>,
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    // `host: localhost` unless the caller names the host itself.
-    let host = match headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        true => String::new(),
-        false => "host: localhost\r\n".to_string(),
-    };
-    let mut req = format!("{method} {path} HTTP/1.1\r\n{host}connection: close\r\n");
-    for (n, v) in headers {
-        req.push_str(&format!("{n}: {v}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" || method == "PUT" {
-        req.push_str(&format!("content-length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes())?;
-    if let Some(pause) = after {
-        stream.flush()?;
-        std::thread::sleep(pause);
-    }
-    stream.write_all(body)?;
-    // Read until the response is complete rather than until EOF: Envoy delays closing the
-    // connection after a local reply.
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        if response_complete(&raw, method == "HEAD") {
-            break;
-        }
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-    }
-    parse_response(&raw).ok_or_else(|| {
-        std::io::Error::other(format!("bad response: {}", String::from_utf8_lossy(&raw)))
-    })
-}
-
-fn response_complete(raw: &[u8], head_request: bool) -> bool {
-    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    if head_request {
-        return true;
-    }
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let body = &raw[split + 4..];
-    if let Some(len) = head.lines().find_map(|l| {
-        l.strip_prefix("content-length:")
-            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-    }) {
-        return body.len() >= len;
-    }
-    if head.contains("transfer-encoding: chunked") {
-        return body.ends_with(b"0\r\n\r\n");
-    }
-    head.starts_with("http/1.1 204") || head.starts_with("http/1.1 304")
-}
-
-fn parse_response(raw: &[u8]) -> Option<Response> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        })
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Some(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap_or("0").trim(), 16)
-                .unwrap_or(0);
-        if size == 0 || data.len() < pos + 2 + size {
-            break;
-        }
-        out.extend_from_slice(&data[pos + 2..pos + 2 + size]);
-        data = &data[(pos + 4 + size).min(data.len())..];
-    }
-    out
+    testkit::raw::send(port, method, path, headers, body, after)
 }
 
 /// The echo backend's view of one request: header values by name.
@@ -830,101 +673,4 @@ pub fn echoed_headers(r: &Response) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// One HTTP/1.1 connection kept open across requests (keep-alive), as a client pool holds it.
-pub struct KeepAlive {
-    port: u16,
-    stream: TcpStream,
-    /// The last answer said `Connection: close`.
-    closing: bool,
-}
-
-impl KeepAlive {
-    pub fn open(port: u16) -> KeepAlive {
-        KeepAlive {
-            port,
-            stream: KeepAlive::connect(port),
-            closing: false,
-        }
-    }
-
-    fn connect(port: u16) -> TcpStream {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        stream
-    }
-
-    /// Send one request and read its response, on a new connection if the last answer closed
-    /// this one (as a client pool does).
-    pub fn send_reconnecting(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> std::io::Result<Response> {
-        if std::mem::take(&mut self.closing) {
-            self.stream = KeepAlive::connect(self.port);
-        }
-        self.send_body(method, path, headers, body)
-    }
-
-    /// Send one request on this connection and read its response.
-    pub fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-    ) -> std::io::Result<Response> {
-        self.send_body(method, path, headers, b"")
-    }
-
-    /// [`KeepAlive::send`] with a body (`content-length` added).
-    pub fn send_body(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> std::io::Result<Response> {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\n");
-        for (n, v) in headers {
-            req.push_str(&format!("{n}: {v}\r\n"));
-        }
-        if !body.is_empty() || method == "POST" || method == "PUT" {
-            req.push_str(&format!("content-length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        self.stream.write_all(&bytes)?;
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 16384];
-        while !response_complete(&raw, method == "HEAD") {
-            let n = self.stream.read(&mut buf)?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed",
-                ));
-            }
-            raw.extend_from_slice(&buf[..n]);
-        }
-        let r = parse_response(&raw).ok_or_else(|| {
-            std::io::Error::other(format!("bad response: {}", String::from_utf8_lossy(&raw)))
-        })?;
-        self.closing = r.header("connection") == Some("close");
-        Ok(r)
-    }
-
-    /// Whether the server closed the connection (waits up to `within` for it).
-    pub fn closed_by_server(&mut self, within: Duration) -> bool {
-        let _ = self.stream.set_read_timeout(Some(within));
-        let mut buf = [0u8; 1];
-        matches!(self.stream.read(&mut buf), Ok(0))
-    }
 }

@@ -1,4 +1,5 @@
-//! Helpers of the deploy crate's integration tests: paths, `tvp`, Envoy's validate mode.
+//! Helpers of the deploy crate's integration tests: `tvp`, Envoy's validate mode, rendered
+//! documents. Envoy, the module, ports and processes are testkit's.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,10 +9,12 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("deploy/ is in the repository")
-        .to_path_buf()
+    testkit::root()
+}
+
+/// A loopback port never handed out before in this test process.
+pub fn free_port() -> u16 {
+    testkit::free_port().unwrap()
 }
 
 /// A fresh scratch directory under target/ for one test.
@@ -84,21 +87,9 @@ pub fn render(target: &str, tenants: &Value, sets: &[String], dir: &Path) -> Str
     out
 }
 
-pub fn envoy_bin() -> PathBuf {
-    match std::env::var("ENVOY_BIN") {
-        Ok(p) if !p.is_empty() => PathBuf::from(p),
-        _ => repo().join(".tools/envoy"),
-    }
-}
-
+/// The release module (Envoy's validate mode loads it with its configuration).
 pub fn wasm_path() -> PathBuf {
-    let p = repo().join("target/wasm32-wasip1/release/token_vault_proxy.wasm");
-    assert!(
-        p.exists(),
-        "{} is missing: run `make wasm` (Envoy's validate mode loads the module and its configuration)",
-        p.display()
-    );
-    p
+    testkit::require_wasm().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The HTTP connection manager of a rendered bootstrap.
@@ -173,34 +164,24 @@ pub fn agent_key() -> &'static str {
 /// Validate mode builds every listener and cluster and loads the wasm module with its
 /// configuration, so the filter's own parser runs too.
 pub fn envoy_validates(yaml: &str, dir: &Path) {
-    let bin = envoy_bin();
-    assert!(
-        bin.exists(),
-        "Envoy not found at {}: run `make setup` or set ENVOY_BIN",
-        bin.display()
-    );
     let file = dir.join("envoy.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let mut cmd = Command::new(bin);
-    cmd.args(["--mode", "validate", "-l", "warning", "-c"])
-        .arg(&file)
-        .current_dir(repo());
-    for key in host_env_keys(yaml) {
-        // The filter parses key variables as PEM at load; any other secret is opaque.
-        if key.ends_with("PRIVATE_KEY") {
-            cmd.env(key, agent_key());
-        } else {
-            cmd.env(key, "validate-mode-secret-long-enough-for-a-sealing-key");
-        }
-    }
-    let out = cmd.output().unwrap();
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let keys = host_env_keys(yaml);
+    // The filter parses key variables as PEM at load; any other secret is opaque.
+    let env: Vec<(&str, &str)> = keys
+        .iter()
+        .map(|key| match key.ends_with("PRIVATE_KEY") {
+            true => (key.as_str(), agent_key()),
+            false => (
+                key.as_str(),
+                "validate-mode-secret-long-enough-for-a-sealing-key",
+            ),
+        })
+        .collect();
+    let (ok, log) =
+        testkit::process::envoy_validates(&file, &repo(), &env).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        out.status.success() && log.contains("OK"),
+        ok,
         "envoy --mode validate refused {}:\n{log}",
         file.display()
     );
