@@ -56,10 +56,6 @@ fn run() -> Result<(), String> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let audience = plugin["tenants"][0]["audience"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
 
     eprintln!("bench: minting tokens ({users} users, {users} one-use tokens)...");
     let warm = vec![sim.mint(&Mint {
@@ -67,6 +63,11 @@ fn run() -> Result<(), String> {
         sub: "alice".into(),
         ..Mint::default()
     })?];
+    // jwt_authn accepts the audience the tokens carry: the tenant's resource URL (the tenant
+    // names it as a resource path under the public URL, not as `audience`).
+    let audience = sim::keys::claims_of(&warm[0])
+        .and_then(|c| c["aud"].as_str().map(str::to_string))
+        .ok_or("the minted token has no audience")?;
     let mut fresh = Vec::with_capacity(users);
     let mut many = Vec::with_capacity(users);
     for i in 0..users {
