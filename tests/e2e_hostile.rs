@@ -549,3 +549,90 @@ fn requests_for_other_hosts_are_refused_first() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// `token` with a random signature of the same length (a new one per `seed`): the real `kid`,
+/// issuer and audience, so only the signature check can refuse it.
+fn junk_signature(token: &str, seed: u64) -> String {
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let bytes: Vec<u8> = (0..256)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    format!("{signed}.{}", b64(&bytes))
+}
+
+/// A forged token with a real `kid` and the right issuer and audience costs a signature
+/// check. Repeated, it is checked once (the failed-token cache); a flood of distinct ones
+/// spends the tenant's `signature_failures_per_second`, after which new tokens get 503 with
+/// `Retry-After` and no check, while a verified token keeps working; then it recovers.
+#[test]
+fn forged_signatures_are_checked_once_and_a_flood_is_held_back() {
+    let stack = Stack::with(Options {
+        settings: json!({"jwks_min_refetch_seconds": 1, "callout_timeout_ms": 1500,
+                         "signature_failures_per_second": 5}),
+        ..Options::default()
+    });
+    let stat = |name: &str| stack.stat(&format!("wasmcustom.tvp.github.{name}"));
+    let alice = stack.token("github", "alice");
+    assert_eq!(stack.call("GET", "/github/user", &alice).status, 200);
+    let backend = stack.sim.count(Endpoint::Backend);
+
+    let forged = junk_signature(&stack.token("github", "mallory"), 1);
+    for _ in 0..20 {
+        let r = stack.call("GET", "/github/user", &forged);
+        assert_eq!(r.status, 401, "{}", r.text());
+        assert_eq!(r.json()["error"], "invalid_token");
+        let challenge = r.header("www-authenticate").unwrap_or_default();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+    assert_eq!(stack.eventually(19, || stat("signature.failed_cached")), 19);
+    assert_eq!(stat("signature.failed"), 1, "twenty requests, one check");
+
+    // A flood of distinct forgeries, with alice's requests in between.
+    let (mut checked, mut held) = (0u64, 0u64);
+    for i in 0..40 {
+        let r = stack.call(
+            "GET",
+            "/github/user",
+            &junk_signature(&stack.token("github", "mallory"), 100 + i),
+        );
+        match r.status {
+            401 => checked += 1,
+            503 => {
+                held += 1;
+                assert_eq!(r.header("retry-after"), Some("1"));
+                assert_eq!(r.json()["error"], "temporarily_unavailable");
+                assert!(r.header("www-authenticate").is_none());
+            }
+            other => panic!("{other}: {}", r.text()),
+        }
+        if i % 10 == 0 {
+            assert_eq!(stack.call("GET", "/github/user", &alice).status, 200);
+        }
+    }
+    assert!(checked >= 1 && held >= 25, "checked {checked}, held {held}");
+    assert_eq!(
+        stack.eventually(1 + checked, || stat("signature.failed")),
+        1 + checked
+    );
+    assert_eq!(stat("deny.verification_throttled"), held);
+    // The repeated forgery is still a plain 401 from the cache, not a 503.
+    assert_eq!(stack.call("GET", "/github/user", &forged).status, 401);
+    // Nothing forged reached the backend; alice's four did.
+    assert_eq!(stack.sim.count(Endpoint::Backend), backend + 4);
+
+    // Once the flood stops, the budget refills within a second: a new token of alice's works.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let fresh = stack.mint(Mint {
+        tenant: "github".into(),
+        sub: "alice".into(),
+        claims: Some(json!({"jti": "after-the-flood"})),
+        ..Mint::default()
+    });
+    assert_eq!(stack.call("GET", "/github/user", &fresh).status, 200);
+}

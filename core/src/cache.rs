@@ -463,6 +463,68 @@ impl VerifiedTokens {
     }
 }
 
+/// What a token's signature failed against: the tenant, and the generation of that tenant's
+/// keys on this worker (new keys check it again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedAgainst {
+    pub tenant: usize,
+    pub keys: u64,
+}
+
+/// Bounded per-worker memory of tokens whose signature failed, keyed by the same
+/// [`TokenDigest`] as [`VerifiedTokens`]: the digest is kept, never the token. A repeated
+/// forged token is refused again without a signature check. A fixed ring of `capacity`
+/// digests: the newest replaces the oldest, so memory stays fixed whatever is sent.
+pub struct FailedTokens {
+    capacity: usize,
+    /// Each digest once; once the ring is full, the oldest is at `next`.
+    ring: Vec<u128>,
+    next: usize,
+    entries: DigestMap<FailedAgainst>,
+}
+
+impl FailedTokens {
+    pub fn new(capacity: usize) -> Self {
+        FailedTokens {
+            capacity,
+            ring: Vec::new(),
+            next: 0,
+            entries: DigestMap::default(),
+        }
+    }
+
+    /// Whether the token of `digest` already failed against these keys.
+    pub fn failed(&self, digest: u128, against: FailedAgainst) -> bool {
+        self.entries.get(&digest) == Some(&against)
+    }
+
+    pub fn insert(&mut self, digest: u128, against: FailedAgainst) {
+        if self.capacity == 0 {
+            return;
+        }
+        if let Some(entry) = self.entries.get_mut(&digest) {
+            *entry = against;
+            return;
+        }
+        if self.ring.len() < self.capacity {
+            self.ring.push(digest);
+        } else if let Some(slot) = self.ring.get_mut(self.next) {
+            self.entries.remove(slot);
+            *slot = digest;
+            self.next = (self.next + 1) % self.capacity;
+        }
+        self.entries.insert(digest, against);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,5 +685,32 @@ mod tests {
         assert!(c.get(4).is_some() && c.get(3).is_some() && c.get(0).is_none());
         c.remove(4);
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn failed_tokens_are_a_bounded_ring() {
+        let mut c = FailedTokens::new(3);
+        let at = |tenant, keys| FailedAgainst { tenant, keys };
+        for i in 0..5u128 {
+            c.insert(i, at(0, 1));
+        }
+        assert_eq!(c.len(), 3);
+        assert!(!c.failed(0, at(0, 1)) && !c.failed(1, at(0, 1)));
+        assert!(c.failed(2, at(0, 1)) && c.failed(4, at(0, 1)));
+        // Another tenant, or other keys: not known to fail there.
+        assert!(!c.failed(4, at(1, 1)) && !c.failed(4, at(0, 2)));
+        // Seen again: updated in place, no second slot.
+        c.insert(4, at(0, 2));
+        assert_eq!(c.len(), 3);
+        assert!(c.failed(4, at(0, 2)) && !c.failed(4, at(0, 1)));
+        // The oldest (2) goes first, then 3.
+        c.insert(9, at(0, 1));
+        assert!(!c.failed(2, at(0, 1)) && c.failed(3, at(0, 1)) && c.failed(9, at(0, 1)));
+        c.insert(10, at(0, 1));
+        assert!(!c.failed(3, at(0, 1)) && c.failed(4, at(0, 2)));
+        assert_eq!(c.len(), 3);
+        let mut off = FailedTokens::new(0);
+        off.insert(1, at(0, 1));
+        assert!(off.is_empty());
     }
 }

@@ -56,6 +56,7 @@ struct RawSettings {
     not_connected_cache_seconds: u64,
     vault_backoff_seconds: u64,
     verified_token_cache_size: usize,
+    signature_failures_per_second: u64,
     max_token_bytes: usize,
     callout_timeout_ms: u64,
     max_callout_response_bytes: usize,
@@ -81,6 +82,7 @@ impl Default for RawSettings {
             not_connected_cache_seconds: s.not_connected_cache_seconds,
             vault_backoff_seconds: s.vault_backoff_seconds,
             verified_token_cache_size: s.verified_token_cache_size,
+            signature_failures_per_second: s.signature_failures_per_second,
             max_token_bytes: s.max_token_bytes,
             callout_timeout_ms: s.callout_timeout_ms,
             max_callout_response_bytes: s.max_callout_response_bytes,
@@ -185,6 +187,10 @@ pub struct Settings {
     /// in this interval.
     pub vault_backoff_seconds: u64,
     pub verified_token_cache_size: usize,
+    /// Per tenant and worker: signature failures allowed per second (and in a burst). Once
+    /// spent, tokens that would need a signature check are refused (503, `Retry-After`) until
+    /// it refills; tokens already verified keep working.
+    pub signature_failures_per_second: u64,
     pub max_token_bytes: usize,
     pub callout_timeout_ms: u64,
     pub max_callout_response_bytes: usize,
@@ -226,6 +232,7 @@ impl Default for Settings {
             not_connected_cache_seconds: 5,
             vault_backoff_seconds: 5,
             verified_token_cache_size: 10_000,
+            signature_failures_per_second: 50,
             max_token_bytes: 8 * 1024,
             callout_timeout_ms: 5_000,
             max_callout_response_bytes: 1024 * 1024,
@@ -643,6 +650,12 @@ fn validate_settings(
     if raw.vault_backoff_seconds > 300 {
         bad("vault_backoff_seconds", "must be at most 300");
     }
+    if !(1..=100_000).contains(&raw.signature_failures_per_second) {
+        bad(
+            "signature_failures_per_second",
+            "must be between 1 and 100000",
+        );
+    }
     if raw.callout_timeout_ms > 60_000 {
         bad("callout_timeout_ms", "must be at most 60000");
     }
@@ -741,6 +754,7 @@ fn validate_settings(
             not_connected_cache_seconds: raw.not_connected_cache_seconds,
             vault_backoff_seconds: raw.vault_backoff_seconds,
             verified_token_cache_size: raw.verified_token_cache_size,
+            signature_failures_per_second: raw.signature_failures_per_second,
             max_token_bytes: raw.max_token_bytes,
             callout_timeout_ms: raw.callout_timeout_ms,
             max_callout_response_bytes: raw.max_callout_response_bytes,

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use crate::auth;
 use crate::cache::{self, CachedFailure, Downstream, Verified, VerifiedTokens};
-use crate::cache::{DigestMap, Principal, TokenDigest};
+use crate::cache::{DigestMap, FailedAgainst, FailedTokens, Principal, TokenDigest};
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::{Config, JwksSource, SubjectTokenType, Tenant};
 use crate::crypto::signing::{AssertionSigner, PureRustSigner};
@@ -31,6 +31,46 @@ pub use downstream::{evict_downstream, evict_user};
 
 /// How often a worker looks at shared data for keys another worker fetched.
 const KEY_SYNC_INTERVAL_MS: u64 = 1_000;
+
+/// Tokens whose signature failed, remembered per worker (digests only, about 50 bytes each):
+/// enough for a client retrying a bad token, or a replayed forgery. Distinct forgeries are
+/// held back by the failure budget instead.
+const FAILED_TOKENS_CAPACITY: usize = 1024;
+
+/// A tenant's budget of signature failures on one worker: a token bucket holding
+/// `rate` failures that refills at `rate` per second. Kept as what has been spent, in
+/// thousandths of a failure, so a new (default) budget is full whatever the rate.
+#[derive(Debug, Default, Clone, Copy)]
+struct FailureBudget {
+    spent_milli: u64,
+    at_ms: u64,
+}
+
+impl FailureBudget {
+    fn refill(&mut self, rate: u64, now_ms: u64) {
+        let elapsed = now_ms.saturating_sub(self.at_ms);
+        // `rate` per second is `rate` thousandths per millisecond.
+        self.spent_milli = self
+            .spent_milli
+            .saturating_sub(elapsed.saturating_mul(rate));
+        self.at_ms = self.at_ms.max(now_ms);
+    }
+
+    /// Seconds until one more failure may be risked: 0 when one may now.
+    fn wait_seconds(&mut self, rate: u64, now_ms: u64) -> u64 {
+        self.refill(rate, now_ms);
+        let over = (self.spent_milli + 1000).saturating_sub(rate.saturating_mul(1000));
+        if over == 0 {
+            return 0;
+        }
+        over.div_ceil(rate.max(1)).div_ceil(1000).max(1)
+    }
+
+    fn spend(&mut self, rate: u64, now_ms: u64) {
+        self.refill(rate, now_ms);
+        self.spent_milli = (self.spent_milli + 1000).min(rate.saturating_mul(1000));
+    }
+}
 
 /// What a request needs next.
 #[derive(Debug)]
@@ -123,6 +163,11 @@ struct TenantKeys {
     failures: u32,
     /// When this worker claimed the refresh lease it holds, if it holds one.
     lease_claimed_ms: Option<u64>,
+    /// Bumped whenever `keys` is replaced: a token that failed against older keys is checked
+    /// again.
+    generation: u64,
+    /// Signature failures this worker may still risk for the tenant.
+    failure_budget: FailureBudget,
 }
 
 /// Per-worker state shared by the root context and every HTTP context of one VM.
@@ -133,6 +178,8 @@ pub struct Worker {
     signer: Box<dyn AssertionSigner>,
     digest: TokenDigest,
     verified: VerifiedTokens,
+    /// Tokens whose signature failed (digests), refused again without a check.
+    failed: FailedTokens,
     keys: Vec<TenantKeys>,
     flights: HashMap<String, Flight>,
     callouts: HashMap<u32, String>,
@@ -159,6 +206,7 @@ impl Worker {
         let n = config.tenants.len();
         Worker {
             verified: VerifiedTokens::new(config.settings.verified_token_cache_size),
+            failed: FailedTokens::new(FAILED_TOKENS_CAPACITY),
             digest: TokenDigest::new(),
             config,
             verifier,
@@ -234,6 +282,16 @@ impl Worker {
                         principal
                     }
                     None => {
+                        // A token whose signature already failed against these keys: refused
+                        // again at the cost of the lookup.
+                        let against = FailedAgainst {
+                            tenant: input.tenant,
+                            keys: self.keys[input.tenant].generation,
+                        };
+                        if self.failed.failed(digest, against) {
+                            host.count(&tenant.id, Counter::SignatureFailedCached);
+                            return deny(Deny::InvalidToken(TokenError::BadSignature), None);
+                        }
                         let jwt = match auth::precheck(tenant, &input.token, &config.settings, now)
                         {
                             Ok(jwt) => jwt,
@@ -268,9 +326,33 @@ impl Worker {
                                 };
                             }
                         };
+                        // Everything cheap passed: the signature check is what a flood of forged
+                        // tokens costs. Once the tenant's failures spent its budget, a token
+                        // that would need one waits (503); verified tokens never get here.
+                        let rate = config.settings.signature_failures_per_second;
+                        let state = &mut self.keys[input.tenant];
+                        let wait_s = state.failure_budget.wait_seconds(rate, now_ms);
+                        if wait_s > 0 {
+                            let throttled = Deny::VerificationThrottled {
+                                retry_after_seconds: wait_s,
+                            };
+                            return deny(throttled, None);
+                        }
                         let principal = match auth::verify(jwt, &keys, self.verifier.as_ref()) {
                             Ok(c) => Rc::new(self.principal(input.tenant, c)),
-                            Err(e) => return deny(Deny::InvalidToken(e), None),
+                            Err(e) => {
+                                if e == TokenError::BadSignature {
+                                    let state = &mut self.keys[input.tenant];
+                                    state.failure_budget.spend(rate, now_ms);
+                                    let against = FailedAgainst {
+                                        tenant: input.tenant,
+                                        keys: state.generation,
+                                    };
+                                    self.failed.insert(digest, against);
+                                    host.count(&tenant.id, Counter::SignatureFailed);
+                                }
+                                return deny(Deny::InvalidToken(e), None);
+                            }
                         };
                         self.verified.insert(
                             digest,
@@ -610,6 +692,7 @@ impl Worker {
         let _ = host.shared_set(&key, &cache::encode_jwks(now_ms, body), cas);
         let state = &mut self.keys[tenant];
         state.keys = Some(Rc::new(keys));
+        state.generation = state.generation.wrapping_add(1);
         state.fetched_at_ms = now_ms;
         state.cas = host.shared_get(&key).1;
         state.synced_at_ms = Some(now_ms);
@@ -635,6 +718,7 @@ impl Worker {
                     if let Some((fetched_at, body)) = cache::decode_jwks(&bytes) {
                         if let Ok(keys) = jwks::parse_jwks(body) {
                             state.keys = Some(Rc::new(keys));
+                            state.generation = state.generation.wrapping_add(1);
                             state.fetched_at_ms = fetched_at;
                             state.cas = cas;
                         }

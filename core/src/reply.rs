@@ -44,6 +44,11 @@ pub enum Deny {
     VaultRateLimited {
         retry_after_seconds: Option<u64>,
     },
+    /// The tenant's budget of signature failures on this worker is spent (a forged-token
+    /// flood): a token that would need a signature check waits until it refills.
+    VerificationThrottled {
+        retry_after_seconds: u64,
+    },
 }
 
 impl Deny {
@@ -68,6 +73,7 @@ impl Deny {
             Deny::VaultMisconfigured => "vault_misconfigured",
             Deny::VaultForbidden => "vault_forbidden",
             Deny::VaultRateLimited { .. } => "vault_rate_limited",
+            Deny::VerificationThrottled { .. } => "verification_throttled",
         }
     }
 }
@@ -93,6 +99,7 @@ impl Deny {
             "vault_misconfigured" => "deny.vault_misconfigured",
             "vault_forbidden" => "deny.vault_forbidden",
             "vault_rate_limited" => "deny.vault_rate_limited",
+            "verification_throttled" => "deny.verification_throttled",
             "token_too_large" => "deny.token_too_large",
             "token_malformed" => "deny.token_malformed",
             "token_header_unsupported" => "deny.token_header_unsupported",
@@ -320,6 +327,17 @@ pub fn deny_reply(deny: &Deny, realm: &Realm<'_>) -> Reply {
                 None => reply,
             }
         }
+        // Not 401: the token may well be valid (it was not checked), and `invalid_token`
+        // would send the client for a new one, which would wait here too. 503 with
+        // `Retry-After` is the overload answer clients retry after (RFC 9110 15.6.4).
+        Deny::VerificationThrottled {
+            retry_after_seconds,
+        } => error(
+            503,
+            "temporarily_unavailable",
+            "Too many tokens with invalid signatures were sent to this resource; new tokens are checked again shortly.",
+        )
+        .with_header("retry-after", retry_after_seconds.to_string()),
     }
 }
 
@@ -459,6 +477,15 @@ mod tests {
             &Realm::named("t"),
         );
         assert_eq!((r.status, header(&r, "retry-after")), (503, Some("7")));
+        let r = deny_reply(
+            &Deny::VerificationThrottled {
+                retry_after_seconds: 1,
+            },
+            &Realm::named("t"),
+        );
+        assert_eq!((r.status, header(&r, "retry-after")), (503, Some("1")));
+        // No challenge: the token was not found invalid, and clients must not fetch another.
+        assert!(header(&r, "www-authenticate").is_none());
     }
 
     #[test]
@@ -501,6 +528,9 @@ mod tests {
             Deny::VaultFailed(DependencyFailure::Timeout),
             Deny::VaultRateLimited {
                 retry_after_seconds: None,
+            },
+            Deny::VerificationThrottled {
+                retry_after_seconds: 1,
             },
         ];
         for d in denials {

@@ -7,7 +7,7 @@ use crate::callout::CalloutRequest;
 use crate::host::{Host, SharedWriteError};
 use crate::metrics::Counter;
 
-/// Shared data and a clock in memory, with the host's CAS semantics.
+/// Shared data and a clock in memory, with the host's CAS semantics, and the counters.
 #[derive(Default)]
 pub struct FakeHost {
     pub now: Cell<u64>,
@@ -28,6 +28,15 @@ impl FakeHost {
             .get(&(tenant.to_string(), metric))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The counter `metric` of `tenant` (0 if never counted).
+    pub fn counted(&self, tenant: &str, metric: &str) -> u64 {
+        self.counts
+            .borrow()
+            .iter()
+            .find(|((t, m), _)| t == tenant && *m == metric)
+            .map_or(0, |(_, n)| *n)
     }
 }
 

@@ -1077,3 +1077,32 @@ fn a_loaded_configuration_names_its_upstreams_and_environment() {
         Some("TVP_SEALING_KEY")
     );
 }
+
+#[test]
+fn the_signature_failure_budget_is_bounded() {
+    assert_eq!(
+        parse_value(&example()).map(|c| c.settings.signature_failures_per_second),
+        Ok(50)
+    );
+    for bad in [json!(0), json!(100_001)] {
+        let mut doc = example();
+        doc["settings"]["signature_failures_per_second"] = bad.clone();
+        let e = parse_value(&doc).err().map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("signature_failures_per_second")),
+            "{bad}: {e:?}"
+        );
+    }
+    for bad in [json!(-1), json!("50"), json!(2.5)] {
+        let mut doc = example();
+        doc["settings"]["signature_failures_per_second"] = bad.clone();
+        assert!(parse_value(&doc).is_err(), "{bad}");
+    }
+    let mut doc = example();
+    doc["settings"]["signature_failures_per_second"] = json!(1);
+    assert_eq!(
+        parse_value(&doc).map(|c| c.settings.signature_failures_per_second),
+        Ok(1)
+    );
+}

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{self, OTHER_CREDENTIAL_HEADERS};
-use crate::crypto::PureRustVerifier;
+use crate::crypto::{PureRustVerifier, SignatureVerifier};
 use crate::testing::FakeHost;
 use serde_json::json;
 use sim::keys::IssuerKeys;
@@ -631,4 +631,228 @@ fn inputs_and_answers_print_without_their_secrets() {
         printed.contains("GET") && printed.contains("Some(200)"),
         "{printed}"
     );
+}
+
+/// Counts the signature checks of the verifier it wraps.
+struct Counting(Rc<std::cell::Cell<u32>>);
+
+impl SignatureVerifier for Counting {
+    fn verify(
+        &self,
+        alg: crate::jose::Alg,
+        key: &crate::crypto::Key,
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        self.0.set(self.0.get() + 1);
+        PureRustVerifier.verify(alg, key, message, signature)
+    }
+}
+
+/// A fixture whose worker counts its signature checks, with keys in shared data.
+fn counting_fixture(edit: impl Fn(&mut serde_json::Value)) -> (Fixture, Rc<std::cell::Cell<u32>>) {
+    let mut f = fixture_with(edit);
+    let checks = Rc::new(std::cell::Cell::new(0));
+    f.worker = Worker::new(
+        Rc::clone(&f.worker.config),
+        Box::new(Counting(Rc::clone(&checks))),
+    );
+    with_keys(&f);
+    (f, checks)
+}
+
+/// `token` with its signature replaced by `seed`-derived bytes of the same length: the real
+/// `kid`, issuer and audience, so only the signature check can refuse it.
+fn forged(token: &str, seed: u64) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (signed, signature) = token.rsplit_once('.').unwrap_or_default();
+    let len = b64.decode(signature).map(|s| s.len()).unwrap_or(256);
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    format!("{signed}.{}", b64.encode(bytes))
+}
+
+fn bad_signature(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Deny {
+            deny: Deny::InvalidToken(TokenError::BadSignature),
+            ..
+        }
+    )
+}
+
+fn throttled(step: &Step) -> Option<u64> {
+    match step {
+        Step::Deny {
+            deny: Deny::VerificationThrottled {
+                retry_after_seconds,
+            },
+            ..
+        } => Some(*retry_after_seconds),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_repeated_forged_token_is_checked_once() {
+    let (mut f, checks) = counting_fixture(|_| {});
+    let forgery = forged(&f.token("alice", "github:read"), 1);
+    for ctx in 1..=20 {
+        let step = f.begin(ctx, "GET", &forgery);
+        assert!(bad_signature(&step), "{ctx}: {step:?}");
+    }
+    assert_eq!(checks.get(), 1, "one signature check for twenty requests");
+    assert_eq!(f.host.counted("github", "signature.failed"), 1);
+    assert_eq!(f.host.counted("github", "signature.failed_cached"), 19);
+    // Another forgery is checked (once too); a valid token is unaffected.
+    let other = forged(&f.token("alice", "github:read"), 2);
+    assert!(bad_signature(&f.begin(30, "GET", &other)));
+    assert!(bad_signature(&f.begin(31, "GET", &other)));
+    assert_eq!(checks.get(), 2);
+    assert!(started(&f.begin(32, "GET", &f.token("alice", "github:read"))).is_some());
+    assert_eq!(checks.get(), 3);
+    // New keys (a refresh stored by another worker): what failed is checked again, once.
+    f.host.now.set((NOW_S + 2) * 1000);
+    with_keys(&f);
+    f.worker.refresh_due(&f.host);
+    assert!(bad_signature(&f.begin(40, "GET", &forgery)));
+    assert!(bad_signature(&f.begin(41, "GET", &forgery)));
+    assert_eq!(checks.get(), 4);
+}
+
+#[test]
+fn the_failure_budget_holds_new_tokens_back_and_recovers() {
+    let (mut f, checks) = counting_fixture(|doc| {
+        doc["settings"]["signature_failures_per_second"] = json!(3);
+    });
+    // alice is warm: verified and her downstream token cached.
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 1, &alice);
+    f.answer(1, 200, json!({"access_token": "gho_1", "expires_in": 3600}));
+    assert_eq!(checks.get(), 1);
+
+    // A flood of distinct forgeries: three are checked, then none.
+    let junk: Vec<String> = (0..50)
+        .map(|i| forged(&f.token("mallory", "github:read"), 100 + i))
+        .collect();
+    let steps: Vec<Step> = (0..50)
+        .map(|i| f.begin(10 + i, "GET", &junk[i as usize]))
+        .collect();
+    assert!(steps[..3].iter().all(bad_signature), "{:?}", &steps[..3]);
+    assert!(
+        steps[3..].iter().all(|s| throttled(s) == Some(1)),
+        "{:?}",
+        &steps[3..]
+    );
+    assert_eq!(checks.get(), 1 + 3, "no check once the budget is spent");
+    // During the flood: alice's verified token still goes through, at no check; a forgery
+    // already checked is still a plain 401 (not a 503).
+    for ctx in 100..110 {
+        assert!(matches!(f.begin(ctx, "GET", &alice), Step::Forward(_)));
+    }
+    assert!(bad_signature(&f.begin(110, "GET", &junk[0])));
+    // A new token, even a valid one, waits: it cannot be told from a forgery unchecked.
+    let bob = f.token("bob", "github:read");
+    assert_eq!(throttled(&f.begin(111, "GET", &bob)), Some(1));
+    assert_eq!(checks.get(), 4);
+
+    // A third of a second refills one failure: one more forgery is checked, then none.
+    f.host.now.set(NOW_S * 1000 + 334);
+    assert!(bad_signature(&f.begin(120, "GET", &junk[10])));
+    assert_eq!(throttled(&f.begin(121, "GET", &junk[11])), Some(1));
+    assert_eq!(checks.get(), 5);
+
+    // The flood over, a second later: bob's token is verified and goes to the vault. Valid
+    // tokens spend nothing: three more, and the budget still has its three failures.
+    f.host.now.set((NOW_S + 2) * 1000);
+    assert!(started(&f.begin(130, "GET", &bob)).is_some());
+    for (ctx, who) in [(131, "carol"), (132, "dave"), (133, "erin")] {
+        let step = f.begin(ctx, "GET", &f.token(who, "github:read"));
+        assert!(started(&step).is_some(), "{who}: {step:?}");
+    }
+    for ctx in 140..143 {
+        assert!(bad_signature(&f.begin(
+            ctx,
+            "GET",
+            &junk[ctx as usize - 120]
+        )));
+    }
+    assert!(throttled(&f.begin(143, "GET", &junk[40])).is_some());
+    assert!(matches!(f.begin(144, "GET", &alice), Step::Forward(_)));
+}
+
+#[test]
+fn a_flood_at_one_tenant_does_not_hold_back_another() {
+    // A second tenant with the same issuer and keys, under its own id and resource.
+    let (mut f, _) = counting_fixture(|doc| {
+        doc["settings"]["signature_failures_per_second"] = json!(2);
+        let mut twin = doc["tenants"][0].clone();
+        twin["id"] = json!("twin");
+        twin["resources"] = json!(["/twin/mcp"]);
+        doc["tenants"][1] = twin;
+    });
+    let twin_jwks = cache::jwks_key(&f.worker.config.tenants[1]);
+    f.host
+        .shared_set(
+            &twin_jwks,
+            &cache::encode_jwks(NOW_S * 1000, f.keys.jwks().to_string().as_bytes()),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    for i in 0..10 {
+        f.begin(
+            i,
+            "GET",
+            &forged(&f.token("mallory", "github:read"), i as u64),
+        );
+    }
+    assert!(throttled(&f.begin(20, "GET", &f.token("bob", "github:read"))).is_some());
+    let twin_token = f.token_with(
+        "bob",
+        "github:read",
+        json!({"aud": "http://localhost:3000/twin/mcp"}),
+    );
+    let input = RequestInput {
+        tenant: 1,
+        method: "GET".into(),
+        token: twin_token,
+        subject_token: None,
+    };
+    let step = f.worker.begin(&f.host, 21, input);
+    assert!(started(&step).is_some(), "{step:?}");
+}
+
+#[test]
+fn the_failure_budget_refills_continuously() {
+    let mut b = FailureBudget::default();
+    let t0 = NOW_S * 1000;
+    for _ in 0..4 {
+        assert_eq!(b.wait_seconds(4, t0), 0);
+        b.spend(4, t0);
+    }
+    assert_eq!(b.wait_seconds(4, t0), 1);
+    assert_eq!(b.wait_seconds(4, t0 + 249), 1);
+    assert_eq!(b.wait_seconds(4, t0 + 250), 0);
+    b.spend(4, t0 + 250);
+    // A clock going back refills nothing and breaks nothing.
+    assert_eq!(b.wait_seconds(4, t0), 1);
+    // Idle for long: full again, never more than full.
+    assert_eq!(b.wait_seconds(4, t0 + 60_000), 0);
+    for _ in 0..4 {
+        b.spend(4, t0 + 60_000);
+    }
+    assert_eq!(b.wait_seconds(4, t0 + 60_000), 1);
+    // Large rates do not overflow.
+    let mut big = FailureBudget::default();
+    big.spend(100_000, u64::MAX);
+    assert_eq!(big.wait_seconds(100_000, u64::MAX), 0);
 }
