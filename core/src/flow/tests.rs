@@ -2,6 +2,7 @@ use super::*;
 use crate::config::{self, OTHER_CREDENTIAL_HEADERS};
 use crate::crypto::{PureRustVerifier, SignatureVerifier};
 use crate::testing::FakeHost;
+use keys::FailureBudget;
 use serde_json::json;
 use sim::keys::IssuerKeys;
 
