@@ -1,6 +1,7 @@
 //! Shared pieces of the benchmark and soak binaries: Envoy configs, process control, wrk.
 //! Envoy, the module, ports and processes are testkit's, as in the tests.
 
+pub mod flood;
 pub mod measure;
 
 use std::path::{Path, PathBuf};
@@ -82,6 +83,25 @@ pub fn example_stack(
 }
 
 pub use testkit::root;
+
+/// The audience the first tenant accepts (what the sim mints tokens for): its `audience`, or
+/// its first resource (a path under `public_base_url`, or an absolute URL).
+pub fn first_audience(plugin: &Value) -> String {
+    let tenant = &plugin["tenants"][0];
+    if let Some(a) = tenant["audience"].as_str() {
+        return a.to_string();
+    }
+    let resource = tenant["resources"][0].as_str().unwrap_or_default();
+    if resource.starts_with('/') {
+        let base = plugin["settings"]["public_base_url"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        format!("{base}{resource}")
+    } else {
+        resource.to_string()
+    }
+}
 
 /// A loopback port not handed out before in this run (0, which Envoy refuses to share, if
 /// none is left).

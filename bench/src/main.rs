@@ -5,8 +5,8 @@
 //! wrk): plain routing, a trivial wasm filter, native `jwt_authn` with and without its JWT
 //! cache, and our filter warm, with a new token on every request, and with 10k users (plus
 //! module B's warm and new-token listeners with `BENCH_MODULE_B`). Variants run in alternating
-//! rounds and medians are reported. This is a benchmark, not a test: it asserts nothing about
-//! speed.
+//! rounds and medians are reported. Then the forged-token flood scenario (`flood.rs`) runs in
+//! an Envoy of its own. This is a benchmark, not a test: it asserts nothing about speed.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -20,26 +20,72 @@ use sim::{Endpoint, Mint};
 
 const SECRET: &str = "bench-secret";
 
+const USAGE: &str = "make bench, or: cargo run -q --release -p bench --bin bench
+
+Runs in one Envoy, side by side: plain Envoy, a trivial wasm filter, native jwt_authn and this
+filter; then the forged-token flood scenario. Needs the release module, the trivial filter
+(cargo build --release --target wasm32-wasip1 -p trivial-filter), wrk and Envoy (ENVOY_BIN or
+.tools/envoy). Set by environment:
+
+  BENCH_ONLY=flood | side-by-side   run one scenario only (default: both)
+  BENCH_SECONDS=8                   length of each measured run
+  BENCH_ROUNDS=3                    alternating rounds (medians are reported)
+  BENCH_USERS=10000                 users of the cycling variant (side by side)
+  BENCH_MODULE_B=other.wasm         add that build's warm and new-token variants (side by side)
+  BENCH_PERF=1                      add a perf pass per variant (side by side; needs perf)
+  BENCH_JUNK_RATE=2000              junk-signature tokens per second (flood)
+
+Results are printed and written to target/bench/results.md and target/bench-flood/results.md.";
+
 fn main() {
-    if let Err(e) = run() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        // The flood scenario's junk generator, run as its own process on CPU 0.
+        Some("junk") => bench::flood::junk_main(&args[1..]),
+        Some(other) => Err(format!("unknown argument '{other}'\n\n{USAGE}")),
+        None => run(),
+    };
+    if let Err(e) = result {
         eprintln!("bench: {e}");
         std::process::exit(1);
     }
 }
 
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn run() -> Result<(), String> {
-    let seconds: u64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let users: usize = std::env::var("BENCH_USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    let seconds: u64 = env_or("BENCH_SECONDS", 8);
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    match only.as_str() {
+        "" | "side-by-side" | "flood" => {}
+        other => {
+            return Err(format!(
+                "BENCH_ONLY={other}: flood or side-by-side\n\n{USAGE}"
+            ))
+        }
+    }
+    if only != "flood" {
+        side_by_side(seconds, rounds)?;
+    }
+    if only != "side-by-side" {
+        let rate: u64 = env_or("BENCH_JUNK_RATE", 2000);
+        println!("{}", bench::flood::scenario(seconds, rounds, rate, SECRET)?);
+    }
+    Ok(())
+}
+
+fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
+    let users: usize = env_or("BENCH_USERS", 10_000);
     let Paths { envoy, wasm, dir } = Paths::new("bench")?;
     // A second build of the module, measured side by side with the first (an optimisation's
     // A/B in one run): BENCH_MODULE_B=/path/to/other.wasm.
@@ -63,11 +109,7 @@ fn run() -> Result<(), String> {
         sub: "alice".into(),
         ..Mint::default()
     })?];
-    // jwt_authn accepts the audience the tokens carry: the tenant's resource URL (the tenant
-    // names it as a resource path under the public URL, not as `audience`).
-    let audience = sim::keys::claims_of(&warm[0])
-        .and_then(|c| c["aud"].as_str().map(str::to_string))
-        .ok_or("the minted token has no audience")?;
+    let audience = first_audience(&plugin);
     let mut fresh = Vec::with_capacity(users);
     let mut many = Vec::with_capacity(users);
     for i in 0..users {
