@@ -7,7 +7,7 @@ use std::fmt;
 use std::rc::Rc;
 
 use crate::auth;
-use crate::cache::{self, VerifiedTokens};
+use crate::cache::VerifiedTokens;
 use crate::cache::{DigestMap, FailedTokens, Principal, TokenDigest};
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::{Config, JwksSource, Tenant};
@@ -21,6 +21,7 @@ use crate::vault::{self, VaultOutcome};
 
 use crate::host::Host;
 use crate::metrics::{Counter, Histogram};
+pub use flights::FlightKey;
 use flights::{Flight, Purpose};
 use identity::Identity;
 use keys::TenantKeys;
@@ -53,7 +54,7 @@ pub enum Step {
     Forward(Forward),
     /// Wait for a call-out; `start` is set when this request must dispatch it.
     Wait {
-        flight: String,
+        flight: FlightKey,
         start: Option<CalloutRequest>,
     },
 }
@@ -106,18 +107,6 @@ impl fmt::Debug for RequestInput {
     }
 }
 
-#[derive(Debug)]
-enum Stage {
-    NeedKeys,
-    NeedDownstream(Rc<Principal>),
-}
-
-#[derive(Debug)]
-struct Waiting {
-    input: RequestInput,
-    stage: Stage,
-}
-
 /// Per-worker state shared by the root context and every HTTP context of one VM.
 pub struct Worker {
     pub config: Rc<Config>,
@@ -129,10 +118,13 @@ pub struct Worker {
     /// Tokens whose signature failed (digests), refused again without a check.
     failed: FailedTokens,
     keys: Vec<TenantKeys>,
-    flights: HashMap<String, Flight>,
-    callouts: HashMap<u32, String>,
-    waiting: HashMap<u32, Waiting>,
-    orphans: HashSet<String>,
+    flights: HashMap<FlightKey, Flight>,
+    callouts: HashMap<u32, FlightKey>,
+    /// Requests waiting for their tenant's keys (then the whole pipeline runs again).
+    waiting_keys: HashMap<u32, RequestInput>,
+    /// Verified, authorized requests waiting for their user's downstream token.
+    waiting_token: HashMap<u32, (RequestInput, Rc<Principal>)>,
+    orphans: HashSet<FlightKey>,
     /// Per user: (iss, sub, login hint) and the hashes derived from them.
     identities: DigestMap<Identity>,
 }
@@ -153,7 +145,8 @@ impl Worker {
             keys: (0..n).map(|_| TenantKeys::default()).collect(),
             flights: HashMap::new(),
             callouts: HashMap::new(),
-            waiting: HashMap::new(),
+            waiting_keys: HashMap::new(),
+            waiting_token: HashMap::new(),
             orphans: HashSet::new(),
             identities: DigestMap::default(),
         }
@@ -166,18 +159,18 @@ impl Worker {
     }
 
     pub fn is_waiting(&self, context_id: u32) -> bool {
-        self.waiting.contains_key(&context_id)
+        self.waiting_keys.contains_key(&context_id) || self.waiting_token.contains_key(&context_id)
     }
 
     /// Start on a new request for `context_id`.
     pub fn begin(&mut self, host: &dyn Host, context_id: u32, input: RequestInput) -> Step {
-        self.run(host, context_id, input, Stage::NeedKeys)
+        self.run(host, context_id, input)
     }
 
     fn complete_flight(
         &mut self,
         host: &dyn Host,
-        key: &str,
+        key: &FlightKey,
         response: &CalloutResponse,
     ) -> Vec<Resolution> {
         let Some(flight) = self.flights.remove(key) else {
@@ -198,15 +191,15 @@ impl Worker {
             host.record(&tenant_id, kind, now_ms.saturating_sub(sent_ms));
         }
         let mut out = Vec::new();
-        let mut finish =
-            |worker: &mut Worker, decide: &mut dyn FnMut(&mut Worker, u32, Waiting) -> Step| {
-                for ctx in &flight.waiters {
-                    if let Some(w) = worker.waiting.remove(ctx) {
-                        let step = decide(worker, *ctx, w);
-                        out.push((*ctx, step));
-                    }
+        // Every request waiting for the keys: decided, or the pipeline runs again.
+        let mut after_keys = |worker: &mut Worker, failure: Option<DependencyFailure>| {
+            for ctx in &flight.waiters {
+                if let Some(input) = worker.waiting_keys.remove(ctx) {
+                    let step = worker.after_keys(host, *ctx, input, failure);
+                    out.push((*ctx, step));
                 }
-            };
+            }
+        };
         match flight.purpose {
             Purpose::Discovery { tenant } => {
                 let authority = match &self.config.tenants[tenant].jwks {
@@ -227,7 +220,7 @@ impl Worker {
                         let request =
                             CalloutRequest::get(&flight.request.cluster, &authority, &path);
                         self.flights.insert(
-                            key.to_string(),
+                            key.clone(),
                             Flight {
                                 purpose: Purpose::Jwks { tenant },
                                 request: request.clone(),
@@ -239,16 +232,14 @@ impl Worker {
                             },
                         );
                         // Dispatched at once by the caller through `take_orphans`.
-                        self.orphans.insert(key.to_string());
+                        self.orphans.insert(key.clone());
                         return Vec::new();
                     }
                     None => {
                         let failure = failure_of(response);
                         self.keys[tenant].last_failure = Some(failure);
                         self.keys[tenant].failures = self.keys[tenant].failures.saturating_add(1);
-                        finish(self, &mut |w, ctx, waiting| {
-                            w.after_keys(host, ctx, waiting, Some(failure))
-                        });
+                        after_keys(self, Some(failure));
                     }
                 }
             }
@@ -259,9 +250,7 @@ impl Worker {
                 } else {
                     self.keys[tenant].lease_claimed_ms = None;
                 }
-                finish(self, &mut |w, ctx, waiting| {
-                    w.after_keys(host, ctx, waiting, failure)
-                });
+                after_keys(self, failure);
             }
             Purpose::Vault { tenant, leg } => {
                 let t = &self.config.tenants[tenant];
@@ -281,7 +270,7 @@ impl Worker {
                     vault::Step::Next(request) => {
                         // Next leg: the same waiters wait for the following call.
                         self.flights.insert(
-                            key.to_string(),
+                            key.clone(),
                             Flight {
                                 purpose: Purpose::Vault {
                                     tenant,
@@ -296,7 +285,7 @@ impl Worker {
                                 user_key: flight.user_key.clone(),
                             },
                         );
-                        self.orphans.insert(key.to_string());
+                        self.orphans.insert(key.clone());
                         return Vec::new();
                     }
                 };
@@ -307,27 +296,25 @@ impl Worker {
                 {
                     self.back_off(host, tenant, retry_after_seconds, now_ms);
                 }
-                if let Some(user_key) = &flight.user_key {
-                    self.store_downstream(host, key, user_key, flight.started_ms, &outcome, now_ms);
+                if let (FlightKey::Token(cache_key), Some(user_key)) = (key, &flight.user_key) {
+                    self.store_downstream(
+                        host,
+                        cache_key,
+                        user_key,
+                        flight.started_ms,
+                        &outcome,
+                        now_ms,
+                    );
                 }
                 let config = Rc::clone(&self.config);
-                finish(self, &mut |_, _, waiting| {
-                    let t = &config.tenants[waiting.input.tenant];
-                    let Stage::NeedDownstream(principal) = &waiting.stage else {
-                        return Step::Deny {
-                            deny: Deny::VaultFailed(DependencyFailure::BadAnswer),
-                            tenant: waiting.input.tenant,
-                            principal: None,
-                        };
-                    };
-                    vault_step(
-                        t,
-                        waiting.input.tenant,
-                        &config.settings.credential_headers,
-                        principal,
-                        &outcome,
-                    )
-                });
+                for ctx in &flight.waiters {
+                    if let Some((input, principal)) = self.waiting_token.remove(ctx) {
+                        let t = &config.tenants[input.tenant];
+                        let headers = &config.settings.credential_headers;
+                        let step = vault_step(t, input.tenant, headers, &principal, &outcome);
+                        out.push((*ctx, step));
+                    }
+                }
             }
         }
         out
@@ -337,10 +324,10 @@ impl Worker {
         &mut self,
         host: &dyn Host,
         ctx: u32,
-        waiting: Waiting,
+        input: RequestInput,
         failure: Option<DependencyFailure>,
     ) -> Step {
-        let tenant = waiting.input.tenant;
+        let tenant = input.tenant;
         let have_keys = self.keys[tenant].keys.is_some();
         if !have_keys {
             return Step::Deny {
@@ -351,7 +338,7 @@ impl Worker {
         }
         // Keys are present now (fresh or still-usable stale ones): rerun. A still-unknown
         // `kid` is refused there because the refetch interval has not passed.
-        self.run(host, ctx, waiting.input, Stage::NeedKeys)
+        self.run(host, ctx, input)
     }
 }
 
@@ -367,10 +354,6 @@ fn vault_metric(outcome: &VaultOutcome) -> &'static str {
         VaultOutcome::Failed(DependencyFailure::Timeout) => "vault.timeout",
         VaultOutcome::Failed(DependencyFailure::BadAnswer) => "vault.bad_answer",
     }
-}
-
-fn jwks_flight(tenant: &Tenant) -> String {
-    cache::jwks_key(tenant)
 }
 
 fn failure_of(response: &CalloutResponse) -> DependencyFailure {

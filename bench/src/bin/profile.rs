@@ -20,7 +20,7 @@ use tvp_core::cache;
 use tvp_core::callout::CalloutRequest;
 use tvp_core::config;
 use tvp_core::crypto::{Key, SignatureVerifier};
-use tvp_core::flow::{RequestInput, Step, Worker};
+use tvp_core::flow::{FlightKey, RequestInput, Step, Worker};
 use tvp_core::host::{Host, SharedWriteError};
 use tvp_core::jose::Alg;
 use tvp_core::secret::Secret;
@@ -153,7 +153,10 @@ fn serve(
                 });
                 forwarded += usize::from(!record.is_empty());
             }
-            Step::Wait { flight, .. } => {
+            Step::Wait {
+                flight: FlightKey::Token(cache_key),
+                ..
+            } => {
                 // Answer the one vault call as the vault would, then carry on.
                 let value = cache::encode_downstream(
                     &cache::Downstream::Token(Secret::new("gho_x")),
@@ -161,9 +164,10 @@ fn serve(
                     0,
                 );
                 // The in-memory host never refuses a write.
-                let _ = host.shared_set(&flight, &value, None);
+                let _ = host.shared_set(&cache_key, &value, None);
                 worker.forget(i as u32);
             }
+            Step::Wait { .. } => return Err("waited for keys, which are stored".into()),
             Step::Deny { deny, .. } => return Err(format!("{deny:?}")),
         }
     }

@@ -1,10 +1,22 @@
 //! Single flight: one call-out per needed answer (a tenant's keys, a user's downstream token)
 //! however many requests wait for it, who sent it, and what to do when its sender goes away.
 
-use super::{jwks_flight, Host, RequestInput, Resolution, Stage, Step, Waiting, Worker};
+use std::rc::Rc;
+
+use super::{Host, RequestInput, Resolution, Step, Worker};
+use crate::cache::Principal;
 use crate::callout::{CalloutRequest, CalloutResponse};
 use crate::config::{JwksSource, SubjectTokenType, VaultBackend};
 use crate::vault;
+
+/// What a flight fetches: each is fetched once however many requests wait for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FlightKey {
+    /// A tenant's signing keys (by index in the configuration).
+    Keys(usize),
+    /// A user's downstream token (by its cache key).
+    Token(String),
+}
 
 #[derive(Debug, Clone)]
 pub(super) enum Purpose {
@@ -42,7 +54,8 @@ impl Worker {
         context_id: u32,
         input: RequestInput,
     ) -> Step {
-        let tenant = &self.config.tenants[input.tenant];
+        let index = input.tenant;
+        let tenant = &self.config.tenants[index];
         let (purpose, request) = match &tenant.jwks {
             JwksSource::Direct {
                 cluster,
@@ -65,35 +78,47 @@ impl Worker {
                 CalloutRequest::get(cluster, authority, path),
             ),
         };
-        let flight = jwks_flight(tenant);
-        self.wait(
+        self.waiting_keys.insert(context_id, input);
+        self.join(
             now_ms,
             context_id,
-            flight,
+            FlightKey::Keys(index),
             purpose,
             request,
-            Waiting {
-                input,
-                stage: Stage::NeedKeys,
-            },
+            None,
         )
     }
 
-    /// Join the flight for `key`, or start it.
-    pub(super) fn wait(
+    /// Wait for the user's downstream token: the exchange `request` starts it unless another
+    /// request of the same user already did.
+    pub(super) fn wait_for_token(
         &mut self,
         now_ms: u64,
         context_id: u32,
-        key: String,
+        input: RequestInput,
+        principal: Rc<Principal>,
+        request: CalloutRequest,
+    ) -> Step {
+        let key = FlightKey::Token(principal.downstream_key.clone());
+        let purpose = Purpose::Vault {
+            tenant: input.tenant,
+            leg: 0,
+        };
+        let user_key = Some(principal.user_key.clone());
+        self.waiting_token.insert(context_id, (input, principal));
+        self.join(now_ms, context_id, key, purpose, request, user_key)
+    }
+
+    /// Join the flight for `key`, or start it.
+    fn join(
+        &mut self,
+        now_ms: u64,
+        context_id: u32,
+        key: FlightKey,
         purpose: Purpose,
         request: CalloutRequest,
-        waiting: Waiting,
+        user_key: Option<String>,
     ) -> Step {
-        let user_key = match &waiting.stage {
-            Stage::NeedDownstream(p) => Some(p.user_key.clone()),
-            Stage::NeedKeys => None,
-        };
-        self.waiting.insert(context_id, waiting);
         if let Some(flight) = self.flights.get_mut(&key) {
             flight.waiters.push(context_id);
             return Step::Wait {
@@ -120,7 +145,7 @@ impl Worker {
     }
 
     /// The call-out for `flight` was dispatched as `token` by `owner`.
-    pub fn dispatched(&mut self, flight: &str, token: u32, owner: u32, now_ms: u64) {
+    pub fn dispatched(&mut self, flight: &FlightKey, token: u32, owner: u32, now_ms: u64) {
         if let Some(f) = self.flights.get_mut(flight) {
             f.owner = Some(owner);
             f.sent_ms = Some(now_ms);
@@ -129,13 +154,14 @@ impl Worker {
             }
         }
         self.orphans.remove(flight);
-        self.callouts.insert(token, flight.to_string());
+        self.callouts.insert(token, flight.clone());
     }
 
     /// A waiting request went away (client closed). Its flight carries on for the others; if
     /// it owned the call-out, the answer will not come to us and the root must redo it.
     pub fn forget(&mut self, context_id: u32) {
-        self.waiting.remove(&context_id);
+        self.waiting_keys.remove(&context_id);
+        self.waiting_token.remove(&context_id);
         let mut orphaned = Vec::new();
         for (key, f) in self.flights.iter_mut() {
             f.waiters.retain(|w| *w != context_id);
@@ -157,8 +183,8 @@ impl Worker {
     }
 
     /// Flights whose owner went away and that others still wait for: redispatch them.
-    pub fn take_orphans(&mut self, now_ms: u64) -> Vec<(String, CalloutRequest)> {
-        let keys: Vec<String> = self.orphans.drain().collect();
+    pub fn take_orphans(&mut self, now_ms: u64) -> Vec<(FlightKey, CalloutRequest)> {
+        let keys: Vec<FlightKey> = self.orphans.drain().collect();
         let mut out = Vec::new();
         for key in keys {
             self.restart_single_use_exchange(&key, now_ms);
@@ -172,7 +198,7 @@ impl Worker {
     /// A vault call sent by a context that went away is sent again; an Okta call must not be
     /// replayed as it was (its client assertion's `jti`, and an ID-JAG, are single-use), so the
     /// exchange starts over from its first call with a fresh assertion.
-    fn restart_single_use_exchange(&mut self, key: &str, now_ms: u64) {
+    fn restart_single_use_exchange(&mut self, key: &FlightKey, now_ms: u64) {
         let Some(flight) = self.flights.get_mut(key) else {
             return;
         };
@@ -184,10 +210,10 @@ impl Worker {
         if flight.sent_ms.is_none() || matches!(vault.backend, VaultBackend::Auth0 { .. }) {
             return;
         }
-        let Some(Waiting {
-            input,
-            stage: Stage::NeedDownstream(principal),
-        }) = flight.waiters.iter().find_map(|w| self.waiting.get(w))
+        let Some((input, principal)) = flight
+            .waiters
+            .iter()
+            .find_map(|w| self.waiting_token.get(w))
         else {
             return;
         };
@@ -208,7 +234,7 @@ impl Worker {
     }
 
     /// A dispatch failed before anything was sent (e.g. the cluster does not exist).
-    pub fn dispatch_failed(&mut self, host: &dyn Host, flight: &str) -> Vec<Resolution> {
+    pub fn dispatch_failed(&mut self, host: &dyn Host, flight: &FlightKey) -> Vec<Resolution> {
         let response = CalloutResponse {
             status: Some(503),
             retry_after: None,

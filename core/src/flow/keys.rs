@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::flights::{Flight, Purpose};
-use super::{failure_of, jwks_flight, Host, Worker};
+use super::{failure_of, FlightKey, Host, Worker};
 use crate::cache;
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::JwksSource;
@@ -154,7 +154,7 @@ impl Worker {
     }
 
     /// Tenants whose keys should be refreshed in the background now, with the request to send.
-    pub fn refresh_due(&mut self, host: &dyn Host) -> Vec<(String, CalloutRequest)> {
+    pub fn refresh_due(&mut self, host: &dyn Host) -> Vec<(FlightKey, CalloutRequest)> {
         let now_ms = host.now_ms();
         let policy = self.policy();
         let mut due = Vec::new();
@@ -163,7 +163,7 @@ impl Worker {
             self.keys_for(host, i, now_ms);
             let state = &self.keys[i];
             let tenant = &config.tenants[i];
-            let flight = jwks_flight(tenant);
+            let flight = FlightKey::Keys(i);
             if self.flights.contains_key(&flight) {
                 continue;
             }

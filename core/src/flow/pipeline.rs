@@ -5,10 +5,9 @@
 
 use std::rc::Rc;
 
-use super::flights::Purpose;
 use super::{
-    connect_required, forward, jwks_flight, vault_metric, vault_step, Host, RequestInput, Stage,
-    Step, Waiting, Worker,
+    connect_required, forward, vault_metric, vault_step, FlightKey, Host, RequestInput, Step,
+    Worker,
 };
 use crate::auth;
 use crate::cache::{self, CachedFailure, Downstream, FailedAgainst, Principal, Verified};
@@ -29,14 +28,8 @@ enum Verification {
 }
 
 impl Worker {
-    /// Run the request from `stage` on: the step it needs next.
-    pub(super) fn run(
-        &mut self,
-        host: &dyn Host,
-        context_id: u32,
-        input: RequestInput,
-        stage: Stage,
-    ) -> Step {
+    /// Run the request: the step it needs next.
+    pub(super) fn run(&mut self, host: &dyn Host, context_id: u32, input: RequestInput) -> Step {
         let now_ms = host.now_ms();
         let tenant = input.tenant;
         let refuse = |deny: Deny, who: Option<Rc<Principal>>| Step::Deny {
@@ -44,13 +37,10 @@ impl Worker {
             tenant,
             principal: who,
         };
-        let principal = match stage {
-            Stage::NeedDownstream(principal) => principal,
-            Stage::NeedKeys => match self.verify(host, &input, now_ms) {
-                Verification::Verified(principal) => principal,
-                Verification::NeedKeys => return self.wait_for_keys(now_ms, context_id, input),
-                Verification::Refused(deny, who) => return refuse(deny, who),
-            },
+        let principal = match self.verify(host, &input, now_ms) {
+            Verification::Verified(principal) => principal,
+            Verification::NeedKeys => return self.wait_for_keys(now_ms, context_id, input),
+            Verification::Refused(deny, who) => return refuse(deny, who),
         };
         if let Err(deny) = self.authorize(host, &input, &principal, now_ms) {
             return refuse(deny, Some(principal));
@@ -107,7 +97,7 @@ impl Worker {
                 // Cold start, or a `kid` we have not seen: maybe a rotation. Either way fetch
                 // at most once per interval per worker.
                 let state = &self.keys[input.tenant];
-                if self.flights.contains_key(&jwks_flight(tenant))
+                if self.flights.contains_key(&FlightKey::Keys(input.tenant))
                     || self.policy().may_fetch(
                         state.last_attempt_ms,
                         known.is_some(),
@@ -285,15 +275,6 @@ impl Worker {
                 return vault_step(tenant, input.tenant, headers, &principal, &outcome);
             }
         };
-        let purpose = Purpose::Vault {
-            tenant: input.tenant,
-            leg: 0,
-        };
-        let key = principal.downstream_key.clone();
-        let waiting = Waiting {
-            input,
-            stage: Stage::NeedDownstream(principal),
-        };
-        self.wait(now_ms, context_id, key, purpose, request, waiting)
+        self.wait_for_token(now_ms, context_id, input, principal, request)
     }
 }

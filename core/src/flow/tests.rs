@@ -1,4 +1,5 @@
 use super::*;
+use crate::cache;
 use crate::config::{self, OTHER_CREDENTIAL_HEADERS};
 use crate::crypto::{PureRustVerifier, SignatureVerifier};
 use crate::testing::FakeHost;
@@ -80,12 +81,12 @@ impl Fixture {
     }
 }
 
-fn started(step: &Step) -> Option<(&str, &CalloutRequest)> {
+fn started(step: &Step) -> Option<(&FlightKey, &CalloutRequest)> {
     match step {
         Step::Wait {
             flight,
             start: Some(r),
-        } => Some((flight.as_str(), r)),
+        } => Some((flight, r)),
         _ => None,
     }
 }
@@ -101,7 +102,7 @@ fn cold_requests_share_fetches_then_warm_requests_make_none() {
         (request.path.as_str(), request.cluster.as_str()),
         ("/issuers/github/jwks.json", "sim_control")
     );
-    let jwks_flight = jwks_flight.to_string();
+    let jwks_flight = jwks_flight.clone();
     let second = f.begin(2, "GET", &alice);
     assert!(matches!(second, Step::Wait { start: None, .. }));
     f.worker.dispatched(&jwks_flight, 100, 1, NOW_S * 1000);
@@ -112,7 +113,7 @@ fn cold_requests_share_fetches_then_warm_requests_make_none() {
     assert_eq!(resolved.len(), 2);
     let starts: Vec<_> = resolved.iter().filter_map(|(_, s)| started(s)).collect();
     assert_eq!(starts.len(), 1);
-    let (vault_flight, vault_request) = (starts[0].0.to_string(), starts[0].1.clone());
+    let (vault_flight, vault_request) = (starts[0].0.clone(), starts[0].1.clone());
     assert_eq!(vault_request.path, "/oauth/token");
     // The exchange carries the agent's token and the client secret; its Debug shows neither.
     let body = String::from_utf8_lossy(vault_request.body.as_deref().unwrap_or_default());
@@ -168,7 +169,9 @@ fn refusals_and_cached_lifetimes() {
     let mut f = fixture();
     let read_only = f.token("alice", "github:read");
     let s = f.begin(1, "GET", &read_only);
-    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    let flight = started(&s)
+        .map(|(a, _)| a.clone())
+        .unwrap_or_else(|| panic!("no call-out started"));
     f.worker.dispatched(&flight, 7, 1, NOW_S * 1000);
     let resolved = f.answer(7, 200, f.keys.jwks());
     assert!(matches!(resolved[0].1, Step::Wait { start: Some(_), .. }));
@@ -208,7 +211,9 @@ fn not_connected_and_failures_are_cached_briefly() {
     assert!(!shared_key.is_empty());
     let bob = f.token("bob", "github:read");
     let s = f.begin(1, "GET", &bob);
-    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    let flight = started(&s)
+        .map(|(a, _)| a.clone())
+        .unwrap_or_else(|| panic!("no call-out started"));
     f.worker.dispatched(&flight, 1, 1, NOW_S * 1000);
     let r = f.answer(
         1,
@@ -231,7 +236,9 @@ fn not_connected_and_failures_are_cached_briefly() {
     ));
     f.host.now.set((NOW_S + 6) * 1000);
     let s = f.begin(3, "GET", &bob);
-    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    let flight = started(&s)
+        .map(|(a, _)| a.clone())
+        .unwrap_or_else(|| panic!("no call-out started"));
     f.worker.dispatched(&flight, 2, 3, NOW_S * 1000);
     let r = f.answer(2, 500, json!({}));
     assert!(matches!(
@@ -269,10 +276,10 @@ fn with_keys(f: &Fixture) {
 }
 
 /// Start `ctx`'s exchange and dispatch it as call-out `token`.
-fn exchange(f: &mut Fixture, ctx: u32, token: u32, agent: &str) -> String {
+fn exchange(f: &mut Fixture, ctx: u32, token: u32, agent: &str) -> FlightKey {
     let s = f.begin(ctx, "GET", agent);
     let flight = started(&s)
-        .map(|(a, _)| a.to_string())
+        .map(|(a, _)| a.clone())
         .unwrap_or_else(|| panic!("{s:?}"));
     f.worker.dispatched(&flight, token, ctx, f.host.now_ms());
     flight
@@ -391,7 +398,9 @@ fn waiters_survive_their_owner_going_away() {
     let mut f = fixture();
     let alice = f.token("alice", "github:read");
     let s = f.begin(1, "GET", &alice);
-    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    let flight = started(&s)
+        .map(|(a, _)| a.clone())
+        .unwrap_or_else(|| panic!("no call-out started"));
     f.worker.dispatched(&flight, 5, 1, NOW_S * 1000);
     assert!(matches!(
         f.begin(2, "GET", &alice),
@@ -412,7 +421,9 @@ fn waiters_survive_their_owner_going_away() {
     // Without waiters, an orphaned flight is simply dropped.
     let bob = f.token("bob", "github:read");
     let s = f.begin(3, "GET", &bob);
-    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    let flight = started(&s)
+        .map(|(a, _)| a.clone())
+        .unwrap_or_else(|| panic!("no call-out started"));
     f.worker.dispatched(&flight, 8, 3, NOW_S * 1000);
     f.worker.forget(3);
     assert!(f.worker.take_orphans(NOW_S * 1000).is_empty());
@@ -424,7 +435,9 @@ fn jwks_failure_without_keys_is_unavailable_and_backs_off() {
     let mut f = fixture();
     let alice = f.token("alice", "github:read");
     let s = f.begin(1, "GET", &alice);
-    let flight = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    let flight = started(&s)
+        .map(|(a, _)| a.clone())
+        .unwrap_or_else(|| panic!("no call-out started"));
     f.worker.dispatched(&flight, 1, 1, NOW_S * 1000);
     let r = f.answer(1, 504, json!({}));
     assert!(matches!(
@@ -465,7 +478,7 @@ fn background_refresh_takes_a_lease_and_frees_it_when_done() {
         .iter()
         .find(|(_, r)| r.path.contains("/github/"))
         .map(|(flight, _)| flight.clone())
-        .unwrap_or_default();
+        .unwrap_or_else(|| panic!("no call-out started"));
     f.worker.dispatched(&github, 7, 0, NOW_S * 1000);
     let jwks = f.keys.jwks();
     f.answer(7, 200, jwks);
@@ -510,11 +523,13 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
     f.worker = Worker::new(Rc::new(cfg), Box::new(PureRustVerifier));
     let alice = f.token("alice", "github:read");
     let s = f.begin(1, "GET", &alice);
-    let jwks = started(&s).map(|(a, _)| a.to_string()).unwrap_or_default();
+    let jwks = started(&s)
+        .map(|(a, _)| a.clone())
+        .unwrap_or_else(|| panic!("no call-out started"));
     f.worker.dispatched(&jwks, 1, 1, NOW_S * 1000);
     let resolved = f.answer(1, 200, f.keys.jwks());
     let (flight, first) = started(&resolved[0].1)
-        .map(|(k, r)| (k.to_string(), r.clone()))
+        .map(|(k, r)| (k.clone(), r.clone()))
         .unwrap_or_else(|| panic!("{resolved:?}"));
     f.worker.dispatched(&flight, 2, 1, NOW_S * 1000);
     assert!(matches!(

@@ -28,7 +28,7 @@ use crate::cache::Principal;
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
 use crate::config::Config;
 use crate::endpoints::{self, Route};
-use crate::flow::{RequestInput, Resolution, Step, Worker};
+use crate::flow::{FlightKey, RequestInput, Resolution, Step, Worker};
 use crate::generation::Generation;
 use crate::host::Host;
 use crate::mcp;
@@ -236,7 +236,7 @@ impl Gateway {
     fn send(
         &mut self,
         host: &dyn Host,
-        flight: &str,
+        flight: &FlightKey,
         request: &CalloutRequest,
         owner: u32,
     ) -> Resolved {
