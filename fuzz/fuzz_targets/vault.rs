@@ -3,26 +3,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use tvp_core::callout::CalloutResponse;
-use tvp_core::config;
 use tvp_core::vault::{auth0, VaultOutcome};
 
-/// The example's Auth0 tenants, parsed once; a configuration that stopped parsing fails
-/// loudly rather than leaving the target with nothing to check.
-fn example() -> &'static config::Config {
-    static CONFIG: std::sync::OnceLock<config::Config> = std::sync::OnceLock::new();
-    CONFIG.get_or_init(|| {
-        let mut doc: serde_json::Value =
-            serde_json::from_slice(include_bytes!("../../tenants.example.json")).expect("json");
-        if let Some(list) = doc["tenants"].as_array_mut() {
-            list.retain(|t| t["vault"]["type"] == "auth0");
-        }
-        let env = |name: &str| match name {
-            "TVP_SEALING_KEY" => Some("fuzz-sealing-key-fuzz-sealing-key-fuzz-sealing".into()),
-            _ => Some("x".into()),
-        };
-        config::parse(doc.to_string().as_bytes(), &env).expect("the example parses")
-    })
-}
+#[path = "example.rs"]
+mod example;
+use example::example;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&status, body)) = data.split_first() else { return };

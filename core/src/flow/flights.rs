@@ -47,6 +47,28 @@ pub(super) struct Flight {
     pub(super) user_key: Option<String>,
 }
 
+/// The call-out fetching tenant `index`'s keys: its JWKS, or first its discovery document.
+pub(super) fn keys_request(index: usize, jwks: &JwksSource) -> (Purpose, CalloutRequest) {
+    match jwks {
+        JwksSource::Direct {
+            cluster,
+            authority,
+            path,
+        } => (
+            Purpose::Jwks { tenant: index },
+            CalloutRequest::get(cluster, authority, path),
+        ),
+        JwksSource::Discovery {
+            cluster,
+            authority,
+            path,
+        } => (
+            Purpose::Discovery { tenant: index },
+            CalloutRequest::get(cluster, authority, path),
+        ),
+    }
+}
+
 impl Worker {
     pub(super) fn wait_for_keys(
         &mut self,
@@ -56,28 +78,7 @@ impl Worker {
     ) -> Step {
         let index = input.tenant;
         let tenant = &self.config.tenants[index];
-        let (purpose, request) = match &tenant.jwks {
-            JwksSource::Direct {
-                cluster,
-                authority,
-                path,
-            } => (
-                Purpose::Jwks {
-                    tenant: input.tenant,
-                },
-                CalloutRequest::get(cluster, authority, path),
-            ),
-            JwksSource::Discovery {
-                cluster,
-                authority,
-                path,
-            } => (
-                Purpose::Discovery {
-                    tenant: input.tenant,
-                },
-                CalloutRequest::get(cluster, authority, path),
-            ),
-        };
+        let (purpose, request) = keys_request(index, &tenant.jwks);
         self.waiting_keys.insert(context_id, input);
         self.join(
             now_ms,

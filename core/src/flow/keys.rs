@@ -4,11 +4,10 @@
 
 use std::rc::Rc;
 
-use super::flights::{Flight, Purpose};
+use super::flights::{keys_request, Flight};
 use super::{failure_of, FlightKey, Host, Worker};
 use crate::cache;
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
-use crate::config::JwksSource;
 use crate::jwks::{self, KeySet, RefetchPolicy};
 use crate::metrics::Counter;
 
@@ -178,24 +177,7 @@ impl Worker {
             // Every worker's root ticks; one of them fetches per window, the rest read the
             // result from shared data.
             if fetch_now && self.take_refresh_lease(host, i, now_ms) {
-                let (purpose, request) = match &tenant.jwks {
-                    JwksSource::Direct {
-                        cluster,
-                        authority,
-                        path,
-                    } => (
-                        Purpose::Jwks { tenant: i },
-                        CalloutRequest::get(cluster, authority, path),
-                    ),
-                    JwksSource::Discovery {
-                        cluster,
-                        authority,
-                        path,
-                    } => (
-                        Purpose::Discovery { tenant: i },
-                        CalloutRequest::get(cluster, authority, path),
-                    ),
-                };
+                let (purpose, request) = keys_request(i, &tenant.jwks);
                 self.flights.insert(
                     flight.clone(),
                     Flight {
