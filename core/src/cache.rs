@@ -280,7 +280,7 @@ pub struct Principal {
     pub user_key: String,
     /// The audit record of an allowed request by this token, built on first use: it is the
     /// same for every request the token makes.
-    pub allow_record: OnceCell<String>,
+    pub allow_record: OnceCell<Rc<str>>,
 }
 
 /// The hashes derived from a user's identifiers, computed once per user and worker.

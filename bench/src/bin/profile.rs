@@ -150,6 +150,7 @@ fn serve(
                         audit::Decision::Allow,
                         "ok",
                     )
+                    .into()
                 });
                 forwarded += usize::from(!record.is_empty());
             }

@@ -28,9 +28,9 @@ pub fn record(
     let text = match (decision, principal) {
         (Decision::Allow, Some(p)) => p
             .allow_record
-            .get_or_init(|| audit::record(tenant, Some(p), decision, reason))
+            .get_or_init(|| audit::record(tenant, Some(p), decision, reason).into())
             .clone(),
-        _ => audit::record(tenant, principal, decision, reason),
+        _ => audit::record(tenant, principal, decision, reason).into(),
     };
     Effect::Record(text)
 }

@@ -1,6 +1,8 @@
 //! What a host does with a decision: the effects on one request, in order, and whether the
 //! request then goes on. Hosts apply them and decide nothing.
 
+use std::rc::Rc;
+
 use crate::reply::Reply;
 
 /// One thing to do to a request (or its response), in order.
@@ -17,7 +19,7 @@ pub enum Effect {
     /// Answer the request locally.
     Reply(Reply),
     /// The decision record: one log line, and filter state `tvp_decision` for access logs.
-    Record(String),
+    Record(Rc<str>),
     /// On the response: remove a header.
     RemoveResponseHeader(String),
     /// On the response: set a header (`:status` included).
