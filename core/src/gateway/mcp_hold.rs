@@ -27,6 +27,15 @@ fn strip_credentials(config: &Config, tenant: usize) -> Vec<Effect> {
     names.into_iter().map(Effect::RemoveHeader).collect()
 }
 
+/// A body its `content-length` says is too large to read is answered plainly now: held, it
+/// would only end in the hold route's 413 (or ours, whichever limit a chunk crosses first).
+/// A chunked body has no length yet and is judged by the size that arrives.
+fn declared_too_large(head: &super::head::RequestHead) -> bool {
+    head.get_str("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > mcp::MAX_BODY_BYTES as u64)
+}
+
 impl Gateway {
     /// Finish an MCP request refused because the account is missing. `None` when the request
     /// is not MCP (answered plainly by the caller); otherwise relayed, or sent to the hold
@@ -47,7 +56,12 @@ impl Gateway {
         // a filter that let the headers go on, so the request waits on the hold route.
         // Without one, only the headers can tell.
         let hold_path = match config.settings.mcp_hold_path.as_deref() {
-            Some(path) if inflight.request.kind == mcp::Kind::Message => path,
+            Some(path)
+                if inflight.request.kind == mcp::Kind::Message
+                    && !declared_too_large(&live.head) =>
+            {
+                path
+            }
             _ if mcp::relays_by_headers(&inflight.request) => {
                 return Some(self.relay(host, ctx, tenant, principal));
             }

@@ -315,28 +315,33 @@ fn a_user_without_the_account_gets_a_link_under_the_public_url() {
     assert_eq!(outcome.next, Next::Stop);
 }
 
-#[test]
-fn an_mcp_message_of_a_user_without_the_account_waits_on_the_hold_route_then_is_answered() {
-    let mut f = fixture();
+/// Bob (without the account) posts an MCP message with `extra` headers; the key fetch and
+/// the vault's "no account" answer follow. The outcome of that answer for request 1.
+fn unconnected_mcp_message(f: &mut Fixture, extra: &[(&str, &str)]) -> Outcome {
     let bearer = f.bearer("bob");
-    let h = head(
-        "POST",
-        "/github/mcp",
-        &[
-            ("authorization", &bearer),
-            ("content-type", "application/json"),
-            ("accept", "application/json, text/event-stream"),
-            ("mcp-protocol-version", "2025-11-25"),
-        ],
-    );
-    let r = f.gateway.on_request_headers(&f.host, 1, h, false);
+    let mut headers = vec![
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    headers.extend_from_slice(extra);
+    let r = f
+        .gateway
+        .on_request_headers(&f.host, 1, head("POST", "/github/mcp", &headers), false);
     assert_eq!(Fixture::of(&r, 1), Outcome::stop());
     let jwks = f.keys.jwks();
     f.respond(1, 200, &jwks);
     let missing = json!({"error": "federated_connection_refresh_token_not_found",
         "error_description": "no account"});
     let r = f.respond(1, 401, &missing);
-    let held = Fixture::of(&r, 1);
+    Fixture::of(&r, 1)
+}
+
+#[test]
+fn an_mcp_message_of_a_user_without_the_account_waits_on_the_hold_route_then_is_answered() {
+    let mut f = fixture();
+    let held = unconnected_mcp_message(&mut f, &[]);
     assert_eq!(held.next, Next::Continue);
     assert!(held
         .effects
@@ -360,6 +365,16 @@ fn an_mcp_message_of_a_user_without_the_account_waits_on_the_hold_route_then_is_
     let body: Value = serde_json::from_slice(&reply.body).unwrap_or_default();
     assert_eq!(body["id"], 7, "{body}");
     assert_eq!(f.host.counter("github", "mcp.elicitation"), 1);
+}
+
+#[test]
+fn an_mcp_message_declared_too_large_to_read_is_answered_plainly_not_held() {
+    let mut f = fixture();
+    let too_large = (crate::mcp::MAX_BODY_BYTES + 1).to_string();
+    let answered = unconnected_mcp_message(&mut f, &[("content-length", &too_large)]);
+    assert_eq!(answered.next, Next::Stop);
+    assert_eq!(replies(&answered).status, 403);
+    assert!(!answered.effects.contains(&Effect::ClearRouteCache));
 }
 
 #[test]
