@@ -342,6 +342,19 @@ impl Worker {
     }
 }
 
+/// Every vault outcome's counter name (what [`vault_metric`] gives).
+pub const VAULT_METRICS: &[&str] = &[
+    "vault.ok",
+    "vault.connect_required",
+    "vault.subject_rejected",
+    "vault.misconfigured",
+    "vault.forbidden",
+    "vault.rate_limited",
+    "vault.unavailable",
+    "vault.timeout",
+    "vault.bad_answer",
+];
+
 fn vault_metric(outcome: &VaultOutcome) -> &'static str {
     match outcome {
         VaultOutcome::Token { .. } => "vault.ok",

@@ -73,6 +73,51 @@ impl Counter {
     }
 }
 
+/// Every counter without a parameter.
+const FIXED: &[Counter] = &[
+    Counter::Allow,
+    Counter::VerifiedCacheHit,
+    Counter::VerifiedCacheMiss,
+    Counter::DownstreamCacheHit,
+    Counter::DownstreamCacheMiss,
+    Counter::DownstreamEvicted,
+    Counter::DownstreamEvictLimited,
+    Counter::VaultBackoff,
+    Counter::JwksFetch,
+    Counter::JwksFetchFailed,
+    Counter::SignatureFailedCached,
+    Counter::SignatureFailed,
+    Counter::McpElicitation,
+    Counter::McpRelayed,
+    Counter::ConnectStarted,
+    Counter::ConnectCompleted,
+    Counter::ConnectDeclined,
+    Counter::ConnectFailed,
+    Counter::ConnectDisconnected,
+    Counter::ConnectWrongUser,
+    Counter::ConnectOktaInteraction,
+    Counter::ConnectAccountsTooManyPages,
+    Counter::ConnectDuplicateCookie,
+    Counter::ConnectCrossOrigin,
+    Counter::ConnectInsecureOrigin,
+];
+
+/// The refusal of a request of a superseded configuration (counted under the filter's realm).
+pub const SUPERSEDED: Counter = Counter::Deny("deny.superseded_configuration");
+
+/// Every counter name the core can count: a host whose metrics must be defined up front
+/// (Envoy's dynamic modules freeze them after configuration) defines these per tenant.
+pub fn counter_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = FIXED.iter().map(|c| c.name()).collect();
+    names.extend_from_slice(crate::reply::DENY_METRICS);
+    names.extend_from_slice(crate::flow::VAULT_METRICS);
+    names.push(SUPERSEDED.name());
+    names
+}
+
+/// Every histogram.
+pub const HISTOGRAMS: &[Histogram] = &[Histogram::JwksLatencyMs, Histogram::VaultLatencyMs];
+
 /// A histogram: one value per event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Histogram {
@@ -88,5 +133,23 @@ impl Histogram {
             Histogram::JwksLatencyMs => "jwks.latency_ms",
             Histogram::VaultLatencyMs => "vault.latency_ms",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_name_is_listed_once() {
+        let names = counter_names();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        for deny in crate::reply::DENY_METRICS {
+            assert!(deny.starts_with("deny."));
+        }
+        assert!(names.contains(&"allow") && names.contains(&"deny.superseded_configuration"));
     }
 }

@@ -51,6 +51,45 @@ pub enum Deny {
     },
 }
 
+/// Every refusal's counter name (`deny.<code>`; codes without one count as `deny.other`):
+/// a host that defines its metrics up front defines these.
+pub const DENY_METRICS: &[&str] = &[
+    "deny.no_tenant",
+    "deny.bad_path",
+    "deny.unknown_host",
+    "deny.unknown_tenant",
+    "deny.missing_token",
+    "deny.invalid_request",
+    "deny.insufficient_scope",
+    "deny.connect_required",
+    "deny.jwks_unavailable",
+    "deny.jwks_timeout",
+    "deny.jwks_bad_answer",
+    "deny.vault_unavailable",
+    "deny.vault_timeout",
+    "deny.vault_bad_answer",
+    "deny.vault_misconfigured",
+    "deny.vault_forbidden",
+    "deny.vault_rate_limited",
+    "deny.verification_throttled",
+    "deny.token_too_large",
+    "deny.token_malformed",
+    "deny.token_header_unsupported",
+    "deny.alg_not_allowed",
+    "deny.unknown_kid",
+    "deny.bad_signature",
+    "deny.wrong_issuer",
+    "deny.wrong_audience",
+    "deny.token_expired",
+    "deny.token_not_yet_valid",
+    "deny.wrong_token_type",
+    "deny.missing_sub",
+    "deny.token_rejected",
+    "deny.id_token_missing",
+    "deny.id_token_invalid",
+    "deny.other",
+];
+
 impl Deny {
     /// Stable reason code for the decision log and metrics.
     pub fn code(&self) -> &'static str {
@@ -81,42 +120,12 @@ impl Deny {
 impl Deny {
     /// Counter name of this refusal: `deny.<reason code>`.
     pub fn metric(&self) -> &'static str {
-        match self.code() {
-            "no_tenant" => "deny.no_tenant",
-            "bad_path" => "deny.bad_path",
-            "unknown_host" => "deny.unknown_host",
-            "unknown_tenant" => "deny.unknown_tenant",
-            "missing_token" => "deny.missing_token",
-            "invalid_request" => "deny.invalid_request",
-            "insufficient_scope" => "deny.insufficient_scope",
-            "connect_required" => "deny.connect_required",
-            "jwks_unavailable" => "deny.jwks_unavailable",
-            "jwks_timeout" => "deny.jwks_timeout",
-            "jwks_bad_answer" => "deny.jwks_bad_answer",
-            "vault_unavailable" => "deny.vault_unavailable",
-            "vault_timeout" => "deny.vault_timeout",
-            "vault_bad_answer" => "deny.vault_bad_answer",
-            "vault_misconfigured" => "deny.vault_misconfigured",
-            "vault_forbidden" => "deny.vault_forbidden",
-            "vault_rate_limited" => "deny.vault_rate_limited",
-            "verification_throttled" => "deny.verification_throttled",
-            "token_too_large" => "deny.token_too_large",
-            "token_malformed" => "deny.token_malformed",
-            "token_header_unsupported" => "deny.token_header_unsupported",
-            "alg_not_allowed" => "deny.alg_not_allowed",
-            "unknown_kid" => "deny.unknown_kid",
-            "bad_signature" => "deny.bad_signature",
-            "wrong_issuer" => "deny.wrong_issuer",
-            "wrong_audience" => "deny.wrong_audience",
-            "token_expired" => "deny.token_expired",
-            "token_not_yet_valid" => "deny.token_not_yet_valid",
-            "wrong_token_type" => "deny.wrong_token_type",
-            "missing_sub" => "deny.missing_sub",
-            "token_rejected" => "deny.token_rejected",
-            "id_token_missing" => "deny.id_token_missing",
-            "id_token_invalid" => "deny.id_token_invalid",
-            _ => "deny.other",
-        }
+        let code = self.code();
+        DENY_METRICS
+            .iter()
+            .find(|m| m.strip_prefix("deny.") == Some(code))
+            .copied()
+            .unwrap_or("deny.other")
     }
 }
 

@@ -91,6 +91,25 @@ pub fn element(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
+/// The key inside a SubjectPublicKeyInfo: the `subjectPublicKey` BIT STRING's bytes (an RSA
+/// key's `RSAPublicKey` DER, a P-256 key's uncompressed point), as native verifiers take it.
+pub fn spki_public_key(spki: &[u8]) -> Option<&[u8]> {
+    let (0x30, info, _) = element(spki)? else {
+        return None;
+    };
+    let (0x30, _algorithm, rest) = element(info)? else {
+        return None;
+    };
+    let (0x03, bits, _) = element(rest)? else {
+        return None;
+    };
+    // A key is whole bytes: no unused bits.
+    match bits.split_first()? {
+        (0, key) => Some(key),
+        _ => None,
+    }
+}
+
 /// `rsaEncryption` (1.2.840.113549.1.1.1), as the content of a DER OID.
 const RSA_ENCRYPTION_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 
@@ -316,6 +335,23 @@ mod tests {
         let mut trailing = der.clone();
         trailing.push(0);
         assert_eq!(ecdsa_raw(&trailing, 32), None);
+    }
+
+    #[test]
+    fn the_key_inside_an_spki_is_its_bit_string() {
+        let point = [4u8; 65];
+        assert_eq!(spki_public_key(&p256_spki(&point)), Some(&point[..]));
+        let spki = rsa_spki(&[0xc5; 256], &[1, 0, 1]);
+        let key = spki_public_key(&spki).unwrap_or_default();
+        assert_eq!(
+            key,
+            sequence(&[
+                &unsigned_integer(&[0xc5; 256]),
+                &unsigned_integer(&[1, 0, 1])
+            ])
+        );
+        assert_eq!(spki_public_key(&spki[..spki.len() - 1]), None);
+        assert_eq!(spki_public_key(b"\x30\x00"), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Signature verification behind one small trait, so the host-native verifier (Envoy's
 //! BoringSSL through a foreign function) and the pure-Rust one are interchangeable.
 
-mod der;
+pub mod der;
 pub mod native;
 pub mod signing;
 

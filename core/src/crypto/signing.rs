@@ -102,6 +102,11 @@ impl SigningKey {
         })
     }
 
+    /// The PKCS#8 DER, for a native signer. A secret: never printed or logged.
+    pub fn pkcs8(&self) -> &[u8] {
+        &self.der
+    }
+
     /// Whether only the host can sign with this key.
     pub fn needs_host(&self) -> bool {
         matches!(self.key, PrivateKey::Rsa)

@@ -18,6 +18,7 @@ use std::rc::Rc;
 
 use log::{info, warn};
 
+pub use denial::FILTER_REALM;
 pub use head::RequestHead;
 pub use outcome::{Effect, Next, Outcome, Resolved};
 pub use public_url::public_base;
@@ -482,6 +483,12 @@ impl Gateway {
         out
     }
 
+    /// Send again, as `owner`, the call-outs whose sender went away while others waited for
+    /// them (a host without a periodic tick calls this when a request ends).
+    pub fn resend_orphans(&mut self, host: &dyn Host, owner: u32) -> Resolved {
+        self.dispatch_orphans(host, owner)
+    }
+
     fn dispatch_orphans(&mut self, host: &dyn Host, owner: u32) -> Resolved {
         let mut out = Vec::new();
         for (flight, request) in self.worker.take_orphans(host.now_ms()) {
@@ -501,10 +508,7 @@ impl Gateway {
 /// A request of a superseded configuration: counted, recorded and refused before anything
 /// else (503: the client retries on a new connection, which the current one serves).
 fn superseded_refusal(host: &dyn Host) -> Outcome {
-    host.count(
-        denial::FILTER_REALM,
-        Counter::Deny("deny.superseded_configuration"),
-    );
+    host.count(denial::FILTER_REALM, crate::metrics::SUPERSEDED);
     Outcome {
         effects: vec![
             denial::record(None, None, Decision::Deny, "superseded_configuration"),

@@ -1,0 +1,24 @@
+//! token-vault-proxy as an Envoy dynamic module (`envoy.filters.http.dynamic_modules`): the
+//! same core as the wasm filter, loaded into Envoy as a shared library. Every decision is
+//! `tvp-core`'s; this crate reads each event from Envoy, calls the core and applies its answer.
+//!
+//! - [`abi`]: the C ABI (types, callbacks, hooks); the only `unsafe` code.
+//! - [`filter`]: hooks to core calls and outcomes to Envoy calls.
+//! - [`host`]: the core's `Host` (clock, store, metrics, call-outs).
+//! - [`registry`]: this worker's streams and call-outs by the core's ids.
+//! - [`store`]: the process-wide shared store (bounded).
+//! - [`crypto`]: signatures through `ring`.
+//! - [`logger`]: `log` onto Envoy's logger.
+
+// The compiler keeps `unsafe` inside the bindings module.
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[allow(unsafe_code)]
+pub mod abi;
+pub mod crypto;
+pub mod filter;
+pub mod host;
+pub mod logger;
+pub mod registry;
+pub mod store;
