@@ -699,7 +699,7 @@ fn validate_settings(
                 bad(
                     "sealing_key_env",
                     &format!(
-                        "environment variable '{}' is not set for the Wasm VM (vm_config.environment_variables)",
+                        "environment variable '{}' is not set in Envoy's environment (the wasm filter also needs it in vm_config.environment_variables)",
                         printable(name)
                     ),
                 );

@@ -73,7 +73,8 @@ pub enum Render {
 pub const DEPLOYMENT_FIELDS: &str = "\
 The deployment file (JSON or YAML) and --set take: public_base_url, listen_address,
 listen_port, admin_address, admin_port, tls.cert, tls.key, wasm, wasm_sha256 (required for
-istio and envoy-gateway), ca_bundle, lds_path, allow_inline_secrets (a demo only:
+istio and envoy-gateway), host (wasm or native), native_module (default
+target/native/libtvp_native.so), ca_bundle, lds_path, allow_inline_secrets (a demo only:
 client_secret values in the tenants file are refused otherwise; default true for compose),
 istio.name, istio.namespace, istio.selector, istio.ports, istio.mode, istio.credential_name,
 istio.hosts, envoy_gateway.gateway (NAMESPACE/NAME), envoy_gateway.listener,
@@ -96,6 +97,10 @@ pub struct RenderArgs {
     /// JSON, else as a string); repeatable
     #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
     pub sets: Vec<String>,
+    /// Which build of the filter Envoy runs: the wasm module, or the native dynamic module
+    /// (`make native`; `render envoy` only). Same as `--set host=...`
+    #[arg(long, value_name = "wasm|native")]
+    pub host: Option<String>,
     /// Write the files into DIR instead of standard output
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -204,6 +209,7 @@ mod tests {
             ("t.json", Some("d.yaml"))
         );
         assert_eq!(a.sets, ["a=1", "b=-2"]);
+        assert_eq!(a.host, None);
         assert_eq!(a.out, Some(PathBuf::from("dir")));
         let cli = parse(&["render", "front", "--set", "replicas=h:1"]).unwrap();
         assert!(

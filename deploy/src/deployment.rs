@@ -20,6 +20,8 @@ pub enum Target {
 
 /// Where `make wasm` puts the module, relative to the repository (the local stack's path).
 pub const LOCAL_WASM: &str = "target/wasm32-wasip1/release/token_vault_proxy.wasm";
+/// Where `make native` puts the dynamic module, relative to the repository.
+pub const LOCAL_NATIVE: &str = "target/native/libtvp_native.so";
 /// Where the compose stack's Envoy finds it: the `build` service's target volume.
 pub const COMPOSE_WASM: &str = "/target/wasm32-wasip1/release/token_vault_proxy.wasm";
 
@@ -34,11 +36,23 @@ struct RawDeployment {
     tls: Option<Tls>,
     wasm: Option<String>,
     wasm_sha256: Option<String>,
+    host: Option<FilterHost>,
+    native_module: Option<String>,
     ca_bundle: Option<String>,
     lds_path: Option<String>,
     allow_inline_secrets: Option<bool>,
     istio: Option<RawIstio>,
     envoy_gateway: Option<RawEnvoyGateway>,
+}
+
+/// Which build of the filter Envoy runs: the proxy-wasm module (sandboxed; Istio and Envoy
+/// Gateway load only this) or the dynamic module (native code in Envoy's process).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterHost {
+    #[default]
+    Wasm,
+    Native,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -135,6 +149,9 @@ pub struct Deployment {
     pub tls: Option<Tls>,
     pub wasm: String,
     pub wasm_sha256: Option<String>,
+    pub host: FilterHost,
+    /// The dynamic module (`libtvp_native.so`) when `host` is native.
+    pub native_module: String,
     /// CA bundle Envoy verifies https upstreams against.
     pub ca_bundle: String,
     /// `render envoy` only: where Envoy reads its listener (routes, the filter and its plugin
@@ -228,6 +245,8 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
         tls: raw.tls,
         wasm,
         wasm_sha256: raw.wasm_sha256,
+        host: raw.host.unwrap_or_default(),
+        native_module: raw.native_module.unwrap_or_else(|| LOCAL_NATIVE.into()),
         ca_bundle: raw
             .ca_bundle
             .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into()),
@@ -279,6 +298,12 @@ fn check(d: &Deployment, target: Target) -> Result<(), String> {
     }
     if d.listen_port == d.admin_port {
         return bad("admin_port", "must differ from listen_port");
+    }
+    if d.host == FilterHost::Native && target != Target::Envoy {
+        return bad(
+            "host",
+            "native (a dynamic module) renders for `tvp render envoy` only: Istio, Envoy Gateway and the compose demo load the wasm module",
+        );
     }
     if let Some(sha) = &d.wasm_sha256 {
         if sha.len() != 64

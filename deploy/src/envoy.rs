@@ -12,7 +12,7 @@
 use serde_json::Value;
 use tvp_core::mcp::MAX_BODY_BYTES;
 
-use crate::deployment::{lds_dir, Deployment};
+use crate::deployment::{lds_dir, Deployment, FilterHost};
 use crate::doc::Node;
 use crate::tenants;
 use crate::upstream::{backend_cluster, Origin, Plan};
@@ -300,9 +300,15 @@ fn connection_manager(plan: &Plan, d: &Deployment, config: &str) -> Node {
         "name" => "tenants",
         "domains" => seq!["*"],
     };
-    let mut http_filters = vec![map! {
-        "name" => "envoy.filters.http.wasm",
-        "typed_config" => wasm_filter(d, plan, config),
+    let mut http_filters = vec![match d.host {
+        FilterHost::Wasm => map! {
+            "name" => "envoy.filters.http.wasm",
+            "typed_config" => wasm_filter(d, plan, config),
+        },
+        FilterHost::Native => map! {
+            "name" => "envoy.filters.http.dynamic_modules",
+            "typed_config" => native_filter(d, config),
+        },
     }];
     if hold.is_some() {
         // The buffer filter works on the hold route only.
@@ -392,6 +398,28 @@ fn hold_buffer() -> Node {
         BUFFER => map! {
             "@type" => BUFFER_PER_ROUTE,
             "buffer" => map! { "max_request_bytes" => max_body_bytes() },
+        },
+    }
+}
+
+/// The dynamic module: the same plugin configuration, read by Envoy's own process (secrets
+/// come from Envoy's environment directly).
+fn native_filter(d: &Deployment, config: &str) -> Node {
+    map! {
+        "@type" => "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+        "dynamic_module_config" => map! {
+            "name" => "tvp_native",
+            "module" => map! { "local" => map! { "filename" => d.native_module.clone() } },
+            // Its caches and threads live as long as Envoy: never unloaded under them.
+            "do_not_close" => true,
+            // The wasm filter's stat names (`wasmcustom.tvp.<tenant>.<name>`): dashboards and
+            // alerts work on either host.
+            "metrics_namespace" => "wasmcustom",
+        },
+        "filter_name" => ROOT_ID,
+        "filter_config" => map! {
+            "@type" => "type.googleapis.com/google.protobuf.StringValue",
+            "value" => config,
         },
     }
 }

@@ -92,9 +92,13 @@ fn render(target: Target, args: RenderArgs) -> Result<(), Vec<String>> {
     let RenderArgs {
         tenants: tenants_file,
         deployment: deployment_file,
-        sets: overrides,
+        sets: mut overrides,
+        host,
         out,
     } = args;
+    if let Some(host) = host {
+        overrides.push(format!("host={host}"));
+    }
     let tenants_text = read(&tenants_file)?;
     let deployment_text = match &deployment_file {
         Some(f) => read(f)?,

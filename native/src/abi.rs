@@ -170,6 +170,37 @@ extern "C" {
         label_names_length: usize,
         id: *mut usize,
     ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_increment_counter(
+        config: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+        config: *mut c_void,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_http_callout(
+        config: *mut c_void,
+        callout_id: *mut u64,
+        cluster: ModuleBuffer,
+        headers: *mut ModuleHttpHeader,
+        headers_size: usize,
+        body: ModuleBuffer,
+        timeout_ms: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+        config: *mut c_void,
+    ) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
     fn envoy_dynamic_module_callback_http_filter_increment_counter(
         filter: *mut c_void,
         id: usize,
@@ -215,12 +246,14 @@ pub fn log(level: LogLevel, message: &str, file: &str, line: u32) {
 }
 
 /// Envoy's side of one filter configuration (`filter_config_envoy_ptr`): valid from
-/// `config_new` until `config_destroy`, used only on the main thread during `config_new`.
+/// `config_new` until `config_destroy`, used only on the main thread (where Envoy calls every
+/// configuration hook).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct ConfigHandle(*mut c_void);
 
 impl ConfigHandle {
     /// Define a counter (`<metrics_namespace>.<name>`); only during `config_new`.
-    pub fn define_counter(&self, name: &str) -> Option<usize> {
+    pub fn define_counter(self, name: &str) -> Option<usize> {
         let mut id = 0usize;
         // SAFETY: the config pointer is Envoy's and live during config_new; the name buffer
         // points into a live string; `id` is a live local Envoy writes once.
@@ -237,7 +270,7 @@ impl ConfigHandle {
     }
 
     /// Define a histogram; only during `config_new`.
-    pub fn define_histogram(&self, name: &str) -> Option<usize> {
+    pub fn define_histogram(self, name: &str) -> Option<usize> {
         let mut id = 0usize;
         // SAFETY: as in `define_counter`.
         let result = unsafe {
@@ -251,6 +284,103 @@ impl ConfigHandle {
         };
         (result == SUCCESS).then_some(id)
     }
+
+    pub fn increment_counter(self, id: usize, value: u64) {
+        // SAFETY: a live config pointer on the main thread; no labels.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.0,
+                id,
+                std::ptr::null_mut(),
+                0,
+                value,
+            );
+        }
+    }
+
+    pub fn record_histogram(self, id: usize, value: u64) {
+        // SAFETY: a live config pointer on the main thread; no labels.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
+                self.0,
+                id,
+                std::ptr::null_mut(),
+                0,
+                value,
+            );
+        }
+    }
+
+    /// Start a call-out from the configuration (answered in `config_http_callout_done` on
+    /// the main thread); Envoy's id for it, or `None` when refused.
+    pub fn callout(
+        self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Option<u64> {
+        let mut raw = module_headers(headers);
+        let mut id = 0u64;
+        // SAFETY: a live config pointer on the main thread; every buffer points into live
+        // data for the call (Envoy copies the request); `id` is a live local Envoy writes.
+        let result = unsafe {
+            envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.0,
+                &mut id,
+                ModuleBuffer::of(cluster.as_bytes()),
+                raw.as_mut_ptr(),
+                raw.len(),
+                ModuleBuffer::of(body),
+                timeout_ms,
+            )
+        };
+        (result == SUCCESS).then_some(id)
+    }
+
+    /// A scheduler that runs `config_scheduled` on the main thread when committed.
+    pub fn scheduler(self) -> Option<ConfigScheduler> {
+        // SAFETY: a live config pointer on the main thread.
+        let ptr = unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_new(self.0) };
+        (!ptr.is_null()).then_some(ConfigScheduler(ptr))
+    }
+}
+
+/// A configuration's scheduler: committed from a timer thread, deleted with the
+/// configuration's background part (after that thread is joined).
+pub struct ConfigScheduler(*mut c_void);
+
+// SAFETY: Envoy documents `scheduler_commit` as safe to call from any thread; the pointer is
+// only deleted in `Drop`, which needs the value itself.
+unsafe impl Send for ConfigScheduler {}
+// SAFETY: as above; `commit` takes `&self` and Envoy synchronises commits itself.
+unsafe impl Sync for ConfigScheduler {}
+
+impl ConfigScheduler {
+    /// Have Envoy run `config_scheduled(event_id)` on the main thread.
+    pub fn commit(&self, event_id: u64) {
+        // SAFETY: a live scheduler (deleted only in Drop); callable from any thread.
+        unsafe {
+            envoy_dynamic_module_callback_http_filter_config_scheduler_commit(self.0, event_id)
+        }
+    }
+}
+
+impl Drop for ConfigScheduler {
+    fn drop(&mut self) {
+        // SAFETY: created by scheduler_new, deleted once here, after every committer stopped.
+        unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
+    }
+}
+
+fn module_headers(headers: &[(&str, &str)]) -> Vec<ModuleHttpHeader> {
+    headers
+        .iter()
+        .map(|(k, v)| ModuleHttpHeader {
+            key: ModuleBuffer::of(k.as_bytes()),
+            value: ModuleBuffer::of(v.as_bytes()),
+        })
+        .collect()
 }
 
 /// Envoy's side of one HTTP stream (`filter_envoy_ptr`). Valid from `http_filter_new` until
@@ -350,13 +480,7 @@ impl Stream {
 
     /// Answer the request locally.
     pub fn send_response(self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
-        let mut raw: Vec<ModuleHttpHeader> = headers
-            .iter()
-            .map(|(k, v)| ModuleHttpHeader {
-                key: ModuleBuffer::of(k.as_bytes()),
-                value: ModuleBuffer::of(v.as_bytes()),
-            })
-            .collect();
+        let mut raw = module_headers(headers);
         let details = b"token_vault_proxy";
         // SAFETY: a live stream pointer; every buffer points into live data for the call.
         unsafe {
@@ -444,13 +568,7 @@ impl Stream {
         body: &[u8],
         timeout_ms: u64,
     ) -> Option<u64> {
-        let mut raw: Vec<ModuleHttpHeader> = headers
-            .iter()
-            .map(|(k, v)| ModuleHttpHeader {
-                key: ModuleBuffer::of(k.as_bytes()),
-                value: ModuleBuffer::of(v.as_bytes()),
-            })
-            .collect();
+        let mut raw = module_headers(headers);
         let mut id = 0u64;
         // SAFETY: a live stream pointer; every buffer points into live data for the call
         // (Envoy copies the request); `id` is a live local Envoy writes.
@@ -578,7 +696,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
                 envoy_bytes(config.ptr, config.length),
             )
         };
-        match filter::config_new(&ConfigHandle(config_envoy), name, config) {
+        match filter::config_new(ConfigHandle(config_envoy), name, config) {
             Some(cfg) => Box::into_raw(Box::new(cfg)).cast_const().cast(),
             None => std::ptr::null(),
         }
@@ -592,7 +710,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(conf
     guarded(None, (), || {
         if !config.is_null() {
             // SAFETY: created by Box::into_raw in config_new and destroyed only here, once.
-            drop(unsafe { Box::from_raw(config.cast_mut().cast::<filter::FilterConfig>()) });
+            let cfg = unsafe { Box::from_raw(config.cast_mut().cast::<filter::FilterConfig>()) };
+            filter::config_destroy(*cfg);
         }
     })
 }
@@ -743,47 +862,107 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     body_chunks: *const EnvoyBuffer,
     body_chunks_size: usize,
 ) {
-    let stream = Stream(stream);
-    guarded(Some(stream), (), || {
-        let headers: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
-            &[]
-        } else {
-            // SAFETY: Envoy passes `headers_size` headers valid during this call.
-            unsafe { std::slice::from_raw_parts(headers, headers_size) }
-        };
-        let chunks: &[EnvoyBuffer] = if body_chunks.is_null() || body_chunks_size == 0 {
-            &[]
-        } else {
-            // SAFETY: Envoy passes `body_chunks_size` chunks valid during this call.
-            unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
-        };
-        let answer = CalloutAnswer {
-            succeeded: result == SUCCESS,
-            headers: headers
-                .iter()
-                .map(|h| {
-                    // SAFETY: valid during this call; copied.
-                    let (k, v) = unsafe {
-                        (
-                            envoy_bytes(h.key.ptr, h.key.length),
-                            envoy_bytes(h.value.ptr, h.value.length),
-                        )
-                    };
+    // SAFETY: Envoy passes the answer's buffers valid during this call, and this stream's
+    // live state, on its worker.
+    unsafe {
+        let answer = callout_answer(result, headers, headers_size, body_chunks, body_chunks_size);
+        on_stream(stream, state_ptr, (), |s, _| {
+            filter::callout_done(s, callout_id, answer)
+        });
+    }
+}
+
+/// A call-out's answer, copied out of Envoy's buffers.
+///
+/// SAFETY (for callers): `headers` and `body_chunks` point to that many entries (or are null),
+/// valid during the call.
+unsafe fn callout_answer(
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) -> CalloutAnswer {
+    let headers: &[EnvoyHttpHeader] = if headers.is_null() || headers_size == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller vouches for `headers_size` entries.
+        unsafe { std::slice::from_raw_parts(headers, headers_size) }
+    };
+    let chunks: &[EnvoyBuffer] = if body_chunks.is_null() || body_chunks_size == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller vouches for `body_chunks_size` entries.
+        unsafe { std::slice::from_raw_parts(body_chunks, body_chunks_size) }
+    };
+    let mut body = Vec::new();
+    for c in chunks {
+        // SAFETY: each chunk is valid during the call; copied.
+        body.extend_from_slice(unsafe { envoy_bytes(c.ptr, c.length) });
+    }
+    CalloutAnswer {
+        succeeded: result == SUCCESS,
+        headers: headers
+            .iter()
+            .map(|h| {
+                // SAFETY: valid during the call; copied.
+                let (k, v) = unsafe {
                     (
-                        String::from_utf8_lossy(k).to_ascii_lowercase(),
-                        String::from_utf8_lossy(v).into_owned(),
+                        envoy_bytes(h.key.ptr, h.key.length),
+                        envoy_bytes(h.value.ptr, h.value.length),
                     )
-                })
-                .collect(),
-            body: chunks
-                .iter()
-                // SAFETY: valid during this call; copied.
-                .flat_map(|c| unsafe { envoy_bytes(c.ptr, c.length) }.iter().copied())
-                .collect(),
-        };
-        // SAFETY: this stream's live state, on its worker.
-        if let Some(s) = unsafe { state(state_ptr) } {
-            filter::callout_done(s, callout_id, answer);
+                };
+                (
+                    String::from_utf8_lossy(k).to_ascii_lowercase(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    }
+}
+
+/// The configuration's scheduler fired (main thread): the background tick.
+///
+/// # Safety
+/// `config` is a live pointer `config_new` returned.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    _config_envoy: *mut c_void,
+    config: *const c_void,
+    _event_id: u64,
+) {
+    guarded(None, (), || {
+        // SAFETY: a live config, on the main thread.
+        if let Some(cfg) = unsafe { config.cast::<filter::FilterConfig>().as_ref() } {
+            crate::background::tick(cfg);
+        }
+    })
+}
+
+/// A configuration call-out answered (main thread).
+///
+/// # Safety
+/// `config` is a live pointer `config_new` returned; the answer's buffers are valid during
+/// the call.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
+    _config_envoy: *mut c_void,
+    config: *const c_void,
+    callout_id: u64,
+    result: u32,
+    headers: *const EnvoyHttpHeader,
+    headers_size: usize,
+    body_chunks: *const EnvoyBuffer,
+    body_chunks_size: usize,
+) {
+    guarded(None, (), || {
+        // SAFETY: Envoy passes the answer's buffers valid during this call.
+        let answer =
+            unsafe { callout_answer(result, headers, headers_size, body_chunks, body_chunks_size) };
+        // SAFETY: a live config, on the main thread.
+        if let Some(cfg) = unsafe { config.cast::<filter::FilterConfig>().as_ref() } {
+            crate::background::callout_done(cfg, callout_id, answer);
         }
     })
 }

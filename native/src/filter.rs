@@ -24,10 +24,10 @@ use tvp_core::reply::Reply;
 
 use crate::abi::{CalloutAnswer, ConfigHandle, Stream};
 use crate::crypto::{RingSigner, RingVerifier};
-use crate::host::{MetricIds, NativeHost};
+use crate::host::{Caller, MetricIds, NativeHost};
 use crate::registry;
 
-/// How often a worker's gateway refreshes keys in the background and re-sends orphaned
+/// How often a worker's gateway publishes its configuration's standing and re-sends orphaned
 /// call-outs (on the first stream after the period: an idle worker needs neither).
 const TICK_MS: u64 = 1_000;
 
@@ -91,7 +91,7 @@ pub fn program_init() {
 
 /// Parse and check the plugin configuration; every problem is logged (naming the tenant and
 /// field) and the configuration refused.
-pub fn config_new(handle: &ConfigHandle, name: &[u8], bytes: &[u8]) -> Option<FilterConfig> {
+pub fn config_new(handle: ConfigHandle, name: &[u8], bytes: &[u8]) -> Option<FilterConfig> {
     let parsed = match config::parse(bytes, &config::process_env) {
         Ok(c) => c,
         Err(errors) => {
@@ -109,13 +109,34 @@ pub fn config_new(handle: &ConfigHandle, name: &[u8], bytes: &[u8]) -> Option<Fi
         "configured {} tenant(s); native host (signatures by ring)",
         parsed.tenants.len()
     );
-    Some(FilterConfig {
+    let config = FilterConfig {
         id: NEXT_CONFIG_ID.fetch_add(1, Ordering::Relaxed),
         bytes: bytes.to_vec(),
         name: String::from_utf8_lossy(name).into_owned(),
         metrics: Arc::new(metrics),
         alive: Arc::new(()),
-    })
+    };
+    crate::background::start(&config, handle);
+    Some(config)
+}
+
+/// Envoy dropped the configuration (main thread): its background work stops first.
+pub fn config_destroy(config: FilterConfig) {
+    crate::background::stop(config.id);
+}
+
+impl FilterConfig {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn metrics(&self) -> &Arc<MetricIds> {
+        &self.metrics
+    }
 }
 
 /// This worker's gateway for `config`, built on its first stream.
@@ -155,7 +176,7 @@ pub fn stream_new(config: &FilterConfig, stream: Stream) -> StreamState {
 impl StreamState {
     fn host(&self) -> NativeHost<'_> {
         NativeHost {
-            stream: self.stream,
+            caller: Caller::Stream(self.stream),
             metrics: &self.metrics,
         }
     }
@@ -279,7 +300,7 @@ pub fn stream_destroy(s: StreamState) {
         return;
     };
     let host = NativeHost {
-        stream,
+        caller: Caller::Stream(stream),
         metrics: &s.metrics,
     };
     let resolved = gateway.resend_orphans(&host, owner);
@@ -289,7 +310,9 @@ pub fn stream_destroy(s: StreamState) {
     }
 }
 
-/// The background tick, at most once per [`TICK_MS`] per worker, on a stream's headers.
+/// The worker's tick, at most once per [`TICK_MS`], on a stream's headers: it publishes the
+/// configuration's standing and sends orphaned call-outs again (keys are refreshed on the
+/// main thread, [`crate::background`]).
 fn tick_if_due(w: &WorkerGateway, host: &NativeHost, ctx: u32) {
     let now = host.now_ms();
     if now < w.next_tick_ms.get() {
@@ -299,12 +322,12 @@ fn tick_if_due(w: &WorkerGateway, host: &NativeHost, ctx: u32) {
     let Ok(mut gateway) = w.gateway.try_borrow_mut() else {
         return;
     };
-    let resolved = gateway.on_tick(host, ctx);
+    let resolved = gateway.on_request_tick(host, ctx);
     drop(gateway);
     apply_resolved(w, host, resolved, ctx);
 }
 
-fn callout_response(answer: &CalloutAnswer, max_body: usize) -> CalloutResponse {
+pub fn callout_response(answer: &CalloutAnswer, max_body: usize) -> CalloutResponse {
     let header = |name: &str| {
         answer
             .headers
@@ -337,7 +360,10 @@ fn apply_resolved(
     let mut next = None;
     for (ctx, outcome) in resolved {
         if ctx == current {
-            next = Some(apply_outcome(w, host, host.stream, ctx, &outcome));
+            let Caller::Stream(stream) = host.caller else {
+                continue;
+            };
+            next = Some(apply_outcome(w, host, stream, ctx, &outcome));
             continue;
         }
         let Some(stream) = registry::stream(ctx) else {

@@ -21,7 +21,7 @@ pub struct MetricIds {
 }
 
 impl MetricIds {
-    pub fn define(config: &ConfigHandle, tenants: &[&str]) -> MetricIds {
+    pub fn define(config: ConfigHandle, tenants: &[&str]) -> MetricIds {
         let mut ids = MetricIds::default();
         for name in tvp_core::metrics::counter_names() {
             let by_tenant = ids.counters.entry(name).or_default();
@@ -52,9 +52,16 @@ impl MetricIds {
     }
 }
 
+/// Whose hook is running: a stream's (on a worker), or the configuration's (main thread).
+#[derive(Clone, Copy)]
+pub enum Caller {
+    Stream(Stream),
+    Config(ConfigHandle),
+}
+
 pub struct NativeHost<'a> {
-    /// The stream whose hook is running: metrics and the connection id go through it.
-    pub stream: Stream,
+    /// Metrics, call-outs and the connection id go through it.
+    pub caller: Caller,
     pub metrics: &'a MetricIds,
 }
 
@@ -80,19 +87,23 @@ impl Host for NativeHost<'_> {
 
     fn count(&self, tenant: &str, counter: Counter) {
         if let Some(id) = self.metrics.counter(tenant, counter.name()) {
-            self.stream.increment_counter(id, 1);
+            match self.caller {
+                Caller::Stream(s) => s.increment_counter(id, 1),
+                Caller::Config(c) => c.increment_counter(id, 1),
+            }
         }
     }
 
     fn record(&self, tenant: &str, histogram: Histogram, value: u64) {
         if let Some(id) = self.metrics.histogram(tenant, histogram.name()) {
-            self.stream.record_histogram(id, value);
+            match self.caller {
+                Caller::Stream(s) => s.record_histogram(id, value),
+                Caller::Config(c) => c.record_histogram(id, value),
+            }
         }
     }
 
     fn dispatch(&self, owner: u32, request: &CalloutRequest, timeout_ms: u64) -> Option<u32> {
-        // Envoy delivers the answer to the stream that sent it.
-        let sender = registry::stream(owner)?;
         let mut headers: Vec<(&str, &str)> = vec![
             (":method", request.method),
             (":path", &request.path),
@@ -102,7 +113,14 @@ impl Host for NativeHost<'_> {
             headers.push((name, value));
         }
         let body = request.body.as_deref().unwrap_or_default();
-        match sender.callout(&request.cluster, &headers, body, timeout_ms) {
+        // Envoy delivers the answer to the stream (or configuration) that sent it.
+        let sent = match self.caller {
+            Caller::Stream(_) => {
+                registry::stream(owner)?.callout(&request.cluster, &headers, body, timeout_ms)
+            }
+            Caller::Config(c) => c.callout(&request.cluster, &headers, body, timeout_ms),
+        };
+        match sent {
             Some(envoy_id) => Some(registry::callout_sent(owner, envoy_id)),
             None => {
                 log::warn!("call-out to cluster '{}' refused by Envoy", request.cluster);
@@ -112,6 +130,9 @@ impl Host for NativeHost<'_> {
     }
 
     fn connection_id(&self) -> Option<u64> {
-        self.stream.connection_id()
+        match self.caller {
+            Caller::Stream(s) => s.connection_id(),
+            Caller::Config(_) => None,
+        }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! - [`abi`]: the C ABI (types, callbacks, hooks); the only `unsafe` code.
 //! - [`filter`]: hooks to core calls and outcomes to Envoy calls.
+//! - [`background`]: the configuration's key refresh on Envoy's main thread.
 //! - [`host`]: the core's `Host` (clock, store, metrics, call-outs).
 //! - [`registry`]: this worker's streams and call-outs by the core's ids.
 //! - [`store`]: the process-wide shared store (bounded).
@@ -16,6 +17,7 @@
 
 #[allow(unsafe_code)]
 pub mod abi;
+pub mod background;
 pub mod crypto;
 pub mod filter;
 pub mod host;

@@ -18,7 +18,8 @@ thread_local! {
     static NEXT_ID: Cell<u32> = const { Cell::new(0) };
 }
 
-fn next_id() -> u32 {
+/// A new id (context or token) on this thread.
+pub fn next_id() -> u32 {
     NEXT_ID.with(|n| {
         let id = n.get().wrapping_add(1).max(1);
         n.set(id);

@@ -63,6 +63,32 @@ pub fn require_wasm() -> Result<PathBuf, String> {
     }
 }
 
+/// Which build of the filter the tests run in Envoy: `TVP_HOST=native` for the dynamic module,
+/// the wasm module otherwise. One switch for the whole end-to-end suite.
+pub fn native_host() -> bool {
+    std::env::var("TVP_HOST").is_ok_and(|h| h == "native")
+}
+
+/// Where `make native` puts the dynamic module.
+pub fn native_path() -> PathBuf {
+    root().join("target/native/libtvp_native.so")
+}
+
+/// The module the tests run: [`native_path`] or [`wasm_path`], if it was built.
+pub fn require_module() -> Result<PathBuf, String> {
+    if !native_host() {
+        return require_wasm();
+    }
+    let p = native_path();
+    match p.exists() {
+        true => Ok(p),
+        false => Err(format!(
+            "{} is missing: run `make native` (make test does it)",
+            p.display()
+        )),
+    }
+}
+
 /// A loopback port free now and never handed out before in this process: the kernel may
 /// offer a port again as soon as its probe socket closed, and two parts of one stack (Envoy's
 /// listener and its admin, the sim and its backend) must differ.

@@ -26,8 +26,10 @@ pub fn leaked<'a>(text: &str, secrets: &[(&'a str, &str)]) -> Option<&'a str> {
 /// The first line that shows the filter failed: a panic, or a critical line from the wasm
 /// runtime (a trapped VM).
 pub fn filter_failure(text: &str) -> Option<&str> {
-    text.lines()
-        .find(|l| l.contains("panic") || (l.contains("[critical]") && l.contains("wasm")))
+    text.lines().find(|l| {
+        l.contains("panic")
+            || (l.contains("[critical]") && (l.contains("wasm") || l.contains("dynamic_modules")))
+    })
 }
 
 #[cfg(test)]

@@ -510,11 +510,17 @@ pub fn assert_log_clean(sim: &Sim, text: &str) {
 fn local_deployment(listen: u16, admin: u16) -> deploy::deployment::Deployment {
     let text = std::fs::read_to_string(root().join("envoy/local.deployment.yaml"))
         .expect("envoy/local.deployment.yaml");
-    let sets = [
+    let mut sets = vec![
         format!("listen_port={listen}"),
         format!("admin_port={admin}"),
-        format!("wasm={}", wasm_path().display()),
     ];
+    if testkit::native_host() {
+        let module = testkit::require_module().unwrap_or_else(|e| panic!("{e}"));
+        sets.push("host=native".into());
+        sets.push(format!("native_module={}", module.display()));
+    } else {
+        sets.push(format!("wasm={}", wasm_path().display()));
+    }
     deploy::deployment::load(&text, &sets, deploy::deployment::Target::Envoy)
         .expect("envoy/local.deployment.yaml loads")
 }
@@ -569,7 +575,7 @@ pub fn spawn_envoy_with(config: &Path, log: &Path, concurrency: u32, extra: &[&s
         .concurrency(concurrency)
         .args(&[
             "--component-log-level",
-            "wasm:debug",
+            "wasm:debug,dynamic_modules:debug",
             // Access log lines reach the file quickly enough for tests to read them.
             "--file-flush-interval-msec",
             "100",

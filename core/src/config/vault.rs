@@ -499,7 +499,7 @@ fn signing_key(
         (
             "private_key_env",
             format!(
-                "environment variable '{}' is not set for the Wasm VM (vm_config.environment_variables)",
+                "environment variable '{}' is not set in Envoy's environment (the wasm filter also needs it in vm_config.environment_variables)",
                 printable(name)
             ),
         )
@@ -529,7 +529,7 @@ pub(super) fn resolve_secret(
             _ => Err((
                 "client_secret_env",
                 format!(
-                    "environment variable '{}' is not set for the Wasm VM (vm_config.environment_variables)",
+                    "environment variable '{}' is not set in Envoy's environment (the wasm filter also needs it in vm_config.environment_variables)",
                     printable(&name)
                 ),
             )),

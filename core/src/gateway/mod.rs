@@ -472,15 +472,22 @@ impl Gateway {
     /// The periodic tick (as `root`): refresh keys in the background, resend call-outs whose
     /// sender went away.
     pub fn on_tick(&mut self, host: &dyn Host, root: u32) -> Resolved {
-        if let Some(g) = self.generation.as_mut() {
-            g.tick(host);
-        }
         let mut out = Vec::new();
         for (flight, request) in self.worker.refresh_due(host) {
             out.extend(self.send(host, &flight, &request, root));
         }
-        out.extend(self.dispatch_orphans(host, root));
+        out.extend(self.on_request_tick(host, root));
         out
+    }
+
+    /// The tick of a host whose background refresh runs elsewhere (the native host refreshes
+    /// keys on Envoy's main thread, for every worker): publish this configuration's standing,
+    /// send orphaned call-outs again (as `owner`).
+    pub fn on_request_tick(&mut self, host: &dyn Host, owner: u32) -> Resolved {
+        if let Some(g) = self.generation.as_mut() {
+            g.tick(host);
+        }
+        self.dispatch_orphans(host, owner)
     }
 
     /// Send again, as `owner`, the call-outs whose sender went away while others waited for
