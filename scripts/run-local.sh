@@ -41,23 +41,35 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 REPLICAS=${REPLICAS:-1}
+# HOST=native: the dynamic module (make native) instead of the wasm filter.
+HOST=${HOST:-wasm}
+TVP=target/release/tvp
+HOST_SETS=(--host "$HOST")
+[ "$HOST" = native ] && HOST_SETS+=(--set "native_module=$PWD/target/native/libtvp_native.so")
+LOG_LEVELS=wasm:info,dynamic_modules:info
 if [ "$REPLICAS" -le 1 ]; then
-  "$ENVOY_BIN" -c envoy/envoy.yaml --concurrency 2 --disable-hot-restart -l warning --component-log-level wasm:info &
+  CONFIG=envoy/envoy.yaml
+  if [ "$HOST" != wasm ]; then
+    [ -x "$TVP" ] || cargo build -q --release -p deploy --bin tvp
+    "$TVP" render envoy --tenants tenants.example.json --deployment envoy/local.deployment.yaml \
+      "${HOST_SETS[@]}" --out ".tools/$HOST" 2>/dev/null
+    CONFIG=".tools/$HOST/envoy.yaml"
+  fi
+  "$ENVOY_BIN" -c "$CONFIG" --concurrency 2 --disable-hot-restart -l warning --component-log-level "$LOG_LEVELS" &
   ENVOY_PID=$!
 else
   # REPLICAS Envoys with the filter (listeners :3001.., admin :9911..) behind the front that
   # `tvp render front` makes on :3000, balancing by the agent's credential: each agent's
   # token is exchanged on one replica, and its MCP sessions stay where they are known.
-  TVP=target/release/tvp
   [ -x "$TVP" ] || cargo build -q --release -p deploy --bin tvp
   endpoints=
   ENVOY_PID=
   for i in $(seq 1 "$REPLICAS"); do
     dir=.tools/replica-$i
     "$TVP" render envoy --tenants tenants.example.json --deployment envoy/local.deployment.yaml \
-      --set listen_port=$((3000 + i)) --set admin_port=$((9910 + i)) --out "$dir" 2>/dev/null
+      "${HOST_SETS[@]}" --set listen_port=$((3000 + i)) --set admin_port=$((9910 + i)) --out "$dir" 2>/dev/null
     "$ENVOY_BIN" -c "$dir/envoy.yaml" --concurrency 1 --disable-hot-restart \
-      -l warning --component-log-level wasm:info &
+      -l warning --component-log-level "$LOG_LEVELS" &
     ENVOY_PID="$ENVOY_PID $!"
     endpoints="$endpoints${endpoints:+,}127.0.0.1:$((3000 + i))"
   done

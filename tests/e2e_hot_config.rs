@@ -113,12 +113,12 @@ impl HotStack {
         let dir = root().join("target/e2e").join(format!("hot-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("lds")).unwrap();
-        let sets = vec![
+        let mut sets = vec![
             format!("listen_port={port}"),
             format!("admin_port={admin}"),
-            format!("wasm={}", wasm_path().display()),
             format!("lds_path={}", dir.join("lds/listeners.yaml").display()),
         ];
+        sets.extend(module_sets());
         // The example's Auth0 tenants: the push below is about them.
         let mut config = plugin_config(&sim, test_settings());
         if let Some(list) = config["tenants"].as_array_mut() {

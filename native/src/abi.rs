@@ -135,6 +135,9 @@ extern "C" {
         kind: u32,
         result: *mut EnvoyBuffer,
     ) -> bool;
+    fn envoy_dynamic_module_callback_http_received_buffered_request_body(
+        filter: *mut c_void,
+    ) -> bool;
     fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: *mut c_void);
     fn envoy_dynamic_module_callback_http_clear_route_cache(filter: *mut c_void);
     fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
@@ -495,10 +498,20 @@ impl Stream {
         }
     }
 
-    /// The request body so far: what is buffered, then what this event received.
+    /// The request body so far: what is buffered, then what this event received. When Envoy
+    /// hands the buffered body itself to this event (a request resumed after its headers
+    /// waited), the two are one buffer, read once.
     pub fn request_body(self) -> Vec<u8> {
+        // SAFETY: a live stream pointer on its own worker.
+        let one_buffer =
+            unsafe { envoy_dynamic_module_callback_http_received_buffered_request_body(self.0) };
+        let kinds: &[u32] = if one_buffer {
+            &[RECEIVED_REQUEST_BODY]
+        } else {
+            &[BUFFERED_REQUEST_BODY, RECEIVED_REQUEST_BODY]
+        };
         let mut body = Vec::new();
-        for kind in [BUFFERED_REQUEST_BODY, RECEIVED_REQUEST_BODY] {
+        for &kind in kinds {
             // SAFETY: a live stream pointer.
             let n =
                 unsafe { envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, kind) };

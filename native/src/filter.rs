@@ -106,7 +106,7 @@ pub fn config_new(handle: ConfigHandle, name: &[u8], bytes: &[u8]) -> Option<Fil
     tenants.push(gateway::FILTER_REALM);
     let metrics = MetricIds::define(handle, &tenants);
     info!(
-        "configured {} tenant(s); native host (signatures by ring)",
+        "configured {} tenant(s); signature verification: host-native (ring, in Envoy's process)",
         parsed.tenants.len()
     );
     let config = FilterConfig {

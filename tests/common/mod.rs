@@ -514,15 +514,23 @@ fn local_deployment(listen: u16, admin: u16) -> deploy::deployment::Deployment {
         format!("listen_port={listen}"),
         format!("admin_port={admin}"),
     ];
-    if testkit::native_host() {
-        let module = testkit::require_module().unwrap_or_else(|e| panic!("{e}"));
-        sets.push("host=native".into());
-        sets.push(format!("native_module={}", module.display()));
-    } else {
-        sets.push(format!("wasm={}", wasm_path().display()));
-    }
+    sets.extend(module_sets());
     deploy::deployment::load(&text, &sets, deploy::deployment::Target::Envoy)
         .expect("envoy/local.deployment.yaml loads")
+}
+
+/// The deployment settings naming the module the tests run (`TVP_HOST`): the wasm filter, or
+/// the dynamic module.
+pub fn module_sets() -> Vec<String> {
+    let module = testkit::require_module().unwrap_or_else(|e| panic!("{e}"));
+    if testkit::native_host() {
+        vec![
+            "host=native".into(),
+            format!("native_module={}", module.display()),
+        ]
+    } else {
+        vec![format!("wasm={}", module.display())]
+    }
 }
 
 /// What `tvp render envoy` makes of a plugin configuration for the local stack (as
