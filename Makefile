@@ -121,7 +121,7 @@ validate: wasm envoy
 test: setup lint unit e2e
 
 # Side by side in one run: plain Envoy, native jwt_authn, our filter. Not part of make test.
-bench: setup wasm
+bench: setup wasm native
 	@$(call apt,wrk,wrk,the load generator)
 	cargo build -q --release --target wasm32-wasip1 -p trivial-filter
 	cargo run -q --release -p bench --bin bench

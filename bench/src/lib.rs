@@ -288,6 +288,29 @@ pub fn wasm_filter(wasm: &Path, plugin: &Value, vm_id: &str) -> String {
     )
 }
 
+/// The dynamic module (`make native`) with the same plugin configuration. `name` is the
+/// filter's name, which names its configuration generation in the process-wide store: two
+/// configurations in one Envoy need two names.
+pub fn native_filter(module: &Path, plugin: &Value, name: &str) -> String {
+    let config = plugin.to_string().replace('\'', "''");
+    format!(
+        r#"          - name: envoy.filters.http.dynamic_modules
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config:
+                name: tvp_native
+                module: {{ local: {{ filename: "{}" }} }}
+                do_not_close: true
+                metrics_namespace: wasmcustom
+              filter_name: {name}
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: '{config}'
+"#,
+        module.display()
+    )
+}
+
 pub fn trivial_filter(wasm: &Path) -> String {
     format!(
         r#"          - name: envoy.filters.http.wasm
@@ -386,7 +409,10 @@ pub fn upstream_yaml(port: u16, admin: u16) -> String {
 
 pub fn startup_yaml(port: u16, admin: u16, filter: Option<(&Path, &Value)>) -> String {
     let filters = filter
-        .map(|(w, p)| wasm_filter(w, p, "tvp-startup"))
+        .map(|(m, p)| match m.extension().and_then(|e| e.to_str()) {
+            Some("so") => native_filter(m, p, "tvp-startup"),
+            _ => wasm_filter(m, p, "tvp-startup"),
+        })
         .unwrap_or_default();
     let mut y = bootstrap_head(admin);
     y.push_str(&listener("startup", port, &filters));

@@ -170,6 +170,24 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
         "  clusters:\n",
         &(listener("trivial", ports.trivial, &trivial_filter(&trivial)) + "  clusters:\n"),
     );
+    // The dynamic module, when built (`make native`): the same core, native.
+    let native = Some(testkit::native_path()).filter(|p| p.exists());
+    let native_ports = (free_port(), free_port());
+    let yaml = match &native {
+        Some(m) => yaml.replace(
+            "  clusters:\n",
+            &(listener(
+                "native",
+                native_ports.0,
+                &native_filter(m, &plugin, "tvp-native"),
+            ) + &listener(
+                "native_cold",
+                native_ports.1,
+                &native_filter(m, &cold_plugin, "tvp-native-cold"),
+            ) + "  clusters:\n"),
+        ),
+        None => yaml,
+    };
     let b_ports = (free_port(), free_port());
     let yaml = match &module_b {
         Some(b) => yaml.replace(
@@ -239,6 +257,25 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
         },
     ];
     let many_users_index = variants.len() - 1;
+    let mut native_many_index = None;
+    if native.is_some() {
+        variants.push(Variant {
+            name: "native module warm (same user, cached)",
+            port: native_ports.0,
+            tokens: Some(warm_file.clone()),
+        });
+        variants.push(Variant {
+            name: "native module new token each request",
+            port: native_ports.1,
+            tokens: Some(fresh_file.clone()),
+        });
+        variants.push(Variant {
+            name: "native module 10k users cycling",
+            port: native_ports.0,
+            tokens: Some(many_file.clone()),
+        });
+        native_many_index = Some(variants.len() - 1);
+    }
     if module_b.is_some() {
         variants.push(Variant {
             name: "module B warm (same user, cached)",
@@ -257,11 +294,16 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
     for v in &variants {
         wrk(&script, v, 3)?;
     }
-    // Every one of the many users must have been exchanged once before measuring.
-    let many_users = &variants[many_users_index];
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while sim.count(Endpoint::Vault) < users as u64 + 1 && Instant::now() < deadline {
-        wrk(&script, many_users, 2)?;
+    // Every one of the many users must have been exchanged once before measuring (by each
+    // host: the wasm VM's shared data and the module's store are apart).
+    let mut expected = users as u64 + 1;
+    for index in std::iter::once(many_users_index).chain(native_many_index) {
+        let many_users = &variants[index];
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while sim.count(Endpoint::Vault) < expected && Instant::now() < deadline {
+            wrk(&script, many_users, 2)?;
+        }
+        expected += users as u64 + 1;
     }
     let vault_after_warmup = sim.count(Endpoint::Vault);
     let jwks_after_warmup = sim.count(Endpoint::Jwks);
@@ -307,6 +349,9 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
     if let Some(b) = &module_b {
         modules.push(("module B and 50 tenants", b.clone()));
     }
+    if let Some(m) = &native {
+        modules.push(("the native module and 50 tenants", m.clone()));
+    }
     let startup = startup_cost(&envoy, &modules, &plugin, &dir);
     cleanup(&mut under_test, &mut upstream);
 
@@ -318,6 +363,7 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
         wasm: &wasm,
         module_b: module_b.as_deref(),
         users,
+        hosts: if native.is_some() { 2 } else { 1 },
         vault: (vault_after_warmup, vault_total),
         jwks: (jwks_after_warmup, jwks_total),
         modules: &modules,
@@ -338,6 +384,8 @@ struct Report<'a> {
     wasm: &'a Path,
     module_b: Option<&'a Path>,
     users: usize,
+    /// Builds measured side by side (wasm, and the native module when built).
+    hosts: u64,
     /// Vault calls after warm-up and at the end.
     vault: (u64, u64),
     /// JWKS fetches after warm-up and at the end.
@@ -349,6 +397,65 @@ struct Report<'a> {
 
 /// The results as Markdown: medians per variant as ratios to plain Envoy (the first variant),
 /// module sizes, call counts, start-up and the optional perf split.
+/// The native module's targets (issue "Native speed"), as ratios of this run's medians.
+fn targets(
+    variants: &[Variant],
+    rows: &[(f64, f64, f64, u64, f64)],
+    startup: Option<&(f64, Vec<f64>)>,
+    modules: &[(&str, std::path::PathBuf)],
+) -> String {
+    let rps = |name: &str| {
+        variants
+            .iter()
+            .position(|v| v.name == name)
+            .map(|i| rows[i].0.max(1.0))
+    };
+    let Some(native_warm) = rps("native module warm (same user, cached)") else {
+        return String::new();
+    };
+    let mut out = String::from("\n| target | ratio | goal |\n|---|---:|---:|\n");
+    let mut line = |what: &str, ratio: Option<f64>, goal: &str| {
+        if let Some(r) = ratio {
+            out.push_str(&format!("| {what} | {r:.2} | {goal} |\n"));
+        }
+    };
+    line(
+        "native warm / jwt_authn with cache",
+        rps("native jwt_authn, JWT cache").map(|j| native_warm / j),
+        "≥ 1.00",
+    );
+    line(
+        "native new token / jwt_authn without cache",
+        rps("native module new token each request")
+            .zip(rps("native jwt_authn, no cache, new token each request"))
+            .map(|(n, j)| n / j),
+        "≥ 1.15",
+    );
+    line(
+        "native 10k users / native warm",
+        rps("native module 10k users cycling").map(|m| m / native_warm),
+        "≥ 0.95",
+    );
+    line(
+        "wasm warm / native warm",
+        rps("token-vault-proxy warm (same user, cached)").map(|w| w / native_warm),
+        "(for reference)",
+    );
+    if let Some((plain, with_modules)) = startup {
+        let native = modules
+            .iter()
+            .position(|(label, _)| label.starts_with("the native module"))
+            .and_then(|i| with_modules.get(i));
+        if let Some(ms) = native {
+            out.push_str(&format!(
+                "| native start-up with 50 tenants over plain Envoy | {:+.0} ms | < 50 ms |\n",
+                ms - plain
+            ));
+        }
+    }
+    out
+}
+
 fn report(r: &Report) -> String {
     let Report {
         variants,
@@ -358,6 +465,7 @@ fn report(r: &Report) -> String {
         wasm,
         module_b,
         users,
+        hosts,
         vault: (vault_after_warmup, vault_total),
         jwks: (jwks_after_warmup, jwks_total),
         modules,
@@ -416,12 +524,13 @@ fn report(r: &Report) -> String {
             size_b
         ));
     }
+    let per_user = vault_after_warmup as f64 / ((users + 1) as u64 * hosts) as f64;
     out.push_str(&format!(
-        "vault calls: {vault_after_warmup} during warm-up for {} distinct users ({:.2} per user), {} during the measured rounds\n",
+        "vault calls: {vault_after_warmup} during warm-up for {} distinct users on {hosts} host(s) ({per_user:.2} per user and host), {} during the measured rounds\n",
         users + 1,
-        vault_after_warmup as f64 / (users + 1) as f64,
         vault_total - vault_after_warmup
     ));
+    out.push_str(&targets(variants, &rows, startup.as_ref(), modules));
     out.push_str(&format!(
         "JWKS fetches: {jwks_after_warmup} at start (2 tenants x listeners with the filter), {} during the measured rounds\n",
         jwks_total - jwks_after_warmup

@@ -24,6 +24,65 @@ fn the_example_renders_to_a_valid_bootstrap() {
 }
 
 #[test]
+fn the_native_host_renders_the_dynamic_module_and_envoy_loads_it() {
+    let dir = scratch("envoy-native");
+    let module = testkit::require_native().unwrap_or_else(|e| panic!("{e}"));
+    let wasm = render("envoy", &example(), &[wasm_set()], &dir);
+    let yaml = render(
+        "envoy",
+        &example(),
+        &[
+            "host=native".into(),
+            format!("native_module={}", module.display()),
+        ],
+        &dir,
+    );
+    let doc: Value = serde_saphyr::from_str(&yaml).unwrap();
+    let filters = &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"];
+    assert_eq!(
+        filters[0]["name"], "envoy.filters.http.dynamic_modules",
+        "{yaml}"
+    );
+    let module_config = &filters[0]["typed_config"]["dynamic_module_config"];
+    assert_eq!(
+        module_config["module"]["local"]["filename"],
+        module.display().to_string()
+    );
+    // The wasm filter's stat names on either host.
+    assert_eq!(module_config["metrics_namespace"], "wasmcustom");
+    assert!(!yaml.contains("envoy.filters.http.wasm"), "{yaml}");
+    // The same routes, hold route included.
+    assert_mcp_hold_route(&yaml, "/.tvp-hold");
+    // Envoy loads the module (ABI matched) and the module accepts the configuration, with
+    // the secrets the wasm rendering names in Envoy's environment.
+    envoy_validates_with(&yaml, &host_env_keys(&wasm), &dir);
+}
+
+#[test]
+fn the_native_host_is_for_plain_envoy_only() {
+    let dir = scratch("istio-native");
+    let file = dir.join("tenants.json");
+    std::fs::write(&file, example().to_string()).unwrap();
+    let (code, _, err) = tvp(&[
+        "render",
+        "istio",
+        "--tenants",
+        file.to_str().unwrap(),
+        "--host",
+        "native",
+        "--set",
+        DEMO,
+        "--set",
+        SHA_SET,
+        "--set",
+        "wasm=oci://r/tvp:1",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("host") && err.contains("native"), "{err}");
+}
+
+#[test]
 fn without_an_mcp_hold_path_no_hold_route_and_no_buffer_filter() {
     let dir = scratch("envoy-no-hold");
     let mut doc = example();

@@ -76,9 +76,14 @@ pub fn native_path() -> PathBuf {
 
 /// The module the tests run: [`native_path`] or [`wasm_path`], if it was built.
 pub fn require_module() -> Result<PathBuf, String> {
-    if !native_host() {
-        return require_wasm();
+    match native_host() {
+        true => require_native(),
+        false => require_wasm(),
     }
+}
+
+/// [`native_path`], if the module was built.
+pub fn require_native() -> Result<PathBuf, String> {
     let p = native_path();
     match p.exists() {
         true => Ok(p),

@@ -114,7 +114,7 @@ pub fn host_env_keys(yaml: &str) -> Vec<String> {
 
 /// The bootstrap holds MCP requests sent to `path` in the buffer filter and never forwards
 /// them: the route (first, matched exactly) answers locally, the buffer filter runs between
-/// the wasm filter and the router and only on that route.
+/// the filter and the router and only on that route.
 pub fn assert_mcp_hold_route(yaml: &str, path: &str) {
     let hcm = connection_manager(yaml);
     let buffer = "envoy.filters.http.buffer";
@@ -124,14 +124,16 @@ pub fn assert_mcp_hold_route(yaml: &str, path: &str) {
         .iter()
         .map(|f| f["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        filters,
+    // The filter (either host's) first.
+    assert!(
         [
             "envoy.filters.http.wasm",
-            buffer,
-            "envoy.filters.http.router"
+            "envoy.filters.http.dynamic_modules"
         ]
+        .contains(&filters[0]),
+        "{filters:?}"
     );
+    assert_eq!(filters[1..], [buffer, "envoy.filters.http.router"]);
     let host = &hcm["route_config"]["virtual_hosts"][0];
     assert_eq!(host["typed_per_filter_config"][buffer]["disabled"], true);
     // One hold route per tenant, leading where the tenant's own route leads.
@@ -164,9 +166,14 @@ pub fn agent_key() -> &'static str {
 /// Validate mode builds every listener and cluster and loads the wasm module with its
 /// configuration, so the filter's own parser runs too.
 pub fn envoy_validates(yaml: &str, dir: &Path) {
+    envoy_validates_with(yaml, &host_env_keys(yaml), dir);
+}
+
+/// [`envoy_validates`] with Envoy's environment holding `keys` (the dynamic module reads
+/// Envoy's own environment: its rendering names no variables).
+pub fn envoy_validates_with(yaml: &str, keys: &[String], dir: &Path) {
     let file = dir.join("envoy.yaml");
     std::fs::write(&file, yaml).unwrap();
-    let keys = host_env_keys(yaml);
     // The filter parses key variables as PEM at load; any other secret is opaque.
     let env: Vec<(&str, &str)> = keys
         .iter()
