@@ -99,6 +99,7 @@ lint: toolchain
 unit:
 	cargo test --workspace --lib --bins
 	cargo test -p tvp-core --test wycheproof --test state_machine
+	cargo test -p tvp-native --test wycheproof
 
 # The end-to-end suite runs against both hosts: the wasm filter, then the dynamic module.
 e2e: test-tools wasm native envoy mcp-sdk
