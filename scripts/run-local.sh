@@ -44,15 +44,15 @@ REPLICAS=${REPLICAS:-1}
 # HOST=native: the dynamic module (make native) instead of the wasm filter.
 HOST=${HOST:-wasm}
 TVP=target/release/tvp
-HOST_SETS=(--host "$HOST")
-[ "$HOST" = native ] && HOST_SETS+=(--set "native_module=$PWD/target/native/libtvp_native.so")
+# Named for either host; only the native one reads it.
+NATIVE_MODULE=$PWD/target/native/libtvp_native.so
 LOG_LEVELS=wasm:info,dynamic_modules:info
 if [ "$REPLICAS" -le 1 ]; then
   CONFIG=envoy/envoy.yaml
   if [ "$HOST" != wasm ]; then
     [ -x "$TVP" ] || cargo build -q --release -p deploy --bin tvp
     "$TVP" render envoy --tenants tenants.example.json --deployment envoy/local.deployment.yaml \
-      "${HOST_SETS[@]}" --out ".tools/$HOST" 2>/dev/null
+      --host "$HOST" --set "native_module=$NATIVE_MODULE" --out ".tools/$HOST" 2>/dev/null
     CONFIG=".tools/$HOST/envoy.yaml"
   fi
   "$ENVOY_BIN" -c "$CONFIG" --concurrency 2 --disable-hot-restart -l warning --component-log-level "$LOG_LEVELS" &
@@ -67,7 +67,8 @@ else
   for i in $(seq 1 "$REPLICAS"); do
     dir=.tools/replica-$i
     "$TVP" render envoy --tenants tenants.example.json --deployment envoy/local.deployment.yaml \
-      "${HOST_SETS[@]}" --set listen_port=$((3000 + i)) --set admin_port=$((9910 + i)) --out "$dir" 2>/dev/null
+      --host "$HOST" --set "native_module=$NATIVE_MODULE" \
+      --set listen_port=$((3000 + i)) --set admin_port=$((9910 + i)) --out "$dir" 2>/dev/null
     "$ENVOY_BIN" -c "$dir/envoy.yaml" --concurrency 1 --disable-hot-restart \
       -l warning --component-log-level "$LOG_LEVELS" &
     ENVOY_PID="$ENVOY_PID $!"
