@@ -22,7 +22,7 @@ use tvp_core::flow::Worker;
 use tvp_core::gateway::Gateway;
 
 use crate::abi::{CalloutAnswer, ConfigHandle, ConfigScheduler};
-use crate::crypto::{RingSigner, RingVerifier};
+use crate::crypto::{NativeSigner, NativeVerifier};
 use crate::filter::{callout_response, FilterConfig};
 use crate::host::{Caller, MetricIds, NativeHost};
 use crate::registry;
@@ -91,8 +91,8 @@ pub fn start(config: &FilterConfig, handle: ConfigHandle) {
         warn!("no configuration scheduler: keys are fetched by requests only");
         return;
     };
-    let worker =
-        Worker::new(Rc::new(parsed), Box::new(RingVerifier)).with_signer(Box::new(RingSigner));
+    let worker = Worker::new(Rc::new(parsed), Box::new(NativeVerifier::default()))
+        .with_signer(Box::new(NativeSigner));
     let background = Background {
         _ticker: Ticker::start(Arc::clone(&scheduler)),
         _scheduler: scheduler,

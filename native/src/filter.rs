@@ -23,7 +23,7 @@ use tvp_core::host::Host;
 use tvp_core::reply::Reply;
 
 use crate::abi::{CalloutAnswer, ConfigHandle, Stream};
-use crate::crypto::{RingSigner, RingVerifier};
+use crate::crypto::{NativeSigner, NativeVerifier};
 use crate::host::{Caller, MetricIds, NativeHost};
 use crate::registry;
 
@@ -106,7 +106,7 @@ pub fn config_new(handle: ConfigHandle, name: &[u8], bytes: &[u8]) -> Option<Fil
     tenants.push(gateway::FILTER_REALM);
     let metrics = MetricIds::define(handle, &tenants);
     info!(
-        "configured {} tenant(s); signature verification: host-native (ring, in Envoy's process)",
+        "configured {} tenant(s); signature verification: host-native (aws-lc, in Envoy's process)",
         parsed.tenants.len()
     );
     let config = FilterConfig {
@@ -149,8 +149,8 @@ fn worker_gateway(config: &FilterConfig) -> Option<Rc<WorkerGateway>> {
         // Configurations Envoy dropped since: their gateways go now.
         gateways.retain(|_, w| w.alive.strong_count() > 0);
         let parsed = config::parse(&config.bytes, &config::process_env).ok()?;
-        let worker =
-            Worker::new(Rc::new(parsed), Box::new(RingVerifier)).with_signer(Box::new(RingSigner));
+        let worker = Worker::new(Rc::new(parsed), Box::new(NativeVerifier::default()))
+            .with_signer(Box::new(NativeSigner));
         let gateway =
             Gateway::new(worker).with_generation(Generation::new(&config.name, &config.bytes));
         let w = Rc::new(WorkerGateway {
