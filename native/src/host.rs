@@ -108,6 +108,9 @@ impl Host for NativeHost<'_> {
             (":method", request.method),
             (":path", &request.path),
             ("host", &request.authority),
+            // As the wasm filter's call-outs: every origin the core calls is https in
+            // production (the cluster's transport decides what is actually spoken).
+            (":scheme", "https"),
         ];
         for (name, value) in &request.headers {
             headers.push((name, value));
