@@ -19,7 +19,7 @@ use crate::reply::Deny;
 use crate::secret::Redacted;
 use crate::vault::{self, VaultOutcome};
 
-use crate::host::Host;
+use crate::host::{ByHostId, Host};
 use crate::metrics::{Counter, Histogram};
 pub use flights::FlightKey;
 use flights::{Flight, Purpose};
@@ -121,9 +121,9 @@ pub struct Worker {
     flights: HashMap<FlightKey, Flight>,
     callouts: HashMap<u32, FlightKey>,
     /// Requests waiting for their tenant's keys (then the whole pipeline runs again).
-    waiting_keys: HashMap<u32, RequestInput>,
+    waiting_keys: ByHostId<RequestInput>,
     /// Verified, authorized requests waiting for their user's downstream token.
-    waiting_token: HashMap<u32, (RequestInput, Rc<Principal>)>,
+    waiting_token: ByHostId<(RequestInput, Rc<Principal>)>,
     orphans: HashSet<FlightKey>,
     /// Per user: (iss, sub, login hint) and the hashes derived from them.
     identities: DigestMap<Identity>,
@@ -145,8 +145,8 @@ impl Worker {
             keys: (0..n).map(|_| TenantKeys::default()).collect(),
             flights: HashMap::new(),
             callouts: HashMap::new(),
-            waiting_keys: HashMap::new(),
-            waiting_token: HashMap::new(),
+            waiting_keys: ByHostId::default(),
+            waiting_token: ByHostId::default(),
             orphans: HashSet::new(),
             identities: DigestMap::default(),
         }

@@ -1,6 +1,9 @@
 //! What the core needs from its host (the proxy-wasm filter, a test): a clock, shared data,
 //! metrics and call-outs. Everything else a host does is applying outcomes.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use crate::callout::CalloutRequest;
 use crate::metrics::{Counter, Histogram};
 
@@ -23,6 +26,29 @@ pub trait Host {
     /// connections were accepted (`None`: the host cannot tell).
     fn connection_id(&self) -> Option<u64> {
         None
+    }
+}
+
+/// A map keyed by the host's request context ids. They are the host's, never a client's, so
+/// they need no keyed (SipHash) hashing, which in wasm costs more than the rest of a lookup;
+/// these maps are read and written several times on every request.
+pub type ByHostId<V> = HashMap<u32, V, BuildHasherDefault<HostIdHasher>>;
+
+#[derive(Default)]
+pub struct HostIdHasher(u64);
+
+impl Hasher for HostIdHasher {
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing: consecutive ids spread over the high bits the table also uses.
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u32(&mut self, id: u32) {
+        self.0 = u64::from(id);
     }
 }
 
@@ -58,4 +84,27 @@ pub fn update_shared(
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn consecutive_host_ids_differ_in_the_bits_the_table_probes_with() {
+        let build = BuildHasherDefault::<HostIdHasher>::default();
+        // hashbrown takes the bucket from the low bits and a tag from the top seven.
+        let tags: std::collections::HashSet<u64> =
+            (1u32..=64).map(|id| build.hash_one(id) >> 57).collect();
+        assert!(tags.len() > 32, "only {} distinct tags", tags.len());
+        let buckets: std::collections::HashSet<u64> =
+            (1u32..=64).map(|id| build.hash_one(id) & 63).collect();
+        assert_eq!(buckets.len(), 64);
+        let mut map: ByHostId<u32> = ByHostId::default();
+        for id in 0..1000 {
+            map.insert(id, id * 2);
+        }
+        assert!((0..1000).all(|id| map.get(&id) == Some(&(id * 2))));
+    }
 }

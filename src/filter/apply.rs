@@ -12,11 +12,18 @@ use tvp_core::gateway::{Effect, Next, Outcome, Resolved};
 /// the callback's action (`Pause` when it has none: it waits).
 pub fn resolved(gateway: &Shared, resolved: Resolved, current: u32) -> Action {
     let mut action = Action::Pause;
+    // Host calls act on `current` until another request is acted on: only then is it made
+    // active again (a host call saved on every request, which decides only itself).
+    let mut elsewhere = false;
     for (ctx, outcome) in resolved {
         if ctx == current {
+            if std::mem::take(&mut elsewhere) {
+                host::act_on(current);
+            }
             action = this(gateway, ctx, outcome);
             continue;
         }
+        elsewhere = true;
         if !host::act_on(ctx) {
             // Gone before its decision: nothing to answer.
             gateway.borrow_mut().forget(ctx);
@@ -26,7 +33,9 @@ pub fn resolved(gateway: &Shared, resolved: Resolved, current: u32) -> Action {
             host::resume_request();
         }
     }
-    host::act_on(current);
+    if elsewhere {
+        host::act_on(current);
+    }
     action
 }
 

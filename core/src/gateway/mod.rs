@@ -13,7 +13,6 @@ mod mcp_hold;
 mod outcome;
 mod public_url;
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use log::{info, warn};
@@ -31,7 +30,7 @@ use crate::config::Config;
 use crate::endpoints::{self, Route};
 use crate::flow::{FlightKey, RequestInput, Resolution, Step, Worker};
 use crate::generation::Generation;
-use crate::host::Host;
+use crate::host::{ByHostId, Host};
 use crate::mcp;
 use crate::metrics::Counter;
 use crate::reply::{Deny, Reply};
@@ -47,8 +46,9 @@ struct Live {
     connect_call: Option<connect_pages::ConnectCall>,
     /// An MCP request whose answer may depend on its body.
     mcp: Option<mcp::InFlight>,
-    /// Forwarded with a downstream token: its tenant and cache key (a backend 401 evicts it).
-    forwarded: Option<(usize, String)>,
+    /// Forwarded with a downstream token: its tenant and caller, whose cache key a backend 401
+    /// evicts.
+    forwarded: Option<(usize, Rc<Principal>)>,
     /// The refusal to answer with if the host cannot apply the request edits of its outcome.
     if_edits_fail: Option<Failure>,
 }
@@ -63,7 +63,7 @@ struct Failure {
 pub struct Gateway {
     config: Rc<Config>,
     worker: Worker,
-    live: HashMap<u32, Live>,
+    live: ByHostId<Live>,
     /// Whether this configuration is the current one (none: not tracked).
     generation: Option<Generation>,
 }
@@ -73,7 +73,7 @@ impl Gateway {
         Gateway {
             config: Rc::clone(&worker.config),
             worker,
-            live: HashMap::new(),
+            live: ByHostId::default(),
             generation: None,
         }
     }
@@ -119,10 +119,16 @@ impl Gateway {
         }
         match self.start(host, ctx, end_of_stream) {
             Started::Decided(outcome) => self.settled(vec![(ctx, outcome)]),
-            Started::Pipeline(input) => {
-                let step = self.worker.begin(host, ctx, input);
-                self.resolve(host, vec![(ctx, step)], ctx)
-            }
+            Started::Pipeline(input) => match self.worker.begin(host, ctx, input) {
+                // Only a call-out to start can decide other requests too (if it cannot start).
+                step @ Step::Wait { start: Some(_), .. } => {
+                    self.resolve(host, vec![(ctx, step)], ctx)
+                }
+                step => {
+                    let outcome = self.finish(host, ctx, step);
+                    self.settled(vec![(ctx, outcome)])
+                }
+            },
         }
     }
 
@@ -265,12 +271,9 @@ impl Gateway {
         match step {
             Step::Forward(f) => {
                 let tenant = &config.tenants[f.tenant];
-                let mut effects: Vec<Effect> =
-                    f.strip.iter().cloned().map(Effect::RemoveHeader).collect();
-                effects.push(Effect::SetHeader(f.header.clone(), f.value.clone()));
                 host.count(&tenant.id, Counter::Allow);
                 if let Some(live) = self.live.get_mut(&ctx) {
-                    live.forwarded = Some((f.tenant, f.principal.downstream_key.clone()));
+                    live.forwarded = Some((f.tenant, Rc::clone(&f.principal)));
                     // Fail closed: a request whose credentials could not be replaced is never
                     // forwarded.
                     live.if_edits_fail = Some(Failure {
@@ -280,12 +283,13 @@ impl Gateway {
                     });
                 }
                 self.brokered(ctx, &f.principal.claims.sub);
-                effects.push(denial::record(
-                    Some(tenant),
-                    Some(&f.principal),
-                    Decision::Allow,
-                    "ok",
-                ));
+                let record =
+                    denial::record(Some(tenant), Some(&f.principal), Decision::Allow, "ok");
+                // The step's own strings move into the effects: nothing is copied per request.
+                let mut effects = Vec::with_capacity(f.strip.len() + 2);
+                effects.extend(f.strip.into_iter().map(Effect::RemoveHeader));
+                effects.push(Effect::SetHeader(f.header, f.value));
+                effects.push(record);
                 Outcome {
                     effects,
                     next: Next::Continue,
@@ -440,8 +444,11 @@ impl Gateway {
     ) -> Vec<Effect> {
         let effects = self.mcp_answered(host, ctx, status, header);
         let forwarded = self.live.get_mut(&ctx).and_then(|l| l.forwarded.take());
-        if let Some((tenant, key)) = forwarded {
-            if self.worker.backend_answered(host, tenant, &key, status) {
+        if let Some((tenant, principal)) = forwarded {
+            if self
+                .worker
+                .backend_answered(host, tenant, &principal.downstream_key, status)
+            {
                 info!(
                     "#{ctx} tenant={} backend refused the downstream token; evicted",
                     self.config.tenants[tenant].id
