@@ -38,6 +38,8 @@ pub fn startup_cost(
             .map(|i| {
                 let mut t = template.clone();
                 t["id"] = json!(format!("tenant-{i}"));
+                // A tenant's resources live under its own path.
+                t["resources"] = json!([format!("/tenant-{i}/mcp")]);
                 t
             })
             .collect(),
