@@ -12,6 +12,7 @@
 use std::ffi::c_void;
 use std::os::raw::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
 
 use crate::filter::{self, BodyStatus, HeadersStatus, StreamState};
 
@@ -652,33 +653,50 @@ fn guarded<T>(stream: Option<Stream>, fallback: T, body: impl FnOnce() -> T) -> 
     }
 }
 
-/// The module's per-stream state behind `filter_module_ptr`, shared: hooks of one stream can
-/// run inside one another (resuming a request runs its body hook at once).
+/// The module's per-stream state behind `filter_module_ptr`: an `Rc` of which each running
+/// hook holds its own reference. Envoy can destroy a stream inside one of its hooks (a local
+/// reply ends the stream at once); the state then outlives the destroy until the outer hooks
+/// return, and the filter makes no more Envoy calls for a stream it has unregistered.
 ///
-/// SAFETY (for callers): `ptr` must be a pointer this module returned from `http_filter_new`
-/// and not yet destroyed (Envoy destroys it after the stream's last hook), used on the
-/// stream's worker thread.
-unsafe fn state<'a>(ptr: *const c_void) -> Option<&'a StreamState> {
-    // SAFETY: see above: the pointer is a live `Box<StreamState>` of this stream, only ever
-    // borrowed shared.
-    unsafe { ptr.cast::<StreamState>().as_ref() }
+/// SAFETY (for callers): `ptr` must be null or a pointer `http_filter_new` returned whose
+/// destroy hook has not yet run (Envoy calls no hook of a stream after its destroy), used on
+/// the stream's worker thread.
+unsafe fn state(ptr: *const c_void) -> Option<Rc<StreamState>> {
+    if ptr.is_null() {
+        return None;
+    }
+    let ptr = ptr.cast::<StreamState>();
+    // SAFETY: the pointer came from `Rc::into_raw` and its creation reference is still held
+    // (released only by the destroy hook), so the count is at least one: taking one more
+    // reference for this hook keeps the state alive even if the stream is destroyed inside.
+    unsafe {
+        Rc::increment_strong_count(ptr);
+        Some(Rc::from_raw(ptr))
+    }
 }
 
-/// Run a stream hook's body on its state, guarded; `fallback` without a state or on a panic.
+/// Run a stream hook's body on its state, guarded; `fallback` without a state (answered 500
+/// first when `answer_if_missing`: a request must never hang) or on a panic.
 ///
 /// SAFETY (for callers): as for [`state`].
 unsafe fn on_stream<T: Copy>(
     stream: *mut c_void,
     state_ptr: *const c_void,
     fallback: T,
+    answer_if_missing: bool,
     body: impl FnOnce(&StreamState, Stream) -> T,
 ) -> T {
     let stream = Stream(stream);
     guarded(Some(stream), fallback, || {
         // SAFETY: the caller vouches for `state_ptr`.
         match unsafe { state(state_ptr) } {
-            Some(s) => body(s, stream),
-            None => fallback,
+            Some(s) => body(&s, stream),
+            None => {
+                if answer_if_missing {
+                    filter::answer_unconfigured(stream);
+                }
+                fallback
+            }
         }
     })
 }
@@ -737,13 +755,15 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
     stream: *mut c_void,
 ) -> *const c_void {
     let stream = Stream(stream);
-    guarded(Some(stream), std::ptr::null(), || {
+    // No reply from here on a panic: Envoy is still building the stream. Its headers hook
+    // then finds no state and answers 500.
+    guarded(None, std::ptr::null(), || {
         // SAFETY: a live config (Envoy destroys configs only after their streams).
         let Some(cfg) = (unsafe { config.cast::<filter::FilterConfig>().as_ref() }) else {
             return std::ptr::null();
         };
         let state = filter::stream_new(cfg, stream);
-        Box::into_raw(Box::new(state)).cast_const().cast()
+        Rc::into_raw(Rc::new(state)).cast()
     })
 }
 
@@ -758,7 +778,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     let stop = HeadersStatus::Stop as u32;
     // SAFETY: Envoy passes this stream's live state, on its worker.
     unsafe {
-        on_stream(stream, state_ptr, stop, |s, _| {
+        on_stream(stream, state_ptr, stop, true, |s, _| {
             filter::request_headers(s, end_of_stream) as u32
         })
     }
@@ -775,7 +795,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     let stop = BodyStatus::StopNoBuffer as u32;
     // SAFETY: Envoy passes this stream's live state, on its worker.
     unsafe {
-        on_stream(stream, state_ptr, stop, |s, _| {
+        on_stream(stream, state_ptr, stop, false, |s, _| {
             filter::request_body(s, end_of_stream) as u32
         })
     }
@@ -791,7 +811,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     let stop = HeadersStatus::Stop as u32;
     // SAFETY: Envoy passes this stream's live state, on its worker.
     unsafe {
-        on_stream(stream, state_ptr, stop, |s, _| {
+        on_stream(stream, state_ptr, stop, false, |s, _| {
             filter::request_trailers(s) as u32
         })
     }
@@ -808,10 +828,16 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     let go_on = HeadersStatus::Continue as u32;
     // SAFETY: Envoy passes this stream's live state, on its worker.
     unsafe {
-        on_stream(stream, state_ptr, HeadersStatus::Stop as u32, |s, _| {
-            filter::response_headers(s);
-            go_on
-        })
+        on_stream(
+            stream,
+            state_ptr,
+            HeadersStatus::Stop as u32,
+            false,
+            |s, _| {
+                filter::response_headers(s);
+                go_on
+            },
+        )
     }
 }
 
@@ -855,9 +881,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_destroy(state_ptr: 
         if state_ptr.is_null() {
             return;
         }
-        // SAFETY: created by Box::into_raw in http_filter_new and destroyed only here, once.
-        let state = unsafe { Box::from_raw(state_ptr.cast_mut().cast::<StreamState>()) };
-        filter::stream_destroy(*state);
+        // SAFETY: created by Rc::into_raw in http_filter_new; this releases that creation
+        // reference, once. Hooks still running on this stream hold their own.
+        let state = unsafe { Rc::from_raw(state_ptr.cast::<StreamState>()) };
+        filter::stream_destroy(&state);
     })
 }
 
@@ -879,7 +906,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     // live state, on its worker.
     unsafe {
         let answer = callout_answer(result, headers, headers_size, body_chunks, body_chunks_size);
-        on_stream(stream, state_ptr, (), |s, _| {
+        on_stream(stream, state_ptr, (), false, |s, _| {
             filter::callout_done(s, callout_id, answer)
         });
     }

@@ -108,6 +108,10 @@ pub fn start(config: &FilterConfig, handle: ConfigHandle) {
 /// are cancelled by Envoy with the configuration.
 pub fn stop(config_id: u64) {
     let removed = BACKGROUND.with(|b| b.borrow_mut().remove(&config_id));
+    if let Some(b) = &removed {
+        // Its call-outs in flight are cancelled with the configuration.
+        registry::unregister(b.root);
+    }
     drop(removed);
 }
 

@@ -182,8 +182,15 @@ impl StreamState {
     }
 }
 
-/// A panic in a hook: the stream is answered 500 (never forwarded).
+/// A panic in a hook: the stream is answered 500 (never forwarded), unless it is gone.
 pub fn answer_internal_error(stream: Stream) {
+    if registry::is_live(stream) {
+        send_reply(stream, &gateway::not_configured());
+    }
+}
+
+/// A stream without state (its creation failed): answered 500, never forwarded.
+pub fn answer_unconfigured(stream: Stream) {
     send_reply(stream, &gateway::not_configured());
 }
 
@@ -259,6 +266,9 @@ pub fn response_headers(s: &StreamState) {
     );
     drop(gateway);
     for effect in &effects {
+        if registry::stream(s.ctx).is_none() {
+            break;
+        }
         apply_effect(stream, s.ctx, effect);
     }
 }
@@ -282,12 +292,14 @@ pub fn callout_done(s: &StreamState, envoy_id: u64, answer: CalloutAnswer) {
     let resolved = gateway.on_callout_response(&host, token, &response, s.ctx);
     drop(gateway);
     // Outside its headers hook, a request that goes on must be resumed.
-    if apply_resolved(w, &host, resolved, s.ctx) == Some(Next::Continue) {
+    if apply_resolved(w, &host, resolved, s.ctx) == Some(Next::Continue)
+        && registry::stream(s.ctx).is_some()
+    {
         s.stream.continue_decoding();
     }
 }
 
-pub fn stream_destroy(s: StreamState) {
+pub fn stream_destroy(s: &StreamState) {
     registry::unregister(s.ctx);
     let Some(w) = &s.worker else { return };
     let Ok(mut gateway) = w.gateway.try_borrow_mut() else {
@@ -305,7 +317,9 @@ pub fn stream_destroy(s: StreamState) {
     };
     let resolved = gateway.resend_orphans(&host, owner);
     drop(gateway);
-    if apply_resolved(w, &host, resolved, owner) == Some(Next::Continue) {
+    if apply_resolved(w, &host, resolved, owner) == Some(Next::Continue)
+        && registry::stream(owner).is_some()
+    {
         stream.continue_decoding();
     }
 }
@@ -373,7 +387,9 @@ fn apply_resolved(
             }
             continue;
         };
-        if apply_outcome(w, host, stream, ctx, &outcome) == Next::Continue {
+        if apply_outcome(w, host, stream, ctx, &outcome) == Next::Continue
+            && registry::stream(ctx).is_some()
+        {
             stream.continue_decoding();
         }
     }
@@ -390,13 +406,19 @@ fn apply_outcome(
     outcome: &Outcome,
 ) -> Next {
     for effect in &outcome.effects {
+        // A reply can end (and destroy) the stream at once: nothing more is sent to it.
+        if registry::stream(ctx).is_none() {
+            return Next::Stop;
+        }
         if !apply_effect(stream, ctx, effect) && effect.is_request_edit() {
             let refusal = match w.gateway.try_borrow_mut() {
                 Ok(mut g) => g.edit_failed(host, ctx),
                 Err(_) => Outcome::reply(gateway::not_configured()),
             };
             for effect in &refusal.effects {
-                apply_effect(stream, ctx, effect);
+                if registry::stream(ctx).is_some() {
+                    apply_effect(stream, ctx, effect);
+                }
             }
             return Next::Stop;
         }

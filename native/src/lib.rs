@@ -15,6 +15,11 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+// Every hook catches panics to answer 500; with `panic = "abort"` (the workspace's release
+// profile) a panic would take Envoy down instead. `make native` builds the `native` profile.
+#[cfg(panic = "abort")]
+compile_error!("tvp-native must unwind on panic: build it with `--profile native` (make native)");
+
 #[allow(unsafe_code)]
 pub mod abi;
 pub mod background;

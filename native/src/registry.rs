@@ -18,13 +18,24 @@ thread_local! {
     static NEXT_ID: Cell<u32> = const { Cell::new(0) };
 }
 
-/// A new id (context or token) on this thread.
+/// A new id (context or token) on this thread: never 0, never one a live stream holds (the
+/// sequence wraps after 2^32 ids).
 pub fn next_id() -> u32 {
-    NEXT_ID.with(|n| {
-        let id = n.get().wrapping_add(1).max(1);
-        n.set(id);
-        id
-    })
+    loop {
+        let id = NEXT_ID.with(|n| {
+            let id = n.get().wrapping_add(1).max(1);
+            n.set(id);
+            id
+        });
+        if STREAMS.with(|s| !s.borrow().contains_key(&id)) {
+            return id;
+        }
+    }
+}
+
+/// Whether `stream` is still registered (not destroyed).
+pub fn is_live(stream: Stream) -> bool {
+    STREAMS.with(|s| s.borrow().values().any(|(live, _)| *live == stream))
 }
 
 /// A new stream of configuration `config_id`: its context id.

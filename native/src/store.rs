@@ -1,30 +1,42 @@
 //! The process-wide shared store: what proxy-wasm calls shared data, here one map for every
 //! worker of the process (the module is one library per process). Same contract as the
 //! proxy-wasm host's: a value and a CAS number per key, writes refused on a stale CAS. Unlike
-//! it, bounded: at [`MAX_ENTRIES`] the least recently written entries go first.
+//! it, bounded: the per-user records (downstream tokens, user records, MCP sessions) are
+//! evicted least recently written first past [`MAX_ENTRIES`]; the records a configuration
+//! bounds (keys, leases, back-offs, the configuration generation) are never evicted, since
+//! losing the generation record would let a replaced configuration serve again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use tvp_core::host::SharedWriteError;
 
-/// Entries kept before the oldest writes are evicted (every cache record is recomputable: an
-/// evicted downstream token is exchanged again, an evicted key lease fetched again).
+/// Per-user entries kept before the oldest writes are evicted (each is recomputable: an evicted
+/// downstream token is exchanged again).
 pub const MAX_ENTRIES: usize = 200_000;
+
+/// Keys a user's traffic creates: the only ones evicted.
+const EVICTABLE: &[&str] = &["tvp/v1/dt/", "tvp/v1/du/", "tvp/v1/mcp-sessions/"];
+
+fn evictable(key: &str) -> bool {
+    EVICTABLE.iter().any(|p| key.starts_with(p))
+}
 
 struct Entry {
     value: Vec<u8>,
     cas: u32,
-    /// Position in write order (the eviction queue's key).
-    written: u64,
+    /// Position in write order (the eviction queue's key), for evictable entries.
+    written: Option<u64>,
 }
 
 #[derive(Default)]
 pub struct Store {
     entries: HashMap<String, Entry>,
-    /// Keys by write order: the first is the least recently written.
+    /// Evictable keys by write order: the first is the least recently written.
     order: BTreeMap<u64, String>,
     writes: u64,
+    /// CAS numbers come from one sequence: one never repeats for a key after eviction.
+    last_cas: u32,
     capacity: usize,
 }
 
@@ -59,21 +71,30 @@ impl Store {
             (Some(_), None) => return Err(SharedWriteError::CasMismatch),
             _ => {}
         }
+        let pinned = !evictable(key);
+        if pinned && current.is_none() && self.entries.len() - self.order.len() >= self.capacity {
+            // Configuration-bound records past the whole capacity: something is wrong.
+            return Err(SharedWriteError::Refused);
+        }
         self.writes = self.writes.wrapping_add(1);
-        let written = self.writes;
-        let next_cas = current.map_or(1, |c| c.wrapping_add(1).max(1));
+        self.last_cas = self.last_cas.wrapping_add(1).max(1);
+        let written = (!pinned).then_some(self.writes);
         if let Some(old) = self.entries.insert(
             key.to_string(),
             Entry {
                 value: value.to_vec(),
-                cas: next_cas,
+                cas: self.last_cas,
                 written,
             },
         ) {
-            self.order.remove(&old.written);
+            if let Some(w) = old.written {
+                self.order.remove(&w);
+            }
         }
-        self.order.insert(written, key.to_string());
-        while self.entries.len() > self.capacity {
+        if let Some(w) = written {
+            self.order.insert(w, key.to_string());
+        }
+        while self.order.len() > self.capacity {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
@@ -133,17 +154,42 @@ mod tests {
     }
 
     #[test]
-    fn the_least_recently_written_entries_are_evicted_first() {
+    fn the_least_recently_written_user_entries_are_evicted_first() {
         let mut s = Store::with_capacity(3);
-        for k in ["a", "b", "c"] {
-            assert_eq!(s.set(k, k.as_bytes(), None), Ok(()));
+        let k = |n: &str| format!("tvp/v1/dt/{n}");
+        for n in ["a", "b", "c"] {
+            assert_eq!(s.set(&k(n), n.as_bytes(), None), Ok(()));
         }
         // Rewriting "a" makes "b" the oldest.
-        assert_eq!(s.set("a", b"a2", None), Ok(()));
-        assert_eq!(s.set("d", b"d", None), Ok(()));
+        assert_eq!(s.set(&k("a"), b"a2", None), Ok(()));
+        assert_eq!(s.set(&k("d"), b"d", None), Ok(()));
         assert_eq!(s.len(), 3);
-        assert_eq!(s.get("b"), (None, None));
-        assert_eq!(s.get("a").0.as_deref(), Some(&b"a2"[..]));
-        assert!(s.get("c").0.is_some() && s.get("d").0.is_some());
+        assert_eq!(s.get(&k("b")), (None, None));
+        assert_eq!(s.get(&k("a")).0.as_deref(), Some(&b"a2"[..]));
+        assert!(s.get(&k("c")).0.is_some() && s.get(&k("d")).0.is_some());
+    }
+
+    #[test]
+    fn configuration_records_are_never_evicted() {
+        let mut s = Store::with_capacity(2);
+        let generation = "tvp/v1/generation/token-vault-proxy";
+        assert_eq!(s.set(generation, b"g", None), Ok(()));
+        for n in 0..10 {
+            assert_eq!(s.set(&format!("tvp/v1/du/{n}"), b"u", None), Ok(()));
+        }
+        assert_eq!(s.get(generation).0.as_deref(), Some(&b"g"[..]));
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn a_cas_never_repeats_after_an_eviction() {
+        let mut s = Store::with_capacity(1);
+        let (a, b) = ("tvp/v1/dt/a", "tvp/v1/dt/b");
+        assert_eq!(s.set(a, b"1", None), Ok(()));
+        let (_, stale) = s.get(a);
+        assert_eq!(s.set(b, b"2", None), Ok(()));
+        assert_eq!(s.set(a, b"3", None), Ok(()));
+        // `a` was evicted and written again: the CAS read before is stale.
+        assert_eq!(s.set(a, b"4", stale), Err(SharedWriteError::CasMismatch));
     }
 }
