@@ -127,6 +127,7 @@ extern "C" {
         body: ModuleBuffer,
         details: ModuleBuffer,
     );
+    fn envoy_dynamic_module_callback_http_get_body_size(filter: *mut c_void, kind: u32) -> usize;
     fn envoy_dynamic_module_callback_http_get_body_chunks_size(
         filter: *mut c_void,
         kind: u32,
@@ -499,20 +500,33 @@ impl Stream {
         }
     }
 
-    /// The request body so far: what is buffered, then what this event received. When Envoy
-    /// hands the buffered body itself to this event (a request resumed after its headers
-    /// waited), the two are one buffer, read once.
-    pub fn request_body(self) -> Vec<u8> {
+    /// The request body's parts so far: what is buffered, then what this event received. When
+    /// Envoy hands the buffered body itself to this event (a request resumed after its
+    /// headers waited), the two are one buffer, counted once.
+    fn request_body_kinds(self) -> &'static [u32] {
         // SAFETY: a live stream pointer on its own worker.
         let one_buffer =
             unsafe { envoy_dynamic_module_callback_http_received_buffered_request_body(self.0) };
-        let kinds: &[u32] = if one_buffer {
+        if one_buffer {
             &[RECEIVED_REQUEST_BODY]
         } else {
             &[BUFFERED_REQUEST_BODY, RECEIVED_REQUEST_BODY]
-        };
+        }
+    }
+
+    /// The size of the request body so far, without reading it.
+    pub fn request_body_size(self) -> usize {
+        self.request_body_kinds()
+            .iter()
+            // SAFETY: a live stream pointer on its own worker.
+            .map(|&kind| unsafe { envoy_dynamic_module_callback_http_get_body_size(self.0, kind) })
+            .sum()
+    }
+
+    /// The request body so far (see [`Stream::request_body_kinds`]).
+    pub fn request_body(self) -> Vec<u8> {
         let mut body = Vec::new();
-        for &kind in kinds {
+        for &kind in self.request_body_kinds() {
             // SAFETY: a live stream pointer.
             let n =
                 unsafe { envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, kind) };

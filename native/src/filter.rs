@@ -219,17 +219,26 @@ pub fn request_body(s: &StreamState, end_of_stream: bool) -> BodyStatus {
         return BodyStatus::StopNoBuffer;
     };
     let host = s.host();
-    let body = s.stream.request_body();
+    let read = body_reader(s.stream);
+    let size = s.stream.request_body_size();
     let Ok(mut gateway) = w.gateway.try_borrow_mut() else {
         return BodyStatus::StopNoBuffer;
     };
-    let outcome = gateway.on_request_body(&host, s.ctx, body.len(), end_of_stream, &|size| {
-        body[..size.min(body.len())].to_vec()
-    });
+    let outcome = gateway.on_request_body(&host, s.ctx, size, end_of_stream, &read);
     drop(gateway);
     match apply_outcome(w, &host, s.stream, s.ctx, &outcome) {
         Next::Continue => BodyStatus::Continue,
         Next::Stop => BodyStatus::StopAndBuffer,
+    }
+}
+
+/// The first `size` bytes of the request body, read only when the core asks (an MCP body it
+/// holds), not on every chunk.
+fn body_reader(stream: Stream) -> impl Fn(usize) -> Vec<u8> {
+    move |size| {
+        let mut body = stream.request_body();
+        body.truncate(size);
+        body
     }
 }
 
@@ -238,12 +247,11 @@ pub fn request_trailers(s: &StreamState) -> HeadersStatus {
         return HeadersStatus::Stop;
     };
     let host = s.host();
-    let body = s.stream.request_body();
+    let read = body_reader(s.stream);
     let Ok(mut gateway) = w.gateway.try_borrow_mut() else {
         return HeadersStatus::Stop;
     };
-    let outcome =
-        gateway.on_request_trailers(&host, s.ctx, &|size| body[..size.min(body.len())].to_vec());
+    let outcome = gateway.on_request_trailers(&host, s.ctx, &read);
     drop(gateway);
     match apply_outcome(w, &host, s.stream, s.ctx, &outcome) {
         Next::Continue => HeadersStatus::Continue,
