@@ -132,15 +132,7 @@ fn metric_id(kind: MetricType, tenant: &str, metric: &'static str) -> Option<u32
 
 /// Send a call-out. The SDK routes the answer to the context that is active now.
 pub fn dispatch(request: &CalloutRequest, timeout_ms: u64) -> Result<u32, Status> {
-    let mut headers: Vec<(&str, &str)> = vec![
-        (":method", request.method),
-        (":path", &request.path),
-        (":authority", &request.authority),
-        (":scheme", "https"),
-    ];
-    for (name, value) in &request.headers {
-        headers.push((name, value));
-    }
+    let headers = request.header_pairs(":authority");
     hostcalls::dispatch_http_call(
         &request.cluster,
         headers,

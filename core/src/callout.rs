@@ -27,6 +27,21 @@ impl CalloutRequest {
             body: None,
         }
     }
+
+    /// Every header a host sends: the pseudo-headers, the authority under the name the
+    /// host's API takes (`:authority` in proxy-wasm, `host` in dynamic modules), then the
+    /// request's own. The scheme is https: every origin the core calls is in production (the
+    /// cluster's transport decides what is actually spoken).
+    pub fn header_pairs<'a>(&'a self, authority_name: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut headers = vec![
+            (":method", self.method),
+            (":path", self.path.as_str()),
+            (authority_name, self.authority.as_str()),
+            (":scheme", "https"),
+        ];
+        headers.extend(self.headers.iter().map(|(n, v)| (*n, v.as_str())));
+        headers
+    }
 }
 
 /// Header values other than these may carry a credential (`authorization` with a client
@@ -109,5 +124,25 @@ impl DependencyFailure {
             Some(503) | None => DependencyFailure::Unavailable,
             _ => DependencyFailure::BadAnswer,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_pairs_lead_with_the_pseudo_headers_and_the_hosts_authority_name() {
+        let request = CalloutRequest::get("idp", "idp.example", "/jwks");
+        assert_eq!(
+            request.header_pairs("host"),
+            [
+                (":method", "GET"),
+                (":path", "/jwks"),
+                ("host", "idp.example"),
+                (":scheme", "https"),
+                ("accept", "application/json"),
+            ]
+        );
     }
 }

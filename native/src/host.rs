@@ -104,17 +104,7 @@ impl Host for NativeHost<'_> {
     }
 
     fn dispatch(&self, owner: u32, request: &CalloutRequest, timeout_ms: u64) -> Option<u32> {
-        let mut headers: Vec<(&str, &str)> = vec![
-            (":method", request.method),
-            (":path", &request.path),
-            ("host", &request.authority),
-            // As the wasm filter's call-outs: every origin the core calls is https in
-            // production (the cluster's transport decides what is actually spoken).
-            (":scheme", "https"),
-        ];
-        for (name, value) in &request.headers {
-            headers.push((name, value));
-        }
+        let headers = request.header_pairs("host");
         let body = request.body.as_deref().unwrap_or_default();
         // Envoy delivers the answer to the stream (or configuration) that sent it.
         let sent = match self.caller {
