@@ -479,6 +479,9 @@ fn a_superseded_configuration_refuses_its_keep_alive_connections() {
         stack.keys_loaded(&["github"])
     });
 
+    // A worker trusts its last "current" reading for RECHECK_MS: the bound on how long an old
+    // connection may still be served after a push.
+    std::thread::sleep(Duration::from_millis(tvp_core::generation::RECHECK_MS + 50));
     // On the same connections: refused before anything else, and closed by Envoy.
     let backend = sim.count(Endpoint::Backend);
     for (i, conn) in held.iter_mut().enumerate() {

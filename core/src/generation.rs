@@ -38,6 +38,10 @@ pub type Digest = [u8; 16];
 pub const GRACE_MS: u64 = 5_000;
 /// Superseded configurations remembered (most recent first).
 pub const HISTORY: usize = 8;
+/// How long a root trusts its last "current" reading before reading the record again. A
+/// configuration replaced by a push stops serving within this bound, and a request costs no
+/// shared-data read (in wasm a host call that allocates in the VM) in between.
+pub const RECHECK_MS: u64 = 100;
 
 const VERSION: u8 = 1;
 /// version, number, claimed_ms, max_conn, digest, history length.
@@ -306,6 +310,8 @@ pub struct Generation {
     /// The newest connection served, and the one last published.
     newest: u64,
     published: u64,
+    /// Until when the last reading ("current") stands without reading the record again.
+    current_until_ms: u64,
 }
 
 impl Generation {
@@ -318,6 +324,7 @@ impl Generation {
             sample: true,
             newest: 0,
             published: 0,
+            current_until_ms: 0,
         }
     }
 
@@ -351,15 +358,22 @@ impl Generation {
         }
     }
 
-    /// At the start of request `ctx`: whether its configuration was superseded (then it is
-    /// refused). `conn` reads the request's connection id, only when needed.
+    /// At the start of request `ctx`, at `now_ms`: whether its configuration was superseded
+    /// (then it is refused). `conn` reads the request's connection id, only when needed. A
+    /// "current" reading stands for [`RECHECK_MS`], except for the request after a tick,
+    /// which samples its connection id.
     pub fn superseded(
         &mut self,
         host: &dyn Host,
         ctx: u32,
+        now_ms: u64,
         conn: &dyn Fn() -> Option<u64>,
     ) -> bool {
         self.start(host);
+        if !self.sample && now_ms < self.current_until_ms {
+            return false;
+        }
+        self.current_until_ms = 0;
         let mut read = None;
         let standing = check(host, &self.key, &self.digest, || {
             let c = conn();
@@ -380,6 +394,7 @@ impl Generation {
                         self.newest = self.newest.max(c);
                     }
                 }
+                self.current_until_ms = now_ms.saturating_add(RECHECK_MS);
                 false
             }
             Standing::Unknown => false,
@@ -430,6 +445,44 @@ mod tests {
         assert_eq!(header("cache-control"), Some("no-store"));
         let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["error"], "temporarily_unavailable");
+    }
+
+    #[test]
+    fn a_current_reading_stands_for_the_recheck_interval_then_the_record_is_read_again() {
+        let host = host_at(1_000);
+        let mut old = Generation::new("token-vault-proxy", b"old");
+        let no_conn = || None;
+        assert!(!old.superseded(&host, 1, 1_000, &no_conn));
+        let reads = host.shared_reads();
+        // Within the interval: no shared-data read at all.
+        assert!(!old.superseded(&host, 2, 1_000 + RECHECK_MS - 1, &no_conn));
+        assert_eq!(host.shared_reads(), reads);
+        // A push claims the record; the old configuration refuses once its reading expires.
+        let mut new = Generation::new("token-vault-proxy", b"new");
+        new.tick(&host);
+        assert!(!old.superseded(&host, 3, 1_000 + RECHECK_MS - 1, &no_conn));
+        assert!(old.superseded(&host, 4, 1_000 + RECHECK_MS, &no_conn));
+        // A refusal is never remembered as a reading: every request reads again.
+        let reads = host.shared_reads();
+        assert!(old.superseded(&host, 5, 1_000 + RECHECK_MS, &no_conn));
+        assert!(host.shared_reads() > reads);
+    }
+
+    #[test]
+    fn the_request_after_a_tick_reads_the_record_and_samples_its_connection() {
+        let host = host_at(1_000);
+        let mut g = Generation::new("token-vault-proxy", b"only");
+        g.tick(&host);
+        assert!(!g.superseded(&host, 1, 1_000, &|| Some(42)));
+        g.tick(&host);
+        assert_eq!(record(&host).max_conn, 42);
+        assert!(!g.superseded(&host, 2, 1_001, &|| Some(43)));
+        // Not sampled again until the next tick, and no read in between.
+        let reads = host.shared_reads();
+        assert!(!g.superseded(&host, 3, 1_002, &|| panic!("not sampled")));
+        assert_eq!(host.shared_reads(), reads);
+        g.tick(&host);
+        assert_eq!(record(&host).max_conn, 43);
     }
 
     #[test]

@@ -18,9 +18,16 @@ pub struct FakeHost {
     pub sent: RefCell<Vec<(u32, CalloutRequest)>>,
     /// Call-outs fail to start while set.
     pub refuse_dispatch: Cell<bool>,
+    /// Shared-data reads so far.
+    pub reads: Cell<u64>,
 }
 
 impl FakeHost {
+    /// How many times shared data was read.
+    pub fn shared_reads(&self) -> u64 {
+        self.reads.get()
+    }
+
     /// The value of a tenant's counter.
     pub fn counter(&self, tenant: &str, metric: &'static str) -> u64 {
         self.counts
@@ -45,6 +52,7 @@ impl Host for FakeHost {
         self.now.get()
     }
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.reads.set(self.reads.get() + 1);
         match self.shared.borrow().get(key) {
             Some((v, cas)) => (Some(v.clone()), Some(*cas)),
             None => (None, None),

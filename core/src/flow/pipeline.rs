@@ -29,8 +29,13 @@ enum Verification {
 
 impl Worker {
     /// Run the request: the step it needs next.
-    pub(super) fn run(&mut self, host: &dyn Host, context_id: u32, input: RequestInput) -> Step {
-        let now_ms = host.now_ms();
+    pub(super) fn run(
+        &mut self,
+        host: &dyn Host,
+        context_id: u32,
+        input: RequestInput,
+        now_ms: u64,
+    ) -> Step {
         let tenant = input.tenant;
         let refuse = |deny: Deny, who: Option<Rc<Principal>>| Step::Deny {
             deny,

@@ -110,16 +110,17 @@ impl Gateway {
                 if_edits_fail: None,
             },
         );
+        let now_ms = host.now_ms();
         let superseded = self
             .generation
             .as_mut()
-            .is_some_and(|g| g.superseded(host, ctx, &|| host.connection_id()));
+            .is_some_and(|g| g.superseded(host, ctx, now_ms, &|| host.connection_id()));
         if superseded {
             return self.settled(vec![(ctx, superseded_refusal(host))]);
         }
         match self.start(host, ctx, end_of_stream) {
             Started::Decided(outcome) => self.settled(vec![(ctx, outcome)]),
-            Started::Pipeline(input) => match self.worker.begin(host, ctx, input) {
+            Started::Pipeline(input) => match self.worker.begin_at(host, ctx, input, now_ms) {
                 // Only a call-out to start can decide other requests too (if it cannot start).
                 step @ Step::Wait { start: Some(_), .. } => {
                     self.resolve(host, vec![(ctx, step)], ctx)

@@ -447,6 +447,12 @@ fn a_superseded_configuration_refuses_before_anything_else() {
     // A push: the new configuration's first tick claims the record.
     let mut new = Generation::new("tvp", b"new configuration");
     new.tick(&f.host);
+    // The old configuration's reading stands for RECHECK_MS, no longer.
+    let r = f.headers(4, head("GET", "/health", &[]));
+    assert_eq!(replies(&Fixture::of(&r, 4)).status, 200);
+    f.host
+        .now
+        .set(f.host.now.get() + crate::generation::RECHECK_MS);
     let r = f.headers(2, head("GET", "/health", &[]));
     let refused = Fixture::of(&r, 2);
     assert_eq!(replies(&refused).status, 503);
