@@ -470,6 +470,63 @@ fn two_workers_share_keys_and_downstream_tokens() {
     );
 }
 
+/// Connections each worker of the stack accepted so far.
+fn connections_per_worker(stack: &Stack) -> Vec<u64> {
+    let r = http(
+        stack.admin,
+        "GET",
+        "/stats?filter=^listener\\..*\\.worker_[0-9]+\\.downstream_cx_total$",
+        &[],
+        b"",
+    )
+    .expect("admin stats");
+    r.text()
+        .lines()
+        .filter_map(|l| l.split_once(": ").and_then(|(_, v)| v.trim().parse().ok()))
+        .collect()
+}
+
+#[test]
+fn a_cold_user_on_every_worker_at_once_is_exchanged_once_by_the_native_module() {
+    let stack = Stack::with(Options {
+        concurrency: 2,
+        ..Options::default()
+    });
+    // Keys are loaded; the vault answers slowly, so every request below arrives while the
+    // first exchange is in flight.
+    let warm = stack.token("github", "alice");
+    assert_eq!(stack.call("GET", "/github/user", &warm).status, 200);
+    stack.sim.connect("carol", "github");
+    let before = stack.sim.count(Endpoint::Vault);
+    stack.sim.fail(
+        Endpoint::Vault,
+        Fault::Delay(Duration::from_millis(600)),
+        None,
+    );
+    let token = stack.token("github", "carol");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| s.spawn(|| stack.call("GET", "/github/user", &token).status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, vec![200; 16]);
+    let workers = connections_per_worker(&stack);
+    assert!(
+        workers.len() == 2 && workers.iter().all(|n| *n > 0),
+        "both workers took connections: {workers:?}"
+    );
+    let exchanges = stack.sim.count(Endpoint::Vault) - before;
+    if testkit::native_host() {
+        // One process-wide single flight: the other worker's requests waited for the lease
+        // holder's answer.
+        assert_eq!(exchanges, 1);
+    } else {
+        // proxy-wasm: single flight per worker (README: Two hosts).
+        assert!((1..=2).contains(&exchanges), "{exchanges}");
+    }
+}
+
 #[test]
 fn a_waiting_request_is_answered_when_the_caller_that_started_the_exchange_hangs_up() {
     use std::io::Write;

@@ -22,11 +22,12 @@ use crate::vault::{self, VaultOutcome};
 use crate::host::{ByHostId, Host};
 use crate::metrics::{Counter, Histogram};
 pub use flights::FlightKey;
-use flights::{Flight, Purpose};
+use flights::{Flight, FlightLease, Purpose};
 use identity::Identity;
 use keys::TenantKeys;
 
 mod downstream;
+mod exchange_lease;
 mod flights;
 mod id_token;
 mod identity;
@@ -56,6 +57,14 @@ pub enum Step {
     Wait {
         flight: FlightKey,
         start: Option<CalloutRequest>,
+    },
+    /// Wait for another worker's vault exchange: the host wakes the request
+    /// ([`Worker::poll_elsewhere`]) when shared-data record `watch` is written (at once if it
+    /// changed since version `seen`), or at `until_ms` at the latest.
+    WaitElsewhere {
+        watch: String,
+        until_ms: u64,
+        seen: Option<u32>,
     },
 }
 
@@ -127,6 +136,8 @@ pub struct Worker {
     orphans: HashSet<FlightKey>,
     /// Per user: (iss, sub, login hint) and the hashes derived from them.
     identities: DigestMap<Identity>,
+    /// Vault exchanges are single flight across workers ([`exchange_lease`]).
+    shared_flights: bool,
 }
 
 /// A request that a call-out answer has decided, to be applied in its own context.
@@ -149,7 +160,16 @@ impl Worker {
             waiting_token: ByHostId::default(),
             orphans: HashSet::new(),
             identities: DigestMap::default(),
+            shared_flights: false,
         }
+    }
+
+    /// Share vault exchanges with the other workers through leases in shared data: for a host
+    /// whose shared data is one store for all workers and that wakes the requests a
+    /// [`Step::WaitElsewhere`] names.
+    pub fn with_shared_flights(mut self) -> Self {
+        self.shared_flights = true;
+        self
     }
 
     /// Sign client assertions with `signer` instead of pure Rust.
@@ -240,6 +260,7 @@ impl Worker {
                                 sent_ms: None,
                                 started_ms: flight.started_ms,
                                 user_key: None,
+                                lease: FlightLease::Unshared,
                             },
                         );
                         // Dispatched at once by the caller through `take_orphans`.
@@ -294,6 +315,7 @@ impl Worker {
                                 sent_ms: None,
                                 started_ms: flight.started_ms,
                                 user_key: flight.user_key.clone(),
+                                lease: flight.lease,
                             },
                         );
                         self.orphans.insert(key.clone());
@@ -317,6 +339,8 @@ impl Worker {
                         now_ms,
                     );
                 }
+                // After the answer is cached: releasing wakes the other workers' requests.
+                Self::release_lease(host, key, &flight);
                 let config = Rc::clone(&self.config);
                 for ctx in &flight.waiters {
                     if let Some((input, principal)) = self.waiting_token.remove(ctx) {

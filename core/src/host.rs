@@ -62,7 +62,7 @@ pub enum SharedWriteError {
 }
 
 /// How often a read-modify-write is retried while other workers write in between.
-const CAS_ATTEMPTS: usize = 4;
+pub(crate) const CAS_ATTEMPTS: usize = 4;
 
 /// Read-modify-write of a shared-data entry under CAS, retried while other workers write in
 /// between. `change` sees the entry (`None`: absent) and gives the new value, or `None` to leave

@@ -206,6 +206,12 @@ extern "C" {
         event_id: u64,
     );
     fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler: *mut c_void);
+    fn envoy_dynamic_module_callback_http_filter_scheduler_new(filter: *mut c_void) -> *mut c_void;
+    fn envoy_dynamic_module_callback_http_filter_scheduler_commit(
+        scheduler: *mut c_void,
+        event_id: u64,
+    );
+    fn envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler: *mut c_void);
     fn envoy_dynamic_module_callback_http_filter_increment_counter(
         filter: *mut c_void,
         id: usize,
@@ -375,6 +381,43 @@ impl Drop for ConfigScheduler {
     fn drop(&mut self) {
         // SAFETY: created by scheduler_new, deleted once here, after every committer stopped.
         unsafe { envoy_dynamic_module_callback_http_filter_config_scheduler_delete(self.0) }
+    }
+}
+
+/// A stream's scheduler: committed from any thread, it runs the stream's `scheduled` hook on
+/// the stream's own worker. Owned by the stream's registry entry and deleted with it.
+pub struct StreamScheduler(*mut c_void);
+
+/// A handle that commits a [`StreamScheduler`]: valid while the scheduler is, which the
+/// wake-up table guarantees by dropping a stream's handles before its scheduler.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Waker(*mut c_void);
+
+// SAFETY: Envoy documents the filter scheduler's `commit` as safe to call from any thread
+// (a no-op once the filter is destroyed); a `Waker` only ever commits.
+unsafe impl Send for Waker {}
+// SAFETY: as above; committing takes `&self` and Envoy synchronises commits itself.
+unsafe impl Sync for Waker {}
+
+impl Waker {
+    /// Have Envoy run the stream's `scheduled` hook on its worker.
+    pub fn wake(self) {
+        // SAFETY: the scheduler is live (see the type's invariant); callable from any thread.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_commit(self.0, 0) }
+    }
+}
+
+impl StreamScheduler {
+    pub fn waker(&self) -> Waker {
+        Waker(self.0)
+    }
+}
+
+impl Drop for StreamScheduler {
+    fn drop(&mut self) {
+        // SAFETY: created by scheduler_new, deleted once here, on the stream's worker, after
+        // the wake-up table dropped every `Waker` of it.
+        unsafe { envoy_dynamic_module_callback_http_filter_scheduler_delete(self.0) }
     }
 }
 
@@ -551,6 +594,13 @@ impl Stream {
             }
         }
         body
+    }
+
+    /// A scheduler for this stream (see [`StreamScheduler`]).
+    pub fn scheduler(self) -> Option<StreamScheduler> {
+        // SAFETY: a live stream pointer on its own worker.
+        let ptr = unsafe { envoy_dynamic_module_callback_http_filter_scheduler_new(self.0) };
+        (!ptr.is_null()).then_some(StreamScheduler(ptr))
     }
 
     pub fn continue_decoding(self) {
@@ -1021,8 +1071,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout
     })
 }
 
-// Hooks Envoy 1.40 requires but this filter does not use: streamed call-outs, schedulers and
-// watermarks.
+// Hooks Envoy 1.40 requires but this filter does not use (streamed call-outs, watermarks), and
+// the scheduler hook, which wakes a request waiting for another worker ([`crate::wake`]).
 
 /// # Safety
 /// No pointer is used.
@@ -1084,13 +1134,15 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_http_stream_reset(
 }
 
 /// # Safety
-/// No pointer is used.
+/// Envoy passes the stream and the state this module returned for it, on its worker.
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
-    _stream: *mut c_void,
-    _state: *const c_void,
+    stream: *mut c_void,
+    state_ptr: *const c_void,
     _event_id: u64,
 ) {
+    // SAFETY: Envoy passes this stream's live state, on its worker.
+    unsafe { on_stream(stream, state_ptr, (), false, |s, _| filter::woken(s)) }
 }
 
 /// # Safety

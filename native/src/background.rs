@@ -46,6 +46,8 @@ impl Ticker {
                 // Wakes at once when the sender is dropped: `Disconnected` ends the loop.
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
                     scheduler.commit(0);
+                    // Requests waiting for another worker's exchange past its lease.
+                    crate::wake::expired(crate::host::now_ms());
                     wait = TICK;
                 }
             })

@@ -150,7 +150,10 @@ fn worker_gateway(config: &FilterConfig) -> Option<Rc<WorkerGateway>> {
         gateways.retain(|_, w| w.alive.strong_count() > 0);
         let parsed = config::parse(&config.bytes, &config::process_env).ok()?;
         let worker = Worker::new(Rc::new(parsed), Box::new(NativeVerifier::default()))
-            .with_signer(Box::new(NativeSigner));
+            .with_signer(Box::new(NativeSigner))
+            // One store for every worker, and schedulers to wake a stream from another
+            // thread: a user's vault exchange is sent once per process.
+            .with_shared_flights();
         let gateway =
             Gateway::new(worker).with_generation(Generation::new(&config.name, &config.bytes));
         let w = Rc::new(WorkerGateway {
@@ -307,13 +310,30 @@ pub fn callout_done(s: &StreamState, envoy_id: u64, answer: CalloutAnswer) {
     }
 }
 
+/// The stream was woken (its scheduler committed, [`crate::wake`]): the requests of this
+/// worker waiting for another worker's exchange are decided, sent or wait on.
+pub fn woken(s: &StreamState) {
+    let Some(w) = &s.worker else { return };
+    let host = s.host();
+    let Ok(mut gateway) = w.gateway.try_borrow_mut() else {
+        return;
+    };
+    let resolved = gateway.on_wake(&host, s.ctx);
+    drop(gateway);
+    if apply_resolved(w, &host, resolved, s.ctx) == Some(Next::Continue)
+        && registry::stream(s.ctx).is_some()
+    {
+        s.stream.continue_decoding();
+    }
+}
+
 pub fn stream_destroy(s: &StreamState) {
     registry::unregister(s.ctx);
     let Some(w) = &s.worker else { return };
     let Ok(mut gateway) = w.gateway.try_borrow_mut() else {
         return;
     };
-    gateway.forget(s.ctx);
+    gateway.forget(&s.host(), s.ctx);
     // Call-outs this stream sent for others are cancelled with it: another live stream of
     // the same configuration sends them again (or the next tick does).
     let Some((owner, stream)) = registry::live_other(s.ctx, w.config_id) else {
@@ -391,7 +411,7 @@ fn apply_resolved(
         let Some(stream) = registry::stream(ctx) else {
             // Gone before its decision: nothing to answer.
             if let Ok(mut g) = w.gateway.try_borrow_mut() {
-                g.forget(ctx);
+                g.forget(host, ctx);
             }
             continue;
         };
@@ -454,6 +474,14 @@ fn apply_effect(stream: Stream, ctx: u32, effect: &Effect) -> bool {
         }
         Effect::RemoveResponseHeader(name) => stream.remove_response_header(name),
         Effect::SetResponseHeader(name, value) => stream.set_response_header(name, value),
+        Effect::WakeOnWrite { key, by_ms, seen } => {
+            match registry::waker(ctx) {
+                Some(waker) => crate::wake::watch(key, *by_ms, *seen, waker, crate::host::now_ms()),
+                // Nothing could wake it: answered now rather than left waiting.
+                None => send_reply(stream, &gateway::cannot_wait()),
+            }
+            true
+        }
     }
 }
 

@@ -59,6 +59,13 @@ pub enum Caller {
     Config(ConfigHandle),
 }
 
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 pub struct NativeHost<'a> {
     /// Metrics, call-outs and the connection id go through it.
     pub caller: Caller,
@@ -67,9 +74,7 @@ pub struct NativeHost<'a> {
 
 impl Host for NativeHost<'_> {
     fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        now_ms()
     }
 
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -82,7 +87,10 @@ impl Host for NativeHost<'_> {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), SharedWriteError> {
-        store::set(key, value, cas)
+        store::set(key, value, cas)?;
+        // Requests of other workers may wait for this record (an exchange lease released).
+        crate::wake::written(key);
+        Ok(())
     }
 
     fn count(&self, tenant: &str, counter: Counter) {

@@ -8,7 +8,8 @@
 //! - [`host`]: the core's `Host` (clock, store, metrics, call-outs).
 //! - [`registry`]: this worker's streams and call-outs by the core's ids.
 //! - [`store`]: the process-wide shared store (bounded).
-//! - [`crypto`]: signatures through `ring`.
+//! - [`wake`]: waking a request that waits for another worker's vault exchange.
+//! - [`crypto`]: signatures through `aws-lc-rs`, keys parsed once.
 //! - [`logger`]: `log` onto Envoy's logger.
 
 // The compiler keeps `unsafe` inside the bindings module.
@@ -29,3 +30,4 @@ pub mod host;
 pub mod logger;
 pub mod registry;
 pub mod store;
+pub mod wake;

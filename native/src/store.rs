@@ -1,7 +1,8 @@
 //! The process-wide shared store: what proxy-wasm calls shared data, here one map for every
 //! worker of the process (the module is one library per process). Same contract as the
 //! proxy-wasm host's: a value and a CAS number per key, writes refused on a stale CAS. Unlike
-//! it, bounded: the per-user records (downstream tokens, user records, MCP sessions) are
+//! it, bounded: the per-user records (downstream tokens, user records, exchange leases, MCP
+//! sessions) are
 //! evicted least recently written first past [`MAX_ENTRIES`]; the records a configuration
 //! bounds (keys, leases, back-offs, the configuration generation) are never evicted, since
 //! losing the generation record would let a replaced configuration serve again.
@@ -16,7 +17,12 @@ use tvp_core::host::SharedWriteError;
 pub const MAX_ENTRIES: usize = 200_000;
 
 /// Keys a user's traffic creates: the only ones evicted.
-const EVICTABLE: &[&str] = &["tvp/v1/dt/", "tvp/v1/du/", "tvp/v1/mcp-sessions/"];
+const EVICTABLE: &[&str] = &[
+    "tvp/v1/dt/",
+    "tvp/v1/du/",
+    "tvp/v1/dx/",
+    "tvp/v1/mcp-sessions/",
+];
 
 fn evictable(key: &str) -> bool {
     EVICTABLE.iter().any(|p| key.starts_with(p))
@@ -129,6 +135,11 @@ pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
 
 pub fn set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError> {
     with(|s| s.set(key, value, cas))
+}
+
+/// The CAS number of `key` (its version), without copying its value.
+pub fn version(key: &str) -> Option<u32> {
+    with(|s| s.entries.get(key).map(|e| e.cas))
 }
 
 #[cfg(test)]

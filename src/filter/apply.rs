@@ -26,7 +26,7 @@ pub fn resolved(gateway: &Shared, resolved: Resolved, current: u32) -> Action {
         elsewhere = true;
         if !host::act_on(ctx) {
             // Gone before its decision: nothing to answer.
-            gateway.borrow_mut().forget(ctx);
+            gateway.borrow_mut().forget(&ProxyWasmHost, ctx);
             continue;
         }
         if this(gateway, ctx, outcome) == Action::Continue {
@@ -69,6 +69,10 @@ fn apply(ctx: u32, effect: &Effect) -> bool {
         }
         Effect::RemoveResponseHeader(name) => host::remove_response_header(name),
         Effect::SetResponseHeader(name, value) => host::set_response_header(name, value),
+        // This host's worker never shares flights (proxy-wasm cannot wake a request from
+        // another worker), so the core never asks; were it to, the request fails closed
+        // rather than waiting for a wake-up that cannot come.
+        Effect::WakeOnWrite { .. } => host::send_reply(&tvp_core::gateway::cannot_wait()),
     }
 }
 

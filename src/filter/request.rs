@@ -104,7 +104,7 @@ impl Drop for Request {
     fn drop(&mut self) {
         if let Some(gateway) = &self.gateway {
             if let Ok(mut g) = gateway.try_borrow_mut() {
-                g.forget(self.id);
+                g.forget(&ProxyWasmHost, self.id);
             }
         }
     }

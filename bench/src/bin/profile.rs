@@ -372,7 +372,7 @@ fn serve_glue(
         }
         mcp_map.remove(&ctx);
         forwarded_map.remove(&ctx);
-        worker.forget(ctx);
+        worker.forget(host, ctx);
     }
     Ok(forwarded)
 }
@@ -407,7 +407,7 @@ fn serve_gateway(
         }
         let effects = gateway.on_response_headers(host, ctx, &|| Some(200), &|_| None);
         apply(host, &effects);
-        gateway.forget(ctx);
+        gateway.forget(host, ctx);
     }
     Ok(forwarded)
 }
@@ -424,6 +424,7 @@ fn apply(host: &MemoryHost, effects: &[Effect]) {
             Effect::ClearRouteCache => 0,
             Effect::Reply(reply) => reply.body.len(),
             Effect::Record(record) => record.len(),
+            Effect::WakeOnWrite { key, .. } => key.len(),
         };
         std::hint::black_box(touched);
     }
@@ -471,9 +472,11 @@ fn serve_worker(
                 );
                 // The in-memory host never refuses a write.
                 let _ = host.shared_set(&cache_key, &value, None);
-                worker.forget(i as u32);
+                worker.forget(host, i as u32);
             }
-            Step::Wait { .. } => return Err("waited for keys, which are stored".into()),
+            Step::Wait { .. } | Step::WaitElsewhere { .. } => {
+                return Err("waited for keys, which are stored".into())
+            }
             Step::Deny { deny, .. } => return Err(format!("{deny:?}")),
         }
     }

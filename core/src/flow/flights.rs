@@ -3,8 +3,9 @@
 
 use std::rc::Rc;
 
+use super::exchange_lease::{self, Lease};
 use super::{Host, RequestInput, Resolution, Step, Worker};
-use crate::cache::Principal;
+use crate::cache::{self, Principal};
 use crate::callout::{CalloutRequest, CalloutResponse};
 use crate::config::{JwksSource, SubjectTokenType, VaultBackend};
 use crate::vault;
@@ -45,6 +46,20 @@ pub(super) struct Flight {
     pub(super) started_ms: u64,
     /// The user record of a vault exchange.
     pub(super) user_key: Option<String>,
+    /// A vault exchange's lease across workers (hosts with shared flights only).
+    pub(super) lease: FlightLease,
+}
+
+/// Who sends a vault exchange when workers share flights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FlightLease {
+    /// Not shared: this worker sends it (keys, or a host without shared flights).
+    Unshared,
+    /// This worker holds the lease until then, and sends it.
+    Held { until_ms: u64 },
+    /// Another worker sends it; its lease runs until then at the latest (`seen`: the lease
+    /// record's version when read).
+    Elsewhere { until_ms: u64, seen: Option<u32> },
 }
 
 /// The call-out fetching tenant `index`'s keys: its JWKS, or first its discovery document.
@@ -87,6 +102,7 @@ impl Worker {
             purpose,
             request,
             None,
+            FlightLease::Unshared,
         )
     }
 
@@ -94,6 +110,7 @@ impl Worker {
     /// request of the same user already did.
     pub(super) fn wait_for_token(
         &mut self,
+        host: &dyn Host,
         now_ms: u64,
         context_id: u32,
         input: RequestInput,
@@ -107,10 +124,23 @@ impl Worker {
         };
         let user_key = Some(principal.user_key.clone());
         self.waiting_token.insert(context_id, (input, principal));
-        self.join(now_ms, context_id, key, purpose, request, user_key)
+        let lease = match &key {
+            FlightKey::Token(dkey) if self.shared_flights && !self.flights.contains_key(&key) => {
+                let duration = exchange_lease::duration_ms(self.config.settings.callout_timeout_ms);
+                match exchange_lease::take(host, &exchange_lease::key(dkey), now_ms, duration) {
+                    Lease::Taken { until_ms } => FlightLease::Held { until_ms },
+                    Lease::HeldElsewhere { until_ms, seen } => {
+                        FlightLease::Elsewhere { until_ms, seen }
+                    }
+                }
+            }
+            _ => FlightLease::Unshared,
+        };
+        self.join(now_ms, context_id, key, purpose, request, user_key, lease)
     }
 
-    /// Join the flight for `key`, or start it.
+    /// Join the flight for `key`, or start it (or, leased elsewhere, wait for it).
+    #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
         now_ms: u64,
@@ -119,14 +149,30 @@ impl Worker {
         purpose: Purpose,
         request: CalloutRequest,
         user_key: Option<String>,
+        lease: FlightLease,
     ) -> Step {
         if let Some(flight) = self.flights.get_mut(&key) {
             flight.waiters.push(context_id);
-            return Step::Wait {
-                flight: key,
-                start: None,
+            return match (flight.lease, &key) {
+                (FlightLease::Elsewhere { until_ms, seen }, FlightKey::Token(dkey)) => {
+                    Step::WaitElsewhere {
+                        watch: exchange_lease::key(dkey),
+                        until_ms,
+                        seen,
+                    }
+                }
+                _ => Step::Wait {
+                    flight: key,
+                    start: None,
+                },
             };
         }
+        let elsewhere = match (lease, &key) {
+            (FlightLease::Elsewhere { until_ms, seen }, FlightKey::Token(dkey)) => {
+                Some((exchange_lease::key(dkey), until_ms, seen))
+            }
+            _ => None,
+        };
         self.flights.insert(
             key.clone(),
             Flight {
@@ -137,11 +183,95 @@ impl Worker {
                 sent_ms: None,
                 started_ms: now_ms,
                 user_key,
+                lease,
             },
         );
+        if let Some((watch, until_ms, seen)) = elsewhere {
+            if let Some(f) = self.flights.get_mut(&key) {
+                f.owner = None;
+            }
+            return Step::WaitElsewhere {
+                watch,
+                until_ms,
+                seen,
+            };
+        }
         Step::Wait {
             flight: key,
             start: Some(request),
+        }
+    }
+
+    /// A request waiting for another worker's exchange was woken (the lease record was written,
+    /// or ran out): every such flight of this worker is answered from the cache the other
+    /// worker filled, taken over if the lease is free, or waits on.
+    pub fn poll_elsewhere(&mut self, host: &dyn Host, now_ms: u64) -> Vec<Resolution> {
+        let waiting: Vec<FlightKey> = self
+            .flights
+            .iter()
+            .filter(|(_, f)| matches!(f.lease, FlightLease::Elsewhere { .. }))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut out = Vec::new();
+        for key in waiting {
+            let FlightKey::Token(dkey) = &key else {
+                continue;
+            };
+            let cached = host
+                .shared_get(dkey)
+                .0
+                .and_then(|b| cache::decode_downstream(&b, now_ms));
+            if let Some(answer) = cached {
+                let Some(flight) = self.flights.remove(&key) else {
+                    continue;
+                };
+                for ctx in flight.waiters {
+                    if let Some((input, principal)) = self.waiting_token.remove(&ctx) {
+                        out.push((ctx, self.answered(&input, &principal, &answer)));
+                    }
+                }
+                continue;
+            }
+            let watch = exchange_lease::key(dkey);
+            let duration = exchange_lease::duration_ms(self.config.settings.callout_timeout_ms);
+            let lease = exchange_lease::take(host, &watch, now_ms, duration);
+            let Some(flight) = self.flights.get_mut(&key) else {
+                continue;
+            };
+            match lease {
+                Lease::Taken { until_ms } => {
+                    // Free (released without an answer to cache, or expired): ours to send.
+                    flight.lease = FlightLease::Held { until_ms };
+                    flight.started_ms = now_ms;
+                    if let Some(first) = flight.waiters.first() {
+                        let start = Some(flight.request.clone());
+                        out.push((*first, Step::Wait { flight: key, start }));
+                    }
+                }
+                Lease::HeldElsewhere { until_ms, seen } => {
+                    flight.lease = FlightLease::Elsewhere { until_ms, seen };
+                    for ctx in &flight.waiters {
+                        let watch = watch.clone();
+                        out.push((
+                            *ctx,
+                            Step::WaitElsewhere {
+                                watch,
+                                until_ms,
+                                seen,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The lease of `flight`, if this worker holds it, is released (its answer is cached, or
+    /// nobody here waits for it any more): the workers waiting elsewhere are woken by it.
+    pub(super) fn release_lease(host: &dyn Host, key: &FlightKey, flight: &Flight) {
+        if let (FlightLease::Held { until_ms }, FlightKey::Token(dkey)) = (flight.lease, key) {
+            exchange_lease::release(host, &exchange_lease::key(dkey), until_ms);
         }
     }
 
@@ -160,21 +290,29 @@ impl Worker {
 
     /// A waiting request went away (client closed). Its flight carries on for the others; if
     /// it owned the call-out, the answer will not come to us and the root must redo it.
-    pub fn forget(&mut self, context_id: u32) {
+    pub fn forget(&mut self, host: &dyn Host, context_id: u32) {
         self.waiting_keys.remove(&context_id);
         self.waiting_token.remove(&context_id);
         let mut orphaned = Vec::new();
+        let mut abandoned = Vec::new();
         for (key, f) in self.flights.iter_mut() {
             f.waiters.retain(|w| *w != context_id);
             if f.owner == Some(context_id) {
                 f.owner = None;
                 orphaned.push(key.clone());
+            } else if f.waiters.is_empty() && matches!(f.lease, FlightLease::Elsewhere { .. }) {
+                abandoned.push(key.clone());
             }
+        }
+        for key in abandoned {
+            self.flights.remove(&key);
         }
         for key in orphaned {
             let empty = self.flights.get(&key).is_some_and(|f| f.waiters.is_empty());
             if empty {
-                self.flights.remove(&key);
+                if let Some(flight) = self.flights.remove(&key) {
+                    Self::release_lease(host, &key, &flight);
+                }
             } else {
                 self.orphans.insert(key);
             }

@@ -220,30 +220,8 @@ impl Worker {
                 Counter::DownstreamCacheMiss
             },
         );
-        match cached {
-            Some(Downstream::Token(t)) => {
-                let headers = &config.settings.credential_headers;
-                return Step::Forward(forward(
-                    input.tenant,
-                    tenant,
-                    headers,
-                    &principal,
-                    t.expose(),
-                ));
-            }
-            Some(Downstream::NotConnected { interaction_uri }) => {
-                let deny = connect_required(tenant, interaction_uri.as_deref(), &[]);
-                return refuse(deny, &principal);
-            }
-            Some(Downstream::Failed(failure)) => {
-                let deny = match failure {
-                    CachedFailure::Misconfigured => Deny::VaultMisconfigured,
-                    CachedFailure::Forbidden => Deny::VaultForbidden,
-                    CachedFailure::Dependency(f) => Deny::VaultFailed(f),
-                };
-                return refuse(deny, &principal);
-            }
-            None => {}
+        if let Some(answer) = cached {
+            return self.answered(&input, &principal, &answer);
         }
         let subject = match tenant.vault.subject_token_type {
             SubjectTokenType::AccessToken => input.token.clone(),
@@ -280,6 +258,41 @@ impl Worker {
                 return vault_step(tenant, input.tenant, headers, &principal, &outcome);
             }
         };
-        self.wait_for_token(now_ms, context_id, input, principal, request)
+        self.wait_for_token(host, now_ms, context_id, input, principal, request)
+    }
+
+    /// A request's step from its user's cached vault answer.
+    pub(super) fn answered(
+        &self,
+        input: &RequestInput,
+        principal: &Rc<Principal>,
+        answer: &Downstream,
+    ) -> Step {
+        let tenant = &self.config.tenants[input.tenant];
+        let refuse = |deny: Deny| Step::Deny {
+            deny,
+            tenant: input.tenant,
+            principal: Some(Rc::clone(principal)),
+        };
+        match answer {
+            Downstream::Token(t) => {
+                let headers = &self.config.settings.credential_headers;
+                Step::Forward(forward(
+                    input.tenant,
+                    tenant,
+                    headers,
+                    principal,
+                    t.expose(),
+                ))
+            }
+            Downstream::NotConnected { interaction_uri } => {
+                refuse(connect_required(tenant, interaction_uri.as_deref(), &[]))
+            }
+            Downstream::Failed(failure) => refuse(match failure {
+                CachedFailure::Misconfigured => Deny::VaultMisconfigured,
+                CachedFailure::Forbidden => Deny::VaultForbidden,
+                CachedFailure::Dependency(f) => Deny::VaultFailed(*f),
+            }),
+        }
     }
 }

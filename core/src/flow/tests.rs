@@ -407,7 +407,7 @@ fn waiters_survive_their_owner_going_away() {
         Step::Wait { start: None, .. }
     ));
     // The owner's client hangs up: its call-out is lost with it.
-    f.worker.forget(1);
+    f.worker.forget(&f.host, 1);
     let orphans = f.worker.take_orphans(NOW_S * 1000);
     assert_eq!(orphans.len(), 1);
     assert_eq!(orphans[0].0, flight);
@@ -425,7 +425,7 @@ fn waiters_survive_their_owner_going_away() {
         .map(|(a, _)| a.clone())
         .unwrap_or_else(|| panic!("no call-out started"));
     f.worker.dispatched(&flight, 8, 3, NOW_S * 1000);
-    f.worker.forget(3);
+    f.worker.forget(&f.host, 3);
     assert!(f.worker.take_orphans(NOW_S * 1000).is_empty());
     assert!(!f.worker.is_waiting(3));
 }
@@ -537,7 +537,7 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
         Step::Wait { start: None, .. }
     ));
     // The owner goes away after sending: the call is sent again, not replayed.
-    f.worker.forget(1);
+    f.worker.forget(&f.host, 1);
     let orphans = f.worker.take_orphans(NOW_S * 1000);
     assert_eq!(orphans.len(), 1);
     let assertion = |r: &CalloutRequest| {
@@ -871,4 +871,136 @@ fn the_failure_budget_refills_continuously() {
     let mut big = FailureBudget::default();
     big.spend(100_000, u64::MAX);
     assert_eq!(big.wait_seconds(100_000, u64::MAX), 0);
+}
+
+/// Two workers sharing one store and their flights (the native host): `f.worker` and the
+/// returned one.
+fn sharing_workers(f: &mut Fixture) -> Worker {
+    let config = Rc::clone(&f.worker.config);
+    f.worker = Worker::new(Rc::clone(&config), Box::new(PureRustVerifier)).with_shared_flights();
+    Worker::new(config, Box::new(PureRustVerifier)).with_shared_flights()
+}
+
+fn request(token: &str) -> RequestInput {
+    RequestInput {
+        tenant: 0,
+        method: "GET".into(),
+        token: token.into(),
+        subject_token: None,
+    }
+}
+
+fn waits_elsewhere(step: &Step) -> Option<(String, Option<u32>)> {
+    match step {
+        Step::WaitElsewhere { watch, seen, .. } => Some((watch.clone(), *seen)),
+        _ => None,
+    }
+}
+
+#[test]
+fn workers_sharing_flights_send_one_exchange_per_user() {
+    let mut f = fixture();
+    let mut other = sharing_workers(&mut f);
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 1, &alice);
+    // The other worker's requests of the same user wait for it: no call-out of their own.
+    let first = other.begin(&f.host, 7, request(&alice));
+    let (watch, seen) = waits_elsewhere(&first).unwrap_or_else(|| panic!("{first:?}"));
+    assert!(watch.starts_with("tvp/v1/dx/"), "{watch}");
+    assert!(waits_elsewhere(&other.begin(&f.host, 8, request(&alice))).is_some());
+    // Woken with nothing new: they wait on.
+    let now = f.host.now_ms();
+    let early = other.poll_elsewhere(&f.host, now);
+    assert_eq!(early.len(), 2);
+    assert!(early.iter().all(|(_, s)| waits_elsewhere(s).is_some()));
+    // The holder's answer is cached and its lease released: the record changed.
+    f.answer(1, 200, json!({"access_token": "gho_1", "expires_in": 3600}));
+    assert_ne!(f.host.shared_get(&watch).1, seen);
+    let answered = other.poll_elsewhere(&f.host, now);
+    let mut ctxs: Vec<u32> = answered.iter().map(|(c, _)| *c).collect();
+    ctxs.sort_unstable();
+    assert_eq!(ctxs, vec![7, 8]);
+    for (_, step) in &answered {
+        let Step::Forward(fw) = step else {
+            panic!("{step:?}")
+        };
+        assert!(fw.value.ends_with("gho_1"));
+    }
+    assert!(!other.is_waiting(7) && !other.is_waiting(8));
+    // Another user is its own exchange, on whichever worker sees it first.
+    let bob = f.token("bob", "github:read");
+    assert!(started(&other.begin(&f.host, 9, request(&bob))).is_some());
+}
+
+#[test]
+fn without_shared_flights_each_worker_sends_its_own_exchange() {
+    let mut f = fixture();
+    let config = Rc::clone(&f.worker.config);
+    let mut other = Worker::new(config, Box::new(PureRustVerifier));
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 1, &alice);
+    assert!(started(&other.begin(&f.host, 7, request(&alice))).is_some());
+}
+
+#[test]
+fn a_lease_whose_holder_gave_up_is_taken_over_at_once() {
+    let mut f = fixture();
+    let mut other = sharing_workers(&mut f);
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 1, &alice);
+    let step = other.begin(&f.host, 7, request(&alice));
+    assert!(waits_elsewhere(&step).is_some(), "{step:?}");
+    // The holder's only request goes away: its call-out is cancelled, the lease released.
+    f.worker.forget(&f.host, 1);
+    let now = f.host.now_ms();
+    let resolved = other.poll_elsewhere(&f.host, now);
+    assert_eq!(resolved.len(), 1);
+    let (flight, _) = started(&resolved[0].1).unwrap_or_else(|| panic!("{resolved:?}"));
+    let flight = flight.clone();
+    other.dispatched(&flight, 3, 7, now);
+    let response = CalloutResponse {
+        status: Some(200),
+        retry_after: None,
+        rate_limit_reset: None,
+        body: Some(br#"{"access_token":"gho_2","expires_in":3600}"#.to_vec()),
+    };
+    let r = other.on_response(&f.host, 3, &response);
+    assert!(matches!(&r[0], (7, Step::Forward(fw)) if fw.value.ends_with("gho_2")));
+}
+
+#[test]
+fn a_lease_that_ran_out_is_taken_over_by_a_waiter() {
+    let mut f = fixture();
+    let mut other = sharing_workers(&mut f);
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 1, &alice);
+    assert!(waits_elsewhere(&other.begin(&f.host, 7, request(&alice))).is_some());
+    let Step::WaitElsewhere { until_ms, .. } = other.begin(&f.host, 8, request(&alice)) else {
+        panic!("not waiting elsewhere")
+    };
+    let lease = super::exchange_lease::duration_ms(f.worker.config.settings.callout_timeout_ms);
+    assert_eq!(until_ms, f.host.now_ms() + lease);
+    // Before it runs out: still waiting. At its end: one waiter sends the exchange.
+    assert!(other
+        .poll_elsewhere(&f.host, until_ms - 1)
+        .iter()
+        .all(|(_, s)| waits_elsewhere(s).is_some()));
+    let resolved = other.poll_elsewhere(&f.host, until_ms);
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert!(started(&resolved[0].1).is_some());
+    // The first holder's answer arriving late does not disturb the new holder's lease.
+    f.answer(1, 200, json!({"access_token": "gho_1", "expires_in": 3600}));
+    let key = super::exchange_lease::key(&match &resolved[0].1 {
+        Step::Wait {
+            flight: FlightKey::Token(k),
+            ..
+        } => k.clone(),
+        s => panic!("{s:?}"),
+    });
+    let (value, _) = f.host.shared_get(&key);
+    assert_ne!(value.as_deref(), Some(&0u64.to_be_bytes()[..]));
 }

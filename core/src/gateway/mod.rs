@@ -321,6 +321,18 @@ impl Gateway {
                 )
             }
             Step::Wait { .. } => Outcome::stop(),
+            Step::WaitElsewhere {
+                watch,
+                until_ms,
+                seen,
+            } => Outcome {
+                effects: vec![Effect::WakeOnWrite {
+                    key: watch,
+                    by_ms: until_ms,
+                    seen,
+                }],
+                next: Next::Stop,
+            },
         }
     }
 
@@ -512,11 +524,20 @@ impl Gateway {
         out
     }
 
+    /// A request that waits for another worker was woken ([`Effect::WakeOnWrite`]), as
+    /// `current`: every request of this worker waiting elsewhere is decided, sent or waits on.
+    pub fn on_wake(&mut self, host: &dyn Host, current: u32) -> Resolved {
+        let steps = self.worker.poll_elsewhere(host, host.now_ms());
+        let mut out = self.resolve(host, steps, current);
+        out.extend(self.dispatch_orphans(host, current));
+        out
+    }
+
     /// The request is gone (finished, or the client went away); the host will not deliver
     /// call-outs it sent.
-    pub fn forget(&mut self, ctx: u32) {
+    pub fn forget(&mut self, host: &dyn Host, ctx: u32) {
         self.live.remove(&ctx);
-        self.worker.forget(ctx);
+        self.worker.forget(host, ctx);
     }
 }
 
@@ -531,6 +552,17 @@ fn superseded_refusal(host: &dyn Host) -> Outcome {
         ],
         next: Next::Stop,
     }
+}
+
+/// The answer to a request that would wait for another worker's exchange on a host that
+/// cannot wake it (it is answered rather than left waiting).
+pub fn cannot_wait() -> Reply {
+    let mut reply = Reply::json(
+        503,
+        &serde_json::json!({"error": "temporarily_unavailable", "error_description": "The gateway could not wait for this request's credential. Retry."}),
+    );
+    reply.headers.push(("retry-after", "1".into()));
+    reply
 }
 
 /// The answer to every request while the filter has no valid configuration.

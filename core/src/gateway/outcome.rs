@@ -24,6 +24,18 @@ pub enum Effect {
     RemoveResponseHeader(String),
     /// On the response: set a header (`:status` included).
     SetResponseHeader(String, String),
+    /// The request waits for another worker: call [`Gateway::on_wake`] in its context when
+    /// shared-data record `key` is written (at once if its version is no longer `seen`), or at
+    /// `by_ms` (host clock) at the latest. Only a
+    /// gateway whose worker shares flights ([`Worker::with_shared_flights`]) asks for it.
+    ///
+    /// [`Gateway::on_wake`]: super::Gateway::on_wake
+    /// [`Worker::with_shared_flights`]: crate::flow::Worker::with_shared_flights
+    WakeOnWrite {
+        key: String,
+        by_ms: u64,
+        seen: Option<u32>,
+    },
 }
 
 impl Effect {

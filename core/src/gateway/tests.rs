@@ -244,7 +244,7 @@ fn a_stopped_request_keeps_its_body_and_trailers_until_it_goes_on() {
         Outcome::stop()
     );
     // Forgotten: nothing kept.
-    f.gateway.forget(2);
+    f.gateway.forget(&f.host, 2);
     assert!(!f.gateway.live.contains_key(&2));
 }
 

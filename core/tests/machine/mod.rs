@@ -493,7 +493,7 @@ impl Machine {
             c.fate = Fate::Gone;
         }
         self.outstanding.retain(|_, call| call.owner != ctx);
-        self.gateway.forget(ctx);
+        self.gateway.forget(&self.host, ctx);
     }
 
     fn disconnect(&mut self, arg: u8) {
