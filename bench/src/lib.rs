@@ -3,6 +3,7 @@
 
 pub mod flood;
 pub mod measure;
+pub mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -240,7 +241,7 @@ pub fn listener(name: &str, port: u16, filters: &str) -> String {
 }
 
 /// A listener whose HTTP connection manager has one `route` entry and the given filters.
-fn listener_with_route(name: &str, port: u16, route: &str, filters: &str) -> String {
+pub fn listener_with_route(name: &str, port: u16, route: &str, filters: &str) -> String {
     format!(
         r#"  - name: {name}
     address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
@@ -401,10 +402,13 @@ pub fn bench_yaml(
     y
 }
 
-pub fn upstream_yaml(port: u16, admin: u16) -> String {
-    let answer = r#"              - match: { prefix: "/" }
+/// A route answering every request 200 itself (Envoy's `direct_response`): an upstream that
+/// costs the same whatever runs in front of it.
+pub const ANSWER_200: &str = r#"              - match: { prefix: "/" }
                 direct_response: { status: 200, body: { inline_string: "ok" } }"#;
-    bootstrap_head(admin) + &listener_with_route("upstream", port, answer, "")
+
+pub fn upstream_yaml(port: u16, admin: u16) -> String {
+    bootstrap_head(admin) + &listener_with_route("upstream", port, ANSWER_200, "")
 }
 
 pub fn startup_yaml(port: u16, admin: u16, filter: Option<(&Path, &Value)>) -> String {

@@ -5,8 +5,9 @@
 //! wrk): plain routing, a trivial wasm filter, native `jwt_authn` with and without its JWT
 //! cache, and our filter warm, with a new token on every request, and with 10k users (plus
 //! module B's warm and new-token listeners with `BENCH_MODULE_B`). Variants run in alternating
-//! rounds and medians are reported. Then the forged-token flood scenario (`flood.rs`) runs in
-//! an Envoy of its own. This is a benchmark, not a test: it asserts nothing about speed.
+//! rounds and medians are reported. Then the forged-token flood scenario (`flood.rs`) and the
+//! cold-users-over-two-workers scenario (`workers.rs`) run, each in an Envoy of its own. This
+//! is a benchmark, not a test: it asserts nothing about speed or call counts.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -23,19 +24,24 @@ const SECRET: &str = "bench-secret";
 const USAGE: &str = "make bench, or: cargo run -q --release -p bench --bin bench
 
 Runs in one Envoy, side by side: plain Envoy, a trivial wasm filter, native jwt_authn and this
-filter; then the forged-token flood scenario. Needs the release module, the trivial filter
+filter; then the forged-token flood scenario; then cold users over two workers (vault calls
+per user, wasm and the native module). Needs the release module, the trivial filter
 (cargo build --release --target wasm32-wasip1 -p trivial-filter), wrk and Envoy (ENVOY_BIN or
-.tools/envoy). Set by environment:
+.tools/envoy); the native module too when built (make native). Set by environment:
 
-  BENCH_ONLY=flood | side-by-side   run one scenario only (default: both)
+  BENCH_ONLY=side-by-side | flood | workers   run one scenario only (default: all three)
   BENCH_SECONDS=8                   length of each measured run
   BENCH_ROUNDS=3                    alternating rounds (medians are reported)
   BENCH_USERS=10000                 users of the cycling variant (side by side)
   BENCH_MODULE_B=other.wasm         add that build's warm and new-token variants (side by side)
   BENCH_PERF=1                      add a perf pass per variant (side by side; needs perf)
   BENCH_JUNK_RATE=2000              junk-signature tokens per second (flood)
+  BENCH_WORKERS_USERS=300           cold users per host (workers)
+  BENCH_WORKERS_REQUESTS=8          requests each user sends at once, one connection each (workers)
+  BENCH_WORKERS_PARALLEL=8          users sending at the same time (workers)
 
-Results are printed and written to target/bench/results.md and target/bench-flood/results.md.";
+Results are printed and written to target/bench/results.md, target/bench-flood/results.md and
+target/bench-workers/results.md.";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,19 +73,28 @@ fn run() -> Result<(), String> {
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     match only.as_str() {
-        "" | "side-by-side" | "flood" => {}
+        "" | "side-by-side" | "flood" | "workers" => {}
         other => {
             return Err(format!(
-                "BENCH_ONLY={other}: flood or side-by-side\n\n{USAGE}"
+                "BENCH_ONLY={other}: side-by-side, flood or workers\n\n{USAGE}"
             ))
         }
     }
-    if only != "flood" {
+    let runs = |scenario: &str| only.is_empty() || only == scenario;
+    if runs("side-by-side") {
         side_by_side(seconds, rounds)?;
     }
-    if only != "side-by-side" {
+    if runs("flood") {
         let rate: u64 = env_or("BENCH_JUNK_RATE", 2000);
         println!("{}", bench::flood::scenario(seconds, rounds, rate, SECRET)?);
+    }
+    if runs("workers") {
+        let opts = bench::workers::Options {
+            users: env_or("BENCH_WORKERS_USERS", 300),
+            requests: env_or("BENCH_WORKERS_REQUESTS", 8),
+            parallel: env_or("BENCH_WORKERS_PARALLEL", 8),
+        };
+        println!("{}", bench::workers::scenario(&opts, SECRET)?);
     }
     Ok(())
 }

@@ -327,10 +327,12 @@ pub struct Verified {
     pub principal: Rc<Principal>,
 }
 
-/// 128-bit keyed digest of a token: one SipHash-1-3-128 pass with random per-worker keys (from
-/// the host's CSPRNG). The digests never leave the worker, so serving one token as another
-/// needs a blind second preimage of a keyed 128-bit function; it costs a fraction of SHA-256
-/// in wasm, where it runs on every request.
+/// 128-bit keyed digest of a token: one SipHash-1-3-128 pass with random keys (from the host's
+/// CSPRNG; per worker in wasm, per process on the native host, whose workers share verified
+/// tokens). The digests never leave the process, so serving one token as another needs a
+/// blind second preimage of a keyed 128-bit function; it costs a fraction of SHA-256 in wasm,
+/// where it runs on every request.
+#[derive(Clone, Copy)]
 pub struct TokenDigest {
     k0: u64,
     k1: u64,

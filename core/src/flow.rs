@@ -33,6 +33,7 @@ mod id_token;
 mod identity;
 mod keys;
 mod pipeline;
+mod shared_verified;
 
 pub use downstream::{evict_downstream, evict_user};
 
@@ -138,6 +139,8 @@ pub struct Worker {
     identities: DigestMap<Identity>,
     /// Vault exchanges are single flight across workers ([`exchange_lease`]).
     shared_flights: bool,
+    /// The namespace of verified tokens shared with the other workers ([`shared_verified`]).
+    shared_verified: Option<String>,
 }
 
 /// A request that a call-out answer has decided, to be applied in its own context.
@@ -161,7 +164,18 @@ impl Worker {
             orphans: HashSet::new(),
             identities: DigestMap::default(),
             shared_flights: false,
+            shared_verified: None,
         }
+    }
+
+    /// Share verified tokens with the other workers through shared data, under `namespace`
+    /// (the configuration's digest: another configuration never trusts this one's checks),
+    /// digested with `digest` (the same keys on every worker). For a host whose shared data is
+    /// one store for all workers.
+    pub fn with_shared_verified_tokens(mut self, namespace: String, digest: TokenDigest) -> Self {
+        self.shared_verified = Some(namespace);
+        self.digest = digest;
+        self
     }
 
     /// Share vault exchanges with the other workers through leases in shared data: for a host

@@ -130,8 +130,9 @@ pub enum ScopeClaim {
     Permissions,
 }
 
-/// The claims the filter uses, with their types already enforced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The claims the filter uses, with their types already enforced. (Serialized only into the
+/// process-wide verified-token record of the native host, `flow::shared_verified`.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Claims {
     pub iss: String,
     pub sub: String,

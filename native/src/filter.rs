@@ -3,22 +3,23 @@
 //!
 //! Envoy shares one configuration object across its workers; the core is single-threaded, so
 //! every worker builds its own gateway for a configuration on its first stream, and the state
-//! that must be shared (keys, downstream tokens, leases, the configuration generation) lives
-//! in the process-wide [`crate::store`].
+//! that must be shared (keys, downstream tokens, verified tokens, leases, the configuration
+//! generation) lives in the process-wide [`crate::store`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
 use log::{error, info};
 
+use tvp_core::cache::TokenDigest;
 use tvp_core::callout::CalloutResponse;
 use tvp_core::config;
 use tvp_core::flow::Worker;
 use tvp_core::gateway::{self, Effect, Gateway, Next, Outcome, RequestHead, Resolved};
-use tvp_core::generation::Generation;
+use tvp_core::generation::{self, Generation};
 use tvp_core::host::Host;
 use tvp_core::reply::Reply;
 
@@ -139,6 +140,13 @@ impl FilterConfig {
     }
 }
 
+/// The token digest's keys, the same on every worker (verified tokens are shared under them),
+/// random per process.
+fn process_token_digest() -> TokenDigest {
+    static DIGEST: OnceLock<TokenDigest> = OnceLock::new();
+    *DIGEST.get_or_init(TokenDigest::new)
+}
+
 /// This worker's gateway for `config`, built on its first stream.
 fn worker_gateway(config: &FilterConfig) -> Option<Rc<WorkerGateway>> {
     GATEWAYS.with(|g| {
@@ -152,8 +160,13 @@ fn worker_gateway(config: &FilterConfig) -> Option<Rc<WorkerGateway>> {
         let worker = Worker::new(Rc::new(parsed), Box::new(NativeVerifier::default()))
             .with_signer(Box::new(NativeSigner))
             // One store for every worker, and schedulers to wake a stream from another
-            // thread: a user's vault exchange is sent once per process.
-            .with_shared_flights();
+            // thread: a user's vault exchange is sent once per process, a token's signature
+            // checked once per process (per configuration).
+            .with_shared_flights()
+            .with_shared_verified_tokens(
+                tvp_core::secret::hex(&generation::digest(&config.bytes)),
+                process_token_digest(),
+            );
         let gateway =
             Gateway::new(worker).with_generation(Generation::new(&config.name, &config.bytes));
         let w = Rc::new(WorkerGateway {

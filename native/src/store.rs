@@ -1,8 +1,8 @@
 //! The process-wide shared store: what proxy-wasm calls shared data, here one map for every
 //! worker of the process (the module is one library per process). Same contract as the
 //! proxy-wasm host's: a value and a CAS number per key, writes refused on a stale CAS. Unlike
-//! it, bounded: the per-user records (downstream tokens, user records, exchange leases, MCP
-//! sessions) are
+//! it, bounded: the per-user records (downstream tokens, user records, exchange leases, verified
+//! tokens, MCP sessions) are
 //! evicted least recently written first past [`MAX_ENTRIES`]; the records a configuration
 //! bounds (keys, leases, back-offs, the configuration generation) are never evicted, since
 //! losing the generation record would let a replaced configuration serve again.
@@ -21,6 +21,7 @@ const EVICTABLE: &[&str] = &[
     "tvp/v1/dt/",
     "tvp/v1/du/",
     "tvp/v1/dx/",
+    "tvp/v1/vt/",
     "tvp/v1/mcp-sessions/",
 ];
 

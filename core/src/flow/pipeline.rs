@@ -65,6 +65,10 @@ impl Worker {
             .get(digest)
             .filter(|v| v.tenant == input.tenant)
             .map(|v| Rc::clone(&v.principal));
+        let cached = match cached {
+            Some(principal) => Some(principal),
+            None => self.verified_elsewhere(host, input.tenant, digest),
+        };
         host.count(
             &tenant.id,
             if cached.is_some() {
@@ -136,6 +140,7 @@ impl Worker {
         }
         match auth::verify(jwt, &keys, self.verifier.as_ref()) {
             Ok(claims) => {
+                self.share_verified(host, input.tenant, digest, &claims);
                 let principal = Rc::new(self.principal(input.tenant, claims));
                 let verified = Verified {
                     tenant: input.tenant,

@@ -1004,3 +1004,63 @@ fn a_lease_that_ran_out_is_taken_over_by_a_waiter() {
     let (value, _) = f.host.shared_get(&key);
     assert_ne!(value.as_deref(), Some(&0u64.to_be_bytes()[..]));
 }
+
+/// A verifier that refuses every signature: a worker with it accepts a token only if it never
+/// checks it.
+struct RefusesAll;
+
+impl SignatureVerifier for RefusesAll {
+    fn verify(&self, _: crate::jose::Alg, _: &crate::crypto::Key, _: &[u8], _: &[u8]) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_token_one_worker_verified_is_not_checked_again_by_another_sharing_the_store() {
+    let mut f = fixture();
+    let config = Rc::clone(&f.worker.config);
+    let digest = cache::TokenDigest::new();
+    let sharing = |verifier: Box<dyn SignatureVerifier>, namespace: &str| {
+        Worker::new(Rc::clone(&config), verifier)
+            .with_shared_verified_tokens(namespace.into(), digest)
+    };
+    f.worker = sharing(Box::new(PureRustVerifier), "config-1");
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 1, &alice);
+    f.answer(1, 200, json!({"access_token": "gho_1", "expires_in": 3600}));
+    // Another worker of the same configuration: the token is known verified.
+    let mut other = sharing(Box::new(RefusesAll), "config-1");
+    assert!(matches!(
+        other.begin(&f.host, 7, request(&alice)),
+        Step::Forward(_)
+    ));
+    assert_eq!(f.host.counter("github", "verified_cache.hit"), 1);
+    // A worker of another configuration, or one not sharing, checks it itself.
+    let mut pushed = sharing(Box::new(RefusesAll), "config-2");
+    let mut alone = Worker::new(Rc::clone(&config), Box::new(RefusesAll));
+    for (ctx, worker) in [(8, &mut pushed), (9, &mut alone)] {
+        let step = worker.begin(&f.host, ctx, request(&alice));
+        assert!(
+            matches!(
+                step,
+                Step::Deny {
+                    deny: Deny::InvalidToken(TokenError::BadSignature),
+                    ..
+                }
+            ),
+            "{step:?}"
+        );
+    }
+    // Lifetimes still run out, wherever it was verified.
+    // (past the clock skew allowed)
+    f.host.now.set((NOW_S + 600 + 3600) * 1000);
+    let mut late = sharing(Box::new(RefusesAll), "config-1");
+    assert!(matches!(
+        late.begin(&f.host, 10, request(&alice)),
+        Step::Deny {
+            deny: Deny::InvalidToken(TokenError::Expired),
+            ..
+        }
+    ));
+}
