@@ -2,17 +2,18 @@
 //! worker of the process (the module is one library per process). Same contract as the
 //! proxy-wasm host's: a value and a CAS number per key, writes refused on a stale CAS. Unlike
 //! it, bounded: the per-user records (downstream tokens, user records, exchange leases, verified
-//! tokens, MCP sessions) are
-//! evicted least recently written first past [`MAX_ENTRIES`]; the records a configuration
-//! bounds (keys, leases, back-offs, the configuration generation) are never evicted, since
-//! losing the generation record would let a replaced configuration serve again.
+//! tokens, MCP sessions) are evicted least recently used first past [`MAX_ENTRIES`] (a write
+//! is a use; a read is one once the entry is in the older half of the queue, so a hot entry
+//! is moved about once per half a capacity of uses, not on every read); the records a
+//! configuration bounds (keys, leases, back-offs, the configuration generation) are never
+//! evicted, since losing the generation record would let a replaced configuration serve again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use tvp_core::host::SharedWriteError;
 
-/// Per-user entries kept before the oldest writes are evicted (each is recomputable: an evicted
+/// Per-user entries kept before the least recently used are evicted (each is recomputable: an evicted
 /// downstream token is exchanged again).
 pub const MAX_ENTRIES: usize = 200_000;
 
@@ -32,16 +33,16 @@ fn evictable(key: &str) -> bool {
 struct Entry {
     value: Vec<u8>,
     cas: u32,
-    /// Position in write order (the eviction queue's key), for evictable entries.
-    written: Option<u64>,
+    /// Position in use order (the eviction queue's key), for evictable entries.
+    used: Option<u64>,
 }
 
 #[derive(Default)]
 pub struct Store {
     entries: HashMap<String, Entry>,
-    /// Evictable keys by write order: the first is the least recently written.
+    /// Evictable keys by use order: the first is the least recently used.
     order: BTreeMap<u64, String>,
-    writes: u64,
+    uses: u64,
     /// CAS numbers come from one sequence: one never repeats for a key after eviction.
     last_cas: u32,
     capacity: usize,
@@ -55,11 +56,22 @@ impl Store {
         }
     }
 
-    pub fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        match self.entries.get(key) {
-            Some(e) => (Some(e.value.clone()), Some(e.cas)),
-            None => (None, None),
+    pub fn get(&mut self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        let Some(e) = self.entries.get_mut(key) else {
+            return (None, None);
+        };
+        let stale = e
+            .used
+            .filter(|u| self.uses.saturating_sub(*u) > (self.capacity / 2) as u64);
+        if let Some(old) = stale {
+            // Read while in the older half: it moves to the young end (a use, not a write:
+            // its CAS stays).
+            self.order.remove(&old);
+            self.uses = self.uses.wrapping_add(1);
+            e.used = Some(self.uses);
+            self.order.insert(self.uses, key.to_string());
         }
+        (Some(e.value.clone()), Some(e.cas))
     }
 
     /// Write `key` if its CAS is still `cas` (none: unconditionally). A CAS given for an absent
@@ -83,23 +95,23 @@ impl Store {
             // Configuration-bound records past the whole capacity: something is wrong.
             return Err(SharedWriteError::Refused);
         }
-        self.writes = self.writes.wrapping_add(1);
+        self.uses = self.uses.wrapping_add(1);
         self.last_cas = self.last_cas.wrapping_add(1).max(1);
-        let written = (!pinned).then_some(self.writes);
+        let used = (!pinned).then_some(self.uses);
         if let Some(old) = self.entries.insert(
             key.to_string(),
             Entry {
                 value: value.to_vec(),
                 cas: self.last_cas,
-                written,
+                used,
             },
         ) {
-            if let Some(w) = old.written {
-                self.order.remove(&w);
+            if let Some(u) = old.used {
+                self.order.remove(&u);
             }
         }
-        if let Some(w) = written {
-            self.order.insert(w, key.to_string());
+        if let Some(u) = used {
+            self.order.insert(u, key.to_string());
         }
         while self.order.len() > self.capacity {
             let Some((_, oldest)) = self.order.pop_first() else {
@@ -166,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn the_least_recently_written_user_entries_are_evicted_first() {
+    fn the_least_recently_used_user_entries_are_evicted_first() {
         let mut s = Store::with_capacity(3);
         let k = |n: &str| format!("tvp/v1/dt/{n}");
         for n in ["a", "b", "c"] {
@@ -179,6 +191,23 @@ mod tests {
         assert_eq!(s.get(&k("b")), (None, None));
         assert_eq!(s.get(&k("a")).0.as_deref(), Some(&b"a2"[..]));
         assert!(s.get(&k("c")).0.is_some() && s.get(&k("d")).0.is_some());
+    }
+
+    #[test]
+    fn an_entry_read_while_old_outlives_newer_ones_nobody_reads() {
+        let mut s = Store::with_capacity(4);
+        let k = |n: &str| format!("tvp/v1/dt/{n}");
+        for n in ["a", "b", "c", "d"] {
+            assert_eq!(s.set(&k(n), n.as_bytes(), None), Ok(()));
+        }
+        let (_, cas) = s.get(&k("a"));
+        // Two more: "b" and "c" go, "a" (read) stays, and reading did not change its CAS.
+        assert_eq!(s.set(&k("e"), b"e", None), Ok(()));
+        assert_eq!(s.set(&k("f"), b"f", None), Ok(()));
+        assert_eq!(s.get(&k("b")), (None, None));
+        assert_eq!(s.get(&k("c")), (None, None));
+        assert_eq!(s.get(&k("a")).1, cas);
+        assert_eq!(s.set(&k("a"), b"a2", cas), Ok(()));
     }
 
     #[test]
