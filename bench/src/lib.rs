@@ -215,18 +215,6 @@ pub fn wait_ready(admin: u16) -> bool {
     })
 }
 
-pub struct BenchPorts {
-    pub plain: u16,
-    pub trivial: u16,
-    pub jwt_cached: u16,
-    pub jwt_uncached: u16,
-    pub ours: u16,
-    pub ours_cold: u16,
-    pub admin: u16,
-    pub upstream: u16,
-    pub sim: u16,
-}
-
 /// Start of a bootstrap: the admin listener, then the static listeners follow.
 pub fn bootstrap_head(admin: u16) -> String {
     format!("admin:\n  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}\nstatic_resources:\n  listeners:\n")
@@ -364,42 +352,6 @@ pub fn cluster(name: &str, port: u16) -> String {
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}
 "#
     )
-}
-
-#[allow(clippy::too_many_arguments)]
-pub fn bench_yaml(
-    p: &BenchPorts,
-    wasm: &Path,
-    plugin: &Value,
-    cold_plugin: &Value,
-    issuer: &str,
-    audience: &str,
-    jwks: &str,
-) -> String {
-    // Stats off, as Envoy's benchmarking advice says.
-    let mut y = "stats_config: { stats_matcher: { reject_all: true } }\n".to_string()
-        + &bootstrap_head(p.admin);
-    y.push_str(&listener("plain", p.plain, ""));
-    y.push_str(&listener(
-        "jwt_cached",
-        p.jwt_cached,
-        &jwt_filter(issuer, audience, jwks, true),
-    ));
-    y.push_str(&listener(
-        "jwt_uncached",
-        p.jwt_uncached,
-        &jwt_filter(issuer, audience, jwks, false),
-    ));
-    y.push_str(&listener("ours", p.ours, &wasm_filter(wasm, plugin, "tvp")));
-    y.push_str(&listener(
-        "ours_cold",
-        p.ours_cold,
-        &wasm_filter(wasm, cold_plugin, "tvp-cold"),
-    ));
-    y.push_str("  clusters:\n");
-    y.push_str(&cluster("upstream", p.upstream));
-    y.push_str(&cluster("sim_control", p.sim));
-    y
 }
 
 /// A route answering every request 200 itself (Envoy's `direct_response`): an upstream that

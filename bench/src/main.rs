@@ -4,8 +4,9 @@
 //! routing to the same upstream (a second Envoy answering with `direct_response`, on CPU 0 with
 //! wrk): plain routing, a trivial wasm filter, native `jwt_authn` with and without its JWT
 //! cache, and our filter warm, with a new token on every request, and with 10k users (plus
-//! module B's warm and new-token listeners with `BENCH_MODULE_B`). Variants run in alternating
-//! rounds and medians are reported. Then the forged-token flood scenario (`flood.rs`) and the
+//! module B's warm and new-token listeners with `BENCH_MODULE_B`, and native module B's with
+//! `BENCH_NATIVE_B`; `BENCH_VARIANTS` keeps some). Variants run in alternating rounds and
+//! medians are reported. Then the forged-token flood scenario (`flood.rs`) and the
 //! cold-users-over-two-workers scenario (`workers.rs`) run, each in an Envoy of its own. This
 //! is a benchmark, not a test: it asserts nothing about speed or call counts.
 
@@ -34,6 +35,14 @@ per user, wasm and the native module). Needs the release module, the trivial fil
   BENCH_ROUNDS=3                    alternating rounds (medians are reported)
   BENCH_USERS=10000                 users of the cycling variant (side by side)
   BENCH_MODULE_B=other.wasm         add that build's warm and new-token variants (side by side)
+  BENCH_NATIVE_B=other.so           add that build of the native module's warm and new-token
+                                    variants, loaded next to target/native/libtvp_native.so
+                                    (side by side; a copy, not the same file)
+  BENCH_VARIANTS=a,b,...            run only these variants (side by side; plain Envoy always
+                                    runs, as the anchor; start-up is then not measured): plain,
+                                    trivial, jwt_authn, jwt_authn_nocache, wasm_warm, wasm_new,
+                                    wasm_many, native_warm, native_new, native_many, b_warm,
+                                    b_new, native_b_warm, native_b_new (default: all)
   BENCH_PERF=1                      add a perf pass per variant (side by side; needs perf)
   BENCH_JUNK_RATE=2000              junk-signature tokens per second (flood)
   BENCH_WORKERS_USERS=300           cold users per host (workers)
@@ -99,15 +108,161 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
+/// Every key `BENCH_VARIANTS` accepts, in the order the variants run.
+const VARIANT_KEYS: [&str; 14] = [
+    "plain",
+    "trivial",
+    "jwt_authn",
+    "jwt_authn_nocache",
+    "wasm_warm",
+    "wasm_new",
+    "wasm_many",
+    "native_warm",
+    "native_new",
+    "native_many",
+    "b_warm",
+    "b_new",
+    "native_b_warm",
+    "native_b_new",
+];
+
+/// `BENCH_VARIANTS`: the keys to run (plain Envoy always, as the ratios' anchor), or `None`
+/// for all of them.
+fn selected_variants() -> Result<Option<Vec<String>>, String> {
+    let Some(list) = std::env::var("BENCH_VARIANTS")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let mut keys = vec!["plain".to_string()];
+    for key in list.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        if !VARIANT_KEYS.contains(&key) {
+            return Err(format!(
+                "BENCH_VARIANTS: unknown variant '{key}' (one of {})",
+                VARIANT_KEYS.join(",")
+            ));
+        }
+        if !keys.iter().any(|k| k == key) {
+            keys.push(key.to_string());
+        }
+    }
+    Ok(Some(keys))
+}
+
+/// `BENCH_MODULE_B` / `BENCH_NATIVE_B`: a second build's file, absolute (Envoy may resolve a
+/// relative one elsewhere).
+fn module_b_path(var: &str) -> Result<Option<PathBuf>, String> {
+    match std::env::var(var).ok().filter(|p| !p.is_empty()) {
+        Some(p) => std::fs::canonicalize(&p)
+            .map(Some)
+            .map_err(|e| format!("{var}={p}: {e}")),
+        None => Ok(None),
+    }
+}
+
+/// Whether two paths are one file (one inode): dlopen would load it once, with one set of
+/// statics, so "module B" would share module A's store.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// What a variant's wrk sends.
+#[derive(Clone, Copy, PartialEq)]
+enum Tokens {
+    /// No Authorization header.
+    None,
+    /// One token of alice, over and over.
+    Warm,
+    /// A new token of alice on every request.
+    Fresh,
+    /// One token per user of `BENCH_USERS`, cycling.
+    Many,
+}
+
+/// One side-by-side variant before Envoy starts.
+struct Planned {
+    /// Its `BENCH_VARIANTS` key.
+    key: &'static str,
+    name: &'static str,
+    /// Index of its listener (the warm and the cycling variants share one).
+    listener: usize,
+    tokens: Tokens,
+    /// Where its users' downstream tokens are kept, each exchanged once there: a wasm VM's
+    /// shared data (per vm_id) or a dynamic module's process-wide store (per loaded .so, which
+    /// both of its configurations share). `None`: no vault.
+    store: Option<&'static str>,
+}
+
+/// A listener of the Envoy under test.
+struct ListenerSpec {
+    name: &'static str,
+    port: u16,
+    filters: String,
+}
+
+fn add_listener(listeners: &mut Vec<ListenerSpec>, name: &'static str, filters: String) -> usize {
+    listeners.push(ListenerSpec {
+        name,
+        port: free_port(),
+        filters,
+    });
+    listeners.len() - 1
+}
+
+/// The vault calls warm-up should make: per store, one per distinct user its variants send
+/// (alice, and the cycling users). Returns (distinct users, stores, user-store pairs).
+fn expected_exchanges(plan: &[Planned], users: usize) -> (usize, usize, u64) {
+    let mut stores: Vec<(&str, bool, bool)> = Vec::new();
+    for p in plan {
+        let Some(store) = p.store else { continue };
+        let i = match stores.iter().position(|(s, _, _)| *s == store) {
+            Some(i) => i,
+            None => {
+                stores.push((store, false, false));
+                stores.len() - 1
+            }
+        };
+        match p.tokens {
+            Tokens::Many => stores[i].2 = true,
+            Tokens::Warm | Tokens::Fresh => stores[i].1 = true,
+            Tokens::None => {}
+        }
+    }
+    let alice = stores.iter().any(|s| s.1);
+    let many = stores.iter().any(|s| s.2);
+    let distinct = usize::from(alice) + if many { users } else { 0 };
+    let pairs = stores
+        .iter()
+        .map(|&(_, a, m)| u64::from(a) + if m { users as u64 } else { 0 })
+        .sum();
+    (distinct, stores.len(), pairs)
+}
+
 fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
     let users: usize = env_or("BENCH_USERS", 10_000);
+    let selection = selected_variants()?;
     let Paths { envoy, wasm, dir } = Paths::new("bench")?;
     // A second build of the module, measured side by side with the first (an optimisation's
     // A/B in one run): BENCH_MODULE_B=/path/to/other.wasm.
-    let module_b = std::env::var("BENCH_MODULE_B")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from);
+    let module_b = module_b_path("BENCH_MODULE_B")?;
+    // The dynamic module, when built (`make native`): the same core, native.
+    let native = Some(testkit::native_path()).filter(|p| p.exists());
+    // The same for the dynamic module: BENCH_NATIVE_B=/path/to/other.so, loaded next to it.
+    let native_b = module_b_path("BENCH_NATIVE_B")?;
+    if let (Some(a), Some(b)) = (&native, &native_b) {
+        if same_file(a, b) {
+            return Err(format!(
+                "BENCH_NATIVE_B={}: the same file as {} (Envoy would load it once; copy it)",
+                b.display(),
+                a.display()
+            ));
+        }
+    }
     // The sim plays the issuer and the vault; the echo backend is not used (the upstream is an
     // Envoy direct_response, so the backend costs the same in every variant).
     let (sim_port, backend_port) = (free_port(), free_port());
@@ -120,23 +275,188 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let audience = first_audience(&plugin);
+    let jwks = sim.jwks("github").to_string();
+    let mut cold_plugin = plugin.clone();
+    cold_plugin["settings"]["verified_token_cache_size"] = json!(0);
+    let trivial = root().join("target/wasm32-wasip1/release/trivial_filter.wasm");
 
-    eprintln!("bench: minting tokens ({users} users, {users} one-use tokens)...");
+    // Every variant this build can run, with its listener; BENCH_VARIANTS then keeps some.
+    let mut listeners = Vec::new();
+    let l = &mut listeners;
+    let plain = add_listener(l, "plain", String::new());
+    let trivial_l = add_listener(l, "trivial", trivial_filter(&trivial));
+    let jwt_cached = add_listener(l, "jwt_cached", jwt_filter(&issuer, &audience, &jwks, true));
+    let jwt_uncached = add_listener(
+        l,
+        "jwt_uncached",
+        jwt_filter(&issuer, &audience, &jwks, false),
+    );
+    let ours = add_listener(l, "ours", wasm_filter(&wasm, &plugin, "tvp"));
+    let ours_cold = add_listener(l, "ours_cold", wasm_filter(&wasm, &cold_plugin, "tvp-cold"));
+    let planned = |key, name, listener, tokens, store| Planned {
+        key,
+        name,
+        listener,
+        tokens,
+        store,
+    };
+    let mut plan = vec![
+        planned("plain", "plain Envoy (no auth)", plain, Tokens::None, None),
+        planned(
+            "trivial",
+            "trivial wasm filter (reads a header, sets a header)",
+            trivial_l,
+            Tokens::Warm,
+            None,
+        ),
+        planned(
+            "jwt_authn",
+            "native jwt_authn, JWT cache",
+            jwt_cached,
+            Tokens::Warm,
+            None,
+        ),
+        planned(
+            "jwt_authn_nocache",
+            "native jwt_authn, no cache, new token each request",
+            jwt_uncached,
+            Tokens::Fresh,
+            None,
+        ),
+        planned(
+            "wasm_warm",
+            "token-vault-proxy warm (same user, cached)",
+            ours,
+            Tokens::Warm,
+            Some("wasm vm tvp"),
+        ),
+        planned(
+            "wasm_new",
+            "token-vault-proxy new token each request",
+            ours_cold,
+            Tokens::Fresh,
+            Some("wasm vm tvp-cold"),
+        ),
+        planned(
+            "wasm_many",
+            "token-vault-proxy 10k users cycling",
+            ours,
+            Tokens::Many,
+            Some("wasm vm tvp"),
+        ),
+    ];
+    if let Some(m) = &native {
+        let warm = add_listener(l, "native", native_filter(m, &plugin, "tvp-native"));
+        let cold = add_listener(
+            l,
+            "native_cold",
+            native_filter(m, &cold_plugin, "tvp-native-cold"),
+        );
+        let store = Some("native module");
+        plan.extend([
+            planned(
+                "native_warm",
+                "native module warm (same user, cached)",
+                warm,
+                Tokens::Warm,
+                store,
+            ),
+            planned(
+                "native_new",
+                "native module new token each request",
+                cold,
+                Tokens::Fresh,
+                store,
+            ),
+            planned(
+                "native_many",
+                "native module 10k users cycling",
+                warm,
+                Tokens::Many,
+                store,
+            ),
+        ]);
+    }
+    if let Some(b) = &module_b {
+        let warm = add_listener(l, "ours_b", wasm_filter(b, &plugin, "tvp-b"));
+        let cold = add_listener(l, "ours_b_cold", wasm_filter(b, &cold_plugin, "tvp-b-cold"));
+        plan.extend([
+            planned(
+                "b_warm",
+                "module B warm (same user, cached)",
+                warm,
+                Tokens::Warm,
+                Some("wasm vm tvp-b"),
+            ),
+            planned(
+                "b_new",
+                "module B new token each request",
+                cold,
+                Tokens::Fresh,
+                Some("wasm vm tvp-b-cold"),
+            ),
+        ]);
+    }
+    if let Some(b) = &native_b {
+        // Filter names apart from module A's: configuration generations are per filter name.
+        let warm = add_listener(l, "native_b", native_filter(b, &plugin, "tvp-native-b"));
+        let cold = add_listener(
+            l,
+            "native_b_cold",
+            native_filter(b, &cold_plugin, "tvp-native-b-cold"),
+        );
+        // Its own statics, so its own store.
+        let store = Some("native module B");
+        plan.extend([
+            planned(
+                "native_b_warm",
+                "native B warm (same user, cached)",
+                warm,
+                Tokens::Warm,
+                store,
+            ),
+            planned(
+                "native_b_new",
+                "native B new token each request",
+                cold,
+                Tokens::Fresh,
+                store,
+            ),
+        ]);
+    }
+    if let Some(keys) = &selection {
+        if let Some(missing) = keys.iter().find(|k| !plan.iter().any(|p| p.key == *k)) {
+            return Err(format!(
+                "BENCH_VARIANTS: '{missing}' cannot run here (native_*: needs {}; b_*: BENCH_MODULE_B; native_b_*: BENCH_NATIVE_B)",
+                testkit::native_path().display()
+            ));
+        }
+        plan.retain(|p| keys.iter().any(|k| k == p.key));
+    }
+
+    let needs = |t: Tokens| plan.iter().any(|p| p.tokens == t);
+    let (fresh_count, many_count) = (
+        if needs(Tokens::Fresh) { users } else { 0 },
+        if needs(Tokens::Many) { users } else { 0 },
+    );
+    eprintln!("bench: minting tokens ({many_count} users, {fresh_count} one-use tokens)...");
     let warm = vec![sim.mint(&Mint {
         tenant: "github".into(),
         sub: "alice".into(),
         ..Mint::default()
     })?];
-    let audience = first_audience(&plugin);
-    let mut fresh = Vec::with_capacity(users);
-    let mut many = Vec::with_capacity(users);
-    for i in 0..users {
+    let mut fresh = Vec::with_capacity(fresh_count);
+    for i in 0..fresh_count {
         fresh.push(sim.mint(&Mint {
             tenant: "github".into(),
             sub: "alice".into(),
             claims: Some(json!({"jti": i.to_string()})),
             ..Mint::default()
         })?);
+    }
+    let mut many = Vec::with_capacity(many_count);
+    for i in 0..many_count {
         let sub = format!("user-{i}");
         sim.connect(&sub, "github");
         many.push(sim.mint(&Mint {
@@ -158,68 +478,19 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut upstream = spawn(&envoy, &upstream_cfg, &dir.join("upstream.log"), "0")?;
 
-    let p: Vec<u16> = (0..6).map(|_| free_port()).collect();
-    let trivial = root().join("target/wasm32-wasip1/release/trivial_filter.wasm");
+    // Only the listeners of the variants that run: a filter nobody measures costs start-up.
     let admin = free_port();
-    let jwks = sim.jwks("github").to_string();
-    let mut cold_plugin = plugin.clone();
-    cold_plugin["settings"]["verified_token_cache_size"] = json!(0);
-    let ports = BenchPorts {
-        plain: p[0],
-        trivial: p[5],
-        jwt_cached: p[1],
-        jwt_uncached: p[2],
-        ours: p[3],
-        ours_cold: p[4],
-        admin,
-        upstream: upstream_port,
-        sim: sim_port,
-    };
-    let yaml = bench_yaml(
-        &ports,
-        &wasm,
-        &plugin,
-        &cold_plugin,
-        &issuer,
-        &audience,
-        &jwks,
-    )
-    .replace(
-        "  clusters:\n",
-        &(listener("trivial", ports.trivial, &trivial_filter(&trivial)) + "  clusters:\n"),
-    );
-    // The dynamic module, when built (`make native`): the same core, native.
-    let native = Some(testkit::native_path()).filter(|p| p.exists());
-    let native_ports = (free_port(), free_port());
-    let yaml = match &native {
-        Some(m) => yaml.replace(
-            "  clusters:\n",
-            &(listener(
-                "native",
-                native_ports.0,
-                &native_filter(m, &plugin, "tvp-native"),
-            ) + &listener(
-                "native_cold",
-                native_ports.1,
-                &native_filter(m, &cold_plugin, "tvp-native-cold"),
-            ) + "  clusters:\n"),
-        ),
-        None => yaml,
-    };
-    let b_ports = (free_port(), free_port());
-    let yaml = match &module_b {
-        Some(b) => yaml.replace(
-            "  clusters:\n",
-            &(listener("ours_b", b_ports.0, &wasm_filter(b, &plugin, "tvp-b"))
-                + &listener(
-                    "ours_b_cold",
-                    b_ports.1,
-                    &wasm_filter(b, &cold_plugin, "tvp-b-cold"),
-                )
-                + "  clusters:\n"),
-        ),
-        None => yaml,
-    };
+    // Stats off, as Envoy's benchmarking advice says.
+    let mut yaml = "stats_config: { stats_matcher: { reject_all: true } }\n".to_string()
+        + &bootstrap_head(admin);
+    for (i, spec) in listeners.iter().enumerate() {
+        if plan.iter().any(|p| p.listener == i) {
+            yaml.push_str(&listener(spec.name, spec.port, &spec.filters));
+        }
+    }
+    yaml.push_str("  clusters:\n");
+    yaml.push_str(&cluster("upstream", upstream_port));
+    yaml.push_str(&cluster("sim_control", sim_port));
     let cfg = dir.join("envoy.yaml");
     std::fs::write(&cfg, yaml).map_err(|e| e.to_string())?;
     let mut under_test = spawn(&envoy, &cfg, &dir.join("envoy.log"), "1")?;
@@ -237,94 +508,49 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
         ));
     }
 
-    let mut variants = vec![
-        Variant {
-            name: "plain Envoy (no auth)",
-            port: p[0],
-            tokens: None,
-        },
-        Variant {
-            name: "trivial wasm filter (reads a header, sets a header)",
-            port: p[5],
-            tokens: Some(warm_file.clone()),
-        },
-        Variant {
-            name: "native jwt_authn, JWT cache",
-            port: p[1],
-            tokens: Some(warm_file.clone()),
-        },
-        Variant {
-            name: "native jwt_authn, no cache, new token each request",
-            port: p[2],
-            tokens: Some(fresh_file.clone()),
-        },
-        Variant {
-            name: "token-vault-proxy warm (same user, cached)",
-            port: p[3],
-            tokens: Some(warm_file.clone()),
-        },
-        Variant {
-            name: "token-vault-proxy new token each request",
-            port: p[4],
-            tokens: Some(fresh_file.clone()),
-        },
-        Variant {
-            name: "token-vault-proxy 10k users cycling",
-            port: p[3],
-            tokens: Some(many_file.clone()),
-        },
-    ];
-    let many_users_index = variants.len() - 1;
-    let mut native_many_index = None;
-    if native.is_some() {
-        variants.push(Variant {
-            name: "native module warm (same user, cached)",
-            port: native_ports.0,
-            tokens: Some(warm_file.clone()),
-        });
-        variants.push(Variant {
-            name: "native module new token each request",
-            port: native_ports.1,
-            tokens: Some(fresh_file.clone()),
-        });
-        variants.push(Variant {
-            name: "native module 10k users cycling",
-            port: native_ports.0,
-            tokens: Some(many_file.clone()),
-        });
-        native_many_index = Some(variants.len() - 1);
-    }
-    if module_b.is_some() {
-        variants.push(Variant {
-            name: "module B warm (same user, cached)",
-            port: b_ports.0,
-            tokens: Some(warm_file.clone()),
-        });
-        variants.push(Variant {
-            name: "module B new token each request",
-            port: b_ports.1,
-            tokens: Some(fresh_file.clone()),
-        });
-    }
+    let variants: Vec<Variant> = plan
+        .iter()
+        .map(|p| Variant {
+            name: p.name,
+            port: listeners[p.listener].port,
+            tokens: match p.tokens {
+                Tokens::None => None,
+                Tokens::Warm => Some(warm_file.clone()),
+                Tokens::Fresh => Some(fresh_file.clone()),
+                Tokens::Many => Some(many_file.clone()),
+            },
+        })
+        .collect();
+    let keys: Vec<&str> = plan.iter().map(|p| p.key).collect();
 
     // Warm every path once: keys fetched, every user's downstream token exchanged, V8 tiered up.
     eprintln!("bench: warming up...");
     for v in &variants {
         wrk(&script, v, 3)?;
     }
-    // Every one of the many users must have been exchanged once before measuring (by each
-    // host: the wasm VM's shared data and the module's store are apart).
-    let mut expected = users as u64 + 1;
-    for index in std::iter::once(many_users_index).chain(native_many_index) {
-        let many_users = &variants[index];
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while sim.count(Endpoint::Vault) < expected && Instant::now() < deadline {
-            wrk(&script, many_users, 2)?;
+    // Every user must have been exchanged once in every store before measuring (the wasm VMs'
+    // shared data and each module's store are apart): the cycling variants go on until the
+    // vault has seen them all.
+    let (distinct_users, stores, pairs) = expected_exchanges(&plan, users);
+    let cycling: Vec<&Variant> = plan
+        .iter()
+        .zip(&variants)
+        .filter(|(p, _)| p.tokens == Tokens::Many)
+        .map(|(_, v)| v)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120 * cycling.len().max(1) as u64);
+    while !cycling.is_empty() && sim.count(Endpoint::Vault) < pairs && Instant::now() < deadline {
+        for v in &cycling {
+            wrk(&script, v, 2)?;
         }
-        expected += users as u64 + 1;
     }
     let vault_after_warmup = sim.count(Endpoint::Vault);
     let jwks_after_warmup = sim.count(Endpoint::Jwks);
+    if vault_after_warmup != pairs {
+        eprintln!(
+            "bench: warning: {vault_after_warmup} vault calls after warm-up, {pairs} expected"
+        );
+    }
 
     let mut samples: Vec<Vec<Sample>> = variants.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
@@ -370,18 +596,35 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
     if let Some(m) = &native {
         modules.push(("the native module and 50 tenants", m.clone()));
     }
-    let startup = startup_cost(&envoy, &modules, &plugin, &dir);
+    if let Some(b) = &native_b {
+        modules.push(("native module B and 50 tenants", b.clone()));
+    }
+    // Start-up takes three Envoy starts per module: skipped when only some variants run.
+    let startup = match selection {
+        Some(_) => {
+            eprintln!("bench: BENCH_VARIANTS is set: start-up not measured");
+            None
+        }
+        None => startup_cost(&envoy, &modules, &plugin, &dir),
+    };
     cleanup(&mut under_test, &mut upstream);
 
     let out = report(&Report {
         variants: &variants,
+        keys: &keys,
         samples: &samples,
         rounds,
         seconds,
         wasm: &wasm,
         module_b: module_b.as_deref(),
-        users,
-        hosts: if native.is_some() { 2 } else { 1 },
+        native: native.as_deref(),
+        native_b: native_b.as_deref(),
+        selected: selection.is_some(),
+        exchanges: Exchanges {
+            distinct_users,
+            stores,
+            pairs,
+        },
         vault: (vault_after_warmup, vault_total),
         jwks: (jwks_after_warmup, jwks_total),
         modules: &modules,
@@ -393,17 +636,29 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The vault exchanges warm-up should make (see `expected_exchanges`).
+struct Exchanges {
+    distinct_users: usize,
+    stores: usize,
+    /// One exchange per distinct user of each store.
+    pairs: u64,
+}
+
 /// Everything one run measured, for the results table.
 struct Report<'a> {
     variants: &'a [Variant],
+    /// The variants' `BENCH_VARIANTS` keys, in the same order.
+    keys: &'a [&'a str],
     samples: &'a [Vec<Sample>],
     rounds: usize,
     seconds: u64,
     wasm: &'a Path,
     module_b: Option<&'a Path>,
-    users: usize,
-    /// Builds measured side by side (wasm, and the native module when built).
-    hosts: u64,
+    native: Option<&'a Path>,
+    native_b: Option<&'a Path>,
+    /// Whether `BENCH_VARIANTS` chose the variants (start-up then is not measured).
+    selected: bool,
+    exchanges: Exchanges,
     /// Vault calls after warm-up and at the end.
     vault: (u64, u64),
     /// JWKS fetches after warm-up and at the end.
@@ -413,51 +668,65 @@ struct Report<'a> {
     profiles: &'a [String],
 }
 
-/// The results as Markdown: medians per variant as ratios to plain Envoy (the first variant),
-/// module sizes, call counts, start-up and the optional perf split.
-/// The native module's targets (issue "Native speed"), as ratios of this run's medians.
+/// The native module's targets (issue "Native speed"), as ratios of this run's medians: a row
+/// for each ratio whose variants ran, and module B's against module A's.
 fn targets(
-    variants: &[Variant],
+    keys: &[&str],
     rows: &[(f64, f64, f64, u64, f64)],
     startup: Option<&(f64, Vec<f64>)>,
     modules: &[(&str, std::path::PathBuf)],
 ) -> String {
-    let rps = |name: &str| {
-        variants
-            .iter()
-            .position(|v| v.name == name)
+    let rps = |key: &str| {
+        keys.iter()
+            .position(|k| *k == key)
             .map(|i| rows[i].0.max(1.0))
     };
-    let Some(native_warm) = rps("native module warm (same user, cached)") else {
-        return String::new();
-    };
-    let mut out = String::from("\n| target | ratio | goal |\n|---|---:|---:|\n");
+    let ratio = |a: &str, b: &str| rps(a).zip(rps(b)).map(|(a, b)| a / b);
+    let mut lines = String::new();
     let mut line = |what: &str, ratio: Option<f64>, goal: &str| {
         if let Some(r) = ratio {
-            out.push_str(&format!("| {what} | {r:.2} | {goal} |\n"));
+            lines.push_str(&format!("| {what} | {r:.2} | {goal} |\n"));
         }
     };
     line(
         "native warm / jwt_authn with cache",
-        rps("native jwt_authn, JWT cache").map(|j| native_warm / j),
+        ratio("native_warm", "jwt_authn"),
         "≥ 1.00",
     );
     line(
         "native new token / jwt_authn without cache",
-        rps("native module new token each request")
-            .zip(rps("native jwt_authn, no cache, new token each request"))
-            .map(|(n, j)| n / j),
+        ratio("native_new", "jwt_authn_nocache"),
         "≥ 1.15",
     );
     line(
         "native 10k users / native warm",
-        rps("native module 10k users cycling").map(|m| m / native_warm),
+        ratio("native_many", "native_warm"),
         "≥ 0.95",
     );
     line(
         "wasm warm / native warm",
-        rps("token-vault-proxy warm (same user, cached)").map(|w| w / native_warm),
+        ratio("wasm_warm", "native_warm"),
         "(for reference)",
+    );
+    line(
+        "native B warm / jwt_authn with cache",
+        ratio("native_b_warm", "jwt_authn"),
+        "≥ 1.00",
+    );
+    line(
+        "native B new token / jwt_authn without cache",
+        ratio("native_b_new", "jwt_authn_nocache"),
+        "≥ 1.15",
+    );
+    line(
+        "native B warm / native warm",
+        ratio("native_b_warm", "native_warm"),
+        "(B vs A)",
+    );
+    line(
+        "native B new token / native new token",
+        ratio("native_b_new", "native_new"),
+        "(B vs A)",
     );
     if let Some((plain, with_modules)) = startup {
         let native = modules
@@ -465,25 +734,36 @@ fn targets(
             .position(|(label, _)| label.starts_with("the native module"))
             .and_then(|i| with_modules.get(i));
         if let Some(ms) = native {
-            out.push_str(&format!(
+            lines.push_str(&format!(
                 "| native start-up with 50 tenants over plain Envoy | {:+.0} ms | < 50 ms |\n",
                 ms - plain
             ));
         }
     }
-    out
+    if lines.is_empty() {
+        return lines;
+    }
+    "\n| target | ratio | goal |\n|---|---:|---:|\n".to_string() + &lines
 }
 
 fn report(r: &Report) -> String {
     let Report {
         variants,
+        keys,
         samples,
         rounds,
         seconds,
         wasm,
         module_b,
-        users,
-        hosts,
+        native,
+        native_b,
+        selected,
+        exchanges:
+            Exchanges {
+                distinct_users,
+                stores,
+                pairs,
+            },
         vault: (vault_after_warmup, vault_total),
         jwks: (jwks_after_warmup, jwks_total),
         modules,
@@ -527,28 +807,49 @@ fn report(r: &Report) -> String {
             bad
         ));
     }
-    let size = std::fs::metadata(wasm).map(|m| m.len()).unwrap_or(0);
-    out.push_str(&format!(
-        "\nwasm module: {} KB ({} bytes)\n",
-        size / 1024,
-        size
-    ));
-    if let Some(b) = module_b {
-        let size_b = std::fs::metadata(b).map(|m| m.len()).unwrap_or(0);
+    // Sizes of the builds whose variants ran.
+    out.push('\n');
+    let ran = |ks: &[&str]| keys.iter().any(|k| ks.contains(k));
+    let size = |m: &Path| std::fs::metadata(m).map(|m| m.len()).unwrap_or(0);
+    if ran(&["wasm_warm", "wasm_new", "wasm_many"]) {
+        let size = size(wasm);
         out.push_str(&format!(
-            "module B: {} ({} KB, {} bytes)\n",
-            b.display(),
-            size_b / 1024,
-            size_b
+            "wasm module: {} KB ({} bytes)\n",
+            size / 1024,
+            size
         ));
     }
-    let per_user = vault_after_warmup as f64 / ((users + 1) as u64 * hosts) as f64;
+    let builds = [
+        ("module B", module_b, &["b_warm", "b_new"][..]),
+        (
+            "native module",
+            native,
+            &["native_warm", "native_new", "native_many"][..],
+        ),
+        (
+            "native module B",
+            native_b,
+            &["native_b_warm", "native_b_new"][..],
+        ),
+    ];
+    for (label, path, its_keys) in builds {
+        if let Some(m) = path.filter(|_| ran(its_keys)) {
+            let size = size(m);
+            out.push_str(&format!(
+                "{label}: {} ({} KB, {} bytes)\n",
+                m.display(),
+                size / 1024,
+                size
+            ));
+        }
+    }
+    // A store (a wasm VM's shared data, a loaded .so's store) exchanges each of its users once.
+    let per_user = vault_after_warmup as f64 / pairs.max(1) as f64;
     out.push_str(&format!(
-        "vault calls: {vault_after_warmup} during warm-up for {} distinct users on {hosts} host(s) ({per_user:.2} per user and host), {} during the measured rounds\n",
-        users + 1,
+        "vault calls: {vault_after_warmup} during warm-up for {distinct_users} distinct user(s) over {stores} store(s), {pairs} user-store pairs ({per_user:.2} per user and store), {} during the measured rounds\n",
         vault_total - vault_after_warmup
     ));
-    out.push_str(&targets(variants, &rows, startup.as_ref(), modules));
+    out.push_str(&targets(keys, &rows, startup.as_ref(), modules));
     out.push_str(&format!(
         "JWKS fetches: {jwks_after_warmup} at start (2 tenants x listeners with the filter), {} during the measured rounds\n",
         jwks_total - jwks_after_warmup
@@ -568,6 +869,8 @@ fn report(r: &Report) -> String {
             ));
         }
         out.push('\n');
+    } else if selected {
+        out.push_str("start-up: not measured (BENCH_VARIANTS is set; unset it to measure)\n");
     }
     if !profiles.is_empty() {
         out.push_str(

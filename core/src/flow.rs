@@ -172,8 +172,11 @@ impl Worker {
     /// (the configuration's digest: another configuration never trusts this one's checks),
     /// digested with `digest` (the same keys on every worker). For a host whose shared data is
     /// one store for all workers.
+    /// A `verified_token_cache_size` of 0 turns the shared level off too.
     pub fn with_shared_verified_tokens(mut self, namespace: String, digest: TokenDigest) -> Self {
-        self.shared_verified = Some(namespace);
+        if self.config.settings.verified_token_cache_size > 0 {
+            self.shared_verified = Some(namespace);
+        }
         self.digest = digest;
         self
     }

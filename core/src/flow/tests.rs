@@ -1052,6 +1052,20 @@ fn a_token_one_worker_verified_is_not_checked_again_by_another_sharing_the_store
             "{step:?}"
         );
     }
+    // A worker configured without a verified-token cache checks every token.
+    let mut f0 = fixture_with(|doc| doc["settings"]["verified_token_cache_size"] = json!(0));
+    let uncached = Worker::new(Rc::clone(&f0.worker.config), Box::new(RefusesAll))
+        .with_shared_verified_tokens("config-1".into(), digest);
+    f0.worker = uncached;
+    f0.host = std::mem::take(&mut f.host);
+    assert!(matches!(
+        f0.begin(11, "GET", &alice),
+        Step::Deny {
+            deny: Deny::InvalidToken(TokenError::BadSignature),
+            ..
+        }
+    ));
+    f.host = std::mem::take(&mut f0.host);
     // Lifetimes still run out, wherever it was verified.
     // (past the clock skew allowed)
     f.host.now.set((NOW_S + 600 + 3600) * 1000);
