@@ -95,8 +95,13 @@ pub fn start(config: &FilterConfig, handle: ConfigHandle) {
     };
     let worker = Worker::new(Rc::new(parsed), Box::new(NativeVerifier::default()))
         .with_signer(Box::new(NativeSigner));
+    let ticker = Ticker::start(Arc::clone(&scheduler));
+    if ticker.is_some() {
+        // The tick hands the counts to Envoy from now on (`MetricIds::flush`).
+        config.metrics().batch();
+    }
     let background = Background {
-        _ticker: Ticker::start(Arc::clone(&scheduler)),
+        _ticker: ticker,
         _scheduler: scheduler,
         gateway: Gateway::new(worker),
         handle,
@@ -120,6 +125,7 @@ pub fn stop(config_id: u64) {
 /// The tick: refresh what is due.
 pub fn tick(config: &FilterConfig) {
     with(config.id(), |b, host| {
+        b.metrics.flush(b.handle);
         // No request lives on the main thread: outcomes name none.
         let _ = b.gateway.on_tick(host, b.root);
     });

@@ -2,6 +2,7 @@
 //! metrics and call-outs, for the stream whose hook is running.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tvp_core::callout::CalloutRequest;
@@ -14,10 +15,19 @@ use crate::{registry, store};
 /// Envoy's metric ids of one configuration, by metric name then tenant: dynamic modules define
 /// metrics only while a configuration loads, so every name the core can count is defined then,
 /// as `tvp.<tenant>.<name>` (the wasm filter's names).
+///
+/// Counts are batched like the wasm filter's: a request adds to an atomic per counter, and the
+/// configuration's main-thread tick hands the sums to Envoy once a second (measured: the three
+/// counter calls of a warm request cost about 1.7 µs through the ABI).
 #[derive(Default)]
 pub struct MetricIds {
     counters: HashMap<&'static str, HashMap<String, usize>>,
     histograms: HashMap<&'static str, HashMap<String, usize>>,
+    /// Counts not yet handed to Envoy, by counter id.
+    pending: Vec<AtomicU64>,
+    /// Set once the main-thread tick runs, which flushes `pending`; until then (or without a
+    /// tick) every count goes to Envoy at once.
+    batched: AtomicBool,
 }
 
 impl MetricIds {
@@ -31,6 +41,9 @@ impl MetricIds {
                 }
             }
         }
+        let ids_defined = ids.counters.values().flat_map(HashMap::values);
+        let slots = ids_defined.max().map_or(0, |max| max + 1);
+        ids.pending = (0..slots).map(|_| AtomicU64::new(0)).collect();
         for histogram in tvp_core::metrics::HISTOGRAMS {
             let by_tenant = ids.histograms.entry(histogram.name()).or_default();
             for tenant in tenants {
@@ -41,6 +54,35 @@ impl MetricIds {
             }
         }
         ids
+    }
+
+    /// From now on counts wait for [`MetricIds::flush`] (the main-thread tick).
+    pub fn batch(&self) {
+        self.batched.store(true, Ordering::Release);
+    }
+
+    /// Hand the counts so far to Envoy (main thread, through the configuration).
+    pub fn flush(&self, config: ConfigHandle) {
+        for (id, pending) in self.pending.iter().enumerate() {
+            let n = pending.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                config.increment_counter(id, n);
+            }
+        }
+    }
+
+    /// Count one for counter `id` in the batch; false when not batching.
+    fn add_to_batch(&self, id: usize) -> bool {
+        if !self.batched.load(Ordering::Acquire) {
+            return false;
+        }
+        match self.pending.get(id) {
+            Some(pending) => {
+                pending.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
     }
 
     fn counter(&self, tenant: &str, name: &str) -> Option<usize> {
@@ -95,6 +137,9 @@ impl Host for NativeHost<'_> {
 
     fn count(&self, tenant: &str, counter: Counter) {
         if let Some(id) = self.metrics.counter(tenant, counter.name()) {
+            if self.metrics.add_to_batch(id) {
+                return;
+            }
             match self.caller {
                 Caller::Stream(s) => s.increment_counter(id, 1),
                 Caller::Config(c) => c.increment_counter(id, 1),
