@@ -1,7 +1,7 @@
 //! Cache layouts: shared-data keys and values (one copy across Envoy workers) and the
 //! per-worker verified-token cache that makes the warm path cheap.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
@@ -194,11 +194,16 @@ pub fn downstream_evicted_at(bytes: &[u8]) -> u64 {
 /// The cached value if it is well-formed and still fresh at `now_ms`. Anything else (expired,
 /// an older format, an eviction) is a miss.
 pub fn decode_downstream(bytes: &[u8], now_ms: u64) -> Option<Downstream> {
+    decode_downstream_until(bytes, now_ms).map(|(answer, _)| answer)
+}
+
+/// [`decode_downstream`], with when the answer expires.
+pub fn decode_downstream_until(bytes: &[u8], now_ms: u64) -> Option<(Downstream, u64)> {
     let (kind, expires_at, _, payload) = split_entry(bytes)?;
     if now_ms >= expires_at {
         return None;
     }
-    match kind {
+    let answer = match kind {
         KIND_TOKEN => Some(Downstream::Token(Secret::new(
             std::str::from_utf8(payload).ok()?,
         ))),
@@ -213,7 +218,8 @@ pub fn decode_downstream(bytes: &[u8], now_ms: u64) -> Option<Downstream> {
             _ => None,
         },
         _ => None,
-    }
+    };
+    answer.map(|a| (a, expires_at))
 }
 
 /// A user's record: answers stored by exchanges that began before `voided_at_ms` are void,
@@ -281,6 +287,18 @@ pub struct Principal {
     /// The audit record of an allowed request by this token, built on first use: it is the
     /// same for every request the token makes.
     pub allow_record: OnceCell<Rc<str>>,
+    /// The downstream token last read from shared data for this caller, reused briefly
+    /// (`flow::downstream`'s memo).
+    pub downstream_memo: RefCell<Option<DownstreamMemo>>,
+}
+
+/// A downstream token read from shared data, usable on this worker until `until_ms` unless
+/// this worker evicted any downstream entry since (`evictions` then differs).
+#[derive(Debug)]
+pub struct DownstreamMemo {
+    pub token: Secret,
+    pub until_ms: u64,
+    pub evictions: u64,
 }
 
 /// The hashes derived from a user's identifiers, computed once per user and worker.
@@ -310,6 +328,7 @@ impl Principal {
             downstream_key: hashes.downstream_key,
             user_key: hashes.user_key,
             allow_record: OnceCell::new(),
+            downstream_memo: RefCell::new(None),
         }
     }
 

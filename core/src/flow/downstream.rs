@@ -2,15 +2,57 @@
 //! under each user's record, evicting after a disconnect or a backend 401, and the tenant-wide
 //! back-off a vault 429 asks for.
 
+use std::cell::Cell;
+
 use super::Worker;
-use crate::cache::{self, CachedFailure, Downstream};
+use crate::cache::{self, CachedFailure, Downstream, DownstreamMemo, Principal};
 use crate::host::{update_shared, Host};
 use crate::metrics::Counter;
+use crate::secret::Secret;
 use crate::vault::VaultOutcome;
+
+/// How long a worker reuses a downstream token it read from shared data without reading it
+/// again: a token evicted by another worker (a disconnect or a backend 401 handled there) is
+/// still used here for at most this long. Evictions on this worker take effect at once. A
+/// warm request then costs no shared-data read (in wasm a host call that allocates in the
+/// VM).
+pub const MEMO_MS: u64 = 100;
+
+thread_local! {
+    /// Downstream entries this worker (thread) evicted: a memo read before one is not used.
+    static EVICTIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn evictions() -> u64 {
+    EVICTIONS.with(Cell::get)
+}
+
+/// A downstream entry is evicted on this worker: every memo read before it is dropped.
+fn note_eviction() {
+    EVICTIONS.with(|n| n.set(n.get().wrapping_add(1)));
+}
+
+/// The caller's downstream token from its memo, if still good at `now_ms`.
+pub(super) fn memoized(principal: &Principal, now_ms: u64) -> Option<Secret> {
+    let memo = principal.downstream_memo.borrow();
+    memo.as_ref()
+        .filter(|m| now_ms < m.until_ms && m.evictions == evictions())
+        .map(|m| m.token.clone())
+}
+
+/// Remember the token read at `now_ms` (expiring at `expires_at_ms`) for [`MEMO_MS`].
+pub(super) fn memoize(principal: &Principal, token: &Secret, now_ms: u64, expires_at_ms: u64) {
+    *principal.downstream_memo.borrow_mut() = Some(DownstreamMemo {
+        token: token.clone(),
+        until_ms: now_ms.saturating_add(MEMO_MS).min(expires_at_ms),
+        evictions: evictions(),
+    });
+}
 
 /// Forget a cached downstream answer, so the next request asks the vault (after the user
 /// connected the account). When the key was last evicted after a backend 401 is kept.
 pub fn evict_downstream(host: &dyn Host, key: &str) {
+    note_eviction();
     update_shared(host, key, |old| {
         Some(cache::encode_evicted(
             old.map_or(0, cache::downstream_evicted_at),
@@ -69,6 +111,7 @@ impl Worker {
             host.count(tenant_id, Counter::DownstreamEvictLimited);
             return false;
         }
+        note_eviction();
         update_shared(host, key, |_| Some(cache::encode_evicted(now_ms)));
         host.count(tenant_id, Counter::DownstreamEvicted);
         true

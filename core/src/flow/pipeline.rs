@@ -6,8 +6,8 @@
 use std::rc::Rc;
 
 use super::{
-    connect_required, forward, vault_metric, vault_step, FlightKey, Host, RequestInput, Step,
-    Worker,
+    connect_required, downstream, forward, vault_metric, vault_step, FlightKey, Host, RequestInput,
+    Step, Worker,
 };
 use crate::auth;
 use crate::cache::{self, CachedFailure, Downstream, FailedAgainst, Principal, Verified};
@@ -213,10 +213,20 @@ impl Worker {
             tenant: input.tenant,
             principal: Some(Rc::clone(principal)),
         };
+        if let Some(token) = downstream::memoized(&principal, now_ms) {
+            host.count(&tenant.id, Counter::DownstreamCacheHit);
+            let headers = &config.settings.credential_headers;
+            let token = token.expose();
+            return Step::Forward(forward(input.tenant, tenant, headers, &principal, token));
+        }
         let cached = host
             .shared_get(&principal.downstream_key)
             .0
-            .and_then(|b| cache::decode_downstream(&b, now_ms));
+            .and_then(|b| cache::decode_downstream_until(&b, now_ms));
+        if let Some((Downstream::Token(token), expires_at_ms)) = &cached {
+            downstream::memoize(&principal, token, now_ms, *expires_at_ms);
+        }
+        let cached = cached.map(|(answer, _)| answer);
         host.count(
             &tenant.id,
             if cached.is_some() {

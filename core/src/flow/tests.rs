@@ -1078,3 +1078,44 @@ fn a_token_one_worker_verified_is_not_checked_again_by_another_sharing_the_store
         }
     ));
 }
+
+#[test]
+fn a_warm_request_reuses_the_token_read_briefly_and_never_past_an_eviction_here() {
+    let mut f = fixture();
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 1, &alice);
+    f.answer(1, 200, json!({"access_token": "gho_1", "expires_in": 3600}));
+    let Step::Forward(first) = f.begin(2, "GET", &alice) else {
+        panic!("not forwarded")
+    };
+    // Within the memo's time: no shared-data read at all.
+    let reads = f.host.shared_reads();
+    assert!(matches!(f.begin(3, "GET", &alice), Step::Forward(_)));
+    assert_eq!(f.host.shared_reads(), reads);
+    // An eviction on this worker (a disconnect here) takes effect at once.
+    downstream::evict_downstream(&f.host, &first.principal.downstream_key);
+    assert!(started(&f.begin(4, "GET", &alice)).is_some());
+}
+
+#[test]
+fn an_eviction_by_another_worker_is_seen_within_the_memo_time() {
+    let mut f = fixture();
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 1, &alice);
+    f.answer(1, 200, json!({"access_token": "gho_1", "expires_in": 3600}));
+    let Step::Forward(first) = f.begin(2, "GET", &alice) else {
+        panic!("not forwarded")
+    };
+    // Another worker evicts it (its write, not this worker's eviction).
+    let key = &first.principal.downstream_key;
+    f.host
+        .shared_set(key, &cache::encode_evicted(0), None)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let read_at = f.host.now_ms();
+    f.host.now.set(read_at + downstream::MEMO_MS - 1);
+    assert!(matches!(f.begin(3, "GET", &alice), Step::Forward(_)));
+    f.host.now.set(read_at + downstream::MEMO_MS);
+    assert!(started(&f.begin(4, "GET", &alice)).is_some());
+}
