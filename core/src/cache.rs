@@ -297,6 +297,7 @@ pub struct Principal {
 #[derive(Debug)]
 pub struct DownstreamMemo {
     pub token: Secret,
+    pub read_ms: u64,
     pub until_ms: u64,
     pub evictions: u64,
 }

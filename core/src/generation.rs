@@ -310,7 +310,9 @@ pub struct Generation {
     /// The newest connection served, and the one last published.
     newest: u64,
     published: u64,
-    /// Until when the last reading ("current") stands without reading the record again.
+    /// When the last reading ("current") was taken, and until when it stands without reading
+    /// the record again.
+    current_since_ms: u64,
     current_until_ms: u64,
 }
 
@@ -324,6 +326,7 @@ impl Generation {
             sample: true,
             newest: 0,
             published: 0,
+            current_since_ms: 0,
             current_until_ms: 0,
         }
     }
@@ -370,7 +373,9 @@ impl Generation {
         conn: &dyn Fn() -> Option<u64>,
     ) -> bool {
         self.start(host);
-        if !self.sample && now_ms < self.current_until_ms {
+        // A clock that stepped back since the reading does not stretch it.
+        let fresh = (self.current_since_ms..self.current_until_ms).contains(&now_ms);
+        if !self.sample && fresh {
             return false;
         }
         self.current_until_ms = 0;
@@ -394,6 +399,7 @@ impl Generation {
                         self.newest = self.newest.max(c);
                     }
                 }
+                self.current_since_ms = now_ms;
                 self.current_until_ms = now_ms.saturating_add(RECHECK_MS);
                 false
             }
@@ -465,6 +471,16 @@ mod tests {
         // A refusal is never remembered as a reading: every request reads again.
         let reads = host.shared_reads();
         assert!(old.superseded(&host, 5, 1_000 + RECHECK_MS, &no_conn));
+        assert!(host.shared_reads() > reads);
+    }
+
+    #[test]
+    fn a_clock_stepped_back_does_not_stretch_a_reading() {
+        let host = host_at(1_000);
+        let mut g = Generation::new("token-vault-proxy", b"only");
+        assert!(!g.superseded(&host, 1, 1_000, &|| None));
+        let reads = host.shared_reads();
+        assert!(!g.superseded(&host, 2, 999, &|| None));
         assert!(host.shared_reads() > reads);
     }
 

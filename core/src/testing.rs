@@ -20,6 +20,8 @@ pub struct FakeHost {
     pub refuse_dispatch: Cell<bool>,
     /// Shared-data reads so far.
     pub reads: Cell<u64>,
+    /// Shared-data writes are refused while set.
+    pub refuse_writes: Cell<bool>,
 }
 
 impl FakeHost {
@@ -64,6 +66,9 @@ impl Host for FakeHost {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), SharedWriteError> {
+        if self.refuse_writes.get() {
+            return Err(SharedWriteError::Refused);
+        }
         let mut map = self.shared.borrow_mut();
         let current = map.get(key).map(|(_, c)| *c);
         if cas.is_some() && cas != current {

@@ -84,19 +84,22 @@ thread_local! {
     static BACKGROUND: RefCell<HashMap<u64, Background>> = RefCell::new(HashMap::new());
 }
 
-/// Start `config`'s background work (main thread, in `config_new`).
-pub fn start(config: &FilterConfig, handle: ConfigHandle) {
+/// Start `config`'s background work (main thread, in `config_new`). True when its ticker runs
+/// (it also wakes requests whose wait for another worker ran out: without it, workers do not
+/// share flights).
+pub fn start(config: &FilterConfig, handle: ConfigHandle) -> bool {
     let Ok(parsed) = config::parse(config.bytes(), &config::process_env) else {
-        return;
+        return false;
     };
     let Some(scheduler) = handle.scheduler().map(Arc::new) else {
         warn!("no configuration scheduler: keys are fetched by requests only");
-        return;
+        return false;
     };
     let worker = Worker::new(Rc::new(parsed), Box::new(NativeVerifier::default()))
         .with_signer(Box::new(NativeSigner));
     let ticker = Ticker::start(Arc::clone(&scheduler));
-    if ticker.is_some() {
+    let ticking = ticker.is_some();
+    if ticking {
         // The tick hands the counts to Envoy from now on (`MetricIds::flush`).
         config.metrics().batch();
     }
@@ -109,6 +112,7 @@ pub fn start(config: &FilterConfig, handle: ConfigHandle) {
         root: registry::next_id(),
     };
     BACKGROUND.with(|b| b.borrow_mut().insert(config.id(), background));
+    ticking
 }
 
 /// Stop it (main thread, in `config_destroy`): the timer thread is joined, pending call-outs

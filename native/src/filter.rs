@@ -61,6 +61,8 @@ pub struct FilterConfig {
     metrics: Arc<MetricIds>,
     /// Dropped with the configuration: workers then drop their gateway for it.
     alive: Arc<()>,
+    /// Workers share vault exchanges (a background ticker runs to wake waits that ran out).
+    shared_flights: bool,
 }
 
 /// One stream's part. Hooks of a stream can run inside one another (resuming a request runs
@@ -110,14 +112,15 @@ pub fn config_new(handle: ConfigHandle, name: &[u8], bytes: &[u8]) -> Option<Fil
         "configured {} tenant(s); signature verification: host-native (aws-lc, in Envoy's process)",
         parsed.tenants.len()
     );
-    let config = FilterConfig {
+    let mut config = FilterConfig {
         id: NEXT_CONFIG_ID.fetch_add(1, Ordering::Relaxed),
         bytes: bytes.to_vec(),
         name: String::from_utf8_lossy(name).into_owned(),
         metrics: Arc::new(metrics),
         alive: Arc::new(()),
+        shared_flights: false,
     };
-    crate::background::start(&config, handle);
+    config.shared_flights = crate::background::start(&config, handle);
     Some(config)
 }
 
@@ -157,16 +160,19 @@ fn worker_gateway(config: &FilterConfig) -> Option<Rc<WorkerGateway>> {
         // Configurations Envoy dropped since: their gateways go now.
         gateways.retain(|_, w| w.alive.strong_count() > 0);
         let parsed = config::parse(&config.bytes, &config::process_env).ok()?;
-        let worker = Worker::new(Rc::new(parsed), Box::new(NativeVerifier::default()))
+        let mut worker = Worker::new(Rc::new(parsed), Box::new(NativeVerifier::default()))
             .with_signer(Box::new(NativeSigner))
-            // One store for every worker, and schedulers to wake a stream from another
-            // thread: a user's vault exchange is sent once per process, a token's signature
-            // checked once per process (per configuration).
-            .with_shared_flights()
+            // One store for every worker: a token's signature is checked once per process
+            // (per configuration).
             .with_shared_verified_tokens(
                 tvp_core::secret::hex(&generation::digest(&config.bytes)),
                 process_token_digest(),
             );
+        if config.shared_flights {
+            // And schedulers to wake a stream from another thread: a user's vault exchange is
+            // sent once per process.
+            worker = worker.with_shared_flights();
+        }
         let gateway =
             Gateway::new(worker).with_generation(Generation::new(&config.name, &config.bytes));
         let w = Rc::new(WorkerGateway {
@@ -329,6 +335,8 @@ pub fn woken(s: &StreamState) {
     let Some(w) = &s.worker else { return };
     let host = s.host();
     let Ok(mut gateway) = w.gateway.try_borrow_mut() else {
+        // Not expected (a wake-up runs as its own event); the lease's deadline wakes it again.
+        log::warn!("#{} woken while its gateway was busy", s.ctx);
         return;
     };
     let resolved = gateway.on_wake(&host, s.ctx);
@@ -374,6 +382,8 @@ fn tick_if_due(w: &WorkerGateway, host: &NativeHost, ctx: u32) {
         return;
     }
     w.next_tick_ms.set(now.saturating_add(TICK_MS));
+    // Waits that ran out, also from here (the background ticker does it too).
+    crate::wake::expired(now);
     let Ok(mut gateway) = w.gateway.try_borrow_mut() else {
         return;
     };

@@ -4,9 +4,10 @@
 //! it, bounded: the per-user records (downstream tokens, user records, exchange leases, verified
 //! tokens, MCP sessions) are evicted least recently used first past [`MAX_ENTRIES`] (a write
 //! is a use; a read is one once the entry is in the older half of the queue, so a hot entry
-//! is moved about once per half a capacity of uses, not on every read); the records a
-//! configuration bounds (keys, leases, back-offs, the configuration generation) are never
-//! evicted, since losing the generation record would let a replaced configuration serve again.
+//! is moved about once per half a capacity of uses, not on every read; a user's record takes
+//! the tokens it lists along); the records a configuration bounds (keys, key-refresh leases,
+//! back-offs, the configuration generation) are never evicted, since losing the generation
+//! record would let a replaced configuration serve again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -25,6 +26,9 @@ const EVICTABLE: &[&str] = &[
     "tvp/v1/vt/",
     "tvp/v1/mcp-sessions/",
 ];
+
+/// Users' records (the core's `cache::user_key`).
+const USER_RECORDS: &str = "tvp/v1/du/";
 
 fn evictable(key: &str) -> bool {
     EVICTABLE.iter().any(|p| key.starts_with(p))
@@ -117,9 +121,26 @@ impl Store {
             let Some((_, oldest)) = self.order.pop_first() else {
                 break;
             };
-            self.entries.remove(&oldest);
+            let Some(entry) = self.entries.remove(&oldest) else {
+                continue;
+            };
+            // A user's record lists their downstream tokens: they go with it. Reads keep a
+            // busy user's token young while the record ages, and a disconnect evicts what the
+            // record lists: without the record it would miss the token.
+            if oldest.starts_with(USER_RECORDS) {
+                let listed = tvp_core::cache::decode_user(&entry.value).map(|r| r.keys);
+                for key in listed.unwrap_or_default() {
+                    self.remove(&key);
+                }
+            }
         }
         Ok(())
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(used) = self.entries.remove(key).and_then(|e| e.used) {
+            self.order.remove(&used);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -208,6 +229,25 @@ mod tests {
         assert_eq!(s.get(&k("c")), (None, None));
         assert_eq!(s.get(&k("a")).1, cas);
         assert_eq!(s.set(&k("a"), b"a2", cas), Ok(()));
+    }
+
+    #[test]
+    fn a_users_tokens_go_with_their_record_however_recently_read() {
+        let mut s = Store::with_capacity(4);
+        let (record, token) = ("tvp/v1/du/alice", "tvp/v1/dt/alice");
+        let listing = tvp_core::cache::encode_user(&tvp_core::cache::UserRecord {
+            voided_at_ms: 0,
+            keys: vec![token.to_string()],
+        });
+        assert_eq!(s.set(record, &listing, None), Ok(()));
+        assert_eq!(s.set(token, b"t", None), Ok(()));
+        for n in 0..6 {
+            // Alice's token is read on every request; others come and go.
+            let _ = s.get(token);
+            assert_eq!(s.set(&format!("tvp/v1/dt/{n}"), b"x", None), Ok(()));
+        }
+        assert_eq!(s.get(record), (None, None));
+        assert_eq!(s.get(token), (None, None));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! ([`tvp_core::gateway::Effect::WakeOnWrite`]) when a user's vault exchange is in flight on
 //! another worker. The request's stream is woken through its scheduler (its `scheduled` hook
 //! runs on its own worker) when a store record it names is written, or once its deadline
-//! passes (the background ticker checks deadlines).
+//! passes (the background ticker and each worker's tick check deadlines).
 //!
 //! One process-wide table, behind a mutex: a `Waker` is committed and dropped only under it,
 //! and a stream's entries leave it before its scheduler is deleted ([`forget`]), so no thread
@@ -21,76 +21,95 @@ struct Watch {
 
 /// Watches by store key.
 static WATCHES: Mutex<Option<HashMap<String, Vec<Watch>>>> = Mutex::new(None);
-/// How many watches there are: a store write checks the table only when some exist.
+/// Watches in the table, plus registrations in progress: a store write looks at the table
+/// only when there are some.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
 fn with_table<T>(f: impl FnOnce(&mut HashMap<String, Vec<Watch>>) -> T) -> T {
     let mut guard = WATCHES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let table = guard.get_or_insert_with(HashMap::new);
-    let out = f(table);
-    COUNT.store(table.values().map(Vec::len).sum(), Ordering::Release);
-    out
+    f(guard.get_or_insert_with(HashMap::new))
 }
 
 /// Wake `waker` when `key` is written, or at `by_ms` at the latest; at once if the record's
 /// version is no longer `seen` (it was written between the core's read and now) or the
 /// deadline passed.
 pub fn watch(key: &str, by_ms: u64, seen: Option<u32>, waker: Waker, now_ms: u64) {
-    with_table(|t| {
-        // Checked under the table's lock: a write after this check finds the watch (writers
-        // wake after their write, through this lock), one before it is seen here.
+    // Counted before the version is read. A writer that then finds no watch (the count 0)
+    // wrote before this read (the store's lock orders the two), so the read sees its write;
+    // a writer after the read finds the count and waits for this table lock.
+    COUNT.fetch_add(1, Ordering::SeqCst);
+    let added = with_table(|t| {
         if crate::store::version(key) != seen || by_ms <= now_ms {
             waker.wake();
-            return;
+            return false;
         }
         let watches = t.entry(key.to_string()).or_default();
-        if !watches.iter().any(|w| w.waker == waker) {
-            watches.push(Watch { waker, by_ms });
+        if watches.iter().any(|w| w.waker == waker) {
+            return false;
         }
+        watches.push(Watch { waker, by_ms });
+        true
     });
+    if !added {
+        COUNT.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
-/// `key` was written: wake (once) every stream that watched it. Always under the lock (no
-/// shortcut on an empty table): a watch being added now must either see this write or be
-/// found by it.
+/// `key` was written (after the store's write): wake (once) every stream that watched it.
 pub fn written(key: &str) {
-    with_table(|t| {
-        for w in t.remove(key).unwrap_or_default() {
+    if COUNT.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    let woken = with_table(|t| {
+        let watches = t.remove(key).unwrap_or_default();
+        for w in &watches {
             w.waker.wake();
         }
+        watches.len()
     });
+    COUNT.fetch_sub(woken, Ordering::SeqCst);
 }
 
 /// Wake (once) every stream whose deadline passed.
 pub fn expired(now_ms: u64) {
-    if COUNT.load(Ordering::Acquire) == 0 {
+    if COUNT.load(Ordering::SeqCst) == 0 {
         return;
     }
-    with_table(|t| {
+    let woken = with_table(|t| {
+        let mut woken = 0;
         for watches in t.values_mut() {
             watches.retain(|w| {
                 let due = w.by_ms <= now_ms;
                 if due {
                     w.waker.wake();
+                    woken += 1;
                 }
                 !due
             });
         }
         t.retain(|_, watches| !watches.is_empty());
+        woken
     });
+    COUNT.fetch_sub(woken, Ordering::SeqCst);
 }
 
-/// A stream's scheduler is about to be deleted: its watches go first.
+/// A stream's scheduler is about to be deleted: its watches go first. (Its own worker added
+/// them, so a count of 0 seen here means it has none.)
 pub fn forget(waker: Waker) {
-    if COUNT.load(Ordering::Acquire) == 0 {
+    if COUNT.load(Ordering::SeqCst) == 0 {
         return;
     }
-    with_table(|t| {
+    let dropped = with_table(|t| {
+        let mut dropped = 0;
         for watches in t.values_mut() {
+            let before = watches.len();
             watches.retain(|w| w.waker != waker);
+            dropped += before - watches.len();
         }
         t.retain(|_, watches| !watches.is_empty());
+        dropped
     });
+    COUNT.fetch_sub(dropped, Ordering::SeqCst);
 }

@@ -35,8 +35,9 @@ fn note_eviction() {
 /// The caller's downstream token from its memo, if still good at `now_ms`.
 pub(super) fn memoized(principal: &Principal, now_ms: u64) -> Option<Secret> {
     let memo = principal.downstream_memo.borrow();
+    // A clock that stepped back before the read does not stretch the memo.
     memo.as_ref()
-        .filter(|m| now_ms < m.until_ms && m.evictions == evictions())
+        .filter(|m| (m.read_ms..m.until_ms).contains(&now_ms) && m.evictions == evictions())
         .map(|m| m.token.clone())
 }
 
@@ -44,6 +45,7 @@ pub(super) fn memoized(principal: &Principal, now_ms: u64) -> Option<Secret> {
 pub(super) fn memoize(principal: &Principal, token: &Secret, now_ms: u64, expires_at_ms: u64) {
     *principal.downstream_memo.borrow_mut() = Some(DownstreamMemo {
         token: token.clone(),
+        read_ms: now_ms,
         until_ms: now_ms.saturating_add(MEMO_MS).min(expires_at_ms),
         evictions: evictions(),
     });
@@ -65,6 +67,9 @@ pub fn evict_downstream(host: &dyn Host, key: &str) {
 pub fn evict_user(host: &dyn Host, user_key: &str, now_ms: u64) {
     // Mark first, then evict what the record lists: a store indexed before the mark is
     // evicted here; one after it sees the mark (`store_downstream` checks both ways).
+    // Every memo on this worker goes, even if the record lists no key (it may have been
+    // evicted from a bounded store).
+    note_eviction();
     let mut keys = Vec::new();
     update_shared(host, user_key, |old| {
         let mut record = old.and_then(cache::decode_user).unwrap_or_default();

@@ -32,6 +32,9 @@ pub enum Lease {
     /// Another worker's exchange is in flight until `until_ms` at the latest; `seen` is the
     /// version of the record read (a write since means it changed).
     HeldElsewhere { until_ms: u64, seen: Option<u32> },
+    /// Shared data refused the lease (or stayed contended): this worker sends the exchange
+    /// without one, and has nothing to release.
+    NotShared,
 }
 
 fn encode(until_ms: u64) -> [u8; 8] {
@@ -62,14 +65,16 @@ pub fn take(host: &dyn Host, key: &str, now_ms: u64, duration_ms: u64) -> Lease 
         }
     }
     // Contended past every attempt, or refused: call the vault without sharing the call.
-    Lease::Taken { until_ms }
+    Lease::NotShared
 }
 
 /// Release the lease taken until `until_ms` (unless it expired and another worker took it
-/// since). The write itself is what wakes the requests waiting elsewhere.
+/// since). The write itself is what wakes the requests waiting elsewhere, so a record the
+/// store evicted meanwhile is written again (free) rather than left absent.
 pub fn release(host: &dyn Host, key: &str, until_ms: u64) {
-    crate::host::update_shared(host, key, |old| {
-        (old.map(decode) == Some(until_ms)).then(|| encode(0).to_vec())
+    crate::host::update_shared(host, key, |old| match old {
+        None => Some(encode(0).to_vec()),
+        Some(v) => (decode(v) == until_ms).then(|| encode(0).to_vec()),
     });
 }
 
@@ -118,6 +123,20 @@ mod tests {
             take(&host, KEY, 1_600, 500),
             Lease::Taken { until_ms: 2_100 }
         );
+    }
+
+    #[test]
+    fn a_release_writes_the_record_even_if_it_was_evicted_meanwhile() {
+        let host = FakeHost::default();
+        release(&host, KEY, 1_500);
+        assert_eq!(host.shared_get(KEY).0, Some(encode(0).to_vec()));
+    }
+
+    #[test]
+    fn a_refused_lease_is_not_shared() {
+        let host = FakeHost::default();
+        host.refuse_writes.set(true);
+        assert_eq!(take(&host, KEY, 10, 5), Lease::NotShared);
     }
 
     #[test]

@@ -132,6 +132,7 @@ impl Worker {
                     Lease::HeldElsewhere { until_ms, seen } => {
                         FlightLease::Elsewhere { until_ms, seen }
                     }
+                    Lease::NotShared => FlightLease::Unshared,
                 }
             }
             _ => FlightLease::Unshared,
@@ -217,54 +218,77 @@ impl Worker {
             let FlightKey::Token(dkey) = &key else {
                 continue;
             };
-            let cached = host
-                .shared_get(dkey)
-                .0
-                .and_then(|b| cache::decode_downstream(&b, now_ms));
-            if let Some(answer) = cached {
-                let Some(flight) = self.flights.remove(&key) else {
-                    continue;
-                };
-                for ctx in flight.waiters {
-                    if let Some((input, principal)) = self.waiting_token.remove(&ctx) {
-                        out.push((ctx, self.answered(&input, &principal, &answer)));
-                    }
-                }
+            if let Some(answered) = self.answer_from_cache(host, &key, dkey, now_ms) {
+                out.extend(answered);
                 continue;
             }
             let watch = exchange_lease::key(dkey);
             let duration = exchange_lease::duration_ms(self.config.settings.callout_timeout_ms);
             let lease = exchange_lease::take(host, &watch, now_ms, duration);
+            if let Lease::Taken { .. } | Lease::NotShared = lease {
+                // The holder may have cached its answer and released between the two reads:
+                // then there is nothing to send.
+                if let Some(answered) = self.answer_from_cache(host, &key, dkey, now_ms) {
+                    if let Lease::Taken { until_ms } = lease {
+                        exchange_lease::release(host, &watch, until_ms);
+                    }
+                    out.extend(answered);
+                    continue;
+                }
+            }
             let Some(flight) = self.flights.get_mut(&key) else {
                 continue;
             };
-            match lease {
-                Lease::Taken { until_ms } => {
-                    // Free (released without an answer to cache, or expired): ours to send.
-                    flight.lease = FlightLease::Held { until_ms };
-                    flight.started_ms = now_ms;
-                    if let Some(first) = flight.waiters.first() {
-                        let start = Some(flight.request.clone());
-                        out.push((*first, Step::Wait { flight: key, start }));
-                    }
-                }
+            let (lease, send) = match lease {
+                // Free (released without an answer to cache, or expired): ours to send.
+                Lease::Taken { until_ms } => (FlightLease::Held { until_ms }, true),
+                Lease::NotShared => (FlightLease::Unshared, true),
                 Lease::HeldElsewhere { until_ms, seen } => {
-                    flight.lease = FlightLease::Elsewhere { until_ms, seen };
                     for ctx in &flight.waiters {
                         let watch = watch.clone();
-                        out.push((
-                            *ctx,
-                            Step::WaitElsewhere {
-                                watch,
-                                until_ms,
-                                seen,
-                            },
-                        ));
+                        let step = Step::WaitElsewhere {
+                            watch,
+                            until_ms,
+                            seen,
+                        };
+                        out.push((*ctx, step));
                     }
+                    (FlightLease::Elsewhere { until_ms, seen }, false)
+                }
+            };
+            flight.lease = lease;
+            if send {
+                flight.started_ms = now_ms;
+                if let Some(first) = flight.waiters.first() {
+                    let start = Some(flight.request.clone());
+                    out.push((*first, Step::Wait { flight: key, start }));
                 }
             }
         }
         out
+    }
+
+    /// The flight `key` (user cache key `dkey`) answered from the cache another worker filled:
+    /// its waiters' steps, or `None` if nothing is cached yet.
+    fn answer_from_cache(
+        &mut self,
+        host: &dyn Host,
+        key: &FlightKey,
+        dkey: &str,
+        now_ms: u64,
+    ) -> Option<Vec<Resolution>> {
+        let answer = host
+            .shared_get(dkey)
+            .0
+            .and_then(|b| cache::decode_downstream(&b, now_ms))?;
+        let flight = self.flights.remove(key)?;
+        let mut out = Vec::new();
+        for ctx in flight.waiters {
+            if let Some((input, principal)) = self.waiting_token.remove(&ctx) {
+                out.push((ctx, self.answered(&input, &principal, &answer)));
+            }
+        }
+        Some(out)
     }
 
     /// The lease of `flight`, if this worker holds it, is released (its answer is cached, or

@@ -1093,6 +1093,12 @@ fn a_warm_request_reuses_the_token_read_briefly_and_never_past_an_eviction_here(
     let reads = f.host.shared_reads();
     assert!(matches!(f.begin(3, "GET", &alice), Step::Forward(_)));
     assert_eq!(f.host.shared_reads(), reads);
+    // A clock stepped back reads again.
+    let now = f.host.now_ms();
+    f.host.now.set(now - 1);
+    assert!(matches!(f.begin(5, "GET", &alice), Step::Forward(_)));
+    assert!(f.host.shared_reads() > reads);
+    f.host.now.set(now);
     // An eviction on this worker (a disconnect here) takes effect at once.
     downstream::evict_downstream(&f.host, &first.principal.downstream_key);
     assert!(started(&f.begin(4, "GET", &alice)).is_some());
