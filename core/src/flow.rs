@@ -204,17 +204,6 @@ impl Worker {
         self.begin_at(host, context_id, input, host.now_ms())
     }
 
-    /// [`Worker::begin`] with the clock already read for this request.
-    pub fn begin_at(
-        &mut self,
-        host: &dyn Host,
-        context_id: u32,
-        input: RequestInput,
-        now_ms: u64,
-    ) -> Step {
-        self.run(host, context_id, input, now_ms)
-    }
-
     fn complete_flight(
         &mut self,
         host: &dyn Host,
@@ -390,7 +379,7 @@ impl Worker {
         }
         // Keys are present now (fresh or still-usable stale ones): rerun. A still-unknown
         // `kid` is refused there because the refetch interval has not passed.
-        self.run(host, ctx, input, host.now_ms())
+        self.begin_at(host, ctx, input, host.now_ms())
     }
 }
 

@@ -74,42 +74,35 @@ pub fn written(key: &str) {
 
 /// Wake (once) every stream whose deadline passed.
 pub fn expired(now_ms: u64) {
-    if COUNT.load(Ordering::SeqCst) == 0 {
-        return;
-    }
-    let woken = with_table(|t| {
-        let mut woken = 0;
-        for watches in t.values_mut() {
-            watches.retain(|w| {
-                let due = w.by_ms <= now_ms;
-                if due {
-                    w.waker.wake();
-                    woken += 1;
-                }
-                !due
-            });
+    remove_where(|w| {
+        let due = w.by_ms <= now_ms;
+        if due {
+            w.waker.wake();
         }
-        t.retain(|_, watches| !watches.is_empty());
-        woken
+        due
     });
-    COUNT.fetch_sub(woken, Ordering::SeqCst);
 }
 
 /// A stream's scheduler is about to be deleted: its watches go first. (Its own worker added
 /// them, so a count of 0 seen here means it has none.)
 pub fn forget(waker: Waker) {
+    remove_where(|w| w.waker == waker);
+}
+
+/// Remove every watch `gone` picks, keeping the count.
+fn remove_where(mut gone: impl FnMut(&Watch) -> bool) {
     if COUNT.load(Ordering::SeqCst) == 0 {
         return;
     }
-    let dropped = with_table(|t| {
-        let mut dropped = 0;
+    let removed = with_table(|t| {
+        let mut removed = 0;
         for watches in t.values_mut() {
             let before = watches.len();
-            watches.retain(|w| w.waker != waker);
-            dropped += before - watches.len();
+            watches.retain(|w| !gone(w));
+            removed += before - watches.len();
         }
         t.retain(|_, watches| !watches.is_empty());
-        dropped
+        removed
     });
-    COUNT.fetch_sub(dropped, Ordering::SeqCst);
+    COUNT.fetch_sub(removed, Ordering::SeqCst);
 }

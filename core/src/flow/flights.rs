@@ -62,6 +62,34 @@ pub(super) enum FlightLease {
     Elsewhere { until_ms: u64, seen: Option<u32> },
 }
 
+impl From<Lease> for FlightLease {
+    fn from(lease: Lease) -> Self {
+        match lease {
+            Lease::Taken { until_ms } => FlightLease::Held { until_ms },
+            Lease::HeldElsewhere { until_ms, seen } => FlightLease::Elsewhere { until_ms, seen },
+            Lease::NotShared => FlightLease::Unshared,
+        }
+    }
+}
+
+/// What a request that joined flight `key` (its lease `lease`) waits for: the call-out, or the
+/// worker holding the lease.
+fn waiting(key: FlightKey, lease: FlightLease) -> Step {
+    match (lease, &key) {
+        (FlightLease::Elsewhere { until_ms, seen }, FlightKey::Token(dkey)) => {
+            Step::WaitElsewhere {
+                watch: exchange_lease::key(dkey),
+                until_ms,
+                seen,
+            }
+        }
+        _ => Step::Wait {
+            flight: key,
+            start: None,
+        },
+    }
+}
+
 /// The call-out fetching tenant `index`'s keys: its JWKS, or first its discovery document.
 pub(super) fn keys_request(index: usize, jwks: &JwksSource) -> (Purpose, CalloutRequest) {
     match jwks {
@@ -127,13 +155,7 @@ impl Worker {
         let lease = match &key {
             FlightKey::Token(dkey) if self.shared_flights && !self.flights.contains_key(&key) => {
                 let duration = exchange_lease::duration_ms(self.config.settings.callout_timeout_ms);
-                match exchange_lease::take(host, &exchange_lease::key(dkey), now_ms, duration) {
-                    Lease::Taken { until_ms } => FlightLease::Held { until_ms },
-                    Lease::HeldElsewhere { until_ms, seen } => {
-                        FlightLease::Elsewhere { until_ms, seen }
-                    }
-                    Lease::NotShared => FlightLease::Unshared,
-                }
+                exchange_lease::take(host, &exchange_lease::key(dkey), now_ms, duration).into()
             }
             _ => FlightLease::Unshared,
         };
@@ -154,48 +176,26 @@ impl Worker {
     ) -> Step {
         if let Some(flight) = self.flights.get_mut(&key) {
             flight.waiters.push(context_id);
-            return match (flight.lease, &key) {
-                (FlightLease::Elsewhere { until_ms, seen }, FlightKey::Token(dkey)) => {
-                    Step::WaitElsewhere {
-                        watch: exchange_lease::key(dkey),
-                        until_ms,
-                        seen,
-                    }
-                }
-                _ => Step::Wait {
-                    flight: key,
-                    start: None,
-                },
-            };
+            let lease = flight.lease;
+            return waiting(key, lease);
         }
-        let elsewhere = match (lease, &key) {
-            (FlightLease::Elsewhere { until_ms, seen }, FlightKey::Token(dkey)) => {
-                Some((exchange_lease::key(dkey), until_ms, seen))
-            }
-            _ => None,
-        };
+        let elsewhere = matches!(lease, FlightLease::Elsewhere { .. });
         self.flights.insert(
             key.clone(),
             Flight {
                 purpose,
                 request: request.clone(),
                 waiters: vec![context_id],
-                owner: Some(context_id),
+                // Leased elsewhere: nobody here sends it.
+                owner: (!elsewhere).then_some(context_id),
                 sent_ms: None,
                 started_ms: now_ms,
                 user_key,
                 lease,
             },
         );
-        if let Some((watch, until_ms, seen)) = elsewhere {
-            if let Some(f) = self.flights.get_mut(&key) {
-                f.owner = None;
-            }
-            return Step::WaitElsewhere {
-                watch,
-                until_ms,
-                seen,
-            };
+        if elsewhere {
+            return waiting(key, lease);
         }
         Step::Wait {
             flight: key,
@@ -207,14 +207,14 @@ impl Worker {
     /// or ran out): every such flight of this worker is answered from the cache the other
     /// worker filled, taken over if the lease is free, or waits on.
     pub fn poll_elsewhere(&mut self, host: &dyn Host, now_ms: u64) -> Vec<Resolution> {
-        let waiting: Vec<FlightKey> = self
+        let leased_elsewhere: Vec<FlightKey> = self
             .flights
             .iter()
             .filter(|(_, f)| matches!(f.lease, FlightLease::Elsewhere { .. }))
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
-        for key in waiting {
+        for key in leased_elsewhere {
             let FlightKey::Token(dkey) = &key else {
                 continue;
             };
@@ -239,30 +239,18 @@ impl Worker {
             let Some(flight) = self.flights.get_mut(&key) else {
                 continue;
             };
-            let (lease, send) = match lease {
-                // Free (released without an answer to cache, or expired): ours to send.
-                Lease::Taken { until_ms } => (FlightLease::Held { until_ms }, true),
-                Lease::NotShared => (FlightLease::Unshared, true),
-                Lease::HeldElsewhere { until_ms, seen } => {
-                    for ctx in &flight.waiters {
-                        let watch = watch.clone();
-                        let step = Step::WaitElsewhere {
-                            watch,
-                            until_ms,
-                            seen,
-                        };
-                        out.push((*ctx, step));
-                    }
-                    (FlightLease::Elsewhere { until_ms, seen }, false)
+            flight.lease = FlightLease::from(lease);
+            if let Lease::HeldElsewhere { .. } = lease {
+                for ctx in &flight.waiters {
+                    out.push((*ctx, waiting(key.clone(), flight.lease)));
                 }
-            };
-            flight.lease = lease;
-            if send {
-                flight.started_ms = now_ms;
-                if let Some(first) = flight.waiters.first() {
-                    let start = Some(flight.request.clone());
-                    out.push((*first, Step::Wait { flight: key, start }));
-                }
+                continue;
+            }
+            // Free (released without an answer to cache, or expired): ours to send.
+            flight.started_ms = now_ms;
+            if let Some(first) = flight.waiters.first() {
+                let start = Some(flight.request.clone());
+                out.push((*first, Step::Wait { flight: key, start }));
             }
         }
         out

@@ -13,7 +13,7 @@ use crate::auth;
 use crate::cache::{self, CachedFailure, Downstream, FailedAgainst, Principal, Verified};
 use crate::callout::DependencyFailure;
 use crate::config::SubjectTokenType;
-use crate::jwt::TokenError;
+use crate::jwt::{Claims, TokenError};
 use crate::metrics::Counter;
 use crate::reply::Deny;
 use crate::vault;
@@ -28,8 +28,9 @@ enum Verification {
 }
 
 impl Worker {
-    /// Run the request: the step it needs next.
-    pub(super) fn run(
+    /// Run the request, the clock already read for it (or run it again once its keys came):
+    /// the step it needs next.
+    pub fn begin_at(
         &mut self,
         host: &dyn Host,
         context_id: u32,
@@ -141,13 +142,7 @@ impl Worker {
         match auth::verify(jwt, &keys, self.verifier.as_ref()) {
             Ok(claims) => {
                 self.share_verified(host, input.tenant, digest, &claims);
-                let principal = Rc::new(self.principal(input.tenant, claims));
-                let verified = Verified {
-                    tenant: input.tenant,
-                    principal: Rc::clone(&principal),
-                };
-                self.verified.insert(digest, verified);
-                Verification::Verified(principal)
+                Verification::Verified(self.remember_verified(input.tenant, digest, claims))
             }
             Err(e) => {
                 if e == TokenError::BadSignature {
@@ -163,6 +158,22 @@ impl Worker {
                 refused(e)
             }
         }
+    }
+
+    /// A token's checked claims: its caller, kept in this worker's verified-token cache.
+    pub(super) fn remember_verified(
+        &mut self,
+        tenant: usize,
+        digest: u128,
+        claims: Claims,
+    ) -> Rc<Principal> {
+        let principal = Rc::new(self.principal(tenant, claims));
+        let verified = Verified {
+            tenant,
+            principal: Rc::clone(&principal),
+        };
+        self.verified.insert(digest, verified);
+        principal
     }
 
     /// Scopes for the method; for Okta "user access", the user's ID token riding along in its
@@ -215,9 +226,7 @@ impl Worker {
         };
         if let Some(token) = downstream::memoized(&principal, now_ms) {
             host.count(&tenant.id, Counter::DownstreamCacheHit);
-            let headers = &config.settings.credential_headers;
-            let token = token.expose();
-            return Step::Forward(forward(input.tenant, tenant, headers, &principal, token));
+            return self.answered(&input, &principal, &Downstream::Token(token));
         }
         let cached = host
             .shared_get(&principal.downstream_key)

@@ -10,7 +10,7 @@
 use std::rc::Rc;
 
 use super::Worker;
-use crate::cache::{Principal, Verified};
+use crate::cache::Principal;
 use crate::host::Host;
 use crate::jwt::Claims;
 
@@ -39,13 +39,7 @@ impl Worker {
         let namespace = self.shared_verified.as_deref()?;
         let bytes = host.shared_get(&key(namespace, tenant, digest)).0?;
         let claims = decode(&bytes)?;
-        let principal = Rc::new(self.principal(tenant, claims));
-        let verified = Verified {
-            tenant,
-            principal: Rc::clone(&principal),
-        };
-        self.verified.insert(digest, verified);
-        Some(principal)
+        Some(self.remember_verified(tenant, digest, claims))
     }
 
     /// A token this worker verified: shared with the others (a refused write only costs them
