@@ -50,11 +50,16 @@ toolchain:
 	  rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt; \
 	fi
 
-# Tools only some end-to-end tests need: docker-compose (checks the rendered compose file) and
-# chromium (the headless-browser connect flow).
+# Tools only some end-to-end tests need: docker-compose (checks the rendered compose file),
+# chromium (the headless-browser connect flow) and a current Istio release's validators (npm,
+# pinned by deploy/tests/istio-schema/package-lock.json) for the rendered Istio resources.
+ISTIO_CHECK := deploy/tests/istio-schema
 test-tools:
 	@$(call apt,docker-compose,docker-compose,the compose-file test)
 	@$(call apt,chromium,chromium,the headless-browser test)
+	@$(call apt,npm,nodejs npm,the Istio validators)
+	@[ -d $(ISTIO_CHECK)/node_modules/@kubernetes-models/istio ] || { echo "installing the Istio validators (npm ci in $(ISTIO_CHECK))"; \
+	  npm ci --prefix $(ISTIO_CHECK) --no-audit --no-fund --silent; }
 
 envoy:
 	@if [ -x "$(ENVOY_BIN)" ]; then exit 0; fi; \

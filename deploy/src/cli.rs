@@ -43,10 +43,12 @@ pub enum Render {
     /// With lds_path=DIR/NAME.yaml, the listener and the plugin configuration go to NAME.yaml,
     /// which Envoy reloads when a new one is moved into DIR; --out is required then.
     Envoy(RenderArgs),
-    /// WasmPlugin, ServiceEntry and DestinationRule resources (istio.yaml)
+    /// WasmPlugin, ServiceEntry, DestinationRule and VirtualService resources (istio.yaml)
     ///
-    /// Without routes of its own, settings.mcp_hold_path is left out (with a warning).
-    /// Needs wasm and wasm_sha256.
+    /// The VirtualService routes /{tenant}/ on istio.gateway for the gateway's own hosts
+    /// (istio.hosts, default public_base_url's host), which the filter checks too.
+    /// Without hold routes, settings.mcp_hold_path is left out (with a warning).
+    /// Needs wasm, wasm_sha256 and istio.gateway.
     Istio(RenderArgs),
     /// Envoy Gateway resources (envoy-gateway.yaml)
     ///
@@ -77,7 +79,8 @@ istio and envoy-gateway), host (wasm or native), native_module (default
 target/native/libtvp_native.so), ca_bundle, lds_path, allow_inline_secrets (a demo only:
 client_secret values in the tenants file are refused otherwise; default true for compose),
 istio.name, istio.namespace, istio.selector, istio.ports, istio.mode, istio.credential_name,
-istio.hosts, envoy_gateway.gateway (NAMESPACE/NAME), envoy_gateway.listener,
+istio.hosts, istio.gateway (NAMESPACE/NAME, required for istio),
+envoy_gateway.gateway (NAMESPACE/NAME), envoy_gateway.listener,
 envoy_gateway.name, envoy_gateway.namespace, envoy_gateway.ca_config_map,
 envoy_gateway.allow_plain_http.
 

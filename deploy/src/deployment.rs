@@ -74,6 +74,7 @@ struct RawIstio {
     mode: Option<String>,
     credential_name: Option<String>,
     hosts: Option<Vec<String>>,
+    gateway: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,8 +134,11 @@ pub struct Istio {
     /// the `ca_bundle` file in the proxy container.
     pub credential_name: Option<String>,
     /// The gateway's own host names (`host[:port]`): the plugin's `settings.hosts`, so a
-    /// request for another host on a shared ingress gets no tenant token.
+    /// request for another host on a shared ingress gets no tenant token, and the hosts of
+    /// the VirtualService routing `/{tenant}/` (empty: the public URL's host).
     pub hosts: Vec<String>,
+    /// The Istio `Gateway` (namespace, name) the VirtualService binds the tenants' routes to.
+    pub gateway: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,15 +229,8 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
     };
     let raw_istio = raw.istio.unwrap_or_default();
     let raw_eg = raw.envoy_gateway.unwrap_or_default();
-    let gateway = match raw_eg.gateway {
-        Some(g) => Some(
-            g.split_once('/')
-                .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
-                .map(|(ns, name)| (ns.to_string(), name.to_string()))
-                .ok_or("deployment: envoy_gateway.gateway: must be NAMESPACE/NAME")?,
-        ),
-        None => None,
-    };
+    let gateway = namespaced_name(raw_eg.gateway, "envoy_gateway.gateway")?;
+    let istio_gateway = namespaced_name(raw_istio.gateway, "istio.gateway")?;
     let d = Deployment {
         public_base_url: raw.public_base_url,
         listen_address: raw.listen_address.unwrap_or_else(|| any.into()),
@@ -264,6 +261,7 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
             mode: raw_istio.mode.unwrap_or_else(|| "CLIENT".into()),
             credential_name: raw_istio.credential_name,
             hosts: raw_istio.hosts.unwrap_or_default(),
+            gateway: istio_gateway,
         },
         envoy_gateway: EnvoyGateway {
             gateway,
@@ -276,6 +274,17 @@ fn resolve(raw: RawDeployment, target: Target) -> Result<Deployment, String> {
     };
     check(&d, target)?;
     Ok(d)
+}
+
+/// A `NAMESPACE/NAME` reference to a Kubernetes resource.
+fn namespaced_name(value: Option<String>, field: &str) -> Result<Option<(String, String)>, String> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    v.split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+        .map(|(ns, name)| Some((ns.to_string(), name.to_string())))
+        .ok_or_else(|| format!("deployment: {field}: must be NAMESPACE/NAME"))
 }
 
 fn check(d: &Deployment, target: Target) -> Result<(), String> {
@@ -353,6 +362,13 @@ fn check(d: &Deployment, target: Target) -> Result<(), String> {
     }
     if d.istio.ports.contains(&0) {
         return bad("istio.ports", "ports must not be 0");
+    }
+    if target == Target::Istio && d.istio.gateway.is_none() {
+        // Without one, a VirtualService binds to every sidecar of the mesh instead.
+        return bad(
+            "istio.gateway",
+            "name the Istio Gateway serving the agents' host (NAMESPACE/NAME): the tenants' routes bind to it",
+        );
     }
     Ok(())
 }
@@ -478,6 +494,10 @@ mod tests {
                 d.envoy_gateway.gateway,
                 Some(("gateways".into(), "agents".into()))
             );
+            assert_eq!(
+                d.istio.gateway,
+                Some(("istio-system".into(), "agents".into()))
+            );
         }
         // As written it names an OCI module, which plain Envoy cannot load, and no digest.
         assert!(load(text, &[], Target::Envoy).is_err());
@@ -508,6 +528,29 @@ mod tests {
             assert!(load(text, &sets, Target::Envoy).is_err(), "{text} {set}");
         }
         assert!(load("", &["oops".into()], Target::Envoy).is_err());
+    }
+
+    #[test]
+    fn istio_needs_the_gateway_its_routes_bind_to() {
+        let pinned = [
+            "wasm=oci://r/x:1".to_string(),
+            format!("wasm_sha256={}", "a".repeat(64)),
+        ];
+        let e = load("", &pinned, Target::Istio).unwrap_err();
+        assert!(e.starts_with("deployment: istio.gateway: "), "{e}");
+        for bad in ["agents", "/agents", "ns/", "a/b/c"] {
+            let mut sets = pinned.to_vec();
+            sets.push(format!("istio.gateway={bad}"));
+            let e = load("", &sets, Target::Istio).unwrap_err();
+            assert_eq!(
+                e, "deployment: istio.gateway: must be NAMESPACE/NAME",
+                "{bad}"
+            );
+        }
+        let mut sets = pinned.to_vec();
+        sets.push("istio.gateway=gw/agents".into());
+        let d = load("", &sets, Target::Istio).unwrap();
+        assert_eq!(d.istio.gateway, Some(("gw".into(), "agents".into())));
     }
 
     #[test]

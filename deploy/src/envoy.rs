@@ -270,7 +270,7 @@ fn connection_manager(plan: &Plan, d: &Deployment, config: &str) -> Node {
             "route" => map! {
                 "cluster" => backend_name(d, &b.tenant, &b.origin),
                 "prefix_rewrite" => b.prefix.clone(),
-                "host_rewrite_literal" => authority(&b.origin),
+                "host_rewrite_literal" => b.origin.authority(),
                 "timeout" => "30s",
             },
         }
@@ -455,15 +455,6 @@ fn wasm_filter(d: &Deployment, plan: &Plan, config: &str) -> Node {
                 "value" => config,
             },
         },
-    }
-}
-
-fn authority(o: &Origin) -> String {
-    let default = if o.tls { 443 } else { 80 };
-    if o.port == default {
-        o.host.clone()
-    } else {
-        format!("{}:{}", o.host, o.port)
     }
 }
 

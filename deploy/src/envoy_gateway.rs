@@ -15,14 +15,13 @@
 //!   unknown tenants.
 
 use serde_json::Value;
-use tvp_core::config::Url;
 
 use crate::deployment::Deployment;
 use crate::doc::{yaml_stream, Node};
 use crate::envoy::{cluster, hold_path_warning, plugin_config_without_hold, HEADER, ROOT_ID};
 use crate::istio::k8s_metadata;
 use crate::tenants::JsonPath;
-use crate::upstream::{Backend, Origin, Plan};
+use crate::upstream::{public_hostname, Backend, Origin, Plan};
 use crate::{map, schema, seq};
 
 const GATEWAY_API: &str = "gateway.networking.k8s.io";
@@ -170,15 +169,6 @@ fn route_names(plan: &Plan, d: &Deployment) -> Result<Vec<String>, Vec<String>> 
     } else {
         Err(out)
     }
-}
-
-/// The host of the public URL, when it is a DNS name: the routes answer for it only, so they
-/// do not take paths like `/connect/` from other applications on the same Gateway.
-fn public_hostname(config: &Value) -> Option<String> {
-    let url = Url::parse(config["settings"]["public_base_url"].as_str()?).ok()?;
-    Origin::from_url(&url)
-        .filter(|o| !o.is_ip())
-        .map(|o| o.host)
 }
 
 /// One EnvoyPatchPolicy in the Gateway's namespace (Envoy Gateway requires it there) adding

@@ -1,6 +1,8 @@
 //! Istio resources: a `WasmPlugin` running the filter on the selected workloads (an ingress
-//! gateway by default), and per outside origin the filter calls a `ServiceEntry` and a
-//! `DestinationRule` (TLS with SNI for https). Istio names the cluster of such a host
+//! gateway by default); per outside origin the filter calls or a tenant's https backend is
+//! on, a `ServiceEntry` and a `DestinationRule` (TLS verified by CA and exact SAN); and a
+//! `VirtualService` on the deployment's Istio `Gateway` routing `/{tenant}/` to each tenant's
+//! backend for the gateway's own host names only. Istio names the cluster of an outside host
 //! `outbound|<port>||<host>`, so the plugin configuration's `cluster` fields are rewritten to
 //! those names: the tenants file stays the one source, whatever the platform.
 
@@ -9,7 +11,8 @@ use serde_json::Value;
 use crate::deployment::Deployment;
 use crate::doc::{yaml_stream, Node};
 use crate::envoy::{hold_path_warning, plugin_config_without_hold, HEADER};
-use crate::upstream::{Origin, Plan};
+use crate::tenants::JsonPath;
+use crate::upstream::{public_hostname, Backend, Origin, Plan};
 use crate::{map, schema, seq, tenants};
 
 /// The cluster Istio generates for a ServiceEntry host and port.
@@ -17,26 +20,30 @@ pub fn cluster_name(o: &Origin) -> String {
     format!("outbound|{}||{}", o.port, o.host)
 }
 
-/// What a WasmPlugin cannot deploy: the MCP hold routes (routes need an EnvoyFilter, which
-/// has no vendored schema to check it against); see [`plugin_config_without_hold`].
+/// What Istio's resources cannot deploy: the MCP hold routes, which need Envoy's buffer filter
+/// on them (a VirtualService cannot configure a filter; an EnvoyFilter could, and has no
+/// vendored schema to check it against); see [`plugin_config_without_hold`].
 pub fn warnings(plan: &Plan) -> Vec<String> {
     hold_path_warning(
         plan,
         "the WasmPlugin's pluginConfig",
-        "a WasmPlugin cannot add the hold routes it needs",
+        "a VirtualService cannot put Envoy's buffer filter on the hold routes",
     )
 }
 
 /// The plugin configuration for Istio: the deployed configuration with Istio's cluster names,
-/// without the MCP hold path (see [`warnings`]).
+/// without the MCP hold path (see [`warnings`]), and the gateway's host names as
+/// `settings.hosts`.
 pub fn istio_plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String> {
     let mut doc = plugin_config_without_hold(plan, d)?;
-    if !d.istio.hosts.is_empty() {
-        // The tenant comes from the path: on a shared ingress the host must be checked too.
-        let hosts: Vec<Value> = d.istio.hosts.iter().cloned().map(Value::String).collect();
-        if let Some(settings) = doc["settings"].as_object_mut() {
-            settings.insert("hosts".into(), Value::Array(hosts));
-        }
+    // The tenant comes from the path: on a shared ingress the host must be checked too, or
+    // `Host: other-app` with `/github/...` would get GitHub's token and go to other-app.
+    let hosts: Vec<Value> = gateway_hosts(&doc, d)?
+        .into_iter()
+        .map(Value::String)
+        .collect();
+    if let Some(settings) = doc["settings"].as_object_mut() {
+        settings.insert("hosts".into(), Value::Array(hosts));
     }
     for c in &plan.clusters {
         if c.origin.is_ip() {
@@ -55,14 +62,48 @@ pub fn istio_plugin_config(plan: &Plan, d: &Deployment) -> Result<Value, String>
     }
 }
 
+/// The names the gateway answers to (`host[:port]`): `istio.hosts`, or the public URL's host.
+fn gateway_hosts(config: &Value, d: &Deployment) -> Result<Vec<String>, String> {
+    if !d.istio.hosts.is_empty() {
+        return Ok(d.istio.hosts.clone());
+    }
+    public_hostname(config).map(|h| vec![h]).ok_or_else(|| {
+        "deployment: istio.hosts: name the gateway's host names (or set public_base_url to an https URL with a DNS name): the routes and the filter answer for them only".to_string()
+    })
+}
+
 pub fn resources(plan: &Plan, d: &Deployment) -> Result<Vec<Node>, String> {
     let config = istio_plugin_config(plan, d)?;
     let mut docs = vec![wasm_plugin(plan, d, &config)?];
-    for o in plan.distinct_origins() {
+    for o in outside_origins(plan)? {
         docs.push(service_entry(o, d));
         docs.push(destination_rule(o, d));
     }
+    docs.push(virtual_service(plan, d, &config)?);
     Ok(docs)
+}
+
+/// The origins outside the mesh: every one the filter calls, and the https backends. A plain
+/// http backend is taken for a service of the mesh (Istio already knows it and its mTLS).
+fn outside_origins(plan: &Plan) -> Result<Vec<&Origin>, String> {
+    let mut out = plan.distinct_origins();
+    for (i, b) in plan.backends.iter().enumerate() {
+        if b.origin.is_ip() {
+            return Err(format!(
+                "{}: reaches {}, but an Istio route's destination must be a DNS name",
+                backend_path(i),
+                b.origin
+            ));
+        }
+        if b.origin.tls && !out.contains(&&b.origin) {
+            out.push(&b.origin);
+        }
+    }
+    Ok(out)
+}
+
+fn backend_path(tenant: usize) -> JsonPath {
+    JsonPath::root().key("tenants").index(tenant).key("backend")
 }
 
 /// The resources as one YAML stream, each checked against the vendored Istio schemas first.
@@ -138,6 +179,61 @@ fn wasm_plugin(plan: &Plan, d: &Deployment, config: &Value) -> Result<Node, Stri
     })
 }
 
+/// The tenants' routes on the deployment's Gateway, for the gateway's own host names only: a
+/// request for another application's host never reaches a tenant's backend through them.
+fn virtual_service(plan: &Plan, d: &Deployment, config: &Value) -> Result<Node, String> {
+    let (ns, name) = d
+        .istio
+        .gateway
+        .as_ref()
+        .ok_or("deployment: istio.gateway: name the Istio Gateway (NAMESPACE/NAME)")?;
+    // A VirtualService host is a name; the port of a `host:port` entry is the filter's check.
+    let mut hosts: Vec<String> = Vec::new();
+    for h in gateway_hosts(config, d)? {
+        let host = h.rsplit_once(':').map_or(h.as_str(), |(host, _)| host);
+        if !hosts.iter().any(|seen| seen == host) {
+            hosts.push(host.to_string());
+        }
+    }
+    let mut routes: Vec<Node> = plan.backends.iter().map(tenant_route).collect();
+    // The filter answers its own paths before routing; this only guards a gap, as in
+    // `render envoy`.
+    routes.push(map! {
+        "name" => "not-found",
+        "directResponse" => map! {
+            "status" => 404u16,
+            "body" => map! { "string" => "{\"error\":\"not_found\"}" },
+        },
+    });
+    Ok(map! {
+        "apiVersion" => "networking.istio.io/v1",
+        "kind" => "VirtualService",
+        "metadata" => k8s_metadata(d.istio.name.clone(), &d.istio.namespace),
+        "spec" => map! {
+            "hosts" => Node::Seq(hosts.into_iter().map(Node::from).collect()),
+            "gateways" => seq![format!("{ns}/{name}")],
+            "http" => Node::Seq(routes),
+        },
+    })
+}
+
+/// `/{tenant}/` to the tenant's backend: the tenant segment is replaced by the backend URL's
+/// path and the backend sees its own host name, as in `render envoy`.
+fn tenant_route(b: &Backend) -> Node {
+    map! {
+        "name" => b.tenant.clone(),
+        "match" => seq![map! { "uri" => map! { "prefix" => format!("/{}/", b.tenant) } }],
+        "rewrite" => map! { "uri" => b.prefix.clone(), "authority" => b.origin.authority() },
+        "route" => seq![map! {
+            "destination" => map! {
+                "host" => b.origin.host.clone(),
+                "port" => map! { "number" => b.origin.port },
+            },
+        }],
+        "timeout" => "30s",
+    }
+}
+
 fn resource_name(o: &Origin, d: &Deployment) -> String {
     format!("{}-{}-{}", d.istio.name, o.host, o.port)
 }
@@ -209,7 +305,7 @@ mod tests {
 
     fn deployment() -> Deployment {
         load(
-            &format!("wasm: oci://registry.example/token-vault-proxy:0.1.0\nwasm_sha256: {SHA}\n"),
+            &format!("wasm: oci://registry.example/token-vault-proxy:0.1.0\nwasm_sha256: {SHA}\nistio:\n  gateway: istio-system/agents\n"),
             &[],
             Target::Istio,
         )
@@ -232,6 +328,8 @@ mod tests {
             "google-agents.eu.auth0.com",
             "google_idp",
         );
+        // A service of the mesh: Istio routes to it with its own mTLS.
+        doc["tenants"][1]["backend"] = json!("http://mcp.agents.svc.cluster.local:8080/mcp");
         doc
     }
 
@@ -257,6 +355,9 @@ mod tests {
         back["tenants"][0]["vault"]["cluster"] = json!("acme");
         back["tenants"][1]["jwks"]["cluster"] = json!("google_idp");
         back["tenants"][1]["vault"]["cluster"] = json!("google_idp");
+        // The public URL's host is the gateway's: the only one the filter answers for.
+        assert_eq!(back["settings"]["hosts"], json!(["localhost"]));
+        back["settings"].as_object_mut().unwrap().remove("hosts");
         let mut without_hold = auth0_both();
         without_hold["settings"]
             .as_object_mut()
@@ -293,7 +394,10 @@ mod tests {
                 "ServiceEntry",
                 "DestinationRule",
                 "ServiceEntry",
-                "DestinationRule"
+                "DestinationRule",
+                "ServiceEntry",
+                "DestinationRule",
+                "VirtualService"
             ]
         );
         let se = &docs[1]["spec"];
@@ -321,7 +425,7 @@ mod tests {
     fn tls_to_outside_hosts_is_verified_against_a_named_secret() {
         let d = load(
             &format!(
-                "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  credential_name: corp-ca\n"
+                "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  gateway: gw/agents\n  credential_name: corp-ca\n"
             ),
             &[],
             Target::Istio,
@@ -340,7 +444,7 @@ mod tests {
     #[test]
     fn the_gateways_hosts_become_the_plugins_allow_list() {
         let text = format!(
-            "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  hosts: [agents.example.com, \"agents.example.com:8443\"]\n"
+            "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  gateway: gw/agents\n  hosts: [agents.example.com, \"agents.example.com:8443\"]\n"
         );
         let d = load(&text, &[], Target::Istio).unwrap();
         let config = istio_plugin_config(&plan(&auth0_both()).unwrap(), &d).unwrap();
@@ -348,15 +452,112 @@ mod tests {
             config["settings"]["hosts"],
             json!(["agents.example.com", "agents.example.com:8443"])
         );
-        assert!(docs(&auth0_both())[0]["spec"]["pluginConfig"]["settings"]
-            .get("hosts")
-            .is_none());
+        // Without istio.hosts: the public URL's host.
+        assert_eq!(
+            docs(&auth0_both())[0]["spec"]["pluginConfig"]["settings"]["hosts"],
+            json!(["localhost"])
+        );
         // The filter's own check refuses what is not a host name.
         let bad =
-            format!("wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  hosts: [\"https://x\"]\n");
+            format!("wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  gateway: gw/agents\n  hosts: [\"https://x\"]\n");
         let d = load(&bad, &[], Target::Istio).unwrap();
         let e = istio_plugin_config(&plan(&auth0_both()).unwrap(), &d).unwrap_err();
         assert!(e.contains("settings.hosts"), "{e}");
+    }
+
+    #[test]
+    fn the_virtual_service_routes_each_tenant_on_the_gateways_hosts_only() {
+        let text = format!(
+            "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  gateway: gw/agents\n  hosts: [agents.example.com, \"agents.example.com:8443\"]\n"
+        );
+        let d = load(&text, &[], Target::Istio).unwrap();
+        let docs: Vec<Value> = resources(&plan(&auth0_both()).unwrap(), &d)
+            .unwrap()
+            .iter()
+            .map(Node::to_json)
+            .collect();
+        let vs = docs.last().unwrap();
+        assert_eq!(vs["kind"], "VirtualService");
+        assert_eq!(schema::check_resource(vs), vec![]);
+        let spec = &vs["spec"];
+        // Names, not host:port: the port of an entry is the filter's check.
+        assert_eq!(spec["hosts"], json!(["agents.example.com"]));
+        assert_eq!(spec["gateways"], json!(["gw/agents"]));
+        assert_eq!(
+            spec["http"][0],
+            json!({
+                "name": "github",
+                "match": [{"uri": {"prefix": "/github/"}}],
+                "rewrite": {"uri": "/v3/", "authority": "api.github.com"},
+                "route": [{"destination": {"host": "api.github.com", "port": {"number": 443}}}],
+                "timeout": "30s",
+            })
+        );
+        assert_eq!(
+            spec["http"][1],
+            json!({
+                "name": "google",
+                "match": [{"uri": {"prefix": "/google/"}}],
+                "rewrite": {"uri": "/mcp/", "authority": "mcp.agents.svc.cluster.local:8080"},
+                "route": [{"destination": {"host": "mcp.agents.svc.cluster.local", "port": {"number": 8080}}}],
+                "timeout": "30s",
+            })
+        );
+        // Anything else the filter did not answer is not routed anywhere.
+        assert_eq!(spec["http"][2]["directResponse"]["status"], 404);
+        assert!(spec["http"][2].get("match").is_none());
+        assert_eq!(spec["http"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn an_https_backend_is_outside_the_mesh_with_verified_tls_and_an_http_one_is_a_service() {
+        let docs = docs(&auth0_both());
+        let hosts: Vec<&str> = docs
+            .iter()
+            .filter(|d| d["kind"] == "DestinationRule")
+            .map(|d| d["spec"]["host"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                "acme.us.auth0.com",
+                "google-agents.eu.auth0.com",
+                "api.github.com"
+            ]
+        );
+        let dr = docs
+            .iter()
+            .find(|d| d["spec"]["host"] == "api.github.com")
+            .unwrap();
+        assert_eq!(
+            dr["spec"]["trafficPolicy"]["portLevelSettings"][0]["tls"],
+            json!({
+                "mode": "SIMPLE",
+                "sni": "api.github.com",
+                "caCertificates": "/etc/ssl/certs/ca-certificates.crt",
+                "subjectAltNames": ["api.github.com"],
+                "insecureSkipVerify": false,
+            })
+        );
+    }
+
+    #[test]
+    fn an_istio_route_cannot_lead_to_an_ip_address() {
+        let mut doc = auth0_both();
+        doc["tenants"][1]["backend"] = json!("http://10.0.0.7:9001/");
+        let err = resources(&plan(&doc).unwrap(), &deployment()).unwrap_err();
+        assert_eq!(
+            err,
+            "$.tenants[1].backend: reaches http://10.0.0.7:9001, but an Istio route's destination must be a DNS name"
+        );
+    }
+
+    #[test]
+    fn without_host_names_the_routes_would_take_any_host_and_are_refused() {
+        let mut doc = auth0_both();
+        doc["settings"]["public_base_url"] = json!("http://127.0.0.1:3000");
+        let err = resources(&plan(&doc).unwrap(), &deployment()).unwrap_err();
+        assert!(err.starts_with("deployment: istio.hosts: "), "{err}");
     }
 
     #[test]
@@ -399,6 +600,6 @@ mod tests {
         let text = render(&plan(&auth0_both()).unwrap(), &deployment()).unwrap();
         assert!(text.starts_with(HEADER));
         assert_eq!(schema::check_stream(&text).unwrap(), Vec::<String>::new());
-        assert_eq!(text.matches("\n---\n").count(), 4);
+        assert_eq!(text.matches("\n---\n").count(), 7);
     }
 }

@@ -38,6 +38,11 @@ pub const KINDS: &[Kind] = &[
         schema: include_str!("../schemas/destinationrule-networking-v1.json"),
     },
     Kind {
+        api_version: "networking.istio.io/v1",
+        kind: "VirtualService",
+        schema: include_str!("../schemas/virtualservice-networking-v1.json"),
+    },
+    Kind {
         api_version: "gateway.envoyproxy.io/v1alpha1",
         kind: "EnvoyExtensionPolicy",
         schema: include_str!("../schemas/envoyextensionpolicy-gateway-v1alpha1.json"),

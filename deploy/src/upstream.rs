@@ -40,6 +40,26 @@ impl Origin {
     pub fn is_ip(&self) -> bool {
         self.host.parse::<std::net::IpAddr>().is_ok()
     }
+
+    /// The `Host` a request to this origin carries: the port only when it is not the
+    /// scheme's default.
+    pub fn authority(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        if self.port == default {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The host of a plugin configuration's public URL, when it is a DNS name: the host name the
+/// gateway's routes answer for.
+pub fn public_hostname(config: &Value) -> Option<String> {
+    let url = Url::parse(config["settings"]["public_base_url"].as_str()?).ok()?;
+    Origin::from_url(&url)
+        .filter(|o| !o.is_ip())
+        .map(|o| o.host)
 }
 
 impl fmt::Display for Origin {

@@ -245,7 +245,14 @@ fn render_refuses_inline_secrets_unless_the_deployment_is_a_demo() {
     let file = dir.join("tenants.json");
     std::fs::write(&file, example().to_string()).unwrap();
     let file = file.to_str().unwrap();
-    let oci = ["--set", "wasm=oci://r/tvp:1", "--set", SHA_SET];
+    let oci = [
+        "--set",
+        "wasm=oci://r/tvp:1",
+        "--set",
+        SHA_SET,
+        "--set",
+        ISTIO_GATEWAY,
+    ];
     for (target, sets) in [("envoy", &[][..]), ("istio", &oci[..])] {
         let args = [&["render", target, "--tenants", file][..], sets].concat();
         let (code, out, err) = tvp(&args);

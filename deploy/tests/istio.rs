@@ -16,6 +16,7 @@ fn render_istio(doc: &Value, dir: &std::path::Path) -> String {
         "istio.namespace=gateways".into(),
         "istio.selector={\"app\":\"agents-gateway\"}".into(),
         "istio.ports=[443]".into(),
+        ISTIO_GATEWAY.into(),
     ];
     render("istio", doc, &sets, dir)
 }
@@ -35,9 +36,10 @@ fn every_rendered_resource_passes_its_schema() {
     let docs = stream(&text);
     assert_eq!(
         docs.len(),
-        1 + 2 * 2,
-        "a WasmPlugin, then per Auth0 host an entry and a rule"
+        1 + 2 * 2 + 2 * 2 + 1,
+        "a WasmPlugin, per Auth0 host and per https backend an entry and a rule, the routes"
     );
+    assert_eq!(docs.last().unwrap()["kind"], "VirtualService");
     assert_eq!(docs[0]["metadata"]["namespace"], "gateways");
     assert_eq!(
         docs[0]["spec"]["match"],
@@ -152,6 +154,8 @@ fn tvp_render_istio(dir: &std::path::Path, tenants: &str) -> (i32, String, Strin
         SHA_SET,
         "--set",
         DEMO,
+        "--set",
+        ISTIO_GATEWAY,
     ])
 }
 
@@ -188,4 +192,53 @@ fn the_mcp_hold_path_is_left_out_of_the_plugin_config_with_a_warning() {
         err.contains("settings.mcp_hold_path") && err.contains("plain HTTP 403"),
         "{err}"
     );
+}
+
+/// Runs `tests/istio-schema/validate.mjs` (a current Istio release's validators, installed by
+/// `make test-tools`) on `docs`: its exit code and output.
+fn current_istio_validators(docs: &[Value], dir: &std::path::Path) -> (i32, String) {
+    let checker = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/istio-schema");
+    assert!(
+        checker
+            .join("node_modules/@kubernetes-models/istio")
+            .is_dir(),
+        "the Istio validators are not installed: run `make test-tools` (npm ci in {})",
+        checker.display()
+    );
+    let file = dir.join("istio.json");
+    std::fs::write(&file, serde_json::to_string(docs).unwrap()).unwrap();
+    let out = std::process::Command::new("node")
+        .arg(checker.join("validate.mjs"))
+        .arg(&file)
+        .output()
+        .expect("node runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A second opinion from a current Istio release (1.29.2): the vendored VirtualService schema
+/// is Istio 1.18's, and `tvp`'s checker evaluates no CEL rules. This one refuses what a newer
+/// release requires (a route's destination host, for one).
+#[test]
+fn every_rendered_resource_passes_a_current_istio_releases_validators() {
+    let dir = scratch("istio-current");
+    let docs = stream(&render_istio(&auth0_tenants(), &dir));
+    let (code, out) = current_istio_validators(&docs, &dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("10 of 10 documents valid"), "{out}");
+
+    let mut broken = docs.clone();
+    let vs = broken.last_mut().unwrap();
+    assert_eq!(vs["kind"], "VirtualService");
+    vs["spec"]["http"][0]["route"][0]["destination"]
+        .as_object_mut()
+        .unwrap()
+        .remove("host");
+    broken[1]["spec"]["ports"][0]["number"] = json!("443");
+    let (code, out) = current_istio_validators(&broken, &dir);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("VirtualService/token-vault-proxy: "), "{out}");
+    assert!(out.contains("ServiceEntry/"), "{out}");
+    assert!(out.contains("8 of 10 documents valid"), "{out}");
 }

@@ -62,6 +62,9 @@ pub fn tvp(args: &[&str]) -> (i32, String, String) {
 /// The deployment setting that lets the demo's inline secrets be rendered.
 pub const DEMO: &str = "allow_inline_secrets=true";
 
+/// The Istio Gateway the VirtualService binds to (`render istio` needs one).
+pub const ISTIO_GATEWAY: &str = "istio.gateway=istio-system/agents";
+
 /// The sha256 of a module, for the targets that pin it.
 pub const SHA_SET: &str =
     "wasm_sha256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
