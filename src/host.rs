@@ -1,9 +1,16 @@
 //! The proxy-wasm implementation of [`Host`] and thin, panic-free wrappers over the host calls
 //! the filter makes. Every host status is turned into a value here; nothing unwraps.
+//!
+//! The SDK's own wrappers (`proxy_wasm::hostcalls`) panic, trapping the VM, on any status they
+//! do not expect, so each call is made through the raw ABI instead. The one exception is
+//! `dispatch_http_call`: the SDK must record the call-out's token to deliver its answer to this
+//! context, and its wrapper panics only on a status other than Ok, BadArgument or
+//! InternalFailure, which the host returns only for memory outside the module
+//! (InvalidMemoryAccess, in proxy-wasm-cpp-host's `http_call`). `clippy.toml` refuses the others.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status, StreamType};
@@ -19,14 +26,36 @@ pub struct ProxyWasmHost;
 
 impl Host for ProxyWasmHost {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_millis() as u64)
+        let mut nanos: u64 = 0;
+        // SAFETY: the host writes only the out-parameter, a live local.
+        let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+        // 0 (the epoch) reads as long expired: every lifetime check then fails closed.
+        if status == OK {
+            nanos / 1_000_000
+        } else {
+            0
+        }
     }
 
     fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        hostcalls::get_shared_data(key).unwrap_or((None, None))
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: the key pointer comes from a live string and its exact length; the host
+        // writes only the three out-parameters, which are live locals.
+        let status = unsafe {
+            proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+        };
+        if status != OK {
+            return (None, None);
+        }
+        let cas = (cas != 0).then_some(cas);
+        if data.is_null() {
+            return (None, cas);
+        }
+        // SAFETY: on success the host hands over `size` bytes it allocated through this
+        // module's own allocator (`proxy_on_memory_allocate`), as the SDK's wrapper assumes.
+        (Some(unsafe { Vec::from_raw_parts(data, size, size) }), cas)
     }
 
     fn shared_set(
@@ -35,10 +64,21 @@ impl Host for ProxyWasmHost {
         value: &[u8],
         cas: Option<u32>,
     ) -> Result<(), SharedWriteError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(SharedWriteError::CasMismatch),
-            Err(_) => Err(SharedWriteError::Refused),
+        // SAFETY: both pointers come from live slices and their exact lengths; the host only
+        // reads.
+        let status = unsafe {
+            proxy_set_shared_data(
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+                cas.unwrap_or(0),
+            )
+        };
+        match status {
+            OK => Ok(()),
+            s if s == Status::CasMismatch as u32 => Err(SharedWriteError::CasMismatch),
+            _ => Err(SharedWriteError::Refused),
         }
     }
 
@@ -53,7 +93,8 @@ impl Host for ProxyWasmHost {
     fn record(&self, tenant: &str, histogram: Histogram, value: u64) {
         let metric = histogram.name();
         if let Some(id) = metric_id(MetricType::Histogram, tenant, metric) {
-            let _ = hostcalls::record_metric(id, value);
+            // SAFETY: no pointers. A refused value is a lost sample, never a trap.
+            unsafe { proxy_record_metric(id, value) };
         }
     }
 
@@ -112,7 +153,8 @@ thread_local! {
 pub fn flush_metrics() {
     let pending: Vec<(u32, i64)> = PENDING.with(|p| p.borrow_mut().drain().collect());
     for (id, delta) in pending {
-        let _ = hostcalls::increment_metric(id, delta);
+        // SAFETY: no pointers. A refused increment is a lost count, never a trap.
+        unsafe { proxy_increment_metric(id, delta) };
     }
 }
 
@@ -124,7 +166,15 @@ fn metric_id(kind: MetricType, tenant: &str, metric: &'static str) -> Option<u32
         if let Some(id) = by_tenant.get(tenant) {
             return Some(*id);
         }
-        let id = hostcalls::define_metric(kind, &format!("tvp.{tenant}.{metric}")).ok()?;
+        let name = format!("tvp.{tenant}.{metric}");
+        let mut id: u32 = 0;
+        // SAFETY: the name pointer comes from a live string and its exact length; the host
+        // writes only the out-parameter, a live local.
+        let status =
+            unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) };
+        if status != OK {
+            return None;
+        }
         by_tenant.insert(tenant.to_string(), id);
         Some(id)
     })
@@ -210,7 +260,34 @@ fn buffer(kind: BufferType, max: usize) -> Option<Vec<u8>> {
 
 /// Make Envoy pick the route again after the request's path changed.
 pub fn clear_route_cache() -> bool {
-    hostcalls::call_foreign_function("clear_route_cache", None).is_ok()
+    foreign_function("clear_route_cache", &[]).is_ok()
+}
+
+/// Call one of Envoy's foreign functions through the raw ABI: its result (`None`: none), or
+/// the host's status when it lacks the function or it failed.
+fn foreign_function(name: &str, arguments: &[u8]) -> Result<Option<Vec<u8>>, u32> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: both input pointers come from live slices and their exact lengths; the host
+    // writes only the two out-parameters, which are live locals.
+    let status = unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    if status != OK {
+        return Err(status);
+    }
+    if data.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: as for header maps: `size` bytes from this module's allocator, handed over.
+    Ok(Some(unsafe { Vec::from_raw_parts(data, size, size) }))
 }
 
 /// A response header, when it is UTF-8.
@@ -277,8 +354,46 @@ fn remove_header(map: MapType, name: &str) -> bool {
     status == 0
 }
 
+/// The ABI's `Ok` status.
+const OK: u32 = Status::Ok as u32;
+
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+    fn proxy_call_foreign_function(
+        function_name_data: *const u8,
+        function_name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
+        results_data: *mut *mut u8,
+        results_size: *mut usize,
+    ) -> u32;
     fn proxy_get_header_map_value(
         map_type: u32,
         key: *const u8,
@@ -403,33 +518,90 @@ pub fn resume_request() -> bool {
 
 /// Make later host calls act on `context_id`'s request; false if it is gone.
 pub fn act_on(context_id: u32) -> bool {
-    hostcalls::set_effective_context(context_id).is_ok()
+    // SAFETY: no pointers.
+    unsafe { proxy_set_effective_context(context_id) == OK }
 }
 
 pub fn set_tick_period(ms: u64) -> bool {
-    hostcalls::set_tick_period(Duration::from_millis(ms)).is_ok()
+    let ms = u32::try_from(ms).unwrap_or(u32::MAX);
+    // SAFETY: no pointers.
+    unsafe { proxy_set_tick_period_milliseconds(ms) == OK }
 }
 
 /// Envoy's `verify_signature` foreign function: `None` if the host lacks it or failed.
 pub fn verify_signature(arguments: &[u8]) -> Option<Vec<u8>> {
-    hostcalls::call_foreign_function("verify_signature", Some(arguments))
+    foreign_function("verify_signature", arguments)
         .ok()
         .flatten()
 }
 
 /// Envoy's `sign` foreign function: `None` if the host lacks it or failed.
 pub fn sign(arguments: &[u8]) -> Option<Vec<u8>> {
-    hostcalls::call_foreign_function("sign", Some(arguments))
-        .ok()
-        .flatten()
+    foreign_function("sign", arguments).ok().flatten()
 }
 
 /// Log only what Envoy will print: skipping formatting and a host call per request when the
 /// wasm log level is above `info`. Re-read on every tick, as `/logging` can change it.
 pub fn follow_host_log_level() {
-    if let Ok(level) = hostcalls::get_log_level() {
-        proxy_wasm::set_log_level(level);
+    let mut level: u32 = 0;
+    // SAFETY: the host writes only the out-parameter, a live local (a plain integer: a
+    // level the host adds later cannot be an invalid enum value here).
+    if unsafe { proxy_get_log_level(&mut level) } == OK {
+        log::set_max_level(log_filter(level));
     }
+}
+
+/// The `log` crate's filter for a proxy-wasm log level (trace 0 .. critical 5).
+fn log_filter(level: u32) -> log::LevelFilter {
+    match level {
+        0 => log::LevelFilter::Trace,
+        1 => log::LevelFilter::Debug,
+        2 => log::LevelFilter::Info,
+        3 => log::LevelFilter::Warn,
+        4 => log::LevelFilter::Error,
+        _ => log::LevelFilter::Off,
+    }
+}
+
+/// The `log` crate's records, written to Envoy's log through the raw ABI (the SDK's logger
+/// unwraps the host's status, trapping the VM on a refusal).
+struct HostLogger;
+
+static LOGGER: HostLogger = HostLogger;
+
+impl log::Log for HostLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => 0,
+            log::Level::Debug => 1,
+            log::Level::Info => 2,
+            log::Level::Warn => 3,
+            log::Level::Error => 4,
+        };
+        write_log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+/// Install [`HostLogger`] (everything passes until the first tick reads Envoy's level).
+pub fn install_logger() {
+    // Err only if a logger is already installed: then that one stays.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Trace);
+}
+
+/// One line in Envoy's log at a proxy-wasm level; a refusal loses the line, never traps.
+pub fn write_log(level: u32, message: &str) {
+    // SAFETY: the pointer comes from a live string and its exact length; the host only reads.
+    unsafe { proxy_log(level, message.as_ptr(), message.len()) };
 }
 
 pub fn plugin_configuration() -> Vec<u8> {

@@ -1,6 +1,7 @@
-//! Envoy's memory stays flat while an authenticated user churns: 10,000 connect-flow calls
-//! (sign-in starts from the agent's link and from the accounts page, a link that is not ours,
-//! an unsigned POST, a forged session cookie, and the agent's own call refused with a fresh
+//! Envoy's memory stays flat while an authenticated user churns: 10,000 `/start` calls (the
+//! agent's connect link, each starting a sign-in), 10,000 mixed connect-flow calls (sign-in
+//! starts from the agent's link and from the accounts page, a link that is not ours, an
+//! unsigned POST, a forged session cookie, and the agent's own call refused with a fresh
 //! sealed link each time), then 10,000 MCP sessions opened by one user. Nothing of a
 //! connect-page call is kept (the flow's state is sealed into links and cookies), and the MCP
 //! sessions a user opens are remembered in one bounded record per user, not one shared-data
@@ -105,6 +106,8 @@ fn churning_users_leave_envoy_memory_flat() {
         .1
         .to_string();
     let bearer = format!("Bearer {bob}");
+    // The agent's link: each call starts a sign-in (302, a sealed sign-in cookie).
+    let starts = vec![call("GET", &start, &[], 302)];
     let forged = format!("tvp_session={}", "B".repeat(200));
     let connect = vec![
         // The agent's link: sign-in starts (302, sealed sign-in cookie).
@@ -153,14 +156,19 @@ fn churning_users_leave_envoy_memory_flat() {
     let began = Instant::now();
     churn(&stack, &connect, 1_000);
     churn(&stack, &mcp, 1_000);
+    let (heap_warm, rss_warm) = settled(&stack);
+    churn(&stack, &starts, 10_000);
     let (heap0, rss0) = settled(&stack);
     churn(&stack, &connect, 10_000);
     let (heap1, rss1) = settled(&stack);
     churn(&stack, &mcp, 10_000);
     let (heap2, rss2) = settled(&stack);
     eprintln!(
-        "after warm-up: heap {heap0} B, RSS {rss0} B; 10,000 connect calls: heap {:+} B, RSS \
-         {:+} B; 10,000 MCP sessions: heap {:+} B, RSS {:+} B ({:?})",
+        "after warm-up: heap {heap_warm} B, RSS {rss_warm} B; 10,000 /start calls: heap {:+} B, \
+         RSS {:+} B; 10,000 connect calls: heap {:+} B, RSS {:+} B; 10,000 MCP sessions: heap \
+         {:+} B, RSS {:+} B ({:?})",
+        heap0 - heap_warm,
+        rss0 - rss_warm,
         heap1 - heap0,
         rss1 - rss0,
         heap2 - heap1,
@@ -168,6 +176,8 @@ fn churning_users_leave_envoy_memory_flat() {
         began.elapsed()
     );
     for (what, grew) in [
+        ("heap, /start calls", heap0 - heap_warm),
+        ("RSS, /start calls", rss0 - rss_warm),
         ("heap, connect calls", heap1 - heap0),
         ("RSS, connect calls", rss1 - rss0),
         ("heap, MCP sessions", heap2 - heap1),

@@ -280,7 +280,7 @@ pub fn offer(
         sub: sub.to_string(),
         downstream_key: downstream_key.to_string(),
         interaction_uri: interaction_uri.map(str::to_string),
-        expires_ms: now_ms + records::LINK_TTL_MS,
+        expires_ms: now_ms.saturating_add(records::LINK_TTL_MS),
     };
     let sealed = sealed::seal(keys, Purpose::Link, &link, sealed::nonce()?)?;
     let url = format!("{base}/connect/{}/start?id={sealed}", tenant.id);
@@ -527,7 +527,7 @@ fn login(ctx: &Ctx<'_>, then: AfterLogin, fresh: bool) -> Outcome {
         tenant: ctx.tenant.id.clone(),
         verifier: verifier.clone(),
         then,
-        expires_ms: ctx.now_ms + records::STATE_TTL_MS,
+        expires_ms: ctx.now_ms.saturating_add(records::STATE_TTL_MS),
     };
     let Some(binding) = ctx.seal(Purpose::Login, &record) else {
         return no_randomness();
@@ -787,7 +787,7 @@ fn signed_in(ctx: &Ctx<'_>, login: Login, sub: String, token: String, lifetime_m
         sub,
         token,
         csrf,
-        expires_ms: ctx.now_ms + lifetime_ms,
+        expires_ms: ctx.now_ms.saturating_add(lifetime_ms),
     };
     let Some(sealed) = ctx.seal(Purpose::Session, &session) else {
         return no_randomness();
@@ -893,7 +893,7 @@ pub fn resume(
                 connection: ctx.tenant.vault.connection.clone(),
                 link,
                 downstream_key,
-                expires_ms: ctx.now_ms + ttl_ms,
+                expires_ms: ctx.now_ms.saturating_add(ttl_ms),
             };
             let Some(sealed) = ctx.seal(Purpose::Consent, &consent) else {
                 return no_randomness();
