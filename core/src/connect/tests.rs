@@ -915,3 +915,122 @@ fn without_the_demo_flag_the_pages_need_an_https_origin_without_a_path() {
         302
     );
 }
+
+#[test]
+fn signing_in_and_starting_a_consent_write_nothing_to_shared_data() {
+    const MY_ACCOUNT_TOKEN: &str = "my-account-token-of-bob";
+    let (h, cfg) = (host(), config());
+    let c = ctx(&h, &cfg);
+    let t = &cfg.tenants[0];
+    // What shared data holds before: bob's cached "not connected", carol's token.
+    let bobs_key = cache::downstream_key_for(t, &t.issuer, "bob", None);
+    let carols_key = cache::downstream_key_for(t, &t.issuer, "carol", None);
+    let not_connected = cache::Downstream::NotConnected {
+        interaction_uri: None,
+    };
+    let carols = cache::Downstream::Token(crate::secret::Secret::new("gho_carol"));
+    for (key, value) in [(&bobs_key, &not_connected), (&carols_key, &carols)] {
+        h.shared_set(
+            key,
+            &cache::encode_downstream(value, NOW_MS + 60_000, 0),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    }
+    // Every entry with its version: any write, even of the same bytes, changes it.
+    let before = h.shared.borrow().clone();
+    let unchanged = |step: &str| assert!(*h.shared.borrow() == before, "{step} wrote");
+
+    // Bob opens his agent's link, not signed in: on to the sign-in.
+    let (_, url) = offer(keys(&cfg), t, BASE, "bob", &bobs_key, None, NOW_MS).unwrap_or_default();
+    let link = link_query(&url);
+    let r = reply(handle(&c, &get("/start", &link, &[])));
+    assert_eq!(r.status, 302);
+    unchanged("starting a sign-in");
+
+    // The sign-in's callback: the code exchange, then the session.
+    let login = format!(
+        "__Host-tvp_login-github={}",
+        cookie_value(&r, "__Host-tvp_login-github")
+    );
+    let query = format!("code=abc&state={}", location_param(&r, "state"));
+    let Outcome::Call(_, pending) =
+        handle(&c, &get("/login/callback", &query, &[login.as_bytes()]))
+    else {
+        panic!("expected the code exchange");
+    };
+    unchanged("the login callback");
+    let tokens = ok(
+        200,
+        json!({"access_token": MY_ACCOUNT_TOKEN, "id_token": "idt", "expires_in": 600}),
+    );
+    let r = reply(resume(&c, *pending, &tokens, &mut |_, _| {
+        Some("bob".into())
+    }));
+    assert_eq!(
+        header(&r, "location"),
+        vec![format!("{BASE}/connect/github/start?{link}").as_str()]
+    );
+    unchanged("completing the sign-in");
+    // The My Account token lives only in the sealed session cookie.
+    let sealed_session = cookie_value(&r, "__Host-tvp_session-github");
+    assert!(!sealed_session.contains(MY_ACCOUNT_TOKEN));
+    let session: Option<Session> = sealed::open(keys(&cfg), Purpose::Session, &sealed_session);
+    assert_eq!(session.map(|s| s.token).as_deref(), Some(MY_ACCOUNT_TOKEN));
+    let session = format!("__Host-tvp_session-github={sealed_session}");
+
+    // Back at the link, signed in: the consent starts with the session's token.
+    let Outcome::Call(request, pending) = handle(&c, &get("/start", &link, &[session.as_bytes()]))
+    else {
+        panic!("expected the connect call");
+    };
+    assert!(request
+        .headers
+        .iter()
+        .any(|(n, v)| *n == "authorization" && *v == format!("Bearer {MY_ACCOUNT_TOKEN}")));
+    let body: serde_json::Value =
+        serde_json::from_slice(&request.body.unwrap_or_default()).unwrap_or_default();
+    let state = body["state"].as_str().unwrap_or_default().to_string();
+    unchanged("starting a consent");
+    let ticket = ok(
+        201,
+        json!({"auth_session": "s", "connect_uri": "http://127.0.0.1:9000/connected-accounts/connect",
+               "connect_params": {"ticket": "t"}, "expires_in": 300}),
+    );
+    let r = reply(resume(&c, *pending, &ticket, &mut |_, _| None));
+    assert_eq!(r.status, 302);
+    unchanged("sending the browser to the provider");
+    assert!(h
+        .shared
+        .borrow()
+        .values()
+        .all(|(v, _)| !String::from_utf8_lossy(v).contains(MY_ACCOUNT_TOKEN)));
+
+    // The consent's callback: only its completion writes, and only to evict the user's
+    // cached "not connected" (the link's key); nothing else changes, nothing is added.
+    let consent = format!(
+        "__Host-tvp_consent-github={}",
+        cookie_value(&r, "__Host-tvp_consent-github")
+    );
+    let callback = format!("state={state}&connect_code=code");
+    let cookies: [&[u8]; 2] = [session.as_bytes(), consent.as_bytes()];
+    let Outcome::Call(request, pending) = handle(&c, &get("/callback", &callback, &cookies)) else {
+        panic!("expected the complete call");
+    };
+    assert_eq!(request.path, "/me/v1/connected-accounts/complete");
+    unchanged("the consent callback");
+    let r = reply(resume(&c, *pending, &ok(201, json!({})), &mut |_, _| None));
+    assert_eq!(r.status, 200);
+    let after = h.shared.borrow().clone();
+    let mut keys_after: Vec<&String> = after.keys().collect();
+    let mut keys_before: Vec<&String> = before.keys().collect();
+    keys_after.sort();
+    keys_before.sort();
+    assert_eq!(keys_after, keys_before);
+    assert_eq!(after.get(&carols_key), before.get(&carols_key));
+    let bobs = after
+        .get(&bobs_key)
+        .map(|(v, _)| v.clone())
+        .unwrap_or_default();
+    assert_eq!(cache::decode_downstream(&bobs, NOW_MS), None, "evicted");
+}

@@ -498,11 +498,14 @@ fn background_refresh_takes_a_lease_and_frees_it_when_done() {
     );
 }
 
-#[test]
-fn a_lost_okta_call_is_sent_again_with_a_fresh_assertion() {
-    const PEM: &str = "-----BEGIN PRIVATE KEY-----
+/// The agent's key of the Okta tenants (P-256, a test key).
+const OKTA_PEM: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwehRANCAAQeGFMv1HVMAvMEHZx1zrM7g//YGsfOT+iCzLHJi8WJbqRsMRxOL/QN2Wo2U+bkVEXTLf5Ibs7XXHqQxqGIgcCj
 -----END PRIVATE KEY-----";
+
+/// A fixture whose first tenant exchanges at an Okta STS, with client assertions signed by
+/// [`OKTA_PEM`] (same issuer, keys and tenant id as the example's).
+fn okta_sts_fixture() -> Fixture {
     let mut doc: serde_json::Value =
         serde_json::from_str(&crate::testing::example_json()).unwrap_or_default();
     doc["tenants"][0]["vault"] = json!({
@@ -516,11 +519,17 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
         .map(|t| t.remove("connect"));
     let cfg = config::parse(
         doc.to_string().as_bytes(),
-        &crate::testing::with_sealing_key(&|_| Some(PEM.into())),
+        &crate::testing::with_sealing_key(&|_| Some(OKTA_PEM.into())),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let mut f = fixture();
     f.worker = Worker::new(Rc::new(cfg), Box::new(PureRustVerifier));
+    f
+}
+
+#[test]
+fn a_lost_okta_call_is_sent_again_with_a_fresh_assertion() {
+    let mut f = okta_sts_fixture();
     let alice = f.token("alice", "github:read");
     let s = f.begin(1, "GET", &alice);
     let jwks = started(&s)
@@ -1124,4 +1133,196 @@ fn an_eviction_by_another_worker_is_seen_within_the_memo_time() {
     assert!(matches!(f.begin(3, "GET", &alice), Step::Forward(_)));
     f.host.now.set(read_at + downstream::MEMO_MS);
     assert!(started(&f.begin(4, "GET", &alice)).is_some());
+}
+
+/// The refusal of `step`, if it is one.
+fn refusal(step: &Step) -> Option<&Deny> {
+    match step {
+        Step::Deny { deny, .. } => Some(deny),
+        _ => None,
+    }
+}
+
+/// Bob's exchange is answered `status` `body`, which refuses him with `want`: the refusal is
+/// remembered for him alone for `vault_backoff_seconds` (5), then the vault is asked again.
+fn assert_refusal_cached_per_user(
+    f: &mut Fixture,
+    status: u16,
+    body: serde_json::Value,
+    want: &Deny,
+    metric: &str,
+) {
+    with_keys(f);
+    let backoff_ms = f.worker.config.settings.vault_backoff_seconds * 1000;
+    assert_eq!(backoff_ms, 5_000);
+    let bob = f.token("bob", "github:read");
+    exchange(f, 1, 1, &bob);
+    let r = f.answer(1, status, body);
+    assert_eq!(refusal(&r[0].1), Some(want), "{r:?}");
+    assert_eq!(f.host.counted("github", metric), 1);
+    // Bob again, until the back-off ends: the same refusal at once, no call-out.
+    for (ctx, at_ms) in [(2, 0), (3, 1), (4, backoff_ms - 1)] {
+        f.host.now.set(NOW_S * 1000 + at_ms);
+        let step = f.begin(ctx, "GET", &bob);
+        assert_eq!(refusal(&step), Some(want), "{ctx}: {step:?}");
+    }
+    assert_eq!(
+        f.host.counted("github", metric),
+        1,
+        "the vault was not asked"
+    );
+    // Another user is not refused for bob: alice's request calls the vault.
+    let step = f.begin(5, "GET", &f.token("alice", "github:read"));
+    assert!(started(&step).is_some(), "{step:?}");
+    // After the back-off bob calls again.
+    f.host.now.set(NOW_S * 1000 + backoff_ms);
+    let step = f.begin(6, "GET", &bob);
+    assert!(
+        started(&step).is_some(),
+        "asked again after the back-off: {step:?}"
+    );
+}
+
+#[test]
+fn a_forbidden_vault_answer_is_cached_per_user_for_the_back_off() {
+    // Forbidden comes only from Okta (a 403 with an OAuth error); Auth0's 4xx that are not
+    // the filter's own client or the subject token ask the user to connect instead.
+    let mut f = okta_sts_fixture();
+    assert_refusal_cached_per_user(
+        &mut f,
+        403,
+        json!({"error": "access_denied"}),
+        &Deny::VaultForbidden,
+        "vault.forbidden",
+    );
+}
+
+#[test]
+fn a_misconfigured_vault_answer_is_cached_per_user_for_the_back_off() {
+    for error in ["invalid_client", "unauthorized_client"] {
+        let mut f = fixture();
+        assert_refusal_cached_per_user(
+            &mut f,
+            401,
+            json!({"error": error}),
+            &Deny::VaultMisconfigured,
+            "vault.misconfigured",
+        );
+    }
+}
+
+#[test]
+fn a_user_keeps_only_the_sixteen_latest_login_hints_listed_and_a_disconnect_evicts_them_all() {
+    let mut f = fixture_with(|doc| {
+        doc["tenants"][0]["vault"]["login_hint_claim"] = json!("email");
+    });
+    with_keys(&f);
+    let ok = json!({"access_token": "gho_1", "expires_in": 3600});
+    let n = cache::MAX_USER_KEYS + 1;
+    let tokens: Vec<String> = (0..n)
+        .map(|i| f.token_with("alice", "github:read", json!({"email": format!("a{i}@x")})))
+        .collect();
+    // Each hint exchanged and cached in turn, its key listed in alice's record.
+    let mut keys = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let ctx = i as u32 + 1;
+        f.host.now.set(NOW_S * 1000 + ctx as u64);
+        exchange(&mut f, ctx, ctx, t);
+        f.answer(ctx, 200, ok.clone());
+        let Step::Forward(fw) = f.begin(100 + ctx, "GET", t) else {
+            panic!("hint {i} not cached")
+        };
+        keys.push(fw.principal.downstream_key.clone());
+    }
+    let t = &f.worker.config.tenants[0];
+    let user = cache::user_key_for(t, &t.issuer, "alice");
+    let record = |f: &Fixture| {
+        let bytes = f.host.shared_get(&user).0.unwrap_or_default();
+        cache::decode_user(&bytes).unwrap_or_else(|| panic!("no record"))
+    };
+    // The record lists the sixteen most recent, oldest first; the first hint's left it.
+    assert_eq!(record(&f).keys, keys[1..].to_vec());
+    assert_eq!(record(&f).keys.len(), cache::MAX_USER_KEYS);
+    // The hint that left the record left the cache too: its next request exchanges again.
+    let step = f.begin(200, "GET", &tokens[0]);
+    assert!(started(&step).is_some(), "{step:?}");
+    for (i, t) in tokens.iter().enumerate().skip(1) {
+        let step = f.begin(200 + i as u32, "GET", t);
+        assert!(matches!(step, Step::Forward(_)), "hint {i}: {step:?}");
+    }
+    // A disconnect evicts every key the record lists.
+    evict_user(&f.host, &user, f.host.now_ms());
+    for (i, t) in tokens.iter().enumerate().skip(1) {
+        let step = f.begin(300 + i as u32, "GET", t);
+        assert!(started(&step).is_some(), "hint {i}: {step:?}");
+    }
+    for key in &keys {
+        let (value, _) = f.host.shared_get(key);
+        let value = value.unwrap_or_default();
+        assert_eq!(cache::decode_downstream(&value, f.host.now_ms()), None);
+    }
+}
+
+#[test]
+fn expiry_arithmetic_at_the_clock_s_limits_saturates_instead_of_overflowing() {
+    // A huge `expires_in` is capped: at most `downstream_cache_max_seconds` in the cache.
+    let mut f = fixture();
+    with_keys(&f);
+    let alice = f.token("alice", "github:read");
+    exchange(&mut f, 1, 1, &alice);
+    let r = f.answer(
+        1,
+        200,
+        json!({"access_token": "gho_1", "expires_in": u64::MAX}),
+    );
+    let Step::Forward(fw) = &r[0].1 else {
+        panic!("{r:?}")
+    };
+    let cap_ms = f.worker.config.settings.downstream_cache_max_seconds * 1000;
+    let entry = f.host.shared_get(&fw.principal.downstream_key).0;
+    let expires_at = entry
+        .and_then(|b| cache::decode_downstream_until(&b, NOW_S * 1000))
+        .map(|(_, at)| at);
+    assert_eq!(expires_at, Some(NOW_S * 1000 + cap_ms));
+    f.host.now.set(NOW_S * 1000 + cap_ms);
+    assert!(started(&f.begin(2, "GET", &alice)).is_some());
+
+    // A clock near u64::MAX (ms), a token whose `exp` is i64::MAX (plus the skew), a vault
+    // lifetime at the limit, a lease across workers: nothing overflows, the token is not
+    // expired, and the answer is cached until the end of time (saturated, not wrapped).
+    let mut f = fixture();
+    f.worker =
+        Worker::new(Rc::clone(&f.worker.config), Box::new(PureRustVerifier)).with_shared_flights();
+    let now = u64::MAX - 10_000;
+    f.host.now.set(now);
+    let jwks = cache::jwks_key(&f.worker.config.tenants[0]);
+    f.host
+        .shared_set(
+            &jwks,
+            &cache::encode_jwks(now, f.keys.jwks().to_string().as_bytes()),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let forever = f.token_with("alice", "github:read", json!({"exp": i64::MAX}));
+    exchange(&mut f, 1, 1, &forever);
+    let r = f.answer(
+        1,
+        200,
+        json!({"access_token": "gho_2", "expires_in": u64::MAX}),
+    );
+    let Step::Forward(fw) = &r[0].1 else {
+        panic!("{r:?}")
+    };
+    let entry = f.host.shared_get(&fw.principal.downstream_key).0;
+    let expires_at = entry
+        .and_then(|b| cache::decode_downstream_until(&b, now))
+        .map(|(_, at)| at);
+    assert_eq!(expires_at, Some(u64::MAX));
+    // Later still: verified from the cache, the token still good, no call-out.
+    f.host.now.set(u64::MAX - 1);
+    let step = f.begin(2, "GET", &forever);
+    assert!(
+        matches!(&step, Step::Forward(fw) if fw.value == "Bearer gho_2"),
+        "{step:?}"
+    );
 }

@@ -472,3 +472,96 @@ fn a_superseded_configuration_refuses_before_anything_else() {
         Outcome::stop()
     );
 }
+
+#[test]
+fn a_connect_page_keeps_its_body_and_trailers_until_its_call_out_answers() {
+    use crate::connect::records::Session;
+    use crate::connect::sealed::{seal, Purpose};
+    let mut f = fixture();
+    let config = Rc::clone(f.gateway.config());
+    let keys = config
+        .settings
+        .sealing_keys
+        .as_ref()
+        .unwrap_or_else(|| panic!("sealing keys"));
+    let session = Session {
+        id: "sid".into(),
+        tenant: "github".into(),
+        sub: ALICE.into(),
+        token: "myacct".into(),
+        csrf: "csrf-value".into(),
+        expires_ms: NOW_S * 1000 + 60_000,
+    };
+    // The example's public URL is plain http (a demo): the cookies have no `__Host-` prefix.
+    let cookie = format!(
+        "tvp_session={}",
+        seal(keys, Purpose::Session, &session, [9; 24]).unwrap_or_default()
+    );
+    let ticket = json!({"auth_session": "s",
+        "connect_uri": "http://127.0.0.1:9000/connected-accounts/connect",
+        "connect_params": {"ticket": "t"}, "expires_in": 300});
+    let no_body = |_| Vec::new();
+    // The disconnect form and the accounts page's "connect" button: POSTs whose My Account
+    // call-out is pending while their body and trailers arrive.
+    for (ctx, path, call, (status, body), decided) in [
+        (
+            1,
+            "/connect/github/accounts/delete?id=cac_1&csrf=csrf-value",
+            ("DELETE", "/me/v1/connected-accounts/accounts/cac_1"),
+            (204, json!({})),
+            303,
+        ),
+        (
+            2,
+            "/connect/github/start?csrf=csrf-value",
+            ("POST", "/me/v1/connected-accounts/connect"),
+            (201, ticket),
+            302,
+        ),
+    ] {
+        let form = head(
+            "POST",
+            path,
+            &[
+                ("cookie", &cookie),
+                ("sec-fetch-site", "same-origin"),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+        );
+        let r = f.gateway.on_request_headers(&f.host, ctx, form, false);
+        assert_eq!(Fixture::of(&r, ctx), Outcome::stop(), "{path}");
+        let (token, request) = f.last_sent();
+        assert_eq!((request.method, request.path.as_str()), call);
+        // The call-out is pending: every chunk and the trailers wait.
+        for (size, end) in [(5, false), (12, true)] {
+            assert_eq!(
+                f.gateway.on_request_body(&f.host, ctx, size, end, &no_body),
+                Outcome::stop(),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            f.gateway.on_request_trailers(&f.host, ctx, &no_body),
+            Outcome::stop()
+        );
+        // It answers: the filter answers the page itself, and nothing goes on, ever.
+        let r = f
+            .gateway
+            .on_callout_response(&f.host, token, &answer(status, &body), ctx);
+        let outcome = Fixture::of(&r, ctx);
+        assert_eq!(outcome.next, Next::Stop, "{path}");
+        assert_eq!(replies(&outcome).status, decided, "{path}");
+        assert!(!outcome.effects.iter().any(Effect::is_request_edit));
+        assert_eq!(
+            f.gateway.on_request_body(&f.host, ctx, 12, true, &no_body),
+            Outcome::stop()
+        );
+        assert_eq!(
+            f.gateway.on_request_trailers(&f.host, ctx, &no_body),
+            Outcome::stop()
+        );
+    }
+    assert_eq!(f.host.counter("github", "allow"), 0);
+    assert_eq!(f.host.counter("github", "connect.disconnected"), 1);
+    assert_eq!(f.host.counter("github", "connect.started"), 1);
+}

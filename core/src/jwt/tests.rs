@@ -262,3 +262,60 @@ fn typ_at_jwt_is_read_as_a_media_type() {
     let untyped = raw(r#"{"alg":"RS256"}"#, &claims().to_string());
     assert!(parse(&untyped, 8192, None).is_ok_and(|j| !j.typ_at_jwt));
 }
+
+#[test]
+fn lifetimes_at_the_integer_limits_saturate_instead_of_overflowing() {
+    let lifetime = |exp: i64, nbf: Option<i64>, iat: Option<i64>| Claims {
+        iss: "i".into(),
+        sub: "s".into(),
+        aud: vec!["a".into()],
+        exp,
+        nbf,
+        iat,
+        scope: Vec::new(),
+        scp: Vec::new(),
+        permissions: Vec::new(),
+        client_id: None,
+        login_hint: None,
+        user: None,
+    };
+    // The largest skew configuration allows (600 s).
+    let skew = 600;
+    // `exp` at i64::MAX plus the skew: not expired, whenever now is, up to the very end.
+    let forever = lifetime(i64::MAX, None, None);
+    for now in [0, NOW, i64::MAX - skew, i64::MAX - 1] {
+        assert_eq!(check_lifetime(&forever, now, skew), Ok(()), "{now}");
+    }
+    assert_eq!(
+        check_lifetime(&forever, i64::MAX, skew),
+        Err(TokenError::Expired)
+    );
+    // `nbf` and `iat` at i64::MAX: not yet valid at any ordinary time; now near the maximum
+    // plus the skew reaches them without overflowing.
+    let late = lifetime(i64::MAX, Some(i64::MAX), Some(i64::MAX));
+    assert_eq!(
+        check_lifetime(&late, NOW, skew),
+        Err(TokenError::NotYetValid)
+    );
+    assert_eq!(check_lifetime(&late, i64::MAX - skew, skew), Ok(()));
+    assert_eq!(check_lifetime(&late, i64::MAX - 1, skew), Ok(()));
+    // At the other end: long expired, and a negative skew is no trouble either.
+    let ancient = lifetime(i64::MIN, Some(i64::MIN), Some(i64::MIN));
+    assert_eq!(
+        check_lifetime(&ancient, NOW, skew),
+        Err(TokenError::Expired)
+    );
+    assert_eq!(
+        check_lifetime(&ancient, i64::MIN, -skew),
+        Err(TokenError::Expired)
+    );
+    // Parsed from a token: i64::MAX is a date, anything beyond (u64) is malformed, not wrapped.
+    let with_exp = |exp: Value| {
+        let mut c = claims();
+        c["exp"] = exp;
+        parse_claims_err(c)
+    };
+    assert_eq!(with_exp(json!(i64::MAX)), TokenError::BadSignature);
+    assert_eq!(with_exp(json!(i64::MAX as u64 + 1)), TokenError::Malformed);
+    assert_eq!(with_exp(json!(u64::MAX)), TokenError::Malformed);
+}
