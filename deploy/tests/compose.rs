@@ -92,6 +92,33 @@ fn docker_compose_config_accepts_the_file() {
     for s in ["envoy", "demo"] {
         assert_eq!(services[s]["network_mode"], "service:sim");
     }
+    // The admin interface can dump the configuration and stop Envoy: never published, and
+    // every published port bound to the host's loopback.
+    let published = services.to_string();
+    assert!(!published.contains("9901"), "{published}");
+    for (name, s) in services.as_object().unwrap() {
+        for p in s["ports"].as_array().into_iter().flatten() {
+            // Short form ("127.0.0.1:3000:3000/tcp") or long form (host_ip).
+            let loopback = p.as_str().map_or(p["host_ip"] == "127.0.0.1", |short| {
+                short.starts_with("127.0.0.1:")
+            });
+            assert!(loopback, "{name}: {p} is published beyond loopback");
+        }
+    }
+}
+
+#[test]
+fn the_compose_envoy_admin_listens_on_loopback_only() {
+    let config: Value = serde_saphyr::from_str(&committed()).unwrap();
+    assert_eq!(
+        config["admin"]["address"]["socket_address"]["address"],
+        "127.0.0.1"
+    );
+    // While the listener takes the containers' traffic.
+    assert_eq!(
+        config["static_resources"]["listeners"][0]["address"]["socket_address"]["address"],
+        "0.0.0.0"
+    );
 }
 
 #[test]
