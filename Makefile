@@ -58,8 +58,8 @@ test-tools:
 	@$(call apt,docker-compose,docker-compose,the compose-file test)
 	@$(call apt,chromium,chromium,the headless-browser test)
 	@$(call apt,npm,nodejs npm,the Istio validators)
-	@[ -d $(ISTIO_CHECK)/node_modules/@kubernetes-models/istio ] || { echo "installing the Istio validators (npm ci in $(ISTIO_CHECK))"; \
-	  npm ci --prefix $(ISTIO_CHECK) --no-audit --no-fund --silent; }
+	@[ $(ISTIO_CHECK)/node_modules/.package-lock.json -nt $(ISTIO_CHECK)/package-lock.json ] || { echo "installing the Istio validators (npm ci in $(ISTIO_CHECK))"; \
+	  npm ci --prefix $(ISTIO_CHECK) --no-audit --no-fund; }
 
 envoy:
 	@if [ -x "$(ENVOY_BIN)" ]; then exit 0; fi; \

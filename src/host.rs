@@ -29,11 +29,12 @@ impl Host for ProxyWasmHost {
         let mut nanos: u64 = 0;
         // SAFETY: the host writes only the out-parameter, a live local.
         let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
-        // 0 (the epoch) reads as long expired: every lifetime check then fails closed.
+        // A clock the host will not give reads as the far future: every lifetime (tokens,
+        // cached answers, sealed links) is then over, so every check fails closed.
         if status == OK {
             nanos / 1_000_000
         } else {
-            0
+            u64::MAX
         }
     }
 

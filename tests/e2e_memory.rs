@@ -154,6 +154,7 @@ fn churning_users_leave_envoy_memory_flat() {
     let mcp = vec![initialize];
 
     let began = Instant::now();
+    churn(&stack, &starts, 1_000);
     churn(&stack, &connect, 1_000);
     churn(&stack, &mcp, 1_000);
     let (heap_warm, rss_warm) = settled(&stack);

@@ -20,15 +20,28 @@ pub fn cluster_name(o: &Origin) -> String {
     format!("outbound|{}||{}", o.port, o.host)
 }
 
-/// What Istio's resources cannot deploy: the MCP hold routes, which need Envoy's buffer filter
-/// on them (a VirtualService cannot configure a filter; an EnvoyFilter could, and has no
-/// vendored schema to check it against); see [`plugin_config_without_hold`].
-pub fn warnings(plan: &Plan) -> Vec<String> {
-    hold_path_warning(
+/// What the rendering cannot promise:
+/// - the MCP hold routes, which need Envoy's buffer filter on them (a VirtualService cannot
+///   configure a filter; an EnvoyFilter could, and has no vendored schema to check it
+///   against); see [`plugin_config_without_hold`];
+/// - a Gateway outside `istio.namespace`: the VirtualService binds to it from anywhere, but
+///   the ServiceEntries and DestinationRules are exported to `istio.namespace` only, so the
+///   gateway's proxy must run there to reach the outside hosts.
+pub fn warnings(plan: &Plan, d: &Deployment) -> Vec<String> {
+    let mut out = hold_path_warning(
         plan,
         "the WasmPlugin's pluginConfig",
         "a VirtualService cannot put Envoy's buffer filter on the hold routes",
-    )
+    );
+    if let Some((ns, name)) = &d.istio.gateway {
+        if *ns != d.istio.namespace {
+            let here = &d.istio.namespace;
+            out.push(format!(
+                "tvp: warning: istio.gateway {ns}/{name} is outside istio.namespace ({here}): the ServiceEntries and DestinationRules are exported to {here} only, so the gateway's proxy must run in {here}"
+            ));
+        }
+    }
+    out
 }
 
 /// The plugin configuration for Istio: the deployed configuration with Istio's cluster names,
@@ -68,7 +81,7 @@ fn gateway_hosts(config: &Value, d: &Deployment) -> Result<Vec<String>, String> 
         return Ok(d.istio.hosts.clone());
     }
     public_hostname(config).map(|h| vec![h]).ok_or_else(|| {
-        "deployment: istio.hosts: name the gateway's host names (or set public_base_url to an https URL with a DNS name): the routes and the filter answer for them only".to_string()
+        "deployment: istio.hosts: name the gateway's host names (or set public_base_url to a URL with a DNS name): the routes and the filter answer for them only".to_string()
     })
 }
 
@@ -83,8 +96,8 @@ pub fn resources(plan: &Plan, d: &Deployment) -> Result<Vec<Node>, String> {
     Ok(docs)
 }
 
-/// The origins outside the mesh: every one the filter calls, and the https backends. A plain
-/// http backend is taken for a service of the mesh (Istio already knows it and its mTLS).
+/// The origins outside the mesh: every one the filter calls, and every backend that is not a
+/// service of the mesh (named `NAME.NAMESPACE.svc.cluster.local`: Istio already knows it).
 fn outside_origins(plan: &Plan) -> Result<Vec<&Origin>, String> {
     let mut out = plan.distinct_origins();
     for (i, b) in plan.backends.iter().enumerate() {
@@ -95,11 +108,27 @@ fn outside_origins(plan: &Plan) -> Result<Vec<&Origin>, String> {
                 b.origin
             ));
         }
-        if b.origin.tls && !out.contains(&&b.origin) {
+        if is_mesh_service(&b.origin) {
+            if b.origin.tls {
+                // The gateway speaks plain HTTP to it inside Istio's mTLS: a backend that
+                // expects TLS itself would get plain text.
+                return Err(format!(
+                    "{}: reaches {}, a service of the mesh: name it with http:// (Istio's mTLS encrypts it)",
+                    backend_path(i),
+                    b.origin
+                ));
+            }
+        } else if !out.contains(&&b.origin) {
             out.push(&b.origin);
         }
     }
     Ok(out)
+}
+
+/// A Kubernetes service's full name: routed by Istio as a service of the mesh. Anything else
+/// is an outside host, which needs a ServiceEntry.
+fn is_mesh_service(o: &Origin) -> bool {
+    o.host.ends_with(".svc.cluster.local")
 }
 
 fn backend_path(tenant: usize) -> JsonPath {
@@ -372,7 +401,7 @@ mod tests {
         let config = &docs(&doc)[0]["spec"]["pluginConfig"];
         assert!(config["settings"].get("mcp_hold_path").is_none());
         assert_eq!(config["settings"]["callout_timeout_ms"], 5000);
-        let said = warnings(&plan(&doc).unwrap());
+        let said = warnings(&plan(&doc).unwrap(), &deployment());
         assert_eq!(said.len(), 1);
         assert!(said[0].contains("plain HTTP 403"), "{said:?}");
         let mut doc = doc;
@@ -380,7 +409,7 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("mcp_hold_path");
-        assert!(warnings(&plan(&doc).unwrap()).is_empty());
+        assert!(warnings(&plan(&doc).unwrap(), &deployment()).is_empty());
     }
 
     #[test]
@@ -539,6 +568,59 @@ mod tests {
                 "insecureSkipVerify": false,
             })
         );
+    }
+
+    #[test]
+    fn a_plain_http_backend_outside_the_mesh_gets_an_entry_and_a_mesh_service_over_https_is_refused(
+    ) {
+        let mut doc = auth0_both();
+        doc["tenants"][1]["backend"] = json!("http://legacy.example.com:8080/");
+        let rendered = docs(&doc);
+        let dr = rendered
+            .iter()
+            .find(|d| d["kind"] == "DestinationRule" && d["spec"]["host"] == "legacy.example.com")
+            .unwrap();
+        assert_eq!(
+            dr["spec"]["trafficPolicy"]["portLevelSettings"][0],
+            json!({"port": {"number": 8080}, "tls": {"mode": "DISABLE"}})
+        );
+        assert!(rendered
+            .iter()
+            .any(|d| d["kind"] == "ServiceEntry"
+                && d["spec"]["hosts"] == json!(["legacy.example.com"])));
+        // The mesh service of auth0_both has neither.
+        assert!(!docs(&auth0_both()).iter().any(|d| d
+            .to_string()
+            .contains("\"mcp.agents.svc.cluster.local\"")
+            && d["kind"] != "VirtualService"));
+        doc["tenants"][1]["backend"] = json!("https://mcp.agents.svc.cluster.local/");
+        let err = resources(&plan(&doc).unwrap(), &deployment()).unwrap_err();
+        assert!(
+            err.starts_with("$.tenants[1].backend: reaches https://mcp.agents.svc.cluster.local:443, a service of the mesh: name it with http://"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_gateway_outside_the_resources_namespace_is_warned_about() {
+        let text = format!(
+            "wasm: oci://r/tvp:1\nwasm_sha256: {SHA}\nistio:\n  gateway: istio-ingress/agents\n"
+        );
+        let d = load(&text, &[], Target::Istio).unwrap();
+        let mut doc = auth0_both();
+        doc["settings"]
+            .as_object_mut()
+            .unwrap()
+            .remove("mcp_hold_path");
+        let said = warnings(&plan(&doc).unwrap(), &d);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(
+            said[0].contains(
+                "istio.gateway istio-ingress/agents is outside istio.namespace (istio-system)"
+            ),
+            "{said:?}"
+        );
+        assert!(warnings(&plan(&doc).unwrap(), &deployment()).is_empty());
     }
 
     #[test]

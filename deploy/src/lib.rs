@@ -58,7 +58,7 @@ pub fn render(
         Target::Istio => (
             "istio.yaml",
             istio::render(&plan, &d).map_err(|e| vec![e]),
-            istio::warnings(&plan),
+            istio::warnings(&plan, &d),
         ),
         Target::EnvoyGateway => (
             "envoy-gateway.yaml",
