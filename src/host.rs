@@ -77,7 +77,13 @@ impl Host for ProxyWasmHost {
             )
         };
         match status {
-            OK => Ok(()),
+            OK => {
+                if tvp_core::wake_list::is_watched(key) {
+                    // Requests of other workers wait for this record: wake them.
+                    crate::wake::written(self, key);
+                }
+                Ok(())
+            }
             s if s == Status::CasMismatch as u32 => Err(SharedWriteError::CasMismatch),
             _ => Err(SharedWriteError::Refused),
         }
@@ -386,6 +392,24 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_register_shared_queue(
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_resolve_shared_queue(
+        vm_id_data: *const u8,
+        vm_id_size: usize,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_enqueue_shared_queue(queue_id: u32, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_dequeue_shared_queue(
+        queue_id: u32,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
     fn proxy_call_foreign_function(
         function_name_data: *const u8,
@@ -458,7 +482,7 @@ pub fn set_filter_state(name: &str, value: &str) -> bool {
 }
 
 /// A property of the active context (`path` segments), through the raw ABI (the SDK's wrapper
-/// panics on an unexpected status). `None` when absent or refused.
+/// panics on an unexpected status). `None` when absent or refused; empty when empty.
 fn property(path: &[&str]) -> Option<Vec<u8>> {
     let path = path.join("\0");
     let mut data: *mut u8 = std::ptr::null_mut();
@@ -466,8 +490,12 @@ fn property(path: &[&str]) -> Option<Vec<u8>> {
     // SAFETY: the path pointer comes from a live string and its exact length; the host writes
     // only the two out-parameters, which are live locals.
     let status = unsafe { proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
-    if status != 0 || data.is_null() {
+    if status != OK {
         return None;
+    }
+    if data.is_null() {
+        // Present but empty (a blank `vm_id`, for one).
+        return Some(Vec::new());
     }
     // SAFETY: as for header maps: `size` bytes from this module's allocator, handed over.
     Some(unsafe { Vec::from_raw_parts(data, size, size) })
@@ -483,6 +511,59 @@ pub fn connection_id() -> Option<u64> {
 /// The plugin's name in Envoy's configuration (`plugin_name`).
 pub fn plugin_name() -> Option<String> {
     String::from_utf8(property(&["plugin_name"])?).ok()
+}
+
+/// The id of the VM running this plugin (`plugin_vm_id`): shared queues are named within it.
+pub fn vm_id() -> Option<String> {
+    String::from_utf8(property(&["plugin_vm_id"])?).ok()
+}
+
+/// Register a shared queue of this VM, delivered to the active root context's
+/// `on_queue_ready` on this worker's thread: its id.
+pub fn register_queue(name: &str) -> Option<u32> {
+    let mut id: u32 = 0;
+    // SAFETY: the name pointer comes from a live string and its exact length; the host writes
+    // only the out-parameter, a live local.
+    let status = unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) };
+    (status == OK).then_some(id)
+}
+
+/// Put `message` on the queue `name` of VM `vm_id` (another worker's): false if there is no
+/// such queue or the host refused.
+pub fn enqueue(vm_id: &str, name: &str, message: &[u8]) -> bool {
+    let mut id: u32 = 0;
+    // SAFETY: both pointers come from live strings and their exact lengths; the host writes
+    // only the out-parameter, a live local.
+    let status = unsafe {
+        proxy_resolve_shared_queue(
+            vm_id.as_ptr(),
+            vm_id.len(),
+            name.as_ptr(),
+            name.len(),
+            &mut id,
+        )
+    };
+    if status != OK {
+        return false;
+    }
+    // SAFETY: the pointer comes from a live slice and its exact length; the host only reads.
+    unsafe { proxy_enqueue_shared_queue(id, message.as_ptr(), message.len()) == OK }
+}
+
+/// Take the next message off this VM's queue `id`; `None` when it is empty (or refused).
+pub fn dequeue(id: u32) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes only the two out-parameters, which are live locals.
+    let status = unsafe { proxy_dequeue_shared_queue(id, &mut data, &mut size) };
+    if status != OK {
+        return None;
+    }
+    if data.is_null() {
+        return Some(Vec::new());
+    }
+    // SAFETY: as for header maps: `size` bytes from this module's allocator, handed over.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
 }
 
 /// Answer the active request, through the raw ABI (the SDK's wrapper panics, trapping the VM,

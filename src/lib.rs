@@ -8,6 +8,8 @@ pub mod abi;
 mod filter;
 #[cfg(target_arch = "wasm32")]
 mod host;
+#[cfg(target_arch = "wasm32")]
+mod wake;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{

@@ -27,6 +27,7 @@ pub mod reply;
 pub mod secret;
 pub mod urlencoded;
 pub mod vault;
+pub mod wake_list;
 
 #[cfg(test)]
 mod testing;

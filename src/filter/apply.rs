@@ -10,7 +10,7 @@ use tvp_core::gateway::{Effect, Next, Outcome, Resolved};
 /// Apply the outcomes an event decided, while `current`'s callback runs. Other requests are
 /// acted on in their own context (resumed when they go on); `current`'s outcome is returned as
 /// the callback's action (`Pause` when it has none: it waits).
-pub fn resolved(gateway: &Shared, resolved: Resolved, current: u32) -> Action {
+pub fn resolved(plugin: &Shared, resolved: Resolved, current: u32) -> Action {
     let mut action = Action::Pause;
     // Host calls act on `current` until another request is acted on: only then is it made
     // active again (a host call saved on every request, which decides only itself).
@@ -20,16 +20,16 @@ pub fn resolved(gateway: &Shared, resolved: Resolved, current: u32) -> Action {
             if std::mem::take(&mut elsewhere) {
                 host::act_on(current);
             }
-            action = this(gateway, ctx, outcome);
+            action = this(plugin, ctx, outcome);
             continue;
         }
         elsewhere = true;
         if !host::act_on(ctx) {
             // Gone before its decision: nothing to answer.
-            gateway.borrow_mut().forget(&ProxyWasmHost, ctx);
+            plugin.gateway.borrow_mut().forget(&ProxyWasmHost, ctx);
             continue;
         }
-        if this(gateway, ctx, outcome) == Action::Continue {
+        if this(plugin, ctx, outcome) == Action::Continue {
             host::resume_request();
         }
     }
@@ -41,12 +41,12 @@ pub fn resolved(gateway: &Shared, resolved: Resolved, current: u32) -> Action {
 
 /// Apply one request's outcome in its (active) context. A request edit that fails turns the
 /// outcome into the refusal the core gives for it: nothing is forwarded unchanged.
-pub fn this(gateway: &Shared, ctx: u32, outcome: Outcome) -> Action {
+pub fn this(plugin: &Shared, ctx: u32, outcome: Outcome) -> Action {
     for effect in &outcome.effects {
-        if !apply(ctx, effect) && effect.is_request_edit() {
-            let refusal = gateway.borrow_mut().edit_failed(&ProxyWasmHost, ctx);
+        if !apply(plugin, ctx, effect) && effect.is_request_edit() {
+            let refusal = plugin.gateway.borrow_mut().edit_failed(&ProxyWasmHost, ctx);
             for effect in &refusal.effects {
-                apply(ctx, effect);
+                apply(plugin, ctx, effect);
             }
             return Action::Pause;
         }
@@ -57,7 +57,7 @@ pub fn this(gateway: &Shared, ctx: u32, outcome: Outcome) -> Action {
     }
 }
 
-fn apply(ctx: u32, effect: &Effect) -> bool {
+fn apply(plugin: &Shared, ctx: u32, effect: &Effect) -> bool {
     match effect {
         Effect::RemoveHeader(name) => host::remove_request_header(name),
         Effect::SetHeader(name, value) => host::set_request_header(name, value),
@@ -69,24 +69,33 @@ fn apply(ctx: u32, effect: &Effect) -> bool {
         }
         Effect::RemoveResponseHeader(name) => host::remove_response_header(name),
         Effect::SetResponseHeader(name, value) => host::set_response_header(name, value),
-        // This host's worker never shares flights (proxy-wasm cannot wake a request from
-        // another worker), so the core never asks; were it to, the request fails closed
-        // rather than waiting for a wake-up that cannot come.
-        Effect::WakeOnWrite { .. } => host::send_reply(&tvp_core::gateway::cannot_wait()),
+        Effect::WakeOnWrite { key, by_ms, seen } => match &plugin.wake {
+            Some(queue) => {
+                if !queue.watch(key, *by_ms, *seen) {
+                    queue.wake_soon();
+                }
+                true
+            }
+            // Nothing could wake it (the core asks only a worker that shares flights, which
+            // has a queue): answered now rather than left waiting.
+            None => host::send_reply(&tvp_core::gateway::cannot_wait()),
+        },
     }
 }
 
 /// A call-out answered, delivered to `current` (the context that sent it).
-pub fn callout_answered(gateway: &Shared, token: u32, body_size: usize, current: u32) -> Action {
-    let max = gateway
+pub fn callout_answered(plugin: &Shared, token: u32, body_size: usize, current: u32) -> Action {
+    let max = plugin
+        .gateway
         .borrow()
         .config()
         .settings
         .max_callout_response_bytes;
     let response = host::callout_response(body_size, max);
     let decided =
-        gateway
+        plugin
+            .gateway
             .borrow_mut()
             .on_callout_response(&ProxyWasmHost, token, &response, current);
-    resolved(gateway, decided, current)
+    resolved(plugin, decided, current)
 }

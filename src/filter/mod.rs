@@ -13,18 +13,28 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use crate::host::{self, ProxyWasmHost};
+use crate::wake;
 use tvp_core::config;
 use tvp_core::crypto::signing::NativeSigner;
 use tvp_core::crypto::{NativeVerifier, PureRustVerifier, SignatureVerifier};
 use tvp_core::flow::Worker;
 use tvp_core::gateway::Gateway;
 use tvp_core::generation::Generation;
+use tvp_core::host::Host;
 
 /// How often the root context refreshes keys and re-sends orphaned call-outs.
 const TICK_MS: u64 = 1_000;
 const FIRST_TICK_MS: u64 = 50;
 
-pub type Shared = Rc<RefCell<Gateway>>;
+/// One plugin configuration on this worker: its gateway and the queue other workers wake its
+/// requests through.
+pub struct Plugin {
+    pub gateway: RefCell<Gateway>,
+    /// Present when this worker shares vault exchanges with the others.
+    pub wake: Option<wake::Queue>,
+}
+
+pub type Shared = Rc<Plugin>;
 
 pub struct Root {
     context_id: u32,
@@ -50,8 +60,8 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
-        if let Some(gateway) = &self.gateway {
-            apply::callout_answered(gateway, token, body_size, self.context_id);
+        if let Some(plugin) = &self.gateway {
+            apply::callout_answered(plugin, token, body_size, self.context_id);
         }
     }
 }
@@ -83,13 +93,23 @@ impl RootContext for Root {
                         "in pure Rust"
                     }
                 );
-                let worker = Worker::new(Rc::new(cfg), verifier())
+                let mut worker = Worker::new(Rc::new(cfg), verifier())
                     .with_signer(Box::new(NativeSigner::new(Box::new(host::sign))));
+                // Another worker's request waiting for this worker's exchange (or the other
+                // way round) is woken through shared queues; without one, exchanges stay
+                // single flight per worker.
+                let wake = wake::Queue::register();
+                if wake.is_some() {
+                    worker = worker.with_shared_flights();
+                }
                 // Claimed (or adopted) on the first tick or request, not here: Envoy's
                 // configuration canary runs this too, for pushes it may still refuse.
                 let name = host::plugin_name().unwrap_or_default();
                 let gateway = Gateway::new(worker).with_generation(Generation::new(&name, &bytes));
-                self.gateway = Some(Rc::new(RefCell::new(gateway)));
+                self.gateway = Some(Rc::new(Plugin {
+                    gateway: RefCell::new(gateway),
+                    wake,
+                }));
                 // Clusters cannot be called yet during configuration: fetch keys on an early
                 // first tick, then settle to the normal period.
                 self.ticks = 0;
@@ -107,17 +127,38 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(gateway) = &self.gateway else { return };
+        let Some(plugin) = &self.gateway else { return };
         if self.ticks == 0 {
             host::set_tick_period(TICK_MS);
         }
         self.ticks = self.ticks.saturating_add(1);
         host::follow_host_log_level();
         host::flush_metrics();
-        let resolved = gateway
+        let resolved = plugin
+            .gateway
             .borrow_mut()
             .on_tick(&ProxyWasmHost, self.context_id);
-        apply::resolved(gateway, resolved, self.context_id);
+        apply::resolved(plugin, resolved, self.context_id);
+        // A request waiting for another worker whose wake-up never came goes on at its
+        // deadline (the core takes the exchange over).
+        let due = plugin
+            .wake
+            .as_ref()
+            .is_some_and(|q| q.deadline_passed(ProxyWasmHost.now_ms()));
+        if due {
+            self.woken(plugin);
+        }
+    }
+
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        let Some(plugin) = &self.gateway else { return };
+        let Some(queue) = plugin.wake.as_ref().filter(|q| q.id() == queue_id) else {
+            return;
+        };
+        // One poll answers every message: each only says "look again".
+        if queue.drain() > 0 {
+            self.woken(plugin);
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -127,6 +168,18 @@ impl RootContext for Root {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    /// Requests waiting for another worker may go on: the core decides, sends or keeps each
+    /// waiting, acting on each request in its own context.
+    fn woken(&self, plugin: &Shared) {
+        let resolved = plugin
+            .gateway
+            .borrow_mut()
+            .on_wake(&ProxyWasmHost, self.context_id);
+        apply::resolved(plugin, resolved, self.context_id);
     }
 }
 

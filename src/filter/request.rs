@@ -9,12 +9,12 @@ use tvp_core::gateway;
 
 pub struct Request {
     id: u32,
-    gateway: Option<Shared>,
+    plugin: Option<Shared>,
 }
 
 impl Request {
-    pub fn new(id: u32, gateway: Option<Shared>) -> Self {
-        Request { id, gateway }
+    pub fn new(id: u32, plugin: Option<Shared>) -> Self {
+        Request { id, plugin }
     }
 
     /// Outside its headers callback a request that goes on must be resumed.
@@ -33,58 +33,61 @@ impl Context for Request {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Some(gateway) = &self.gateway else {
+        let Some(plugin) = &self.plugin else {
             return;
         };
         // Delivered to the context that sent it: this request's own outcome resumes it.
-        let action = apply::callout_answered(gateway, token, body_size, self.id);
+        let action = apply::callout_answered(plugin, token, body_size, self.id);
         self.resume_after(action);
     }
 }
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(gateway) = &self.gateway else {
+        let Some(plugin) = &self.plugin else {
             host::send_reply(&gateway::not_configured());
             return Action::Pause;
         };
         let head = host::request_head();
-        let decided =
-            gateway
-                .borrow_mut()
-                .on_request_headers(&ProxyWasmHost, self.id, head, end_of_stream);
-        apply::resolved(gateway, decided, self.id)
+        let decided = plugin.gateway.borrow_mut().on_request_headers(
+            &ProxyWasmHost,
+            self.id,
+            head,
+            end_of_stream,
+        );
+        apply::resolved(plugin, decided, self.id)
     }
 
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        let Some(gateway) = &self.gateway else {
+        let Some(plugin) = &self.plugin else {
             return Action::Pause;
         };
-        let outcome = gateway.borrow_mut().on_request_body(
+        let outcome = plugin.gateway.borrow_mut().on_request_body(
             &ProxyWasmHost,
             self.id,
             size,
             end_of_stream,
             &host::request_body,
         );
-        apply::this(gateway, self.id, outcome)
+        apply::this(plugin, self.id, outcome)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        let Some(gateway) = &self.gateway else {
+        let Some(plugin) = &self.plugin else {
             return Action::Pause;
         };
-        let outcome =
-            gateway
-                .borrow_mut()
-                .on_request_trailers(&ProxyWasmHost, self.id, &host::request_body);
-        apply::this(gateway, self.id, outcome)
+        let outcome = plugin.gateway.borrow_mut().on_request_trailers(
+            &ProxyWasmHost,
+            self.id,
+            &host::request_body,
+        );
+        apply::this(plugin, self.id, outcome)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(gateway) = &self.gateway {
+        if let Some(plugin) = &self.plugin {
             // Bound first: the borrow ends before the host is called.
-            let effects = gateway.borrow_mut().on_response_headers(
+            let effects = plugin.gateway.borrow_mut().on_response_headers(
                 &ProxyWasmHost,
                 self.id,
                 &host::response_status,
@@ -94,7 +97,7 @@ impl HttpContext for Request {
                 effects,
                 next: gateway::Next::Continue,
             };
-            return apply::this(gateway, self.id, outcome);
+            return apply::this(plugin, self.id, outcome);
         }
         Action::Continue
     }
@@ -102,8 +105,8 @@ impl HttpContext for Request {
 
 impl Drop for Request {
     fn drop(&mut self) {
-        if let Some(gateway) = &self.gateway {
-            if let Ok(mut g) = gateway.try_borrow_mut() {
+        if let Some(plugin) = &self.plugin {
+            if let Ok(mut g) = plugin.gateway.try_borrow_mut() {
                 g.forget(&ProxyWasmHost, self.id);
             }
         }

@@ -1,5 +1,6 @@
 //! Single flight across workers, for a host whose shared data is one store for every worker
-//! and that can wake a waiting request when a record is written (the native module).
+//! and that can wake a waiting request when a record is written (the native module through a
+//! stream's scheduler, the wasm filter through shared queues: [`crate::wake_list`]).
 //!
 //! The worker that starts a user's vault exchange holds a lease on it in shared data; a worker
 //! whose request finds the lease held does not call the vault: its request waits for the answer
