@@ -18,6 +18,8 @@ proxy_wasm::main! {{
         // A panic traps the VM; say where, never what data was in hand.
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
         host::write_log(5, &format!("token-vault-proxy: panic at {location}"));
+        // The VM traps next: other workers must not wake it (see wake.rs).
+        wake::mark_dead();
     }));
     proxy_wasm::set_root_context(|context_id| Box::new(filter::Root::new(context_id)));
 }}

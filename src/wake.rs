@@ -12,9 +12,16 @@
 //! data is one store under one lock, so either the waiter's second read sees the write or the
 //! writer's read of the list sees the waiter.
 //!
+//! A queue is only sent to while its root is alive: each root stamps a record with the time on
+//! every tick (and marks it dead from the panic hook), and a writer skips a queue whose stamp is
+//! older than three ticks. The host keeps a queue after its VM failed and delivers to the same
+//! context id in the VM that replaces it, where the id may be another context, on which the
+//! SDK would panic.
+//!
 //! [`Effect::WakeOnWrite`]: tvp_core::gateway::Effect::WakeOnWrite
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use log::warn;
 use tvp_core::host::Host;
@@ -25,7 +32,16 @@ use crate::host::{self, ProxyWasmHost};
 thread_local! {
     /// This VM's id: other workers resolve its queues by it (read once per VM).
     static VM_ID: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The queues this VM registered, for the panic hook to mark dead.
+    static OWN: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
+
+/// A queue whose root has not stamped it for this long is not sent to.
+const ALIVE_MS: u64 = 3_000;
+
+/// What a message says: only "look again" (the receiver polls every request waiting
+/// elsewhere), so it carries nothing of the user.
+const MESSAGE: &[u8] = b"w";
 
 fn vm_id() -> Option<String> {
     VM_ID.with(|v| {
@@ -37,12 +53,43 @@ fn vm_id() -> Option<String> {
     })
 }
 
+fn stamp_key(name: &str) -> String {
+    format!("tvp/v1/dq/{name}")
+}
+
+/// Stamp queue `name` alive at `now_ms` (0: dead).
+fn stamp(name: &str, now_ms: u64) {
+    // Refused: the queue looks dead to writers, and its requests wake at their deadlines.
+    let _ = ProxyWasmHost.shared_set(&stamp_key(name), &now_ms.to_be_bytes(), None);
+}
+
+fn is_alive(host: &ProxyWasmHost, name: &str) -> bool {
+    let stamped = host
+        .shared_get(&stamp_key(name))
+        .0
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, u64::from_be_bytes);
+    stamped.saturating_add(ALIVE_MS) > host.now_ms()
+}
+
+/// From the panic hook: this VM is about to trap, so no other worker may send to its queues.
+pub fn mark_dead() {
+    // `try_with` and `try_borrow`: the hook may run during teardown or inside a borrow.
+    let _ = OWN.try_with(|own| {
+        if let Ok(own) = own.try_borrow() {
+            for name in own.iter() {
+                stamp(name, 0);
+            }
+        }
+    });
+}
+
 /// A root context's queue: the other workers' messages that one of its requests may go on.
 pub struct Queue {
     id: u32,
     name: String,
-    /// The deadlines of the requests waiting elsewhere (host clock, ms).
-    deadlines: RefCell<Vec<u64>>,
+    /// The latest deadline of the requests waiting on each lease record (host clock, ms).
+    deadlines: RefCell<HashMap<String, u64>>,
 }
 
 impl Queue {
@@ -58,10 +105,12 @@ impl Queue {
             );
             return None;
         };
+        stamp(&name, ProxyWasmHost.now_ms());
+        OWN.with(|own| own.borrow_mut().push(name.clone()));
         Some(Queue {
             id,
             name,
-            deadlines: RefCell::new(Vec::new()),
+            deadlines: RefCell::new(HashMap::new()),
         })
     }
 
@@ -69,23 +118,37 @@ impl Queue {
         self.id
     }
 
+    /// On every tick: other workers may send to this queue.
+    pub fn keep_alive(&self, now_ms: u64) {
+        stamp(&self.name, now_ms);
+    }
+
     /// A request waits until lease record `key` is written (its version is no longer `seen`),
     /// or until `by_ms`. False: wake at once (it changed already, or the deadline passed).
     pub fn watch(&self, key: &str, by_ms: u64, seen: Option<u32>) -> bool {
         let host = ProxyWasmHost;
-        if by_ms <= host.now_ms() {
+        // Registered first, whatever follows: the tick polls once it passed, so the request
+        // goes on even if every message is lost.
+        let now = host.now_ms();
+        let deadline = by_ms.max(now);
+        self.deadlines
+            .borrow_mut()
+            .entry(key.to_string())
+            .and_modify(|d| *d = (*d).max(deadline))
+            .or_insert(deadline);
+        if by_ms <= now {
             return false;
         }
-        self.deadlines.borrow_mut().push(by_ms);
         // Not listed (the list is full, or shared data refused): the deadline still holds.
         wake_list::add(&host, key, &self.name);
         host.shared_get(key).1 == seen
     }
 
-    /// Have this root context's `on_queue_ready` run soon (after the current callback).
+    /// Have this root context's `on_queue_ready` run soon (after the current callback); if the
+    /// host refuses, the request's deadline wakes it on a tick.
     pub fn wake_soon(&self) {
         if let Some(vm) = vm_id() {
-            host::enqueue(&vm, &self.name, b"now");
+            host::enqueue(&vm, &self.name, MESSAGE);
         }
     }
 
@@ -102,7 +165,7 @@ impl Queue {
     pub fn deadline_passed(&self, now_ms: u64) -> bool {
         let mut deadlines = self.deadlines.borrow_mut();
         let before = deadlines.len();
-        deadlines.retain(|d| *d > now_ms);
+        deadlines.retain(|_, d| *d > now_ms);
         deadlines.len() < before
     }
 }
@@ -115,7 +178,10 @@ pub fn written(host: &ProxyWasmHost, key: &str) {
     }
     let Some(vm) = vm_id() else { return };
     for name in waiting {
-        // A queue that is gone (its configuration was replaced) has nobody left to wake.
-        host::enqueue(&vm, &name, key.as_bytes());
+        // A queue that is gone (its configuration was replaced, its VM failed) has nobody
+        // left to wake.
+        if is_alive(host, &name) {
+            host::enqueue(&vm, &name, MESSAGE);
+        }
     }
 }

@@ -76,20 +76,22 @@ pub fn add(host: &dyn Host, watched: &str, name: &str) -> bool {
 /// name added concurrently is either returned or stays listed for the next write.
 pub fn take(host: &dyn Host, watched: &str) -> Vec<String> {
     let key = list_key(watched);
+    let mut listed = Vec::new();
     for _ in 0..CAS_ATTEMPTS {
         let (value, cas) = host.shared_get(&key);
         let Some(list) = value.filter(|v| !v.is_empty()) else {
             return Vec::new();
         };
-        let listed: Vec<String> = names(&list).into_iter().map(str::to_string).collect();
+        listed = names(&list).into_iter().map(str::to_string).collect();
         match host.shared_set(&key, &[], cas) {
             Ok(()) => return listed,
             Err(SharedWriteError::CasMismatch) => continue,
-            // Not emptied: still worth waking them (a later write wakes them again).
-            Err(SharedWriteError::Refused) => return listed,
+            Err(SharedWriteError::Refused) => break,
         }
     }
-    Vec::new()
+    // Not emptied (refused, or contended by waiters listing themselves): still wake everyone
+    // read; they stay listed, and a later write wakes them again.
+    listed
 }
 
 #[cfg(test)]

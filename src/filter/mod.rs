@@ -141,12 +141,12 @@ impl RootContext for Root {
         apply::resolved(plugin, resolved, self.context_id);
         // A request waiting for another worker whose wake-up never came goes on at its
         // deadline (the core takes the exchange over).
-        let due = plugin
-            .wake
-            .as_ref()
-            .is_some_and(|q| q.deadline_passed(ProxyWasmHost.now_ms()));
-        if due {
-            self.woken(plugin);
+        if let Some(queue) = &plugin.wake {
+            let now = ProxyWasmHost.now_ms();
+            queue.keep_alive(now);
+            if queue.deadline_passed(now) {
+                self.woken(plugin);
+            }
         }
     }
 
