@@ -4,8 +4,9 @@
 //! each send several requests at once, every one on a new connection (the kernel spreads new
 //! connections over both workers' sockets), while the sim's vault takes 50 ms to answer: every
 //! request of a user arrives while its exchange is in flight. The sim counts vault calls per
-//! host: the native module makes one per user (a lease in its process-wide store), the wasm
-//! filter up to one per worker (proxy-wasm cannot wake another worker's request).
+//! host: both make one per user, the native module through a lease in its process-wide store
+//! (waiters woken by their stream's scheduler), the wasm filter through a lease in shared data
+//! (waiters woken through shared queues); one per worker would show as up to 2.00.
 
 use std::collections::BTreeMap;
 use std::path::Path;
