@@ -3,7 +3,9 @@
 //! with tokens good and bad, call-out answers of every kind (late, failed, timed out,
 //! oversized), dispatch failures, header edits the host refuses, contexts going away, clock
 //! ticks with background refresh and orphan redispatch, backend 401s, disconnects and other
-//! workers' writes.
+//! workers' writes. Two workers share one store and their users' exchanges (as both hosts run
+//! them): a request waiting for the other worker's exchange is woken when the lease record it
+//! watches is written, or at its deadline, as the hosts promise.
 //!
 //! The driver is a host: it applies outcomes as a host does (and as Envoy does: a context
 //! going away cancels the call-outs it sent) and checks, after every event:
@@ -34,8 +36,10 @@ use tvp_core::host::{Host, SharedWriteError};
 /// The clock starts here (seconds); tokens are minted relative to it.
 const NOW_S: i64 = 1_800_000_000;
 const SKEW_S: i64 = 60;
-/// The root context: it dispatches background refreshes and never goes away.
+/// The root context of each worker: it dispatches background refreshes and never goes away.
 const ROOT: u32 = 1;
+/// Workers sharing the store, each with its own gateway.
+const WORKERS: usize = 2;
 const SEALING_KEY: &str = "state-machine-sealing-key-state-machine-key";
 
 /// An agent token of the pool, with what an honest checker would conclude about it.
@@ -178,9 +182,11 @@ struct SharedData {
     refuse_next_write: Cell<bool>,
     /// The next call-out fails to start.
     refuse_next_dispatch: Cell<bool>,
-    /// Call-outs started and not yet collected by the driver: token, owner, request.
-    started: RefCell<Vec<(u32, u32, CalloutRequest)>>,
+    /// Call-outs started and not yet collected by the driver: token, worker, owner, request.
+    started: RefCell<Vec<(u32, usize, u32, CalloutRequest)>>,
     next_token: Cell<u32>,
+    /// The worker whose gateway is running (call-outs are answered on it).
+    worker: Cell<usize>,
 }
 
 impl Host for SharedData {
@@ -218,12 +224,16 @@ impl Host for SharedData {
         self.next_token.set(token);
         self.started
             .borrow_mut()
-            .push((token, owner, request.clone()));
+            .push((token, self.worker.get(), owner, request.clone()));
         Some(token)
     }
 }
 
 impl SharedData {
+    fn version(&self, key: &str) -> Option<u32> {
+        self.entries.borrow().get(key).map(|(_, cas)| *cas)
+    }
+
     /// Another worker rewrote an entry with the same value: every CAS held on it fails.
     fn bump(&self, pick: usize) {
         let mut map = self.entries.borrow_mut();
@@ -245,6 +255,7 @@ enum Fate {
 }
 
 struct Context {
+    worker: usize,
     agent: usize,
     method: &'static str,
     /// The event number it began at, and the clock then.
@@ -254,8 +265,19 @@ struct Context {
 }
 
 struct Outstanding {
+    worker: usize,
     owner: u32,
     request: CalloutRequest,
+}
+
+/// A request waiting for the other worker's exchange: woken when `key` is no longer at
+/// version `seen`, or at `by_ms`.
+struct Watch {
+    worker: usize,
+    ctx: u32,
+    key: String,
+    by_ms: u64,
+    seen: Option<u32>,
 }
 
 /// A downstream token the vault handed out.
@@ -273,6 +295,7 @@ pub struct Stats {
     pub key_answers: usize,
     pub went_away: usize,
     pub disconnects: usize,
+    pub waited_elsewhere: usize,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -283,13 +306,15 @@ impl std::ops::AddAssign for Stats {
         self.key_answers += o.key_answers;
         self.went_away += o.went_away;
         self.disconnects += o.disconnects;
+        self.waited_elsewhere += o.waited_elsewhere;
     }
 }
 
 pub struct Machine {
     stats: Stats,
     host: SharedData,
-    gateway: Gateway,
+    gateways: Vec<Gateway>,
+    watches: Vec<Watch>,
     contexts: BTreeMap<u32, Context>,
     /// Call-outs in flight by token; Envoy answers each once, unless its owner went away.
     outstanding: BTreeMap<u32, Outstanding>,
@@ -313,11 +338,18 @@ impl Machine {
         let f = fixture();
         let host = SharedData::default();
         host.now_ms.set(NOW_S as u64 * 1000);
-        let worker = Worker::new(Rc::new(f.config.clone()), Box::new(PureRustVerifier));
+        let config = Rc::new(f.config.clone());
+        let gateways = (0..WORKERS)
+            .map(|_| {
+                let worker = Worker::new(Rc::clone(&config), Box::new(PureRustVerifier));
+                Gateway::new(worker.with_shared_flights())
+            })
+            .collect();
         Machine {
             stats: Stats::default(),
             host,
-            gateway: Gateway::new(worker),
+            gateways,
+            watches: Vec::new(),
             contexts: BTreeMap::new(),
             outstanding: BTreeMap::new(),
             issued: HashMap::new(),
@@ -335,6 +367,7 @@ impl Machine {
         for pair in data.chunks(2).take(400) {
             let (op, arg) = (pair[0], pair.get(1).copied().unwrap_or(0));
             m.step(op, arg);
+            m.wake();
         }
         m.drain();
         m.stats
@@ -361,12 +394,14 @@ impl Machine {
     fn begin(&mut self, arg: u8) {
         let f = fixture();
         let agent = usize::from(arg) % f.agents.len();
+        let worker = usize::from(arg / 8) % WORKERS;
         let method = ["GET", "POST", "DELETE"][usize::from(arg / 16) % 3];
         let ctx = self.next_context;
         self.next_context += 1;
         self.contexts.insert(
             ctx,
             Context {
+                worker,
                 agent,
                 method,
                 began: self.event,
@@ -385,8 +420,9 @@ impl Machine {
             .map(|(n, v)| (n.to_string(), v.into_bytes()))
             .collect(),
         );
-        let resolved = self.gateway.on_request_headers(&self.host, ctx, head, true);
-        self.apply(resolved);
+        self.host.worker.set(worker);
+        let resolved = self.gateways[worker].on_request_headers(&self.host, ctx, head, true);
+        self.apply(worker, resolved);
     }
 
     /// Answer the call-out `arg` picks, in the way `arg` picks.
@@ -406,10 +442,10 @@ impl Machine {
             return;
         };
         let response = self.response_to(&call.request, kind);
-        let resolved = self
-            .gateway
+        self.host.worker.set(call.worker);
+        let resolved = self.gateways[call.worker]
             .on_callout_response(&self.host, token, &response, call.owner);
-        self.apply(resolved);
+        self.apply(call.worker, resolved);
     }
     /// What the IdP or the vault says; kind 0 (and most kinds) is a proper answer.
     fn response_to(&mut self, request: &CalloutRequest, kind: u8) -> CalloutResponse {
@@ -466,11 +502,34 @@ impl Machine {
         }
     }
 
-    /// The clock moves on; the root refreshes keys and resends what lost its owner.
+    /// The clock moves on; each worker's root refreshes keys and resends what lost its owner.
     fn tick(&mut self, ms: u64) {
         self.host.now_ms.set(self.host.now_ms() + ms);
-        let resolved = self.gateway.on_tick(&self.host, ROOT);
-        self.apply(resolved);
+        for worker in 0..WORKERS {
+            self.host.worker.set(worker);
+            let resolved = self.gateways[worker].on_tick(&self.host, ROOT);
+            self.apply(worker, resolved);
+        }
+    }
+
+    /// Wake, as the hosts do, every request whose watched record was written or whose
+    /// deadline passed, until none is due.
+    fn wake(&mut self) {
+        for _ in 0..10_000 {
+            let now = self.host.now_ms();
+            let Some(i) = self
+                .watches
+                .iter()
+                .position(|w| self.host.version(&w.key) != w.seen || w.by_ms <= now)
+            else {
+                return;
+            };
+            let w = self.watches.remove(i);
+            self.host.worker.set(w.worker);
+            let resolved = self.gateways[w.worker].on_wake(&self.host, w.ctx);
+            self.apply(w.worker, resolved);
+        }
+        panic!("wake-ups never settle: requests keep waking each other");
     }
 
     /// The client went away: Envoy cancels the call-outs this context sent.
@@ -492,8 +551,14 @@ impl Machine {
         if let Some(c) = self.contexts.get_mut(&ctx) {
             c.fate = Fate::Gone;
         }
-        self.outstanding.retain(|_, call| call.owner != ctx);
-        self.gateway.forget(&self.host, ctx);
+        let Some(worker) = self.contexts.get(&ctx).map(|c| c.worker) else {
+            return;
+        };
+        self.outstanding
+            .retain(|_, call| !(call.worker == worker && call.owner == ctx));
+        self.watches.retain(|w| w.ctx != ctx);
+        self.host.worker.set(worker);
+        self.gateways[worker].forget(&self.host, ctx);
     }
 
     fn disconnect(&mut self, arg: u8) {
@@ -525,9 +590,14 @@ impl Machine {
             .collect();
         if let Some(&ctx) = decided.get(usize::from(arg / 2) % decided.len().max(1)) {
             let status = if arg % 2 == 0 { 401 } else { 200 };
-            let effects =
-                self.gateway
-                    .on_response_headers(&self.host, ctx, &|| Some(status), &|_| None);
+            let worker = self.contexts[&ctx].worker;
+            self.host.worker.set(worker);
+            let effects = self.gateways[worker].on_response_headers(
+                &self.host,
+                ctx,
+                &|| Some(status),
+                &|_| None,
+            );
             assert!(
                 effects.is_empty(),
                 "a plain response was changed: {effects:?}"
@@ -538,29 +608,54 @@ impl Machine {
 
     /// Apply outcomes as a host does, checking each decision; then collect the call-outs the
     /// gateway started (Envoy answers them later, unless their owner goes away).
-    fn apply(&mut self, resolved: Resolved) {
+    fn apply(&mut self, worker: usize, resolved: Resolved) {
         for (ctx, outcome) in resolved {
-            self.outcome(ctx, outcome);
+            if ctx != ROOT {
+                let owner = self.contexts.get(&ctx).map(|c| c.worker);
+                assert_eq!(owner, Some(worker), "worker {worker} decided context {ctx}");
+            }
+            self.outcome(worker, ctx, outcome);
         }
-        for (token, owner, request) in self.host.started.borrow_mut().drain(..) {
+        let started: Vec<_> = self.host.started.borrow_mut().drain(..).collect();
+        for (token, worker, owner, request) in started {
             let cancelled = self
                 .contexts
                 .get(&owner)
                 .is_some_and(|c| c.fate == Fate::Gone);
             if !cancelled {
-                self.outstanding
-                    .insert(token, Outstanding { owner, request });
+                self.outstanding.insert(
+                    token,
+                    Outstanding {
+                        worker,
+                        owner,
+                        request,
+                    },
+                );
             }
         }
     }
 
-    fn outcome(&mut self, ctx: u32, outcome: Outcome) {
+    fn outcome(&mut self, worker: usize, ctx: u32, outcome: Outcome) {
         let answered = outcome.reply_of().is_some();
+        for effect in &outcome.effects {
+            if let Effect::WakeOnWrite { key, by_ms, seen } = effect {
+                assert_eq!(outcome.next, Next::Stop, "went on while waiting elsewhere");
+                self.stats.waited_elsewhere += 1;
+                self.watches.retain(|w| !(w.ctx == ctx && w.key == *key));
+                self.watches.push(Watch {
+                    worker,
+                    ctx,
+                    key: key.clone(),
+                    by_ms: *by_ms,
+                    seen: *seen,
+                });
+            }
+        }
         match outcome.next {
             Next::Continue => {
                 if std::mem::take(&mut self.refuse_next_edit) {
                     // The host could not rewrite the request: it must be refused instead.
-                    let refusal = self.gateway.edit_failed(&self.host, ctx);
+                    let refusal = self.gateways[worker].edit_failed(&self.host, ctx);
                     assert!(
                         refusal.next == Next::Stop && refusal.reply_of().is_some(),
                         "a request whose headers could not be rewritten was not refused"
@@ -646,12 +741,14 @@ impl Machine {
         for _ in 0..50 {
             while let Some(&token) = self.outstanding.keys().next() {
                 self.answer_one(token, 0);
+                self.wake();
             }
             let waiting = self.contexts.values().any(|c| c.fate == Fate::Waiting);
             if !waiting {
                 break;
             }
             self.tick(1_000);
+            self.wake();
         }
         for (id, c) in &self.contexts {
             assert!(c.fate != Fate::Waiting, "context {id} was never decided");
