@@ -38,7 +38,7 @@ pub type Shared = Rc<Plugin>;
 
 pub struct Root {
     context_id: u32,
-    gateway: Option<Shared>,
+    plugin: Option<Shared>,
     ticks: u32,
 }
 
@@ -46,7 +46,7 @@ impl Root {
     pub fn new(context_id: u32) -> Self {
         Root {
             context_id,
-            gateway: None,
+            plugin: None,
             ticks: 0,
         }
     }
@@ -60,7 +60,7 @@ impl Context for Root {
         body_size: usize,
         _trailers: usize,
     ) {
-        if let Some(plugin) = &self.gateway {
+        if let Some(plugin) = &self.plugin {
             apply::callout_answered(plugin, token, body_size, self.context_id);
         }
     }
@@ -106,7 +106,7 @@ impl RootContext for Root {
                 // configuration canary runs this too, for pushes it may still refuse.
                 let name = host::plugin_name().unwrap_or_default();
                 let gateway = Gateway::new(worker).with_generation(Generation::new(&name, &bytes));
-                self.gateway = Some(Rc::new(Plugin {
+                self.plugin = Some(Rc::new(Plugin {
                     gateway: RefCell::new(gateway),
                     wake,
                 }));
@@ -127,7 +127,7 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        let Some(plugin) = &self.gateway else { return };
+        let Some(plugin) = &self.plugin else { return };
         if self.ticks == 0 {
             host::set_tick_period(TICK_MS);
         }
@@ -151,7 +151,7 @@ impl RootContext for Root {
     }
 
     fn on_queue_ready(&mut self, queue_id: u32) {
-        let Some(plugin) = &self.gateway else { return };
+        let Some(plugin) = &self.plugin else { return };
         let Some(queue) = plugin.wake.as_ref().filter(|q| q.id() == queue_id) else {
             return;
         };
@@ -162,8 +162,8 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let gateway = self.gateway.as_ref().map(Rc::clone);
-        Some(Box::new(request::Request::new(context_id, gateway)))
+        let plugin = self.plugin.as_ref().map(Rc::clone);
+        Some(Box::new(request::Request::new(context_id, plugin)))
     }
 
     fn get_type(&self) -> Option<ContextType> {
