@@ -1,4 +1,4 @@
-//! Pure encodings of the proxy-wasm ABI, so the host calls in `host.rs` stay thin.
+//! Pure encodings of the proxy-wasm ABI, so the host calls in `host/` stay thin.
 //!
 //! The ABI's encoding of a header map: a little-endian pair count, then each pair's
 //! name and value lengths, then each name and value followed by a NUL. Pure and total: a
