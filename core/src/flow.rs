@@ -27,7 +27,7 @@ use identity::Identity;
 use keys::TenantKeys;
 
 mod downstream;
-mod exchange_lease;
+pub(crate) mod exchange_lease;
 mod flights;
 mod id_token;
 mod identity;

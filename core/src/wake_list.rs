@@ -5,13 +5,13 @@
 //! releasing it) sends every listed queue a message and empties the list. The format, its
 //! bound and the shared-data updates live here; the host sends the messages.
 
+use crate::flow::exchange_lease::PREFIX as LEASE_PREFIX;
 use crate::host::{Host, SharedWriteError, CAS_ATTEMPTS};
 
 /// A list is not grown past this (a waiter then wakes at its deadline instead): one entry per
 /// waiting worker is all it needs, so the record stays small.
 pub const MAX_NAMES: usize = 64;
 
-const LEASE_PREFIX: &str = "tvp/v1/dx/";
 const LIST_PREFIX: &str = "tvp/v1/dw/";
 
 /// Whether a write of `key` must wake the requests waiting on it: a lease record of a vault

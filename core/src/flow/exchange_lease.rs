@@ -12,11 +12,14 @@
 
 use crate::host::{Host, SharedWriteError, CAS_ATTEMPTS};
 
+/// What every lease record's key starts with.
+pub const PREFIX: &str = "tvp/v1/dx/";
+
 /// The lease record's key for a downstream-token key (`tvp/v1/dt/<h>` → `tvp/v1/dx/<h>`).
 pub fn key(downstream_key: &str) -> String {
     match downstream_key.strip_prefix("tvp/v1/dt/") {
-        Some(hash) => format!("tvp/v1/dx/{hash}"),
-        None => format!("tvp/v1/dx/{downstream_key}"),
+        Some(hash) => format!("{PREFIX}{hash}"),
+        None => format!("{PREFIX}{downstream_key}"),
     }
 }
 
