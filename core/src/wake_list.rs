@@ -6,7 +6,7 @@
 //! bound and the shared-data updates live here; the host sends the messages.
 
 use crate::flow::exchange_lease::PREFIX as LEASE_PREFIX;
-use crate::host::{Host, SharedWriteError, CAS_ATTEMPTS};
+use crate::host::{update_shared, Host};
 
 /// A list is not grown past this (a waiter then wakes at its deadline instead): one entry per
 /// waiting worker is all it needs, so the record stays small.
@@ -56,41 +56,27 @@ fn with_name(list: &[u8], name: &str) -> Option<Vec<u8>> {
 /// Add `name` to the list of `watched`: true when it is on the list (it was already, or now
 /// is), false when the list is full or shared data refused it.
 pub fn add(host: &dyn Host, watched: &str, name: &str) -> bool {
-    let key = list_key(watched);
-    for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = host.shared_get(&key);
-        let list = value.unwrap_or_default();
-        let Some(grown) = with_name(&list, name) else {
-            return names(&list).contains(&name);
-        };
-        match host.shared_set(&key, &grown, cas) {
-            Ok(()) => return true,
-            Err(SharedWriteError::CasMismatch) => continue,
-            Err(SharedWriteError::Refused) => return false,
-        }
-    }
-    false
+    let mut listed = false;
+    let added = update_shared(host, &list_key(watched), |old| {
+        let list = old.unwrap_or_default();
+        listed = names(list).contains(&name);
+        with_name(list, name)
+    });
+    added || listed
 }
 
 /// Empty the list of `watched` and return the names it held (each to be sent a message). A
 /// name added concurrently is either returned or stays listed for the next write.
 pub fn take(host: &dyn Host, watched: &str) -> Vec<String> {
-    let key = list_key(watched);
     let mut listed = Vec::new();
-    for _ in 0..CAS_ATTEMPTS {
-        let (value, cas) = host.shared_get(&key);
-        let Some(list) = value.filter(|v| !v.is_empty()) else {
-            return Vec::new();
-        };
-        listed = names(&list).into_iter().map(str::to_string).collect();
-        match host.shared_set(&key, &[], cas) {
-            Ok(()) => return listed,
-            Err(SharedWriteError::CasMismatch) => continue,
-            Err(SharedWriteError::Refused) => break,
-        }
-    }
     // Not emptied (refused, or contended by waiters listing themselves): still wake everyone
     // read; they stay listed, and a later write wakes them again.
+    update_shared(host, &list_key(watched), |old| {
+        listed = old
+            .map(|list| names(list).into_iter().map(str::to_string).collect())
+            .unwrap_or_default();
+        (!listed.is_empty()).then(Vec::new)
+    });
     listed
 }
 

@@ -130,8 +130,11 @@ impl Host for NativeHost<'_> {
         cas: Option<u32>,
     ) -> Result<(), SharedWriteError> {
         store::set(key, value, cas)?;
-        // Requests of other workers may wait for this record (an exchange lease released).
-        crate::wake::written(key);
+        // Requests of other workers may wait for this record (an exchange lease released);
+        // only lease records are ever watched, so no other write looks at the watch table.
+        if tvp_core::wake_list::is_watched(key) {
+            crate::wake::written(key);
+        }
         Ok(())
     }
 
