@@ -21,8 +21,9 @@ use crate::vault::{self, VaultOutcome};
 
 use crate::host::{ByHostId, Host};
 use crate::metrics::{Counter, Histogram};
+use exchange_lease::Lease;
 pub use flights::FlightKey;
-use flights::{Flight, FlightLease, Purpose};
+use flights::{Flight, Purpose};
 use identity::Identity;
 use keys::TenantKeys;
 
@@ -266,7 +267,7 @@ impl Worker {
                                 sent_ms: None,
                                 started_ms: flight.started_ms,
                                 user_key: None,
-                                lease: FlightLease::Unshared,
+                                lease: Lease::NotShared,
                             },
                         );
                         // Dispatched at once by the caller through `take_orphans`.

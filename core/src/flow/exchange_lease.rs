@@ -36,8 +36,9 @@ pub enum Lease {
     /// Another worker's exchange is in flight until `until_ms` at the latest; `seen` is the
     /// version of the record read (a write since means it changed).
     HeldElsewhere { until_ms: u64, seen: Option<u32> },
-    /// Shared data refused the lease (or stayed contended): this worker sends the exchange
-    /// without one, and has nothing to release.
+    /// Not shared: this worker sends it without a lease and has nothing to release (a key
+    /// fetch, a host without shared flights, or shared data refused the lease or stayed
+    /// contended).
     NotShared,
 }
 

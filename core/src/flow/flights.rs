@@ -47,42 +47,18 @@ pub(super) struct Flight {
     /// The user record of a vault exchange.
     pub(super) user_key: Option<String>,
     /// A vault exchange's lease across workers (hosts with shared flights only).
-    pub(super) lease: FlightLease,
-}
-
-/// Who sends a vault exchange when workers share flights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum FlightLease {
-    /// Not shared: this worker sends it (keys, or a host without shared flights).
-    Unshared,
-    /// This worker holds the lease until then, and sends it.
-    Held { until_ms: u64 },
-    /// Another worker sends it; its lease runs until then at the latest (`seen`: the lease
-    /// record's version when read).
-    Elsewhere { until_ms: u64, seen: Option<u32> },
-}
-
-impl From<Lease> for FlightLease {
-    fn from(lease: Lease) -> Self {
-        match lease {
-            Lease::Taken { until_ms } => FlightLease::Held { until_ms },
-            Lease::HeldElsewhere { until_ms, seen } => FlightLease::Elsewhere { until_ms, seen },
-            Lease::NotShared => FlightLease::Unshared,
-        }
-    }
+    pub(super) lease: Lease,
 }
 
 /// What a request that joined flight `key` (its lease `lease`) waits for: the call-out, or the
 /// worker holding the lease.
-fn waiting(key: FlightKey, lease: FlightLease) -> Step {
+fn waiting(key: FlightKey, lease: Lease) -> Step {
     match (lease, &key) {
-        (FlightLease::Elsewhere { until_ms, seen }, FlightKey::Token(dkey)) => {
-            Step::WaitElsewhere {
-                watch: exchange_lease::key(dkey),
-                until_ms,
-                seen,
-            }
-        }
+        (Lease::HeldElsewhere { until_ms, seen }, FlightKey::Token(dkey)) => Step::WaitElsewhere {
+            watch: exchange_lease::key(dkey),
+            until_ms,
+            seen,
+        },
         _ => Step::Wait {
             flight: key,
             start: None,
@@ -130,7 +106,7 @@ impl Worker {
             purpose,
             request,
             None,
-            FlightLease::Unshared,
+            Lease::NotShared,
         )
     }
 
@@ -154,12 +130,18 @@ impl Worker {
         self.waiting_token.insert(context_id, (input, principal));
         let lease = match &key {
             FlightKey::Token(dkey) if self.shared_flights && !self.flights.contains_key(&key) => {
-                let duration = exchange_lease::duration_ms(self.config.settings.callout_timeout_ms);
-                exchange_lease::take(host, &exchange_lease::key(dkey), now_ms, duration).into()
+                self.take_lease(host, &exchange_lease::key(dkey), now_ms)
             }
-            _ => FlightLease::Unshared,
+            _ => Lease::NotShared,
         };
         self.join(now_ms, context_id, key, purpose, request, user_key, lease)
+    }
+
+    /// Take the exchange lease at `watch` for one exchange's length, unless another worker
+    /// holds it.
+    fn take_lease(&self, host: &dyn Host, watch: &str, now_ms: u64) -> Lease {
+        let duration = exchange_lease::duration_ms(self.config.settings.callout_timeout_ms);
+        exchange_lease::take(host, watch, now_ms, duration)
     }
 
     /// Join the flight for `key`, or start it (or, leased elsewhere, wait for it).
@@ -172,14 +154,14 @@ impl Worker {
         purpose: Purpose,
         request: CalloutRequest,
         user_key: Option<String>,
-        lease: FlightLease,
+        lease: Lease,
     ) -> Step {
         if let Some(flight) = self.flights.get_mut(&key) {
             flight.waiters.push(context_id);
             let lease = flight.lease;
             return waiting(key, lease);
         }
-        let elsewhere = matches!(lease, FlightLease::Elsewhere { .. });
+        let elsewhere = matches!(lease, Lease::HeldElsewhere { .. });
         self.flights.insert(
             key.clone(),
             Flight {
@@ -210,7 +192,7 @@ impl Worker {
         let leased_elsewhere: Vec<FlightKey> = self
             .flights
             .iter()
-            .filter(|(_, f)| matches!(f.lease, FlightLease::Elsewhere { .. }))
+            .filter(|(_, f)| matches!(f.lease, Lease::HeldElsewhere { .. }))
             .map(|(k, _)| k.clone())
             .collect();
         let mut out = Vec::new();
@@ -223,8 +205,7 @@ impl Worker {
                 continue;
             }
             let watch = exchange_lease::key(dkey);
-            let duration = exchange_lease::duration_ms(self.config.settings.callout_timeout_ms);
-            let lease = exchange_lease::take(host, &watch, now_ms, duration);
+            let lease = self.take_lease(host, &watch, now_ms);
             if let Lease::Taken { .. } | Lease::NotShared = lease {
                 // The holder may have cached its answer and released between the two reads:
                 // then there is nothing to send.
@@ -239,7 +220,7 @@ impl Worker {
             let Some(flight) = self.flights.get_mut(&key) else {
                 continue;
             };
-            flight.lease = FlightLease::from(lease);
+            flight.lease = lease;
             if let Lease::HeldElsewhere { .. } = lease {
                 for ctx in &flight.waiters {
                     out.push((*ctx, waiting(key.clone(), flight.lease)));
@@ -282,7 +263,7 @@ impl Worker {
     /// The lease of `flight`, if this worker holds it, is released (its answer is cached, or
     /// nobody here waits for it any more): the workers waiting elsewhere are woken by it.
     pub(super) fn release_lease(host: &dyn Host, key: &FlightKey, flight: &Flight) {
-        if let (FlightLease::Held { until_ms }, FlightKey::Token(dkey)) = (flight.lease, key) {
+        if let (Lease::Taken { until_ms }, FlightKey::Token(dkey)) = (flight.lease, key) {
             exchange_lease::release(host, &exchange_lease::key(dkey), until_ms);
         }
     }
@@ -312,7 +293,7 @@ impl Worker {
             if f.owner == Some(context_id) {
                 f.owner = None;
                 orphaned.push(key.clone());
-            } else if f.waiters.is_empty() && matches!(f.lease, FlightLease::Elsewhere { .. }) {
+            } else if f.waiters.is_empty() && matches!(f.lease, Lease::HeldElsewhere { .. }) {
                 abandoned.push(key.clone());
             }
         }

@@ -4,7 +4,8 @@
 
 use std::rc::Rc;
 
-use super::flights::{keys_request, Flight, FlightLease};
+use super::exchange_lease::Lease;
+use super::flights::{keys_request, Flight};
 use super::{failure_of, FlightKey, Host, Worker};
 use crate::cache;
 use crate::callout::{CalloutRequest, CalloutResponse, DependencyFailure};
@@ -188,7 +189,7 @@ impl Worker {
                         sent_ms: None,
                         started_ms: now_ms,
                         user_key: None,
-                        lease: FlightLease::Unshared,
+                        lease: Lease::NotShared,
                     },
                 );
                 due.push((flight, request));
