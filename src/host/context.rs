@@ -29,41 +29,45 @@ fn property(path: &[&str]) -> Option<Vec<u8>> {
     if status != OK {
         return None;
     }
-    if data.is_null() {
-        // Present but empty (a blank `vm_id`, for one).
-        return Some(Vec::new());
-    }
-    // SAFETY: as for header maps: `size` bytes from this module's allocator, handed over.
-    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+    // SAFETY: the host returned Ok, so these are the out-parameters it wrote.
+    // None handed over: present but empty (a blank `vm_id`, for one).
+    Some(unsafe { owned(data, size) }.unwrap_or_default())
 }
+
 /// Envoy's id of the active request's downstream connection (`connection.id`): ids grow in
 /// the order Envoy accepts connections.
-pub fn connection_id() -> Option<u64> {
+pub(super) fn connection_id() -> Option<u64> {
     let bytes = property(&["connection", "id"])?;
     Some(u64::from_le_bytes(bytes.as_slice().try_into().ok()?))
 }
+
 /// The plugin's name in Envoy's configuration (`plugin_name`).
 pub fn plugin_name() -> Option<String> {
     String::from_utf8(property(&["plugin_name"])?).ok()
 }
+
 /// The id of the VM running this plugin (`plugin_vm_id`): shared queues are named within it.
 pub fn vm_id() -> Option<String> {
     String::from_utf8(property(&["plugin_vm_id"])?).ok()
 }
+
 /// Make later host calls act on `context_id`'s request; false if it is gone.
 pub fn act_on(context_id: u32) -> bool {
     // SAFETY: no pointers.
     unsafe { proxy_set_effective_context(context_id) == OK }
 }
+
 pub fn set_tick_period(ms: u64) -> bool {
     let ms = u32::try_from(ms).unwrap_or(u32::MAX);
     // SAFETY: no pointers.
     unsafe { proxy_set_tick_period_milliseconds(ms) == OK }
 }
+
 /// Make Envoy pick the route again after the request's path changed.
 pub fn clear_route_cache() -> bool {
     foreign_function("clear_route_cache", &[]).is_ok()
 }
+
 /// Call one of Envoy's foreign functions through the raw ABI: its result (`None`: none), or
 /// the host's status when it lacks the function or it failed.
 fn foreign_function(name: &str, arguments: &[u8]) -> Result<Option<Vec<u8>>, u32> {
@@ -84,18 +88,17 @@ fn foreign_function(name: &str, arguments: &[u8]) -> Result<Option<Vec<u8>>, u32
     if status != OK {
         return Err(status);
     }
-    if data.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: as for header maps: `size` bytes from this module's allocator, handed over.
-    Ok(Some(unsafe { Vec::from_raw_parts(data, size, size) }))
+    // SAFETY: the host returned Ok, so these are the out-parameters it wrote.
+    Ok(unsafe { owned(data, size) })
 }
+
 /// Envoy's `verify_signature` foreign function: `None` if the host lacks it or failed.
 pub fn verify_signature(arguments: &[u8]) -> Option<Vec<u8>> {
     foreign_function("verify_signature", arguments)
         .ok()
         .flatten()
 }
+
 /// Envoy's `sign` foreign function: `None` if the host lacks it or failed.
 pub fn sign(arguments: &[u8]) -> Option<Vec<u8>> {
     foreign_function("sign", arguments).ok().flatten()

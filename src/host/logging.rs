@@ -12,6 +12,7 @@ pub fn follow_host_log_level() {
         log::set_max_level(log_filter(level));
     }
 }
+
 /// The `log` crate's filter for a proxy-wasm log level (trace 0 .. critical 5).
 fn log_filter(level: u32) -> log::LevelFilter {
     match level {
@@ -23,6 +24,7 @@ fn log_filter(level: u32) -> log::LevelFilter {
         _ => log::LevelFilter::Off,
     }
 }
+
 /// The `log` crate's records, written to Envoy's log through the raw ABI (the SDK's logger
 /// unwraps the host's status, trapping the VM on a refusal).
 struct HostLogger;
@@ -48,12 +50,14 @@ impl log::Log for HostLogger {
 
     fn flush(&self) {}
 }
+
 /// Install [`HostLogger`] (everything passes until the first tick reads Envoy's level).
 pub fn install_logger() {
     // Err only if a logger is already installed: then that one stays.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Trace);
 }
+
 /// One line in Envoy's log at a proxy-wasm level; a refusal loses the line, never traps.
 pub fn write_log(level: u32, message: &str) {
     // SAFETY: the pointer comes from a live string and its exact length; the host only reads.

@@ -17,6 +17,7 @@ impl Default for Fnv {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
 }
+
 impl std::hash::Hasher for Fnv {
     fn finish(&self) -> u64 {
         self.0
@@ -58,6 +59,7 @@ pub fn flush_metrics() {
         unsafe { proxy_increment_metric(id, delta) };
     }
 }
+
 /// The id of `tvp.<tenant>.<metric>`, defining it on first use.
 fn metric_id(kind: MetricType, tenant: &str, metric: &'static str) -> Option<u32> {
     METRICS.with(|m| {

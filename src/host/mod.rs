@@ -28,8 +28,7 @@ use tvp_core::host::{Host, SharedWriteError};
 use tvp_core::metrics::{Counter, Histogram};
 
 pub use context::{
-    act_on, clear_route_cache, connection_id, plugin_name, set_tick_period, sign, verify_signature,
-    vm_id,
+    act_on, clear_route_cache, plugin_name, set_tick_period, sign, verify_signature, vm_id,
 };
 pub use logging::{follow_host_log_level, install_logger, write_log};
 pub use metrics::flush_metrics;
@@ -74,7 +73,7 @@ impl Host for ProxyWasmHost {
     }
 
     fn connection_id(&self) -> Option<u64> {
-        connection_id()
+        context::connection_id()
     }
 
     fn dispatch(&self, owner: u32, request: &CalloutRequest, timeout_ms: u64) -> Option<u32> {

@@ -11,6 +11,7 @@ pub fn register_queue(name: &str) -> Option<u32> {
     let status = unsafe { proxy_register_shared_queue(name.as_ptr(), name.len(), &mut id) };
     (status == OK).then_some(id)
 }
+
 /// Put `message` on the queue `name` of VM `vm_id` (another worker's): false if there is no
 /// such queue or the host refused.
 pub fn enqueue(vm_id: &str, name: &str, message: &[u8]) -> bool {
@@ -32,6 +33,7 @@ pub fn enqueue(vm_id: &str, name: &str, message: &[u8]) -> bool {
     // SAFETY: the pointer comes from a live slice and its exact length; the host only reads.
     unsafe { proxy_enqueue_shared_queue(id, message.as_ptr(), message.len()) == OK }
 }
+
 /// Take the next message off this VM's queue `id`; `None` when it is empty (or refused).
 pub fn dequeue(id: u32) -> Option<Vec<u8>> {
     let mut data: *mut u8 = std::ptr::null_mut();
@@ -41,9 +43,6 @@ pub fn dequeue(id: u32) -> Option<Vec<u8>> {
     if status != OK {
         return None;
     }
-    if data.is_null() {
-        return Some(Vec::new());
-    }
-    // SAFETY: as for header maps: `size` bytes from this module's allocator, handed over.
-    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+    // SAFETY: the host returned Ok, so these are the out-parameters it wrote.
+    Some(unsafe { owned(data, size) }.unwrap_or_default())
 }

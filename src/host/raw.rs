@@ -6,6 +6,21 @@ use proxy_wasm::types::Status;
 /// The ABI's `Ok` status.
 pub(super) const OK: u32 = Status::Ok as u32;
 
+/// The bytes a call that returned Ok handed over in its out-parameters; `None` when it handed
+/// over none (a null pointer).
+///
+/// # Safety
+///
+/// `data` and `size` must be the out-parameters of a host call that returned Ok.
+pub(super) unsafe fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: on success the host hands over `size` bytes it allocated through this module's
+    // own allocator (`proxy_on_memory_allocate`), as the SDK's own wrappers assume.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
 #[link(wasm_import_module = "env")]
 extern "C" {
     pub(super) fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;

@@ -18,12 +18,8 @@ pub(super) fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         return (None, None);
     }
     let cas = (cas != 0).then_some(cas);
-    if data.is_null() {
-        return (None, cas);
-    }
-    // SAFETY: on success the host hands over `size` bytes it allocated through this module's
-    // own allocator (`proxy_on_memory_allocate`), as the SDK's wrapper assumes.
-    (Some(unsafe { Vec::from_raw_parts(data, size, size) }), cas)
+    // SAFETY: the host returned Ok, so these are the out-parameters it wrote.
+    (unsafe { owned(data, size) }, cas)
 }
 
 /// Write a record if its version is still `cas` (`None`: whatever it is).

@@ -2,7 +2,7 @@
 //! plain Envoy is the wasm boundary itself, the floor for token-vault-proxy's warm path.
 
 // A benchmark's yardstick, never deployed: the SDK's own wrappers are what a minimal filter
-// would use (the real filter's host calls are in src/host.rs).
+// would use (the real filter's host calls are in src/host/).
 #![allow(clippy::disallowed_methods)]
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
