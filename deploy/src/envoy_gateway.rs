@@ -107,10 +107,9 @@ fn refusals(plan: &Plan, d: &Deployment) -> Result<(), Vec<String>> {
         let what = "tokens and client credentials";
         out.extend(origin_problems(&c.path, &c.origin, what, allow_plain));
     }
-    for (i, b) in plan.backends.iter().enumerate() {
-        let path = JsonPath::root().key("tenants").index(i).key("backend");
+    for b in &plan.backends {
         let what = "the tenant's credentials";
-        out.extend(origin_problems(&path, &b.origin, what, allow_plain));
+        out.extend(origin_problems(&b.path, &b.origin, what, allow_plain));
         let loopback = b.origin.host == "localhost"
             || b.origin
                 .host
@@ -118,8 +117,8 @@ fn refusals(plan: &Plan, d: &Deployment) -> Result<(), Vec<String>> {
                 .is_ok_and(|ip| ip.is_loopback());
         if loopback {
             out.push(format!(
-                "{path}: reaches {}: Envoy Gateway's Backend refuses loopback addresses; name the backend's Service or host",
-                b.origin
+                "{}: reaches {}: Envoy Gateway's Backend refuses loopback addresses; name the backend's Service or host",
+                b.path, b.origin
             ));
         }
     }

@@ -11,7 +11,6 @@ use serde_json::Value;
 use crate::deployment::Deployment;
 use crate::doc::{yaml_stream, Node};
 use crate::envoy::{hold_path_warning, plugin_config_without_hold, HEADER};
-use crate::tenants::JsonPath;
 use crate::upstream::{public_hostname, Backend, Origin, Plan};
 use crate::{map, schema, seq, tenants};
 
@@ -100,12 +99,11 @@ pub fn resources(plan: &Plan, d: &Deployment) -> Result<Vec<Node>, String> {
 /// service of the mesh (named `NAME.NAMESPACE.svc.cluster.local`: Istio already knows it).
 fn outside_origins(plan: &Plan) -> Result<Vec<&Origin>, String> {
     let mut out = plan.distinct_origins();
-    for (i, b) in plan.backends.iter().enumerate() {
+    for b in &plan.backends {
         if b.origin.is_ip() {
             return Err(format!(
                 "{}: reaches {}, but an Istio route's destination must be a DNS name",
-                backend_path(i),
-                b.origin
+                b.path, b.origin
             ));
         }
         if is_mesh_service(&b.origin) {
@@ -114,7 +112,7 @@ fn outside_origins(plan: &Plan) -> Result<Vec<&Origin>, String> {
                 // expects TLS itself would get plain text.
                 return Err(format!(
                     "{}: reaches {}, a service of the mesh: name it with http:// (Istio's mTLS encrypts it)",
-                    backend_path(i),
+                    b.path,
                     b.origin
                 ));
             }
@@ -129,10 +127,6 @@ fn outside_origins(plan: &Plan) -> Result<Vec<&Origin>, String> {
 /// is an outside host, which needs a ServiceEntry.
 fn is_mesh_service(o: &Origin) -> bool {
     o.host.ends_with(".svc.cluster.local")
-}
-
-fn backend_path(tenant: usize) -> JsonPath {
-    JsonPath::root().key("tenants").index(tenant).key("backend")
 }
 
 /// The resources as one YAML stream, each checked against the vendored Istio schemas first.

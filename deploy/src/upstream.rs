@@ -79,6 +79,8 @@ pub struct ClusterUse {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
+    /// The `backend` field it comes from (`$.tenants[i].backend`).
+    pub path: JsonPath,
     pub tenant: String,
     pub origin: Origin,
     /// The backend URL's path, ending with `/`: what `/{tenant}/` is rewritten to.
@@ -174,6 +176,7 @@ pub fn plan(doc: &Value) -> Result<Plan, Vec<Problem>> {
                 let path = url.path_and_query.split('?').next().unwrap_or("/");
                 let prefix = format!("{}/", path.trim_end_matches('/'));
                 backends.push(Backend {
+                    path: at.key("backend"),
                     tenant: t.id.clone(),
                     origin,
                     prefix,
