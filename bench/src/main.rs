@@ -216,7 +216,7 @@ fn add_listener(listeners: &mut Vec<ListenerSpec>, name: &'static str, filters: 
 
 /// The vault calls warm-up should make: per store, one per distinct user its variants send
 /// (alice, and the cycling users). Returns (distinct users, stores, user-store pairs).
-fn expected_exchanges(plan: &[Planned], users: usize) -> (usize, usize, u64) {
+fn expected_exchanges(plan: &[Planned], users: usize) -> Exchanges {
     let mut stores: Vec<(&str, bool, bool)> = Vec::new();
     for p in plan {
         let Some(store) = p.store else { continue };
@@ -240,7 +240,11 @@ fn expected_exchanges(plan: &[Planned], users: usize) -> (usize, usize, u64) {
         .iter()
         .map(|&(_, a, m)| u64::from(a) + if m { users as u64 } else { 0 })
         .sum();
-    (distinct, stores.len(), pairs)
+    Exchanges {
+        distinct_users: distinct,
+        stores: stores.len(),
+        pairs,
+    }
 }
 
 fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
@@ -531,7 +535,8 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
     // Every user must have been exchanged once in every store before measuring (the wasm VMs'
     // shared data and each module's store are apart): the cycling variants go on until the
     // vault has seen them all.
-    let (distinct_users, stores, pairs) = expected_exchanges(&plan, users);
+    let exchanges = expected_exchanges(&plan, users);
+    let pairs = exchanges.pairs;
     let cycling: Vec<&Variant> = plan
         .iter()
         .zip(&variants)
@@ -620,11 +625,7 @@ fn side_by_side(seconds: u64, rounds: usize) -> Result<(), String> {
         native: native.as_deref(),
         native_b: native_b.as_deref(),
         selected: selection.is_some(),
-        exchanges: Exchanges {
-            distinct_users,
-            stores,
-            pairs,
-        },
+        exchanges,
         vault: (vault_after_warmup, vault_total),
         jwks: (jwks_after_warmup, jwks_total),
         modules: &modules,
