@@ -321,12 +321,7 @@ pub fn callout_done(s: &StreamState, envoy_id: u64, answer: CalloutAnswer) {
     };
     let resolved = gateway.on_callout_response(&host, token, &response, s.ctx);
     drop(gateway);
-    // Outside its headers hook, a request that goes on must be resumed.
-    if apply_resolved(w, &host, resolved, s.ctx) == Some(Next::Continue)
-        && registry::stream(s.ctx).is_some()
-    {
-        s.stream.continue_decoding();
-    }
+    apply_and_resume(w, &host, resolved, s.ctx, s.stream);
 }
 
 /// The stream was woken (its scheduler committed, [`crate::wake`]): the requests of this
@@ -341,11 +336,7 @@ pub fn woken(s: &StreamState) {
     };
     let resolved = gateway.on_wake(&host, s.ctx);
     drop(gateway);
-    if apply_resolved(w, &host, resolved, s.ctx) == Some(Next::Continue)
-        && registry::stream(s.ctx).is_some()
-    {
-        s.stream.continue_decoding();
-    }
+    apply_and_resume(w, &host, resolved, s.ctx, s.stream);
 }
 
 pub fn stream_destroy(s: &StreamState) {
@@ -366,8 +357,20 @@ pub fn stream_destroy(s: &StreamState) {
     };
     let resolved = gateway.resend_orphans(&host, owner);
     drop(gateway);
-    if apply_resolved(w, &host, resolved, owner) == Some(Next::Continue)
-        && registry::stream(owner).is_some()
+    apply_and_resume(w, &host, resolved, owner, stream);
+}
+
+/// [`apply_resolved`] outside `current`'s headers hook: a request that goes on must be
+/// resumed (if its stream is still there).
+fn apply_and_resume(
+    w: &WorkerGateway,
+    host: &NativeHost,
+    resolved: Resolved,
+    current: u32,
+    stream: Stream,
+) {
+    if apply_resolved(w, host, resolved, current) == Some(Next::Continue)
+        && registry::stream(current).is_some()
     {
         stream.continue_decoding();
     }
